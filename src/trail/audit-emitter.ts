@@ -1,0 +1,262 @@
+import {
+  type Attributes,
+  type Counter,
+  diag,
+  type Logger,
+  ROOT_CONTEXT,
+  SeverityNumber,
+  type SpanContext,
+  trace,
+} from '@opentelemetry/api';
+import { canonicalize } from '../integrity/index.js';
+import {
+  ATTR_DEPLOYMENT_ENVIRONMENT_NAME,
+  ATTR_MLTRAIL_BODY_DIGEST,
+  ATTR_MLTRAIL_CHAIN_ID,
+  ATTR_MLTRAIL_HASH,
+  ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_SEQ,
+  ATTR_MLTRAIL_VALIDATION_ERRORS,
+  ATTR_SERVICE_NAME,
+  LOOKUP_ATTRIBUTES,
+  schemaForEvent,
+} from '../semconv/index.js';
+import { AuditWriteError, type EventIssue, TrailValidationError } from './errors.js';
+import { toJsonSafe } from './json-safe.js';
+
+/** Severity of an audit record. */
+export type AuditSeverity = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+/** What the emitter hands to the audit sink: one record before chaining. */
+export interface AuditEventInput {
+  event: string;
+  sev: AuditSeverity;
+  ts: string;
+  traceId?: string;
+  spanId?: string;
+  attrs: Record<string, string | number | boolean | string[]>;
+  body: string;
+}
+
+/** The chained record the sink returns (see docs/internals.md). */
+export interface ChainedRecord {
+  chain: string;
+  seq: number;
+  hash: string;
+  prev: string;
+  digest: string;
+}
+
+/** Where audit records go: the journal's AuditLog in production, anything with this shape in tests. */
+export interface AuditSink {
+  append(input: AuditEventInput): { record: ChainedRecord; durable: Promise<void> };
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Anything with the privacy room's redactor shape. */
+export interface BodyRedactor {
+  redact(value: unknown): { value: unknown };
+}
+
+/** The result of emitting one audit event. */
+export interface EmittedRecord {
+  /** The chained record, or undefined when the sink failed (reported via diag and counters). */
+  record: ChainedRecord | undefined;
+  /** The body as written (after validation notes and redaction). */
+  body: Record<string, unknown>;
+  /** Resolves when durable; rejects only when the sink could not write (fail-closed callers await it). */
+  durable: Promise<void>;
+}
+
+const SEVERITY_NUMBER: Record<AuditSeverity, SeverityNumber> = {
+  DEBUG: SeverityNumber.DEBUG,
+  INFO: SeverityNumber.INFO,
+  WARN: SeverityNumber.WARN,
+  ERROR: SeverityNumber.ERROR,
+};
+
+/**
+ * Turns an event (a flat map of semconv keys) into an audit record: JSON-safe copy → zod validation
+ * (violations attached, or thrown in strict mode) → redaction → canonical JSON → the sink. Also mirrors the
+ * record to an OTel logger when one is configured. Never throws except for strict-mode validation errors.
+ */
+export class AuditEmitter {
+  readonly #sink: AuditSink;
+  readonly #redactor: BodyRedactor | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #strict: boolean;
+  readonly #common: Record<string, string>;
+  readonly #validationFailures: Counter | undefined;
+
+  constructor(opts: {
+    sink: AuditSink;
+    redactor?: BodyRedactor;
+    logger?: Logger;
+    strict: boolean;
+    common: Record<string, string>;
+    validationFailures?: Counter;
+  }) {
+    this.#sink = opts.sink;
+    this.#redactor = opts.redactor;
+    this.#logger = opts.logger;
+    this.#strict = opts.strict;
+    this.#common = opts.common;
+    this.#validationFailures = opts.validationFailures;
+  }
+
+  /** Emits one audit event. `fields` are semconv keys; undefined values are omitted. */
+  emit(
+    event: string,
+    sev: AuditSeverity,
+    fields: Record<string, unknown>,
+    span?: SpanContext,
+  ): EmittedRecord {
+    const now = new Date();
+    const issues: EventIssue[] = [];
+    const raw: Record<string, unknown> = {
+      'event.name': event,
+      timestamp: now.toISOString(),
+      ...this.#common,
+    };
+    if (span !== undefined && span.traceId !== '00000000000000000000000000000000') {
+      raw.trace_id = span.traceId;
+      raw.span_id = span.spanId;
+    }
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) raw[k] = v;
+    const safe = toJsonSafe(raw, [], issues) as Record<string, unknown>;
+
+    const schema = schemaForEvent(event);
+    if (schema !== undefined) {
+      const parsed = schema.safeParse(safe);
+      if (!parsed.success) {
+        for (const i of parsed.error.issues) {
+          issues.push({
+            code: i.code,
+            path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+            message: i.message,
+          });
+        }
+      }
+    } else {
+      issues.push({ code: 'unknown_event', path: ['event.name'], message: `no schema for event "${event}"` });
+    }
+    if (issues.length > 0) {
+      if (this.#strict) throw new TrailValidationError(event, issues);
+      this.#validationFailures?.add(1, { 'event.name': event });
+      diag.warn(`mltrail: ${new TrailValidationError(event, issues).message.slice('mltrail: '.length)}`);
+      safe[ATTR_MLTRAIL_VALIDATION_ERRORS] = JSON.stringify(issues);
+    }
+
+    let body = safe;
+    if (this.#redactor !== undefined) {
+      try {
+        body = this.#redactor.redact(safe).value as Record<string, unknown>;
+      } catch (err) {
+        diag.error('mltrail: redaction failed; the record is written with every string masked', err);
+        body = maskAllStrings(safe) as Record<string, unknown>;
+      }
+    }
+
+    let text: string;
+    try {
+      text = canonicalize(body);
+    } catch (err) {
+      // toJsonSafe leaves nothing canonicalize rejects; if it ever does, keep the evidence as a string.
+      diag.error('mltrail: canonical JSON failed', err);
+      text = canonicalize({
+        'event.name': event,
+        timestamp: raw.timestamp,
+        [ATTR_MLTRAIL_VALIDATION_ERRORS]: String(err),
+      });
+    }
+
+    const attrs: Record<string, string | number | boolean | string[]> = {};
+    for (const [k, v] of Object.entries(body)) {
+      if (!LOOKUP_ATTRIBUTES.has(k)) continue;
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') attrs[k] = v;
+      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) attrs[k] = v as string[];
+    }
+
+    let record: ChainedRecord | undefined;
+    let durable: Promise<void>;
+    try {
+      const appended = this.#sink.append({
+        event,
+        sev,
+        ts: raw.timestamp as string,
+        traceId: raw.trace_id as string | undefined,
+        spanId: raw.span_id as string | undefined,
+        attrs,
+        body: text,
+      });
+      record = appended.record;
+      durable = appended.durable;
+    } catch (err) {
+      diag.error(`mltrail: could not append ${event} to the journal`, err);
+      durable = Promise.reject(
+        new AuditWriteError(`mltrail: ${event} could not be journaled`, { cause: err }),
+      );
+    }
+    // The caller decides whether to await; an unobserved rejection must not crash the host.
+    durable.catch(() => undefined);
+
+    if (this.#logger !== undefined) {
+      try {
+        const logAttrs: Attributes = { ...attrs, 'event.name': event };
+        if (record !== undefined) {
+          logAttrs[ATTR_MLTRAIL_CHAIN_ID] = record.chain;
+          logAttrs[ATTR_MLTRAIL_SEQ] = record.seq;
+          logAttrs[ATTR_MLTRAIL_PREV_HASH] = record.prev;
+          logAttrs[ATTR_MLTRAIL_HASH] = record.hash;
+          logAttrs[ATTR_MLTRAIL_BODY_DIGEST] = record.digest;
+        }
+        this.#logger.emit({
+          eventName: event,
+          timestamp: now,
+          severityNumber: SEVERITY_NUMBER[sev],
+          severityText: sev,
+          body: text,
+          attributes: logAttrs,
+          ...(span !== undefined ? { context: trace.setSpanContext(ROOT_CONTEXT, span) } : {}),
+        });
+      } catch (err) {
+        diag.error('mltrail: could not emit the audit log record', err);
+      }
+    }
+    return { record, body, durable };
+  }
+
+  flush(): Promise<void> {
+    return this.#sink.flush();
+  }
+
+  close(): Promise<void> {
+    return this.#sink.close();
+  }
+}
+
+/** Common keys every record carries. */
+export function commonFields(opts: {
+  serviceName: string;
+  environment: string;
+  extra?: Record<string, string | undefined>;
+}): Record<string, string> {
+  const out: Record<string, string> = {
+    [ATTR_SERVICE_NAME]: opts.serviceName,
+    [ATTR_DEPLOYMENT_ENVIRONMENT_NAME]: opts.environment,
+  };
+  for (const [k, v] of Object.entries(opts.extra ?? {})) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+function maskAllStrings(v: unknown): unknown {
+  if (typeof v === 'string') return '[REDACTED]';
+  if (Array.isArray(v)) return v.map(maskAllStrings);
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, k === 'event.name' || k === 'timestamp' ? x : maskAllStrings(x)]),
+    );
+  }
+  return v;
+}

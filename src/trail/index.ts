@@ -1,0 +1,41 @@
+export type {
+  AuditEventInput,
+  AuditSeverity,
+  AuditSink,
+  BodyRedactor,
+  ChainedRecord,
+  EmittedRecord,
+} from './audit-emitter.js';
+export { AuditEmitter } from './audit-emitter.js';
+export { type Digest, digestBytes, digestFile, digestRows, isDigest } from './digest.js';
+export { AuditWriteError, type EventIssue, TrailValidationError } from './errors.js';
+export {
+  createTrail,
+  type DriftRecordInput,
+  type Trail,
+  TrailRegistry,
+  type TrailRuntimeOptions,
+} from './trail.js';
+export type {
+  CaptureMode,
+  ContentSource,
+  DatasetSpec,
+  DatasetVersion,
+  DecisionSpec,
+  Deployment,
+  DeploySpec,
+  EvaluateSpec,
+  EvaluationResult,
+  FeedbackSpec,
+  ModelArtifact,
+  ModelVersion,
+  PredictionRecord,
+  PredictSpec,
+  RegisterSpec,
+  RetrainingTrigger,
+  RetrainSpec,
+  TrailOptions,
+  TrainingRun,
+  TrainSpec,
+  TransformSpec,
+} from './types.js';

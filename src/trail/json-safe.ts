@@ -1,0 +1,110 @@
+import type { EventIssue } from './errors.js';
+
+/** Strings longer than this are cut (with a marker) so a record always fits Loki's 256 KB line limit. */
+export const MAX_STRING_CHARS = 65_536;
+const MAX_DEPTH = 32;
+
+/**
+ * Returns a JSON-safe deep copy of `value` for an audit body, recording every change as an issue instead
+ * of throwing: NaN/Infinity become strings, bigint becomes a decimal string, cycles become "[Circular]",
+ * functions and symbols are dropped, typed arrays become number arrays, Dates become ISO strings, and
+ * strings over {@link MAX_STRING_CHARS} are truncated with a marker.
+ */
+export function toJsonSafe(value: unknown, path: (string | number)[], issues: EventIssue[]): unknown {
+  return copy(value, path, issues, new Set(), 0);
+}
+
+function copy(
+  value: unknown,
+  path: (string | number)[],
+  issues: EventIssue[],
+  seen: Set<object>,
+  depth: number,
+): unknown {
+  switch (typeof value) {
+    case 'string':
+      if (value.length > MAX_STRING_CHARS) {
+        issues.push({
+          code: 'too_big',
+          path,
+          message: `string of ${value.length} chars truncated to ${MAX_STRING_CHARS}`,
+        });
+        return `${value.slice(0, MAX_STRING_CHARS)}…[truncated ${value.length - MAX_STRING_CHARS} chars]`;
+      }
+      return value;
+    case 'boolean':
+      return value;
+    case 'number':
+      if (Number.isFinite(value)) return value;
+      issues.push({
+        code: 'not_serialisable',
+        path,
+        message: `${value} is not a JSON number; recorded as a string`,
+      });
+      return String(value);
+    case 'bigint':
+      issues.push({ code: 'not_serialisable', path, message: 'bigint recorded as a decimal string' });
+      return value.toString();
+    case 'undefined':
+      return undefined;
+    case 'function':
+    case 'symbol':
+      issues.push({
+        code: 'not_serialisable',
+        path,
+        message: `a ${typeof value} cannot be recorded; dropped`,
+      });
+      return undefined;
+  }
+  if (value === null) return null;
+  const obj = value as object;
+  if (seen.has(obj)) {
+    issues.push({ code: 'not_serialisable', path, message: 'circular reference recorded as "[Circular]"' });
+    return '[Circular]';
+  }
+  if (depth >= MAX_DEPTH) {
+    issues.push({ code: 'too_big', path, message: `nesting deeper than ${MAX_DEPTH} levels cut` });
+    return '[MaxDepth]';
+  }
+  if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
+  if (ArrayBuffer.isView(obj)) {
+    if (obj instanceof DataView) return `[DataView ${obj.byteLength} bytes]`;
+    return Array.from(obj as unknown as ArrayLike<number | bigint>, (n) =>
+      typeof n === 'bigint' ? n.toString() : n,
+    );
+  }
+  seen.add(obj);
+  try {
+    if (Array.isArray(obj)) {
+      return obj.map((v, i) => {
+        const c = copy(v, [...path, i], issues, seen, depth + 1);
+        return c === undefined ? null : c;
+      });
+    }
+    if (obj instanceof Map) {
+      return copy(Object.fromEntries(obj), path, issues, seen, depth);
+    }
+    if (obj instanceof Set) {
+      return copy([...obj], path, issues, seen, depth);
+    }
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(obj)) {
+      let v: unknown;
+      try {
+        v = (obj as Record<string, unknown>)[key];
+      } catch (err) {
+        issues.push({
+          code: 'not_serialisable',
+          path: [...path, key],
+          message: `getter threw: ${String(err)}`,
+        });
+        continue;
+      }
+      const c = copy(v, [...path, key], issues, seen, depth + 1);
+      if (c !== undefined) out[key] = c;
+    }
+    return out;
+  } finally {
+    seen.delete(obj);
+  }
+}

@@ -1,0 +1,909 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import {
+  type Context,
+  context,
+  diag,
+  type Link,
+  metrics,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
+import { canonicalize, uuidv7 } from '../integrity/index.js';
+import * as sc from '../semconv/index.js';
+import {
+  AuditEmitter,
+  type AuditSeverity,
+  type AuditSink,
+  type BodyRedactor,
+  commonFields,
+} from './audit-emitter.js';
+import { type Digest, digestBytes, digestFile, digestRows, isDigest } from './digest.js';
+import { AuditWriteError } from './errors.js';
+import type {
+  CaptureMode,
+  ContentSource,
+  DatasetSpec,
+  DatasetVersion,
+  DecisionSpec,
+  Deployment,
+  DeploySpec,
+  EvaluateSpec,
+  EvaluationResult,
+  FeedbackSpec,
+  ModelVersion,
+  PredictionRecord,
+  PredictSpec,
+  RegisterSpec,
+  RetrainingTrigger,
+  RetrainSpec,
+  TrailOptions,
+  TrainingRun,
+  TrainSpec,
+  TransformSpec,
+} from './types.js';
+import { callObserved } from './wrap.js';
+
+/** The stage name of each span and record (`ml.stage.name`). */
+type Stage =
+  | 'dataset'
+  | 'transform'
+  | 'train'
+  | 'evaluate'
+  | 'register'
+  | 'deploy'
+  | 'predict'
+  | 'decide'
+  | 'feedback'
+  | 'retrain'
+  | 'drift';
+
+/** What a drift monitor reports for `trail.recordDrift()` (see `mltrail/drift`). */
+export interface DriftRecordInput {
+  feature?: string;
+  test?: string;
+  statistic?: number;
+  pValue?: number;
+  threshold?: number;
+  score?: number;
+  datasetDrift?: boolean;
+  driftShare?: number;
+  windowStart?: string;
+  windowEnd?: string;
+  windowSize?: number;
+  referenceDigest?: string;
+  method?: string;
+  model?: { name: string; version: string };
+  deploymentId?: string;
+}
+
+/** Options that need the journal and privacy rooms. */
+export interface TrailRuntimeOptions extends TrailOptions {
+  /** Where audit records go. Defaults to the on-disk journal (`./.mltrail` or MLTRAIL_DIR). */
+  sink?: AuditSink;
+  /** Redacts every audit body before it is written. */
+  redactor?: BodyRedactor;
+  /** Fail-closed: an async audited call rejects when its record cannot be made durable. */
+  failClosed?: boolean;
+}
+
+/** The trail: one function per ML lifecycle stage. Create it with {@link createTrail}. */
+export interface Trail {
+  /** Registers a dataset version with its content digest. */
+  dataset(spec: DatasetSpec): Promise<DatasetVersion>;
+  /** Wraps a transformation; each call registers its output data set with a span link to the inputs. */
+  transform<A extends unknown[], R>(
+    spec: TransformSpec<Awaited<R>>,
+    fn: (...args: A) => R,
+  ): (...args: A) => R;
+  /** Wraps a training function; each call is a training run. */
+  train<A extends unknown[], R>(spec: TrainSpec<Awaited<R>>, fn: (...args: A) => R): (...args: A) => R;
+  /** Wraps an evaluation; the result (or `spec.metrics(result)`) is compared with the threshold. */
+  evaluate<A extends unknown[], R>(spec: EvaluateSpec<Awaited<R>>, fn: (...args: A) => R): (...args: A) => R;
+  /** Registers a model version produced by a run. */
+  register(spec: RegisterSpec): Promise<ModelVersion>;
+  /** Records a deployment of a model version. */
+  deploy(spec: DeploySpec): Deployment;
+  /** Wraps an inference call; each call is a prediction with a UUIDv7 id. */
+  predict<A extends unknown[], R>(spec: PredictSpec<A, R>, fn: (...args: A) => R): (...args: A) => R;
+  /** Records a decision taken on a prediction. Returns the decision id. */
+  decide(spec: DecisionSpec): { id: string };
+  /** Records ground truth for a prediction. */
+  feedback(spec: FeedbackSpec): { id: string };
+  /** Records why a model is retrained; pass the result to the new run's `train({ retraining })`. */
+  retrain(spec: RetrainSpec): RetrainingTrigger;
+  /** Records a drift detection (used by `DriftMonitor`). */
+  recordDrift(detail: DriftRecordInput): { id: string };
+  /** Looks up registered models, runs and deployments seen by this trail. */
+  readonly registry: TrailRegistry;
+  /** Ids of the predictions made so far in the current {@link Trail.withPredictionScope} scope. */
+  currentPredictionIds(): readonly string[];
+  /** Runs `fn` in a scope that collects prediction ids (the HTTP glue returns them in a header). */
+  withPredictionScope<R>(fn: () => R): R;
+  /** Resolves when every record appended so far is durable. */
+  flush(): Promise<void>;
+  /** Flushes, writes a final checkpoint and closes the journal. Safe to call twice. */
+  shutdown(): Promise<void>;
+}
+
+/** In-memory index of what this trail recorded, used for lineage hints and digest matching. */
+export class TrailRegistry {
+  readonly datasets = new Map<string, DatasetVersion>();
+  readonly runs = new Map<string, TrainingRun>();
+  readonly models = new Map<string, ModelVersion>();
+  readonly deployments = new Map<string, Deployment>();
+
+  /** The registered model version with this digest, if any. */
+  modelByDigest(digest: string): ModelVersion | undefined {
+    for (const m of this.models.values()) if (m.digest === digest) return m;
+    return undefined;
+  }
+
+  /** The latest deployment of a model version with this digest, if any. */
+  deploymentByDigest(digest: string): Deployment | undefined {
+    let found: Deployment | undefined;
+    for (const d of this.deployments.values()) if (d.model.digest === digest) found = d;
+    return found;
+  }
+}
+
+const predictionScope = new AsyncLocalStorage<string[]>();
+
+/**
+ * Creates a trail. With no options it journals to `./.mltrail` (or MLTRAIL_DIR), uses the global OTel
+ * providers, and never throws into the host.
+ *
+ * @example
+ * const trail = createTrail({ serviceName: 'credit-scoring', pipeline: 'weekly-retrain' });
+ * const data = await trail.dataset({ name: 'applications', file: 'data/applications.csv' });
+ * const train = trail.train({ model: 'credit', inputs: [data], seed: 7 }, fitModel);
+ */
+export async function createTrail(options: TrailRuntimeOptions = {}): Promise<Trail> {
+  let sink = options.sink;
+  if (sink === undefined) {
+    const { AuditLog } = await import('../journal/index.js');
+    sink = new AuditLog({ failClosed: options.failClosed === true });
+  }
+  return new TrailImpl(options, sink);
+}
+
+class TrailImpl implements Trail {
+  readonly registry = new TrailRegistry();
+  readonly #emitter: AuditEmitter;
+  readonly #tracer;
+  readonly #strict: boolean;
+  readonly #failClosed: boolean;
+  readonly #capture: CaptureMode;
+  readonly #actor: string | undefined;
+  readonly #redactor: BodyRedactor | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: TrailRuntimeOptions, sink: AuditSink) {
+    const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
+    this.#tracer = tracerProvider.getTracer('mltrail');
+    const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter('mltrail');
+    this.#strict = options.strict === true;
+    this.#failClosed = options.failClosed === true;
+    this.#capture = options.capture ?? 'digest';
+    this.#actor = options.actor;
+    this.#redactor = options.redactor;
+    this.#emitter = new AuditEmitter({
+      sink,
+      redactor: options.redactor,
+      logger: options.loggerProvider?.getLogger('mltrail'),
+      strict: this.#strict,
+      common: commonFields({
+        serviceName: options.serviceName ?? process.env.OTEL_SERVICE_NAME ?? 'unknown_service:node',
+        environment: options.environment ?? process.env.MLTRAIL_ENVIRONMENT ?? 'development',
+        extra: { [sc.ATTR_ML_PIPELINE_NAME]: options.pipeline },
+      }),
+      validationFailures: meter.createCounter(sc.METRIC_MLTRAIL_VALIDATION_FAILURES, {
+        description: 'Audit events recorded with schema violations',
+      }),
+    });
+  }
+
+  // ---------------------------------------------------------------- record-only stages
+
+  async dataset(spec: DatasetSpec): Promise<DatasetVersion> {
+    const digest = await this.#safeDigest(spec);
+    const version = spec.version ?? (digest !== undefined ? digest.slice(7, 19) : undefined);
+    const id = spec.id ?? (version !== undefined ? `${spec.name}@${version}` : uuidv7());
+    const rowCount = spec.rowCount ?? spec.rows?.length;
+    let schemaDigest: string | undefined;
+    if (spec.schema !== undefined) schemaDigest = this.#digestJson(spec.schema);
+    const fields = {
+      [sc.ATTR_ML_DATASET_ID]: id,
+      [sc.ATTR_ML_DATASET_NAME]: spec.name,
+      [sc.ATTR_ML_DATASET_VERSION]: version,
+      [sc.ATTR_ML_DATASET_DIGEST]: digest,
+      [sc.ATTR_ML_DATASET_URI]: spec.uri,
+      [sc.ATTR_ML_DATASET_SOURCE]: spec.source,
+      [sc.ATTR_ML_DATASET_FORMAT]: spec.format,
+      [sc.ATTR_ML_DATASET_ROLE]: spec.role,
+      [sc.ATTR_ML_DATASET_ROW_COUNT]: rowCount,
+      [sc.ATTR_ML_DATASET_SCHEMA_DIGEST]: schemaDigest,
+      [sc.ATTR_ML_DATASET_PROFILE_DIGEST]: spec.profileDigest,
+    };
+    const spanContext = this.#recordStage('dataset', sc.EVENT_ML_DATASET_REGISTERED, fields, [], spec.actor);
+    const ds: DatasetVersion = {
+      kind: 'dataset',
+      id,
+      name: spec.name,
+      version: version ?? '',
+      digest,
+      rowCount,
+      spanContext,
+    };
+    this.registry.datasets.set(id, ds);
+    return ds;
+  }
+
+  async register(spec: RegisterSpec): Promise<ModelVersion> {
+    const digest = await this.#safeDigest(spec);
+    const runId = typeof spec.run === 'string' ? spec.run : spec.run?.id;
+    const run = typeof spec.run === 'string' ? this.registry.runs.get(spec.run) : spec.run;
+    const fields = {
+      [sc.ATTR_ML_MODEL_NAME]: spec.name,
+      [sc.ATTR_ML_MODEL_VERSION]: spec.version,
+      [sc.ATTR_ML_MODEL_DIGEST]: digest,
+      [sc.ATTR_ML_MODEL_FORMAT]: spec.format,
+      [sc.ATTR_ML_MODEL_URI]: spec.uri,
+      [sc.ATTR_ML_MODEL_APPROVED_BY]: spec.approvedBy,
+      [sc.ATTR_ML_RUN_ID]: runId,
+    };
+    const spanContext = this.#recordStage(
+      'register',
+      sc.EVENT_ML_MODEL_REGISTERED,
+      fields,
+      links(run?.spanContext),
+      spec.actor,
+    );
+    const model: ModelVersion = {
+      kind: 'model',
+      name: spec.name,
+      version: spec.version,
+      digest,
+      runId,
+      spanContext,
+    };
+    this.registry.models.set(`${spec.name}@${spec.version}`, model);
+    return model;
+  }
+
+  deploy(spec: DeploySpec): Deployment {
+    const id = spec.id ?? uuidv7();
+    const replaced = typeof spec.replaces === 'string' ? spec.replaces : spec.replaces?.version;
+    const fields = {
+      [sc.ATTR_ML_DEPLOYMENT_ID]: id,
+      [sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT]: spec.environment,
+      [sc.ATTR_ML_DEPLOYMENT_ENDPOINT]: spec.endpoint,
+      [sc.ATTR_ML_DEPLOYMENT_REPLACED_VERSION]: replaced,
+      [sc.ATTR_ML_DEPLOYMENT_DEPLOYED_BY]: spec.deployedBy,
+      [sc.ATTR_ML_MODEL_NAME]: spec.model?.name,
+      [sc.ATTR_ML_MODEL_VERSION]: spec.model?.version,
+      [sc.ATTR_ML_MODEL_DIGEST]: spec.model?.digest,
+    };
+    const spanContext = this.#recordStage(
+      'deploy',
+      sc.EVENT_ML_DEPLOYMENT_COMPLETED,
+      fields,
+      links(spec.model?.spanContext),
+      spec.actor,
+    );
+    const deployment: Deployment = {
+      kind: 'deployment',
+      id,
+      model: spec.model,
+      environment: spec.environment,
+      spanContext,
+    };
+    this.registry.deployments.set(id, deployment);
+    return deployment;
+  }
+
+  decide(spec: DecisionSpec): { id: string } {
+    const id = uuidv7();
+    const fields = {
+      [sc.ATTR_ML_DECISION_ID]: id,
+      [sc.ATTR_ML_PREDICTION_ID]: spec.predictionId,
+      [sc.ATTR_ML_DECISION_OUTCOME]: spec.outcome,
+      [sc.ATTR_ML_DECISION_REASON]: spec.reason,
+      [sc.ATTR_ML_DECISION_THRESHOLD]: spec.threshold,
+      [sc.ATTR_ML_DECISION_ATTRIBUTIONS]:
+        spec.attributions === undefined ? undefined : this.#json(spec.attributions),
+      [sc.ATTR_ML_DECISION_REVIEWER]: spec.reviewer,
+      [sc.ATTR_ML_DECISION_OVERRIDE]: spec.override,
+      [sc.ATTR_ML_DECISION_AUTOMATED]: spec.automated,
+    };
+    this.#recordStage('decide', sc.EVENT_ML_DECISION, fields, [], spec.actor);
+    return { id };
+  }
+
+  feedback(spec: FeedbackSpec): { id: string } {
+    const id = uuidv7();
+    const fields = {
+      [sc.ATTR_ML_FEEDBACK_ID]: id,
+      [sc.ATTR_ML_PREDICTION_ID]: spec.predictionId,
+      [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH]:
+        spec.groundTruth === undefined ? undefined : String(spec.groundTruth),
+      [sc.ATTR_ML_FEEDBACK_CORRECT]: spec.correct,
+      [sc.ATTR_ML_FEEDBACK_SOURCE]: spec.source,
+    };
+    this.#recordStage('feedback', sc.EVENT_ML_FEEDBACK, fields, []);
+    return { id };
+  }
+
+  retrain(spec: RetrainSpec): RetrainingTrigger {
+    const id = uuidv7();
+    const runId = uuidv7();
+    const triggerIds = [...(spec.triggerIds ?? [])];
+    const fields = {
+      [sc.ATTR_ML_RUN_ID]: runId,
+      [sc.ATTR_ML_RUN_TYPE]: 'retraining',
+      [sc.ATTR_ML_RETRAINING_REASON]: spec.reason,
+      [sc.ATTR_ML_RETRAINING_TRIGGER]: spec.trigger,
+      [sc.ATTR_ML_RETRAINING_TRIGGER_IDS]: triggerIds,
+      [sc.ATTR_ML_RETRAINING_PREVIOUS_VERSION]: spec.previous?.version,
+      [sc.ATTR_ML_MODEL_NAME]: spec.previous?.name,
+    };
+    const spanContext = this.#recordStage(
+      'retrain',
+      sc.EVENT_ML_RETRAINING_TRIGGERED,
+      fields,
+      links(spec.previous?.spanContext),
+      spec.actor,
+    );
+    return { kind: 'retraining', id, runId, triggerIds, spanContext };
+  }
+
+  recordDrift(detail: DriftRecordInput): { id: string } {
+    const id = uuidv7();
+    const fields = {
+      [sc.ATTR_ML_DRIFT_ID]: id,
+      [sc.ATTR_ML_DRIFT_FEATURE]: detail.feature,
+      [sc.ATTR_ML_DRIFT_TEST]: detail.test,
+      [sc.ATTR_ML_DRIFT_STATISTIC]: detail.statistic,
+      [sc.ATTR_ML_DRIFT_P_VALUE]: detail.pValue,
+      [sc.ATTR_ML_DRIFT_THRESHOLD]: detail.threshold,
+      [sc.ATTR_ML_DRIFT_SCORE]: detail.score,
+      [sc.ATTR_ML_DRIFT_DETECTED]: true,
+      [sc.ATTR_ML_DRIFT_DATASET_DRIFT]: detail.datasetDrift,
+      [sc.ATTR_ML_DRIFT_DRIFT_SHARE]: detail.driftShare,
+      [sc.ATTR_ML_DRIFT_WINDOW_START]: detail.windowStart,
+      [sc.ATTR_ML_DRIFT_WINDOW_END]: detail.windowEnd,
+      [sc.ATTR_ML_DRIFT_WINDOW_SIZE]: detail.windowSize,
+      [sc.ATTR_ML_DRIFT_REFERENCE_DIGEST]: detail.referenceDigest,
+      [sc.ATTR_ML_DRIFT_METHOD]: detail.method,
+      [sc.ATTR_ML_MODEL_NAME]: detail.model?.name,
+      [sc.ATTR_ML_MODEL_VERSION]: detail.model?.version,
+      [sc.ATTR_ML_DEPLOYMENT_ID]: detail.deploymentId,
+    };
+    this.#recordStage('drift', sc.EVENT_ML_DRIFT_DETECTED, fields, [], undefined, 'WARN');
+    return { id };
+  }
+
+  // ---------------------------------------------------------------- wrapping stages
+
+  transform<A extends unknown[], R>(
+    spec: TransformSpec<Awaited<R>>,
+    fn: (...args: A) => R,
+  ): (...args: A) => R {
+    const self = this;
+    return function transformed(this: unknown, ...args: A): R {
+      const id = uuidv7();
+      return self.#observe(
+        'transform',
+        spec.inputs.map((d) => d.spanContext),
+        fn,
+        this,
+        args,
+        (span, outcome) => {
+          if (!outcome.ok)
+            return self.#failed('transform', span, outcome.error, { [sc.ATTR_ML_TRANSFORM_ID]: id });
+          const value = outcome.value as Awaited<R>;
+          const content = spec.output.content?.(value) ?? defaultContent(value);
+          const digest = self.#digestSync(content);
+          const version = spec.output.version ?? (digest !== undefined ? digest.slice(7, 19) : id);
+          const outId = spec.output.id ?? `${spec.output.name}@${version}`;
+          const rowCount = spec.output.rowCount ?? content.rows?.length;
+          const inputIds = spec.inputs.map((d) => d.id);
+          const fields = {
+            [sc.ATTR_ML_TRANSFORM_ID]: id,
+            [sc.ATTR_ML_TRANSFORM_NAME]: spec.name,
+            [sc.ATTR_ML_TRANSFORM_DESCRIPTION]: spec.description,
+            [sc.ATTR_ML_TRANSFORM_INPUT_IDS]: inputIds,
+            [sc.ATTR_ML_TRANSFORM_OUTPUT_ID]: outId,
+            [sc.ATTR_ML_TRANSFORM_CODE_DIGEST]: spec.codeDigest,
+            [sc.ATTR_ML_DATASET_ID]: outId,
+            [sc.ATTR_ML_DATASET_NAME]: spec.output.name,
+            [sc.ATTR_ML_DATASET_VERSION]: version,
+            [sc.ATTR_ML_DATASET_DIGEST]: digest,
+            [sc.ATTR_ML_DATASET_ROW_COUNT]: rowCount,
+            [sc.ATTR_ML_DATASET_ROLE]: spec.output.role,
+          };
+          span.setAttributes(spanAttrs(fields));
+          const emitted = self.#emit(sc.EVENT_ML_TRANSFORM_COMPLETED, 'INFO', fields, span);
+          const output: DatasetVersion = {
+            kind: 'dataset',
+            id: outId,
+            name: spec.output.name,
+            version,
+            digest,
+            rowCount,
+            spanContext: span.spanContext(),
+          };
+          self.registry.datasets.set(outId, output);
+          safeCall(() => spec.onRecorded?.(output));
+          return emitted;
+        },
+      );
+    };
+  }
+
+  train<A extends unknown[], R>(spec: TrainSpec<Awaited<R>>, fn: (...args: A) => R): (...args: A) => R {
+    const self = this;
+    return function trained(this: unknown, ...args: A): R {
+      const runId = spec.runId ?? spec.retraining?.runId ?? uuidv7();
+      const started = performance.now();
+      const inputLinks = [...spec.inputs.map((d) => d.spanContext), spec.retraining?.spanContext];
+      const base = {
+        [sc.ATTR_ML_RUN_ID]: runId,
+        [sc.ATTR_ML_RUN_TYPE]: spec.retraining !== undefined ? 'retraining' : 'training',
+        [sc.ATTR_ML_MODEL_NAME]: spec.model,
+        [sc.ATTR_ML_TRAINING_ALGORITHM]: spec.algorithm,
+        [sc.ATTR_ML_TRAINING_FRAMEWORK]: spec.framework,
+        [sc.ATTR_ML_TRAINING_FRAMEWORK_VERSION]: spec.frameworkVersion,
+        [sc.ATTR_ML_TRAINING_SEED]: spec.seed,
+        [sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS]: spec.inputs.map((d) => d.id),
+      };
+      return self.#observe('train', inputLinks, fn, this, args, (span, outcome) => {
+        if (!outcome.ok) return self.#failed('train', span, outcome.error, base);
+        let artifact: (ContentSource & { format?: string; uri?: string }) | undefined;
+        try {
+          artifact = spec.artifact?.(outcome.value as Awaited<R>);
+        } catch (err) {
+          diag.error('mltrail: train() artifact callback threw', err);
+        }
+        const modelDigest = artifact !== undefined ? self.#digestSync(artifact) : undefined;
+        const fields = {
+          ...base,
+          [sc.ATTR_ML_TRAINING_HYPERPARAMETERS]:
+            spec.hyperparameters === undefined ? undefined : self.#json(spec.hyperparameters),
+          [sc.ATTR_ML_TRAINING_DURATION_MS]: round3(performance.now() - started),
+          [sc.ATTR_ML_TRAINING_PROFILE_DIGEST]: spec.profileDigest,
+          [sc.ATTR_ML_MODEL_DIGEST]: modelDigest,
+          [sc.ATTR_ML_MODEL_FORMAT]: artifact?.format,
+          [sc.ATTR_ML_MODEL_URI]: artifact?.uri,
+          [sc.ATTR_ML_RETRAINING_TRIGGER_IDS]: spec.retraining?.triggerIds,
+        };
+        span.setAttributes(spanAttrs(fields));
+        const emitted = self.#emit(sc.EVENT_ML_TRAINING_COMPLETED, 'INFO', fields, span, spec.actor);
+        const run: TrainingRun = {
+          kind: 'run',
+          id: runId,
+          model: spec.model,
+          modelDigest,
+          inputIds: spec.inputs.map((d) => d.id),
+          spanContext: span.spanContext(),
+        };
+        self.registry.runs.set(runId, run);
+        safeCall(() => spec.onRecorded?.(run));
+        return emitted;
+      });
+    };
+  }
+
+  evaluate<A extends unknown[], R>(spec: EvaluateSpec<Awaited<R>>, fn: (...args: A) => R): (...args: A) => R {
+    const self = this;
+    return function evaluated(this: unknown, ...args: A): R {
+      const id = uuidv7();
+      const run = typeof spec.run === 'string' ? self.registry.runs.get(spec.run) : spec.run;
+      const runId = typeof spec.run === 'string' ? spec.run : spec.run?.id;
+      const base = {
+        [sc.ATTR_ML_EVALUATION_ID]: id,
+        [sc.ATTR_ML_RUN_ID]: runId,
+        [sc.ATTR_ML_EVALUATION_DATASET_ID]: spec.dataset.id,
+        [sc.ATTR_ML_EVALUATION_METRIC_NAME]: spec.metric,
+        [sc.ATTR_ML_EVALUATION_THRESHOLD]: spec.threshold,
+        [sc.ATTR_ML_MODEL_NAME]: spec.model?.name ?? run?.model,
+        [sc.ATTR_ML_MODEL_VERSION]: spec.model?.version,
+      };
+      const inputLinks = [spec.dataset.spanContext, run?.spanContext, spec.model?.spanContext];
+      return self.#observe('evaluate', inputLinks, fn, this, args, (span, outcome) => {
+        if (!outcome.ok) return self.#failed('evaluate', span, outcome.error, base);
+        let all: Record<string, number> | undefined;
+        try {
+          all = spec.metrics?.(outcome.value as Awaited<R>);
+        } catch (err) {
+          diag.error('mltrail: evaluate() metrics callback threw', err);
+        }
+        if (all === undefined && typeof outcome.value === 'number') all = { [spec.metric]: outcome.value };
+        const value = all?.[spec.metric];
+        const passed =
+          spec.threshold === undefined || typeof value !== 'number'
+            ? undefined
+            : spec.higherIsBetter === false
+              ? value <= spec.threshold
+              : value >= spec.threshold;
+        const fields = {
+          ...base,
+          [sc.ATTR_ML_EVALUATION_METRIC_VALUE]: value,
+          [sc.ATTR_ML_EVALUATION_METRICS]: all === undefined ? undefined : self.#json(all),
+          [sc.ATTR_ML_EVALUATION_PASSED]: passed,
+        };
+        span.setAttributes(spanAttrs(fields));
+        const emitted = self.#emit(
+          sc.EVENT_ML_EVALUATION_COMPLETED,
+          passed === false ? 'WARN' : 'INFO',
+          fields,
+          span,
+          spec.actor,
+        );
+        const result: EvaluationResult = {
+          kind: 'evaluation',
+          id,
+          metric: spec.metric,
+          value,
+          passed,
+          spanContext: span.spanContext(),
+        };
+        safeCall(() => spec.onRecorded?.(result));
+        return emitted;
+      });
+    };
+  }
+
+  predict<A extends unknown[], R>(spec: PredictSpec<A, R>, fn: (...args: A) => R): (...args: A) => R {
+    const self = this;
+    return function predicted(this: unknown, ...args: A): R {
+      const id = uuidv7();
+      predictionScope.getStore()?.push(id);
+      const started = performance.now();
+      const model =
+        spec.model === undefined
+          ? undefined
+          : spec.model.kind === 'deployment'
+            ? spec.model.model
+            : spec.model;
+      const deploymentId = spec.model?.kind === 'deployment' ? spec.model.id : undefined;
+      const capture = spec.capture ?? self.#capture;
+      let inputFields: Record<string, unknown> = {};
+      let subject: string | undefined;
+      try {
+        const input = spec.input !== undefined ? spec.input(...args) : args[0];
+        inputFields = self.#captureInput(input, capture);
+        subject = spec.subject?.(...args);
+      } catch (err) {
+        diag.error('mltrail: predict() input/subject callback threw', err);
+      }
+      const base = {
+        [sc.ATTR_ML_PREDICTION_ID]: id,
+        [sc.ATTR_ML_MODEL_NAME]: model?.name,
+        [sc.ATTR_ML_MODEL_VERSION]: model?.version,
+        [sc.ATTR_ML_MODEL_DIGEST]: model?.digest,
+        [sc.ATTR_ML_DEPLOYMENT_ID]: deploymentId,
+        [sc.ATTR_ML_PREDICTION_SUBJECT_ID]: subject,
+      };
+      const spanLinks = [spec.model?.spanContext];
+      return self.#observe('predict', spanLinks, fn, this, args, (span, outcome) => {
+        const latency = round3(performance.now() - started);
+        if (!outcome.ok) {
+          const emitted = self.#failed('predict', span, outcome.error, {
+            ...base,
+            [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
+          });
+          safeCall(() =>
+            spec.onRecorded?.({
+              kind: 'prediction',
+              id,
+              latencyMs: latency,
+              ok: false,
+              spanContext: span.spanContext(),
+            }),
+          );
+          return emitted;
+        }
+        let out: { label?: string | number | boolean; score?: number } | undefined;
+        try {
+          out = spec.output?.(outcome.value as Awaited<R>);
+        } catch (err) {
+          diag.error('mltrail: predict() output callback threw', err);
+        }
+        const outputFields =
+          capture === 'redacted' || capture === 'full' ? self.#captureOutput(outcome.value, capture) : {};
+        const fields = {
+          ...base,
+          ...inputFields,
+          ...outputFields,
+          [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
+          [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: out?.label === undefined ? undefined : String(out.label),
+          [sc.ATTR_ML_PREDICTION_OUTPUT_SCORE]: out?.score,
+        };
+        span.setAttributes(
+          spanAttrs({
+            ...base,
+            [sc.ATTR_ML_PREDICTION_INPUT_DIGEST]: inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST],
+            [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
+            [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL],
+            [sc.ATTR_ML_PREDICTION_OUTPUT_SCORE]: out?.score,
+          }),
+        );
+        const emitted = self.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span);
+        safeCall(() =>
+          spec.onRecorded?.({
+            kind: 'prediction',
+            id,
+            latencyMs: latency,
+            ok: true,
+            spanContext: span.spanContext(),
+          }),
+        );
+        return emitted;
+      });
+    };
+  }
+
+  // ---------------------------------------------------------------- scope, flush, shutdown
+
+  currentPredictionIds(): readonly string[] {
+    return predictionScope.getStore() ?? [];
+  }
+
+  withPredictionScope<R>(fn: () => R): R {
+    return predictionScope.run([], fn);
+  }
+
+  flush(): Promise<void> {
+    return this.#emitter.flush().catch((err: unknown) => {
+      diag.error('mltrail: flush failed', err);
+      if (this.#failClosed) throw err;
+    });
+  }
+
+  shutdown(): Promise<void> {
+    this.#closed ??= this.#emitter.close().catch((err: unknown) => {
+      diag.error('mltrail: shutdown failed', err);
+    });
+    return this.#closed;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /**
+   * Runs `fn` inside a new stage span and settles it through `record`, which returns the emitted record's
+   * durability. In fail-closed mode an async call waits for it and rejects if the record cannot be written.
+   */
+  #observe<A extends unknown[], R>(
+    stage: Stage,
+    linkFrom: readonly (SpanContext | undefined)[],
+    fn: (...args: A) => R,
+    thisArg: unknown,
+    args: A,
+    record: (
+      span: Span,
+      outcome: { ok: true; value: unknown } | { ok: false; error: unknown },
+    ) => Promise<void> | undefined,
+  ): R {
+    let span: Span;
+    let ctx: Context;
+    try {
+      span = this.#tracer.startSpan(spanName(stage), {
+        kind: stage === 'predict' ? SpanKind.INTERNAL : SpanKind.INTERNAL,
+        links: links(...linkFrom),
+        attributes: { [sc.ATTR_ML_STAGE_NAME]: stage },
+      });
+      ctx = trace.setSpan(context.active(), span);
+    } catch (err) {
+      diag.error('mltrail: could not start a span; the call runs unobserved', err);
+      return Reflect.apply(fn, thisArg, args) as R;
+    }
+    return context.with(ctx, () =>
+      callObserved(fn as (...a: never[]) => R, thisArg, args, (outcome, isAsync) => {
+        let durable: Promise<void> | undefined;
+        try {
+          durable = record(span, outcome);
+        } catch (err) {
+          if (this.#strict) {
+            endSpan(span);
+            throw err;
+          }
+          diag.error(`mltrail: recording the ${stage} stage failed`, err);
+        }
+        endSpan(span);
+        if (isAsync && this.#failClosed && durable !== undefined) return durable;
+        return undefined;
+      }),
+    );
+  }
+
+  /** Records a stage that wraps no function: a span that starts and ends around the record. */
+  #recordStage(
+    stage: Stage,
+    event: string,
+    fields: Record<string, unknown>,
+    spanLinks: Link[],
+    actor?: string,
+    sev: AuditSeverity = 'INFO',
+  ): SpanContext | undefined {
+    let span: Span | undefined;
+    try {
+      span = this.#tracer.startSpan(spanName(stage), {
+        links: spanLinks,
+        attributes: { [sc.ATTR_ML_STAGE_NAME]: stage, ...spanAttrs(fields) },
+      });
+    } catch (err) {
+      diag.error('mltrail: could not start a span', err);
+    }
+    try {
+      this.#emit(event, sev, fields, span, actor);
+    } finally {
+      if (span !== undefined) endSpan(span);
+    }
+    return span?.spanContext();
+  }
+
+  #emit(
+    event: string,
+    sev: AuditSeverity,
+    fields: Record<string, unknown>,
+    span: Span | undefined,
+    actor?: string,
+  ) {
+    const who = actor ?? this.#actor;
+    const all = who !== undefined ? { ...fields, [sc.ATTR_ML_ACTOR_ID]: who } : fields;
+    try {
+      const emitted = this.#emitter.emit(event, sev, all, span?.spanContext());
+      return emitted.durable.catch((err: unknown) => {
+        throw new AuditWriteError(`mltrail: the ${event} record could not be made durable`, { cause: err });
+      });
+    } catch (err) {
+      if (this.#strict) throw err;
+      diag.error(`mltrail: could not record ${event}`, err);
+      return undefined;
+    }
+  }
+
+  #failed(stage: Stage, span: Span, error: unknown, fields: Record<string, unknown>) {
+    const type = error instanceof Error ? error.name : typeof error;
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      span.setStatus({ code: SpanStatusCode.ERROR, message });
+      if (error instanceof Error) span.recordException(error);
+      span.setAttributes(spanAttrs(fields));
+    } catch (err) {
+      diag.error('mltrail: could not mark the span as failed', err);
+    }
+    return this.#emit(
+      sc.EVENT_ML_STAGE_FAILED,
+      'ERROR',
+      {
+        ...fields,
+        [sc.ATTR_ML_STAGE_NAME]: stage,
+        [sc.ATTR_ERROR_TYPE]: type,
+        [sc.ATTR_EXCEPTION_MESSAGE]: message,
+      },
+      span,
+    );
+  }
+
+  #captureInput(input: unknown, capture: CaptureMode): Record<string, unknown> {
+    if (capture === 'none') return {};
+    const canonical = this.#json(input);
+    const fields: Record<string, unknown> = { [sc.ATTR_ML_PREDICTION_INPUT_DIGEST]: digestBytes(canonical) };
+    if (capture === 'full') fields[sc.ATTR_ML_PREDICTION_INPUT] = canonical;
+    if (capture === 'redacted') {
+      const redacted =
+        this.#redactor !== undefined ? this.#redactor.redact(safeJson(input)).value : '[REDACTED]';
+      fields[sc.ATTR_ML_PREDICTION_INPUT] = this.#json(redacted);
+    }
+    return fields;
+  }
+
+  #captureOutput(output: unknown, capture: CaptureMode): Record<string, unknown> {
+    const value =
+      capture === 'redacted' && this.#redactor !== undefined
+        ? this.#redactor.redact(safeJson(output)).value
+        : output;
+    return { [sc.ATTR_ML_PREDICTION_OUTPUT]: this.#json(value) };
+  }
+
+  /** Canonical JSON of any value, made JSON-safe first so it never throws. */
+  #json(value: unknown): string {
+    return canonicalize(safeJson(value));
+  }
+
+  #digestJson(value: unknown): string {
+    return digestBytes(this.#json(value));
+  }
+
+  async #safeDigest(src: ContentSource): Promise<Digest | undefined> {
+    try {
+      if (src.file !== undefined && src.data === undefined && src.rows === undefined)
+        return await digestFile(src.file);
+      return this.#digestSync(src);
+    } catch (err) {
+      if (this.#strict) throw err;
+      diag.error('mltrail: could not compute a content digest', err);
+      return undefined;
+    }
+  }
+
+  #digestSync(src: ContentSource): Digest | undefined {
+    try {
+      if (src.data !== undefined) return digestBytes(src.data);
+      if (src.rows !== undefined) return digestRows(src.rows, (row) => this.#json(row));
+      if (src.file !== undefined) {
+        diag.warn('mltrail: file digests are computed asynchronously; pass data or a digest here');
+        return undefined;
+      }
+      if (src.digest !== undefined) {
+        if (isDigest(src.digest)) return src.digest;
+        diag.warn(`mltrail: "${src.digest}" is not a sha256:<hex> digest; ignored`);
+      }
+    } catch (err) {
+      diag.error('mltrail: could not compute a content digest', err);
+    }
+    return undefined;
+  }
+}
+
+function spanName(stage: Stage): string {
+  return sc.SPAN_NAMES[stage];
+}
+
+function links(...from: readonly (SpanContext | undefined)[]): Link[] {
+  const out: Link[] = [];
+  for (const c of from) if (c !== undefined && trace.isSpanContextValid(c)) out.push({ context: c });
+  return out;
+}
+
+/** Span attributes take primitives and homogeneous arrays only; JSON strings stay strings. */
+function spanAttrs(fields: Record<string, unknown>): Record<string, string | number | boolean | string[]> {
+  const out: Record<string, string | number | boolean | string[]> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (typeof v === 'string' || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
+  }
+  return out;
+}
+
+function endSpan(span: Span): void {
+  try {
+    span.end();
+  } catch (err) {
+    diag.error('mltrail: could not end a span', err);
+  }
+}
+
+function safeCall(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    diag.error('mltrail: an onRecorded callback threw', err);
+  }
+}
+
+function defaultContent(value: unknown): ContentSource {
+  if (Array.isArray(value)) return { rows: value };
+  if (typeof value === 'string' || value instanceof Uint8Array) return { data: value };
+  return {};
+}
+
+function safeJson(value: unknown): unknown {
+  return toJsonSafeQuiet(value);
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+import { toJsonSafe } from './json-safe.js';
+
+function toJsonSafeQuiet(value: unknown): unknown {
+  const v = toJsonSafe(value, [], []);
+  return v === undefined ? null : v;
+}
