@@ -117,7 +117,7 @@ describe('trail stages: span, links and audit record', () => {
     expect(trainRows).toEqual(['1,2']);
     const trainDs = [...h.trail.registry.datasets.values()].find((d) => d.name === 'train')!;
 
-    const fit = h.trail.train(
+    const trainModel = h.trail.train(
       {
         model: 'toy',
         inputs: [trainDs],
@@ -130,7 +130,7 @@ describe('trail stages: span, links and audit record', () => {
       },
       async (_rows: string[]) => new Uint8Array([1, 2, 3]),
     );
-    const modelBytes = await fit(trainRows);
+    const modelBytes = await trainModel(trainRows);
     const run = [...h.trail.registry.runs.values()][0];
     expect(run.modelDigest).toMatch(DIGEST);
 
@@ -341,8 +341,8 @@ describe('trail stages: span, links and audit record', () => {
       triggerIds: [drift.id],
       previous: v1,
     });
-    const fit = h.trail.train({ model: 'm', inputs: [data], retraining: trigger }, () => 'w2');
-    fit();
+    const trainModel = h.trail.train({ model: 'm', inputs: [data], retraining: trigger }, () => 'w2');
+    trainModel();
     const run = h.trail.registry.runs.get(trigger.runId)!;
     expect(run.id).toBe(trigger.runId);
     const recs = auditRecords(h);

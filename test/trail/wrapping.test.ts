@@ -96,7 +96,7 @@ describe('bad input', () => {
     h = await trailHarness();
     const cyclic: Record<string, unknown> = { a: 1 };
     cyclic.self = cyclic;
-    const fit = h.trail.train(
+    const trainModel = h.trail.train(
       {
         model: 'm',
         inputs: [],
@@ -105,7 +105,7 @@ describe('bad input', () => {
       },
       () => 'ok',
     );
-    expect(fit()).toBe('ok');
+    expect(trainModel()).toBe('ok');
     expect(() =>
       h.trail.decide({ predictionId: 'x'.repeat(100_000), outcome: 42 as unknown as string }),
     ).not.toThrow();
