@@ -1,0 +1,125 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Ajv2020 from 'ajv/dist/2020.js';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { generate } from '../../scripts/semconv-gen.mjs';
+import { EVENT_NAMES, schemaForEvent } from '../../src/semconv/index.js';
+import { sharedDataAvailable, sharedSkipReason, sharedTestdata } from '../shared-data.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+function filesUnder(dir: string, ext: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p, ext));
+    else if (name.endsWith(ext)) out.push(p);
+  }
+  return out.sort();
+}
+
+const registryFiles = filesUnder(join(root, 'model'), '.yaml').filter((f) => !f.endsWith('manifest.yaml'));
+
+describe.skipIf(!sharedDataAvailable('weaver/semconv.schema.json'))(
+  `model/ validates against Weaver's semconv JSON schema (${sharedSkipReason})`,
+  () => {
+    const schema = JSON.parse(readFileSync(join(sharedTestdata, 'weaver/semconv.schema.json'), 'utf8'));
+    const validate = new Ajv2020({ strict: false, allErrors: true }).compile(schema);
+    for (const file of registryFiles) {
+      it(relative(root, file), () => {
+        const ok = validate(parse(readFileSync(file, 'utf8')));
+        expect(validate.errors ?? [], relative(root, file)).toEqual([]);
+        expect(ok).toBe(true);
+      });
+    }
+  },
+);
+
+describe('generated semconv module', () => {
+  it('is not stale: regenerating from model/ gives the committed files byte for byte', () => {
+    const files = generate(root) as Record<string, string>;
+    expect(Object.keys(files).sort()).toEqual([
+      'docs/semconv.md',
+      'src/semconv/attributes.ts',
+      'src/semconv/events.ts',
+      'src/semconv/index.ts',
+      'src/semconv/lookup.ts',
+      'src/semconv/metrics.ts',
+      'src/semconv/schemas.ts',
+      'src/semconv/spans.ts',
+    ]);
+    for (const [path, content] of Object.entries(files)) {
+      expect(readFileSync(join(root, path), 'utf8'), `${path} is stale: run "npm run semconv"`).toBe(content);
+    }
+  });
+
+  it('has a manifest and a schema for every event', () => {
+    const manifest = parse(readFileSync(join(root, 'model/manifest.yaml'), 'utf8'));
+    expect(manifest).toEqual(
+      expect.objectContaining({ name: 'mltrail', semconv_version: expect.any(String) }),
+    );
+    expect(EVENT_NAMES.length).toBeGreaterThanOrEqual(17);
+    for (const e of EVENT_NAMES) expect(schemaForEvent(e), e).toBeDefined();
+    expect(schemaForEvent('no.such.event')).toBeUndefined();
+  });
+
+  it('no "ml.*" or "mltrail.*" key literal in src/ outside the generated module', () => {
+    const offenders: string[] = [];
+    const literal = /(['"`])(ml|mltrail)\.[a-z_]+(\.[a-z_]+)*\1/g;
+    for (const file of filesUnder(join(root, 'src'), '.ts')) {
+      if (file.includes(`${join('src', 'semconv')}`)) continue;
+      const lines = readFileSync(file, 'utf8').split('\n');
+      lines.forEach((line, i) => {
+        if (/^\s*(\/\/|\/\*\*|\*)/.test(line)) return;
+        for (const m of line.matchAll(literal)) offenders.push(`${relative(root, file)}:${i + 1}: ${m[0]}`);
+      });
+    }
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe('event body schemas', () => {
+  const valid = {
+    'event.name': 'ml.decision',
+    timestamp: '2026-11-28T07:00:00.000Z',
+    trace_id: '0af7651916cd43dd8448eb211c80319c',
+    span_id: 'b7ad6b7169203331',
+    'service.name': 'svc',
+    'ml.decision.id': '0193a4c4-7c1e-7a3b-9a51-3f7c2d1e8b90',
+    'ml.prediction.id': '0193a4c4-7c1e-7a3b-9a51-3f7c2d1e8b91',
+    'ml.decision.outcome': 'approved',
+    'ml.decision.attributions': '{"income":0.6}',
+  };
+  const schema = schemaForEvent('ml.decision')!;
+  const issues = (body: unknown) => {
+    const r = schema.safeParse(body);
+    return r.success ? [] : r.error.issues.map((i) => ({ path: i.path.join('.'), code: i.code }));
+  };
+
+  it('accepts a valid body', () => {
+    expect(issues(valid)).toEqual([]);
+  });
+  it('names the path of a wrong type', () => {
+    expect(issues({ ...valid, 'ml.decision.outcome': 42 })).toEqual([
+      { path: 'ml.decision.outcome', code: 'invalid_type' },
+    ]);
+  });
+  it('names a missing required id', () => {
+    const { 'ml.prediction.id': _, ...rest } = valid;
+    expect(issues(rest)).toEqual([{ path: 'ml.prediction.id', code: 'invalid_type' }]);
+  });
+  it('rejects unknown keys, huge strings, non-JSON attributions and bad trace ids', () => {
+    expect(issues({ ...valid, 'ml.decision.colour': 'red' })).toEqual([
+      { path: '', code: 'unrecognized_keys' },
+    ]);
+    expect(issues({ ...valid, 'ml.decision.reason': 'x'.repeat(9000) })).toEqual([
+      { path: 'ml.decision.reason', code: 'too_big' },
+    ]);
+    expect(issues({ ...valid, 'ml.decision.attributions': '{not json' })).toEqual([
+      { path: 'ml.decision.attributions', code: 'custom' },
+    ]);
+    expect(issues({ ...valid, trace_id: 'XYZ' })).toEqual([{ path: 'trace_id', code: 'invalid_format' }]);
+  });
+});
