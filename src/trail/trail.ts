@@ -701,7 +701,7 @@ class TrailImpl implements Trail {
       return Reflect.apply(fn, thisArg, args) as R;
     }
     return context.with(ctx, () =>
-      callObserved(fn as (...a: never[]) => R, thisArg, args, (outcome, isAsync) => {
+      callObserved(fn as unknown as (...a: never[]) => R, thisArg, args, (outcome, isAsync) => {
         let durable: Promise<void> | undefined;
         try {
           durable = record(span, outcome);

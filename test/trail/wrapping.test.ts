@@ -18,6 +18,7 @@ async function observe(f: (...a: unknown[]) => unknown, thisArg: unknown, ...arg
     if (isPromise) returned = await returned;
   } catch (e) {
     thrown = e;
+    returned = undefined;
   }
   return { returned, thrown, isPromise };
 }

@@ -1,0 +1,132 @@
+import {
+  ATTR_MLTRAIL_CHECKPOINT_NOTE,
+  ATTR_MLTRAIL_CHECKPOINT_ROOT,
+  ATTR_MLTRAIL_CHECKPOINT_SIZE,
+  ATTR_MLTRAIL_KEY_ID,
+  ATTR_MLTRAIL_KEY_PUBLIC,
+  EVENT_MLTRAIL_CHECKPOINT,
+} from '../semconv/index.js';
+import { canonicalize } from './canonical-json.js';
+import { CompactMerkleTree } from './merkle.js';
+import { type AuditRecord, bodyDigest, type RecordAttrs, recordHash, ZERO_HASH } from './record.js';
+import { formatCheckpoint, type NoteSigner } from './signed-note.js';
+import { uuidv7 } from './uuidv7.js';
+
+/** One audit event before chaining. */
+export interface AuditEventInput {
+  event: string;
+  sev: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** ISO 8601 time. */
+  ts: string;
+  traceId?: string;
+  spanId?: string;
+  attrs: RecordAttrs;
+  /** Canonical JSON of the event. */
+  body: string;
+}
+
+/** Options of {@link ChainWriter}. */
+export interface ChainWriterOptions {
+  signer: NoteSigner;
+  /** Defaults to a new UUIDv7. */
+  chainId?: string;
+  /** Checkpoint origin line; defaults to `mltrail/chain/<chainId>`. */
+  origin?: string;
+  /** A signed checkpoint after every this many records (default 1000; 0 disables count-based ones). */
+  checkpointEvery?: number;
+}
+
+/** The origin line of a chain's checkpoints. */
+export function checkpointOrigin(chainId: string): string {
+  return `mltrail/chain/${chainId}`;
+}
+
+/**
+ * Seals audit events into one hash chain: assigns the gap-free seq, the body digest, the previous hash and
+ * the record hash, keeps the RFC 6962 tree over record hashes, and emits signed checkpoint records (C2SP
+ * tlog-checkpoint in a C2SP signed note) into the chain itself. No I/O: the owner writes what it returns.
+ */
+export class ChainWriter {
+  readonly chainId: string;
+  readonly origin: string;
+  readonly #signer: NoteSigner;
+  readonly #every: number;
+  readonly #tree = new CompactMerkleTree();
+  #prev = ZERO_HASH;
+  #sinceCheckpoint = 0;
+  #latest: { note: string; size: number } | undefined;
+
+  constructor(opts: ChainWriterOptions) {
+    this.chainId = opts.chainId ?? uuidv7();
+    this.origin = opts.origin ?? checkpointOrigin(this.chainId);
+    this.#signer = opts.signer;
+    this.#every = opts.checkpointEvery ?? 1000;
+  }
+
+  /** Records sealed so far (including checkpoint records). */
+  get size(): number {
+    return this.#tree.size;
+  }
+
+  /** Seals one event; returns its record, followed by a checkpoint record when one is due by count. */
+  append(input: AuditEventInput): AuditRecord[] {
+    const out = [this.#seal(input)];
+    this.#sinceCheckpoint++;
+    if (this.#every > 0 && this.#sinceCheckpoint >= this.#every) out.push(this.checkpoint());
+    return out;
+  }
+
+  /** Seals a signed checkpoint over every record so far, as a record of the chain. */
+  checkpoint(): AuditRecord {
+    const size = this.#tree.size;
+    const root = this.#tree.root();
+    const note = this.#signer.signNote(formatCheckpoint({ origin: this.origin, size, root }));
+    const ts = new Date().toISOString();
+    const body = canonicalize({
+      'event.name': EVENT_MLTRAIL_CHECKPOINT,
+      timestamp: ts,
+      [ATTR_MLTRAIL_CHECKPOINT_NOTE]: note,
+      [ATTR_MLTRAIL_CHECKPOINT_SIZE]: size,
+      [ATTR_MLTRAIL_CHECKPOINT_ROOT]: root.toString('base64'),
+      [ATTR_MLTRAIL_KEY_ID]: this.#signer.keyId,
+      [ATTR_MLTRAIL_KEY_PUBLIC]: this.#signer.verifierKey,
+    });
+    this.#latest = { note, size };
+    this.#sinceCheckpoint = 0;
+    return this.#seal({
+      event: EVENT_MLTRAIL_CHECKPOINT,
+      sev: 'INFO',
+      ts,
+      attrs: { [ATTR_MLTRAIL_CHECKPOINT_SIZE]: size, [ATTR_MLTRAIL_KEY_ID]: this.#signer.keyId },
+      body,
+    });
+  }
+
+  /** The latest checkpoint this writer signed. */
+  latestCheckpoint(): { note: string; size: number } | undefined {
+    return this.#latest;
+  }
+
+  #seal(input: AuditEventInput): AuditRecord {
+    const seq = this.#tree.size;
+    const digest = bodyDigest(input.body);
+    const hash = recordHash(this.chainId, seq, this.#prev, digest);
+    const record: AuditRecord = {
+      chain: this.chainId,
+      seq,
+      ts: input.ts,
+      event: input.event,
+      sev: input.sev,
+      ...(input.traceId !== undefined ? { trace_id: input.traceId } : {}),
+      ...(input.spanId !== undefined ? { span_id: input.spanId } : {}),
+      attrs: input.attrs,
+      body: input.body,
+      digest,
+      prev: this.#prev,
+      hash,
+    };
+    this.#tree.appendLeafHash(Buffer.from(hash, 'hex'));
+    this.#prev = hash;
+    return record;
+  }
+}

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto';
+
+/** RFC 6962 leaf hash: SHA-256(0x00 || data). */
+export function leafHash(data: Uint8Array): Buffer {
+  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+}
+
+/** RFC 6962 interior node hash: SHA-256(0x01 || left || right). */
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+}
+
+/** The Merkle tree hash of the empty tree: SHA-256 of nothing. */
+export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
+
+const LEAF_PREFIX = Buffer.from([0]);
+const NODE_PREFIX = Buffer.from([1]);
+
+/**
+ * An append-only Merkle tree that keeps only the roots of its perfect subtrees (a compact range), so
+ * appending is O(log n) amortised and the root at the current size is O(log n).
+ */
+export class CompactMerkleTree {
+  #size = 0;
+  /** Roots of the perfect subtrees, largest (leftmost) first. */
+  #stack: Buffer[] = [];
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends a leaf by its (already computed) leaf hash. */
+  appendLeafHash(hash: Buffer): void {
+    let h = hash;
+    let n = this.#size;
+    while (n & 1) {
+      h = nodeHash(this.#stack.pop()!, h);
+      n >>= 1;
+    }
+    this.#stack.push(h);
+    this.#size++;
+  }
+
+  /** The RFC 6962 root at the current size. */
+  root(): Buffer {
+    if (this.#stack.length === 0) return EMPTY_ROOT;
+    let acc = this.#stack[this.#stack.length - 1];
+    for (let i = this.#stack.length - 2; i >= 0; i--) acc = nodeHash(this.#stack[i], acc);
+    return acc;
+  }
+}
+
+/** RFC 6962 MTH over leaf hashes [lo, hi). */
+export function rootOf(leaves: readonly Buffer[], lo = 0, hi = leaves.length): Buffer {
+  const n = hi - lo;
+  if (n === 0) return EMPTY_ROOT;
+  if (n === 1) return leaves[lo];
+  const k = largestPowerOfTwoBelow(n);
+  return nodeHash(rootOf(leaves, lo, lo + k), rootOf(leaves, lo + k, hi));
+}
+
+/** RFC 6962 audit path (inclusion proof) for leaf `index` in the tree of the given leaf hashes. */
+export function inclusionProof(
+  leaves: readonly Buffer[],
+  index: number,
+  lo = 0,
+  hi = leaves.length,
+): Buffer[] {
+  const n = hi - lo;
+  if (index < 0 || index >= n) throw new RangeError(`leaf index ${index} is outside a tree of size ${n}`);
+  if (n === 1) return [];
+  const k = largestPowerOfTwoBelow(n);
+  if (index < k) return [...inclusionProof(leaves, index, lo, lo + k), rootOf(leaves, lo + k, hi)];
+  return [...inclusionProof(leaves, index - k, lo + k, hi), rootOf(leaves, lo, lo + k)];
+}
+
+/** RFC 6962 consistency proof between the first `m` leaves and all of `leaves`. */
+export function consistencyProof(leaves: readonly Buffer[], m: number): Buffer[] {
+  const n = leaves.length;
+  if (m < 0 || m > n) throw new RangeError(`old size ${m} is outside 0..${n}`);
+  if (m === 0 || m === n) return [];
+  return subproof(leaves, m, 0, n, true);
+}
+
+function subproof(leaves: readonly Buffer[], m: number, lo: number, hi: number, complete: boolean): Buffer[] {
+  const n = hi - lo;
+  if (m === n) return complete ? [] : [rootOf(leaves, lo, hi)];
+  const k = largestPowerOfTwoBelow(n);
+  if (m <= k) return [...subproof(leaves, m, lo, lo + k, complete), rootOf(leaves, lo + k, hi)];
+  return [...subproof(leaves, m - k, lo + k, hi, false), rootOf(leaves, lo, lo + k)];
+}
+
+/**
+ * Verifies an inclusion proof (RFC 9162 §2.1.3.2). Returns false for any malformed or wrong proof.
+ */
+export function verifyInclusion(
+  leafIndex: number,
+  treeSize: number,
+  leaf: Uint8Array,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
+  if (leafIndex < 0 || leafIndex >= treeSize) return false;
+  let fn = leafIndex;
+  let sn = treeSize - 1;
+  let r: Buffer = Buffer.from(leaf);
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn & 1 || fn === sn) {
+      r = nodeHash(p, r);
+      if (!(fn & 1)) {
+        while (!(fn & 1) && fn !== 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn === 0 && r.equals(root);
+}
+
+/**
+ * Verifies a consistency proof between two tree sizes and roots (RFC 9162 §2.1.4.2). Returns false for any
+ * malformed or wrong proof.
+ */
+export function verifyConsistency(
+  size1: number,
+  size2: number,
+  root1: Uint8Array,
+  root2: Uint8Array,
+  proof: readonly Uint8Array[],
+): boolean {
+  if (size1 < 0 || size2 < size1) return false;
+  if (size1 === size2) return proof.length === 0 && Buffer.from(root1).equals(root2);
+  if (size1 === 0) return proof.length === 0;
+  if (proof.length === 0) return false;
+  let path = [...proof];
+  if (isPowerOfTwo(size1)) path = [Buffer.from(root1), ...path];
+  let fn = size1 - 1;
+  let sn = size2 - 1;
+  while (fn & 1) {
+    fn >>= 1;
+    sn >>= 1;
+  }
+  let fr: Buffer = Buffer.from(path[0]);
+  let sr: Buffer = Buffer.from(path[0]);
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn & 1 || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      if (!(fn & 1)) {
+        while (!(fn & 1) && fn !== 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      sr = nodeHash(sr, c);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn === 0 && fr.equals(root1) && sr.equals(root2);
+}
+
+function largestPowerOfTwoBelow(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
+}

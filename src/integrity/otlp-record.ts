@@ -1,0 +1,75 @@
+import {
+  ATTR_MLTRAIL_BODY_DIGEST,
+  ATTR_MLTRAIL_CHAIN_ID,
+  ATTR_MLTRAIL_HASH,
+  ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_SEQ,
+} from '../semconv/index.js';
+import { type AuditRecord, checkRecord, type RecordAttrs, type RecordLocation } from './record.js';
+
+/** An OTLP/JSON AnyValue. */
+interface AnyValue {
+  stringValue?: string;
+  intValue?: string | number;
+  doubleValue?: number;
+  boolValue?: boolean;
+  arrayValue?: { values?: AnyValue[] };
+}
+
+/** An OTLP/JSON LogRecord (as in ExportLogsServiceRequest, or the collector's file exporter). */
+export interface OtlpLogRecord {
+  timeUnixNano?: string;
+  severityText?: string;
+  eventName?: string;
+  body?: AnyValue;
+  traceId?: string;
+  spanId?: string;
+  attributes?: { key: string; value: AnyValue }[];
+}
+
+const CHAIN_KEYS = new Set([
+  ATTR_MLTRAIL_CHAIN_ID,
+  ATTR_MLTRAIL_SEQ,
+  ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_HASH,
+  ATTR_MLTRAIL_BODY_DIGEST,
+  'event.name',
+]);
+
+function plain(v: AnyValue | undefined): string | number | boolean | string[] | undefined {
+  if (v === undefined) return undefined;
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.doubleValue !== undefined) return v.doubleValue;
+  if (v.boolValue !== undefined) return v.boolValue;
+  if (v.arrayValue !== undefined) return (v.arrayValue.values ?? []).map((x) => String(plain(x)));
+  return undefined;
+}
+
+/**
+ * Turns an OTLP log record shipped by mltrail (see docs/internals.md, "OTLP mapping") back into an audit
+ * record. Returns undefined for log records that are not mltrail audit records (no chain fields).
+ */
+export function parseOtlpLogRecord(lr: OtlpLogRecord, where?: RecordLocation): AuditRecord | undefined {
+  const attrs = new Map<string, ReturnType<typeof plain>>();
+  for (const a of lr.attributes ?? []) attrs.set(a.key, plain(a.value));
+  if (!attrs.has(ATTR_MLTRAIL_CHAIN_ID)) return undefined;
+  const lookup: RecordAttrs = {};
+  for (const [k, v] of attrs) if (!CHAIN_KEYS.has(k) && v !== undefined) lookup[k] = v;
+  const ns = lr.timeUnixNano !== undefined ? BigInt(lr.timeUnixNano) : 0n;
+  const record = {
+    chain: attrs.get(ATTR_MLTRAIL_CHAIN_ID),
+    seq: attrs.get(ATTR_MLTRAIL_SEQ),
+    ts: new Date(Number(ns / 1_000_000n)).toISOString(),
+    event: lr.eventName || attrs.get('event.name'),
+    sev: lr.severityText ?? '',
+    ...(lr.traceId ? { trace_id: lr.traceId } : {}),
+    ...(lr.spanId ? { span_id: lr.spanId } : {}),
+    attrs: lookup,
+    body: lr.body?.stringValue ?? '',
+    digest: attrs.get(ATTR_MLTRAIL_BODY_DIGEST),
+    prev: attrs.get(ATTR_MLTRAIL_PREV_HASH),
+    hash: attrs.get(ATTR_MLTRAIL_HASH),
+  };
+  return checkRecord(record, where);
+}

@@ -1,0 +1,159 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Counter, diag, type MeterProvider, metrics } from '@opentelemetry/api';
+import {
+  type AuditEventInput,
+  type AuditRecord,
+  ChainWriter,
+  canonicalize,
+  loadSigningKey,
+  type SigningKeyOptions,
+  serializeRecord,
+} from '../integrity/index.js';
+import {
+  ATTR_MLTRAIL_GAP_ERROR,
+  ATTR_MLTRAIL_GAP_LOST_COUNT,
+  EVENT_MLTRAIL_JOURNAL_GAP,
+  METRIC_MLTRAIL_JOURNAL_WRITE_ERRORS,
+} from '../semconv/index.js';
+import { type JournalGap, JournalWriter, resolveDir } from './journal-writer.js';
+
+/** Options of {@link AuditLog}. */
+export interface AuditLogOptions {
+  /** Journal directory; defaults to MLTRAIL_DIR, then `./.mltrail`. */
+  dir?: string;
+  /** Group-commit interval in ms (default 2). */
+  groupCommitMs?: number;
+  segmentBytes?: number;
+  /** An audited call rejects when its record cannot be made durable. */
+  failClosed?: boolean;
+  /** A signed checkpoint after this many records (default 1000). */
+  checkpointEvery?: number;
+  /** And at least this often while records arrive, in ms (default 60 000; 0 disables). */
+  checkpointIntervalMs?: number;
+  /** The checkpoint signing key (default: MLTRAIL_SIGNING_KEY, else generated beside the journal). */
+  signingKey?: SigningKeyOptions;
+  meterProvider?: MeterProvider;
+}
+
+/** The chain fields of an appended record. */
+export interface AppendedRecord {
+  record: AuditRecord;
+  /** Resolves when the record is on disk (fdatasync). */
+  durable: Promise<void>;
+}
+
+/** The file holding the latest checkpoint of a chain (copy it somewhere the writer cannot reach). */
+export function checkpointFile(dir: string, chainId: string): string {
+  return join(dir, `checkpoint-${chainId}.txt`);
+}
+
+/**
+ * The audit log of one process: seals events into its hash chain and group-commits them to the journal,
+ * with signed checkpoints every N records, every T seconds and at close, the latest of which is also kept
+ * in `<dir>/checkpoint-<chain>.txt`.
+ */
+export class AuditLog {
+  readonly dir: string;
+  readonly #chain: ChainWriter;
+  readonly #journal: JournalWriter;
+  readonly #timer: NodeJS.Timeout | undefined;
+  #sinceTimerCheckpoint = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: AuditLogOptions = {}) {
+    this.dir = resolveDir(opts.dir);
+    const signer = loadSigningKey({ dir: this.dir, ...opts.signingKey });
+    this.#chain = new ChainWriter({ signer, checkpointEvery: opts.checkpointEvery });
+    const writeErrors: Counter = (opts.meterProvider ?? metrics.getMeterProvider())
+      .getMeter('mltrail')
+      .createCounter(METRIC_MLTRAIL_JOURNAL_WRITE_ERRORS, { description: 'Journal write failures' });
+    this.#journal = new JournalWriter({
+      dir: this.dir,
+      chainId: this.#chain.chainId,
+      groupCommitMs: opts.groupCommitMs,
+      segmentBytes: opts.segmentBytes,
+      failClosed: opts.failClosed,
+      writeErrors,
+      onRecovered: (gap) => this.#recordGap(gap),
+    });
+    const interval = opts.checkpointIntervalMs ?? 60_000;
+    if (interval > 0) {
+      this.#timer = setInterval(() => {
+        if (this.#sinceTimerCheckpoint > 0) this.#checkpoint();
+      }, interval);
+      this.#timer.unref();
+    }
+  }
+
+  /** This process's chain id. */
+  get chainId(): string {
+    return this.#chain.chainId;
+  }
+
+  /** Records sealed so far. */
+  get size(): number {
+    return this.#chain.size;
+  }
+
+  /** Seals and appends one event. Never throws for I/O; the promise reports durability. */
+  append(input: AuditEventInput): AppendedRecord {
+    const records = this.#chain.append(input);
+    let durable: Promise<void> = Promise.resolve();
+    for (const r of records) durable = this.#journal.append(serializeRecord(r));
+    durable.catch(() => undefined);
+    this.#sinceTimerCheckpoint++;
+    if (records.length > 1) this.#afterCheckpoint();
+    return { record: records[0], durable };
+  }
+
+  /** Resolves when every record appended so far is durable. */
+  flush(): Promise<void> {
+    return this.#journal.flush();
+  }
+
+  /** Writes a final checkpoint, flushes and closes. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#timer !== undefined) clearInterval(this.#timer);
+      if (this.#chain.size > 0 && this.#sinceTimerCheckpoint > 0) this.#checkpoint();
+      await this.#journal.close();
+    })();
+    return this.#closing;
+  }
+
+  #checkpoint(): void {
+    const r = this.#chain.checkpoint();
+    this.#journal.append(serializeRecord(r)).catch(() => undefined);
+    this.#afterCheckpoint();
+  }
+
+  #afterCheckpoint(): void {
+    this.#sinceTimerCheckpoint = 0;
+    const latest = this.#chain.latestCheckpoint();
+    if (latest === undefined) return;
+    const path = checkpointFile(this.dir, this.#chain.chainId);
+    try {
+      writeFileSync(`${path}.tmp`, latest.note, { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    } catch (err) {
+      diag.error(`mltrail: could not write the checkpoint file ${path}`, err);
+    }
+  }
+
+  #recordGap(gap: JournalGap): void {
+    const ts = new Date().toISOString();
+    this.append({
+      event: EVENT_MLTRAIL_JOURNAL_GAP,
+      sev: 'WARN',
+      ts,
+      attrs: {},
+      body: canonicalize({
+        'event.name': EVENT_MLTRAIL_JOURNAL_GAP,
+        timestamp: ts,
+        [ATTR_MLTRAIL_GAP_LOST_COUNT]: gap.lostCount,
+        [ATTR_MLTRAIL_GAP_ERROR]: gap.error,
+      }),
+    });
+  }
+}

@@ -1,0 +1,16 @@
+export { type AppendedRecord, AuditLog, type AuditLogOptions, checkpointFile } from './audit-log.js';
+export {
+  type JournalLine,
+  JournalReader,
+  listSegments,
+  repairTornTails,
+  type TornTail,
+} from './journal-reader.js';
+export {
+  chainDir,
+  type JournalGap,
+  JournalWriter,
+  type JournalWriterOptions,
+  resolveDir,
+  segmentName,
+} from './journal-writer.js';

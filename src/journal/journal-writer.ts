@@ -1,0 +1,248 @@
+import { mkdirSync } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Counter, diag } from '@opentelemetry/api';
+
+/** Options of {@link JournalWriter}. */
+export interface JournalWriterOptions {
+  /** Journal directory; defaults to MLTRAIL_DIR, then `./.mltrail`. */
+  dir?: string;
+  /** The chain this writer owns; its segments live in `<dir>/chains/<chainId>/`. */
+  chainId: string;
+  /** One write + fdatasync covers everything appended within this many ms (default 2). */
+  groupCommitMs?: number;
+  /** Rotate to a new segment past this size (default 64 MiB). */
+  segmentBytes?: number;
+  /** Lines kept in memory while the disk fails; past this, new lines are dropped and counted (default 100 000). */
+  maxBufferedLines?: number;
+  /** Reject durability promises when a write fails, instead of retrying silently for the caller. */
+  failClosed?: boolean;
+  /** Counts write failures (`mltrail.journal.write_errors`). */
+  writeErrors?: Counter;
+  /** Called once writing works again after failures, with what happened meanwhile. */
+  onRecovered?: (gap: JournalGap) => void;
+}
+
+/** What a write outage affected, reported when writing recovers. */
+export interface JournalGap {
+  /** Lines dropped because the in-memory bound was hit (they are lost). */
+  lostCount: number;
+  /** The first error seen. */
+  error: string;
+  /** Failed attempts. */
+  failures: number;
+}
+
+interface Pending {
+  /** undefined marks a flush barrier. */
+  line: string | undefined;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** The directory holding a chain's segments. */
+export function chainDir(dir: string, chainId: string): string {
+  return join(dir, 'chains', chainId);
+}
+
+/** A segment file name: six-digit sequence number, so names sort in order. */
+export function segmentName(n: number): string {
+  return `${String(n).padStart(6, '0')}.ndjson`;
+}
+
+/** Resolves the journal directory: option, then MLTRAIL_DIR, then `./.mltrail`. */
+export function resolveDir(dir?: string): string {
+  return dir ?? process.env.MLTRAIL_DIR ?? '.mltrail';
+}
+
+/**
+ * An append-only writer for one chain's segments. `append()` never blocks on I/O: lines are buffered and
+ * group-committed (one write and one fdatasync for everything appended within `groupCommitMs`); each
+ * append returns a promise that resolves when its line is durable. Files are created 0600, directories 0700.
+ * I/O errors never throw into the caller: they are retried with backoff, counted and reported, and a
+ * {@link JournalGap} is handed to `onRecovered` when writing works again.
+ */
+export class JournalWriter {
+  readonly dir: string;
+  readonly chainId: string;
+  readonly #chainDir: string;
+  readonly #groupCommitMs: number;
+  readonly #segmentBytes: number;
+  readonly #maxBuffered: number;
+  readonly #failClosed: boolean;
+  readonly #writeErrors: Counter | undefined;
+  readonly #onRecovered: ((gap: JournalGap) => void) | undefined;
+  #queue: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #file: FileHandle | undefined;
+  #segment = 0;
+  #segmentSize = 0;
+  #closed = false;
+  #failure: { first: string; failures: number; dropped: number } | undefined;
+  #retryMs = 50;
+  /** Number of fdatasync calls made (group commit makes this much smaller than the number of lines). */
+  syncs = 0;
+  /** Lines made durable. */
+  written = 0;
+
+  constructor(opts: JournalWriterOptions) {
+    this.dir = resolveDir(opts.dir);
+    this.chainId = opts.chainId;
+    this.#chainDir = chainDir(this.dir, opts.chainId);
+    this.#groupCommitMs = opts.groupCommitMs ?? 2;
+    this.#segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.#maxBuffered = opts.maxBufferedLines ?? 100_000;
+    this.#failClosed = opts.failClosed === true;
+    this.#writeErrors = opts.writeErrors;
+    this.#onRecovered = opts.onRecovered;
+  }
+
+  /** Buffers one line (without its newline); resolves when it is durable. Never throws. */
+  append(line: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error(`mltrail: journal ${this.#chainDir} is closed`));
+    if (this.#failure !== undefined && this.#queue.length >= this.#maxBuffered) {
+      this.#failure.dropped++;
+      return Promise.reject(
+        new Error('mltrail: journal buffer full while the disk is failing; record dropped'),
+      );
+    }
+    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line, resolve, reject }));
+    this.#schedule(this.#groupCommitMs);
+    return p;
+  }
+
+  /**
+   * Resolves when every line appended so far is durable. Rejects if the disk is failing at that moment
+   * (the lines stay buffered and are retried), so shutdown never hangs on a broken disk.
+   */
+  flush(): Promise<void> {
+    if (this.#queue.length === 0 && this.#flushing === undefined) return Promise.resolve();
+    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line: undefined, resolve, reject }));
+    this.#kick();
+    return p;
+  }
+
+  /** Flushes and closes the current segment. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.flush();
+    } catch (err) {
+      diag.error(`mltrail: closing the journal with ${this.#queue.length} unwritten record(s)`, err);
+    } finally {
+      this.#closed = true;
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      await this.#file?.close().catch(() => undefined);
+      this.#file = undefined;
+    }
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer !== undefined || this.#flushing !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#kick();
+    }, ms);
+    this.#timer.unref?.();
+  }
+
+  #kick(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#flushing !== undefined || this.#queue.length === 0) return;
+    this.#flushing = this.#commit().finally(() => {
+      this.#flushing = undefined;
+      if (this.#queue.length > 0)
+        this.#schedule(this.#failure !== undefined ? this.#retryMs : this.#groupCommitMs);
+    });
+  }
+
+  async #commit(): Promise<void> {
+    const batch = this.#queue;
+    this.#queue = [];
+    let text = '';
+    let lines = 0;
+    for (const p of batch) {
+      if (p.line === undefined) continue;
+      text += `${p.line}\n`;
+      lines++;
+    }
+    const bytes = Buffer.from(text, 'utf8');
+    try {
+      if (lines === 0) {
+        for (const p of batch) p.resolve();
+        return;
+      }
+      const file = await this.#segmentFor(bytes.length);
+      await file.write(bytes, 0, bytes.length);
+      this.#segmentSize += bytes.length;
+      await file.datasync();
+      this.syncs++;
+    } catch (err) {
+      this.#fail(err as Error, batch);
+      return;
+    }
+    this.written += lines;
+    for (const p of batch) p.resolve();
+    if (this.#failure !== undefined) this.#recovered();
+  }
+
+  async #segmentFor(bytes: number): Promise<FileHandle> {
+    if (this.#file !== undefined && this.#segmentSize + bytes <= this.#segmentBytes) return this.#file;
+    if (this.#file !== undefined) {
+      await this.#file.close();
+      this.#file = undefined;
+    }
+    mkdirSync(this.#chainDir, { recursive: true, mode: 0o700 });
+    this.#segment++;
+    const path = join(this.#chainDir, segmentName(this.#segment));
+    this.#file = await open(path, 'a', 0o600);
+    this.#segmentSize = (await stat(path)).size;
+    return this.#file;
+  }
+
+  #fail(err: Error, batch: Pending[]): void {
+    this.#writeErrors?.add(1);
+    if (this.#failure === undefined) {
+      this.#failure = {
+        first: `${(err as NodeJS.ErrnoException).code ?? 'EIO'}: ${err.message}`,
+        failures: 0,
+        dropped: 0,
+      };
+      diag.error(
+        `mltrail: journal write failed (${this.#failure.first}); records are kept in memory and retried`,
+      );
+    }
+    this.#failure.failures++;
+    // A partially written batch may have left a torn line; the next write starts a fresh segment.
+    this.#file?.close().catch(() => undefined);
+    this.#file = undefined;
+    this.#segmentSize = Number.POSITIVE_INFINITY;
+    const error = new Error(`mltrail: journal write failed: ${err.message}`);
+    const keep: Pending[] = [];
+    for (const p of batch) {
+      if (p.line === undefined) p.reject(error);
+      else if (this.#failClosed) {
+        p.reject(error);
+        keep.push({ line: p.line, resolve: () => {}, reject: () => {} });
+      } else keep.push(p);
+    }
+    this.#queue = [...keep, ...this.#queue];
+    this.#retryMs = Math.min(this.#retryMs * 2, 5_000);
+  }
+
+  #recovered(): void {
+    const f = this.#failure!;
+    this.#failure = undefined;
+    this.#retryMs = 50;
+    diag.warn(`mltrail: journal writes recovered after ${f.failures} failed attempt(s)`);
+    try {
+      this.#onRecovered?.({ lostCount: f.dropped, error: f.first, failures: f.failures });
+    } catch (err) {
+      diag.error('mltrail: onRecovered callback threw', err);
+    }
+  }
+}
