@@ -1,6 +1,40 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { generateSigner } from '../integrity/index.js';
 import { CliError } from './command.js';
 
-/** Placeholder until the command lands; replaced by its owner. */
-export async function run(_argv: string[]): Promise<number> {
-  throw new CliError('"keygen" is not available in this build yet', 2);
+const HELP = `usage: mltrail keygen [--out FILE] [--name NAME]
+
+Generates an Ed25519 checkpoint signing key. The private key goes to FILE (created 0600; refuses to
+overwrite) or stdout; the verifier key (give it to whoever checks your trail: mltrail verify
+--trusted-key) is printed on stderr. Use the key with MLTRAIL_SIGNING_KEY=FILE or the key itself.
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const name = values.name ?? `mltrail-${hostname().replace(/[^A-Za-z0-9.-]/g, '-')}`;
+  let generated: ReturnType<typeof generateSigner>;
+  try {
+    generated = generateSigner(name);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  if (values.out !== undefined) {
+    if (existsSync(values.out))
+      throw new CliError(`${values.out} exists; refusing to overwrite a signing key`);
+    writeFileSync(values.out, `${generated.privateKey}\n`, { mode: 0o600, flag: 'wx' });
+    process.stderr.write(`private key written to ${values.out} (0600)\n`);
+  } else {
+    process.stdout.write(`${generated.privateKey}\n`);
+  }
+  process.stderr.write(`verifier key: ${generated.signer.verifierKey}\n`);
+  return 0;
 }

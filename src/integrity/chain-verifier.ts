@@ -122,6 +122,11 @@ export class ChainVerifier {
     this.#external = [...(opts.checkpoints ?? [])];
   }
 
+  /** Adds a checkpoint held elsewhere (a signed note), checked against the chain it names. */
+  addCheckpoint(note: string, source: string): void {
+    this.#external.push({ note, source });
+  }
+
   /** Reports a problem found while reading (torn line, malformed record). */
   addProblem(problem: Problem): void {
     if (problem.chain !== undefined) this.#state(problem.chain).problems.push(problem);
