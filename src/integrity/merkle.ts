@@ -100,7 +100,8 @@ export function verifyInclusion(
   proof: readonly Uint8Array[],
   root: Uint8Array,
 ): boolean {
-  if (leafIndex < 0 || leafIndex >= treeSize) return false;
+  if (leafIndex < 0 || leafIndex >= treeSize || leaf.length !== 32 || root.length !== 32) return false;
+  if (proof.some((p) => p.length !== 32)) return false;
   let fn = leafIndex;
   let sn = treeSize - 1;
   let r: Buffer = Buffer.from(leaf);
@@ -134,9 +135,10 @@ export function verifyConsistency(
   root2: Uint8Array,
   proof: readonly Uint8Array[],
 ): boolean {
-  if (size1 < 0 || size2 < size1) return false;
+  // As in RFC 9162 and transparency-dev/merkle: consistency with the empty tree is not a proof of anything.
+  if (size1 < 1 || size2 < size1) return false;
   if (size1 === size2) return proof.length === 0 && Buffer.from(root1).equals(root2);
-  if (size1 === 0) return proof.length === 0;
+  if (root1.length !== 32 || root2.length !== 32 || proof.some((p) => p.length !== 32)) return false;
   if (proof.length === 0) return false;
   let path = [...proof];
   if (isPowerOfTwo(size1)) path = [Buffer.from(root1), ...path];
