@@ -1,6 +1,91 @@
-import { CliError } from './command.js';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { canonicalize, parseRecordLine, serializeRecord } from '../integrity/index.js';
+import { AuditLog, JournalReader } from '../journal/index.js';
+import {
+  ATTR_ML_ACTOR_ID,
+  ATTR_MLTRAIL_BODY_DIGEST,
+  ATTR_MLTRAIL_ERASURE_REASON,
+  ATTR_MLTRAIL_ERASURE_RECORD_REF,
+  EVENT_MLTRAIL_ERASURE,
+} from '../semconv/index.js';
+import { CliError, resolveJournalDir } from './command.js';
 
-/** Placeholder until the command lands; replaced by its owner. */
-export async function run(_argv: string[]): Promise<number> {
-  throw new CliError('"erase" is not available in this build yet', 2);
+const HELP = `usage: mltrail erase <chain>:<seq> --reason TEXT [--journal DIR] [--actor WHO]
+
+Erases the body of one audit record (GDPR Art. 17) without breaking the proof: the body is replaced by an
+empty tombstone that keeps the body's digest, and an mltrail.erasure record naming the record, the digest
+and the reason is appended to the journal. "mltrail verify" then reports the record as erased, not modified.
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      journal: { type: 'string' },
+      reason: { type: 'string' },
+      actor: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const ref = positionals[0];
+  const m = ref === undefined ? null : /^([0-9a-f-]{36}):(\d+)$/.exec(ref);
+  if (m === null)
+    throw new CliError(`expected a record reference <chain>:<seq>, got "${ref ?? ''}"\n\n${HELP}`);
+  if (values.reason === undefined || values.reason.trim() === '')
+    throw new CliError('--reason is required: say why (e.g. the request id)');
+  const dir = resolveJournalDir(values.journal);
+  const [, chain, seqText] = m;
+  const seq = Number(seqText);
+  let found: { file: string; line: number } | undefined;
+  for (const l of new JournalReader(dir).lines()) {
+    if (!l.text.includes(chain)) continue;
+    const r = parseRecordLine(l.text, l);
+    if (r.chain === chain && r.seq === seq) {
+      if (r.erased_by !== undefined) throw new CliError(`${ref} is already erased (by ${r.erased_by})`, 1);
+      found = { file: l.file, line: l.line };
+      break;
+    }
+  }
+  if (found === undefined) throw new CliError(`no record ${ref} in ${dir}`, 1);
+
+  // Record the erasure first: if rewriting the segment fails, the trail still says what was requested.
+  const lines = readFileSync(found.file, 'utf8').split('\n');
+  const target = parseRecordLine(lines[found.line - 1], found);
+  const log = new AuditLog({ dir });
+  const ts = new Date().toISOString();
+  const { record } = log.append({
+    event: EVENT_MLTRAIL_ERASURE,
+    sev: 'WARN',
+    ts,
+    attrs: { [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref },
+    body: canonicalize({
+      'event.name': EVENT_MLTRAIL_ERASURE,
+      timestamp: ts,
+      [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref,
+      [ATTR_MLTRAIL_ERASURE_REASON]: values.reason,
+      [ATTR_MLTRAIL_BODY_DIGEST]: target.digest,
+      ...(values.actor !== undefined ? { [ATTR_ML_ACTOR_ID]: values.actor } : {}),
+    }),
+  });
+  await log.close();
+
+  lines[found.line - 1] = serializeRecord({
+    ...target,
+    body: '',
+    attrs: {},
+    erased_by: `${record.chain}:${record.seq}`,
+  });
+  const tmp = `${found.file}.erase-tmp`;
+  writeFileSync(tmp, lines.join('\n'), { mode: 0o600 });
+  renameSync(tmp, found.file);
+  process.stdout.write(
+    `erased ${ref} (digest ${target.digest}); erasure record ${record.chain}:${record.seq}\n`,
+  );
+  return 0;
 }

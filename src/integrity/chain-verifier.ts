@@ -242,8 +242,9 @@ export class ChainVerifier {
       if (seq !== expected) {
         problem(
           'missing',
-          `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} missing before ${e.location}`,
+          `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} missing before seq ${seq}`,
           expected,
+          e.location,
         );
         prevHash = undefined;
         // Keep the tree aligned to seq so checkpoint roots after a gap are still checked as far as possible.
