@@ -175,7 +175,7 @@ describe('verify: every single tampering is reported (property)', () => {
     const { lines } = journal(4, 2);
     const other = generateSigner('someone-else').signer.verifierKey;
     const v = new ChainVerifier({ trustedKeys: [other] });
-    lines.forEach((l, i) => v.add(parseRecordLine(l), { file: 'mem', line: i + 1 }));
+    for (const [i, l] of lines.entries()) v.add(parseRecordLine(l), { file: 'mem', line: i + 1 });
     expect(v.finish().chains[0].problems.map((p) => p.kind)).toEqual([
       'unknown-key',
       'unknown-key',
