@@ -84,8 +84,7 @@ function otherFiles(dir: string): string[] {
     if (name === 'chains') continue;
     const st = statSync(p);
     if (st.isDirectory()) out.push(...otherFiles(p));
-    else if (/\.(ndjson|jsonl|json)(\.gz|\.zst)?$/.test(name) || /checkpoint-.*\.txt$/.test(name))
-      out.push(p);
+    else if (/\.(ndjson|jsonl)(\.gz|\.zst)?$/.test(name) || /checkpoint-.*\.txt$/.test(name)) out.push(p);
   }
   return out;
 }
