@@ -144,7 +144,7 @@ export class JournalWriter {
       this.#timer = undefined;
       this.#kick();
     }, ms);
-    this.#timer.unref?.();
+    // Not unref'd: a process that is about to exit still writes what it buffered (a few ms at most).
   }
 
   #kick(): void {
