@@ -1,1 +1,47 @@
-export {};
+/**
+ * mltrail: tamper-evident, privacy-safe audit trails for machine-learning systems, on OpenTelemetry.
+ *
+ * The root entry exports the stage API; areas have subpath exports (`mltrail/semconv`,
+ * `mltrail/integrity`, `mltrail/journal`, ...) so an application loads only what it uses.
+ */
+
+export { AuditLog, type AuditLogOptions } from './journal/index.js';
+export type {
+  AuditSink,
+  BodyRedactor,
+  CaptureMode,
+  ContentSource,
+  DatasetSpec,
+  DatasetVersion,
+  DecisionSpec,
+  Deployment,
+  DeploySpec,
+  Digest,
+  DriftRecordInput,
+  EvaluateSpec,
+  EvaluationResult,
+  EventIssue,
+  FeedbackSpec,
+  ModelArtifact,
+  ModelVersion,
+  PredictionRecord,
+  PredictSpec,
+  RegisterSpec,
+  RetrainingTrigger,
+  RetrainSpec,
+  Trail,
+  TrailOptions,
+  TrailRuntimeOptions,
+  TrainingRun,
+  TrainSpec,
+  TransformSpec,
+} from './trail/index.js';
+export {
+  AuditWriteError,
+  createTrail,
+  digestBytes,
+  digestFile,
+  digestRows,
+  TrailRegistry,
+  TrailValidationError,
+} from './trail/index.js';
