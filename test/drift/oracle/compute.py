@@ -1,0 +1,76 @@
+"""Reference values for test/drift: run with a Python that has scipy and numpy, e.g.
+    python3 -m venv /tmp/oracle-venv && /tmp/oracle-venv/bin/pip install scipy numpy
+    /tmp/oracle-venv/bin/python test/drift/oracle/compute.py > test/drift/oracle/values.json
+The tests read values.json and never need Python."""
+import json
+
+import numpy as np
+import scipy
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+rng = np.random.default_rng(20261128)
+
+
+def r(x):
+    return [float(v) for v in x]
+
+
+cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": []}
+
+ks_inputs = [
+    ("small equal sizes", r(np.round(rng.normal(0, 1, 8), 3)), r(np.round(rng.normal(0.5, 1, 8), 3))),
+    ("small unequal sizes", r(np.round(rng.normal(0, 1, 7), 3)), r(np.round(rng.normal(1, 1, 13), 3))),
+    ("ties", [1, 2, 2, 3, 3, 3, 4, 5], [2, 3, 3, 4, 4, 5, 5, 5, 6]),
+    ("identical", [1.5, 2.5, 3.5], [1.5, 2.5, 3.5]),
+    ("moderate unequal", r(np.round(rng.normal(0, 1, 60), 4)), r(np.round(rng.normal(0.3, 1.2, 85), 4))),
+    ("larger equal", r(np.round(rng.exponential(1, 300), 4)), r(np.round(rng.exponential(1.2, 300), 4))),
+    ("disjoint", [1, 2, 3, 4], [10, 11, 12]),
+]
+for name, a, b in ks_inputs:
+    for method in ("exact", "asymp", "auto"):
+        res = stats.ks_2samp(a, b, method=method)
+        cases["ks"].append({"name": name, "a": a, "b": b, "method": method, "statistic": float(res.statistic), "pvalue": float(res.pvalue)})
+
+chi_inputs = [
+    ("same categories", ["a"] * 30 + ["b"] * 50 + ["c"] * 20, ["a"] * 25 + ["b"] * 40 + ["c"] * 35),
+    ("missing in current", ["a"] * 30 + ["b"] * 50 + ["c"] * 20, ["a"] * 45 + ["b"] * 55),
+    ("numbers as categories", [1] * 10 + [2] * 10 + [3] * 30, [1] * 12 + [2] * 20 + [3] * 8),
+]
+for name, ref, cur in chi_inputs:
+    keys = sorted(set(ref) | set(cur), key=str)
+    k_norm = len(cur) / len(ref)
+    f_exp = [ref.count(k) * k_norm for k in keys]
+    f_obs = [cur.count(k) for k in keys]
+    res = stats.chisquare(f_obs, f_exp)
+    cases["chisquare"].append({"name": name, "reference": ref, "current": cur, "statistic": float(res.statistic), "pvalue": float(res.pvalue), "df": len(keys) - 1})
+
+js_inputs = [
+    ("simple", [0.1, 0.4, 0.5], [0.3, 0.3, 0.4], None),
+    ("unnormalised", [1, 2, 3, 4], [4, 3, 2, 1], None),
+    ("with zeros base 2", [0.5, 0.5, 0, 0], [0, 0.25, 0.25, 0.5], 2),
+]
+for name, p, q, base in js_inputs:
+    cases["js"].append({"name": name, "p": p, "q": q, "base": base, "value": float(jensenshannon(p, q, base=base))})
+
+w_inputs = [
+    ("unequal sizes", r(np.round(rng.normal(0, 1, 40), 3)), r(np.round(rng.normal(1, 2, 55), 3))),
+    ("scipy doc example", [0, 1, 3], [5, 6, 8]),
+    ("ties", [1, 1, 2, 2, 3], [1, 2, 2, 4]),
+]
+for name, a, b in w_inputs:
+    ref_std = float(np.std(a))
+    cases["wasserstein"].append({"name": name, "a": a, "b": b, "value": float(stats.wasserstein_distance(a, b)), "normed": float(stats.wasserstein_distance(a, b) / max(ref_std, 0.001))})
+
+# PSI with empty bins, the Evidently way: equal-width bins on the reference, empty bins -> 0.0001.
+ref = r(np.round(rng.normal(0, 1, 200), 3))
+cur = r(np.round(rng.normal(0.8, 1, 150), 3))
+edges = np.histogram_bin_edges(ref, bins=10)
+rp = np.histogram(ref, edges)[0] / len(ref)
+cp = np.histogram(cur, edges)[0] / len(cur)
+np.place(rp, rp == 0, 0.0001)
+np.place(cp, cp == 0, 0.0001)
+psi = float(np.sum((cp - rp) * np.log(cp / rp)))
+cases["psi"].append({"name": "normal shift, equal-width 10 bins", "reference": ref, "current": cur, "bins": 10, "refShares": r(rp), "curShares": r(cp), "value": psi})
+
+print(json.dumps(cases, indent=1))
