@@ -1,4 +1,21 @@
+export {
+  type DriftDetail,
+  DriftMonitor,
+  type DriftMonitorOptions,
+  type DriftRecordSink,
+  type DriftWindowResult,
+  type FeatureDriftResult,
+} from './drift-monitor.js';
 export { checkSample, DriftInputError } from './errors.js';
+export {
+  buildProfile,
+  type CategoricalFeatureProfile,
+  loadProfile,
+  type NumericFeatureProfile,
+  type ProfileOptions,
+  type ReferenceProfile,
+  saveProfile,
+} from './profile.js';
 export { chiSquareSf, gammaQ, kolmogorovSf, kstwoSf, logGamma, smirnovSf } from './special.js';
 export {
   binShares,

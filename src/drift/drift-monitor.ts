@@ -1,0 +1,293 @@
+import { diag, type Meter, metrics } from '@opentelemetry/api';
+import {
+  ATTR_ML_DRIFT_FEATURE,
+  ATTR_ML_DRIFT_TEST,
+  ATTR_ML_MODEL_NAME,
+  ATTR_ML_MODEL_VERSION,
+  METRIC_ML_DRIFT_SCORE,
+} from '../semconv/index.js';
+import type { ReferenceProfile } from './profile.js';
+import { chiSquareTest, jensenShannonDistance, ksTest, normedWassersteinDistance } from './statistics.js';
+
+/** What the monitor reports for one drifted feature (or the whole data set). */
+export interface DriftDetail {
+  /** The feature, or `__dataset__` for dataset-level drift. */
+  feature: string;
+  test: 'ks' | 'wasserstein' | 'chisquare' | 'jensenshannon' | 'share';
+  statistic: number;
+  /** p-value for hypothesis tests. */
+  pValue?: number;
+  /** The threshold the p-value (below) or distance (above) crossed. */
+  threshold: number;
+  /** Comparable score: the distance, or 1 − p-value. */
+  score: number;
+  datasetDrift?: boolean;
+  driftShare?: number;
+  windowStart: string;
+  windowEnd: string;
+  windowSize: number;
+  referenceDigest: string;
+  method?: string;
+  model?: { name: string; version: string };
+  deploymentId?: string;
+}
+
+/** Where drift records go: `trail.recordDrift()` implements this. */
+export interface DriftRecordSink {
+  recordDrift(detail: DriftDetail): { id: string };
+}
+
+/** One feature's result in a window. */
+export interface FeatureDriftResult {
+  feature: string;
+  test: DriftDetail['test'];
+  statistic: number;
+  pValue?: number;
+  threshold: number;
+  score: number;
+  drifted: boolean;
+}
+
+/** The evaluation of a closed window. */
+export interface DriftWindowResult {
+  windowStart: string;
+  windowEnd: string;
+  size: number;
+  features: FeatureDriftResult[];
+  driftShare: number;
+  datasetDrift: boolean;
+  /** Ids of the `ml.drift.detected` records written. */
+  recordIds: string[];
+}
+
+/** Options of {@link DriftMonitor}. */
+export interface DriftMonitorOptions {
+  reference: ReferenceProfile;
+  model?: { name: string; version: string };
+  deploymentId?: string;
+  /** Close a window after `size` observations and/or `ms` milliseconds (default size 100). */
+  window?: { size?: number; ms?: number };
+  /** p-value threshold for KS and χ² (default 0.05, Evidently's). */
+  pValueThreshold?: number;
+  /** Distance threshold for normed Wasserstein and Jensen–Shannon (default 0.1, Evidently's). */
+  distanceThreshold?: number;
+  /** Dataset drift when at least this share of features drift (default 0.5, Evidently's). */
+  driftShare?: number;
+  /** Divide the p-value threshold by the number of features (Bonferroni). */
+  bonferroni?: boolean;
+  /** Reference sizes above this switch to distances (default 1000, Evidently's rule). */
+  largeReference?: number;
+  sink?: DriftRecordSink;
+  meter?: Meter;
+  /** Called for every closed window (drifted or not). */
+  onWindow?: (result: DriftWindowResult) => void;
+}
+
+/**
+ * A streaming drift monitor for a deployed model. `observe()` each prediction's features; when a window
+ * closes (by count or time) every profiled feature is tested against the reference profile with
+ * Evidently's default selection — numerical: KS (p < 0.05) for references of ≤ 1000 rows, else normed
+ * Wasserstein (> 0.1); categorical: χ² (p < 0.05) for ≤ 1000 rows, else Jensen–Shannon (> 0.1) — and every
+ * drifted feature, plus dataset-level drift, becomes an `ml.drift.detected` audit record through the sink.
+ * Scores go to the `ml.drift.score` gauge. Never throws into the caller.
+ */
+export class DriftMonitor {
+  readonly #o: Required<
+    Pick<DriftMonitorOptions, 'pValueThreshold' | 'distanceThreshold' | 'driftShare' | 'largeReference'>
+  > &
+    DriftMonitorOptions;
+  readonly #gauge;
+  #window: Record<string, unknown>[] = [];
+  #start = new Date();
+
+  constructor(opts: DriftMonitorOptions) {
+    this.#o = {
+      pValueThreshold: 0.05,
+      distanceThreshold: 0.1,
+      driftShare: 0.5,
+      largeReference: 1000,
+      ...opts,
+    };
+    const meter = opts.meter ?? metrics.getMeter('mltrail');
+    this.#gauge = meter.createGauge(METRIC_ML_DRIFT_SCORE, {
+      description: 'Drift score per feature (distance or 1 - p-value)',
+    });
+  }
+
+  /** Adds one observation; returns the window result when this observation closed a window. */
+  observe(features: Record<string, unknown>, prediction?: unknown): DriftWindowResult | undefined {
+    try {
+      if (this.#window.length === 0) this.#start = new Date();
+      this.#window.push(prediction === undefined ? features : { ...features, __prediction__: prediction });
+      const size = this.#o.window?.size ?? (this.#o.window?.ms === undefined ? 100 : undefined);
+      const full = size !== undefined && this.#window.length >= size;
+      const expired =
+        this.#o.window?.ms !== undefined && Date.now() - this.#start.getTime() >= this.#o.window.ms;
+      return full || expired ? this.flush() : undefined;
+    } catch (err) {
+      diag.error('mltrail: drift monitor failed to observe', err);
+      return undefined;
+    }
+  }
+
+  /** Evaluates the current (possibly partial) window now. */
+  flush(): DriftWindowResult | undefined {
+    const rows = this.#window;
+    this.#window = [];
+    if (rows.length === 0) return undefined;
+    const start = this.#start.toISOString();
+    const end = new Date().toISOString();
+    const profiled = Object.keys(this.#o.reference.features);
+    const alpha = this.#o.bonferroni ? this.#o.pValueThreshold / profiled.length : this.#o.pValueThreshold;
+    const results: FeatureDriftResult[] = [];
+    for (const feature of profiled) {
+      try {
+        const r = this.#testFeature(feature, rows, alpha);
+        if (r !== undefined) results.push(r);
+      } catch (err) {
+        diag.warn(`mltrail: drift test on ${feature} skipped: ${(err as Error).message}`);
+      }
+    }
+    const drifted = results.filter((r) => r.drifted);
+    const share = results.length === 0 ? 0 : drifted.length / results.length;
+    const datasetDrift = results.length > 0 && share >= this.#o.driftShare;
+    const base = {
+      windowStart: start,
+      windowEnd: end,
+      windowSize: rows.length,
+      referenceDigest: this.#o.reference.digest,
+      model: this.#o.model,
+      deploymentId: this.#o.deploymentId,
+    };
+    const recordIds: string[] = [];
+    const record = (d: DriftDetail) => {
+      if (this.#o.sink === undefined) return;
+      try {
+        recordIds.push(this.#o.sink.recordDrift(d).id);
+      } catch (err) {
+        diag.error('mltrail: could not record drift', err);
+      }
+    };
+    for (const r of results) {
+      this.#gauge.record(r.score, {
+        [ATTR_ML_DRIFT_FEATURE]: r.feature,
+        [ATTR_ML_DRIFT_TEST]: r.test,
+        ...modelAttrs(this.#o.model),
+      });
+    }
+    for (const r of drifted) {
+      record({
+        ...base,
+        feature: r.feature,
+        test: r.test,
+        statistic: r.statistic,
+        pValue: r.pValue,
+        threshold: r.threshold,
+        score: r.score,
+        method: this.#o.bonferroni ? 'bonferroni' : undefined,
+      });
+    }
+    if (datasetDrift) {
+      record({
+        ...base,
+        feature: '__dataset__',
+        test: 'share',
+        statistic: share,
+        threshold: this.#o.driftShare,
+        score: share,
+        datasetDrift: true,
+        driftShare: share,
+      });
+    }
+    const result: DriftWindowResult = {
+      windowStart: start,
+      windowEnd: end,
+      size: rows.length,
+      features: results,
+      driftShare: share,
+      datasetDrift,
+      recordIds,
+    };
+    try {
+      this.#o.onWindow?.(result);
+    } catch (err) {
+      diag.error('mltrail: onWindow callback threw', err);
+    }
+    return result;
+  }
+
+  #testFeature(
+    feature: string,
+    rows: Record<string, unknown>[],
+    alpha: number,
+  ): FeatureDriftResult | undefined {
+    const ref = this.#o.reference.features[feature];
+    const large = ref.count > this.#o.largeReference;
+    if (ref.kind === 'numeric') {
+      const cur = rows
+        .map((r) => r[feature])
+        .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+      if (cur.length === 0) return undefined;
+      if (!large) {
+        const ks = ksTest(ref.sample, cur);
+        return {
+          feature,
+          test: 'ks',
+          statistic: ks.statistic,
+          pValue: ks.pValue,
+          threshold: alpha,
+          score: 1 - ks.pValue,
+          drifted: ks.pValue < alpha,
+        };
+      }
+      const w = normedWassersteinDistance(ref.sample, cur);
+      return {
+        feature,
+        test: 'wasserstein',
+        statistic: w,
+        threshold: this.#o.distanceThreshold,
+        score: w,
+        drifted: w > this.#o.distanceThreshold,
+      };
+    }
+    const cur = rows
+      .map((r) => r[feature])
+      .filter((v) => v !== undefined && v !== null)
+      .map(String);
+    if (cur.length === 0) return undefined;
+    if (!large) {
+      const refValues = Object.entries(ref.frequencies).flatMap(([k, n]) => Array<string>(n).fill(k));
+      const chi = chiSquareTest(refValues, cur);
+      return {
+        feature,
+        test: 'chisquare',
+        statistic: chi.statistic,
+        pValue: chi.pValue,
+        threshold: alpha,
+        score: 1 - chi.pValue,
+        drifted: chi.pValue < alpha,
+      };
+    }
+    const keys = [...new Set([...Object.keys(ref.frequencies), ...cur])];
+    const counts = new Map<string, number>();
+    for (const c of cur) counts.set(c, (counts.get(c) ?? 0) + 1);
+    const js = jensenShannonDistance(
+      keys.map((k) => ref.frequencies[k] ?? 0),
+      keys.map((k) => counts.get(k) ?? 0),
+    );
+    return {
+      feature,
+      test: 'jensenshannon',
+      statistic: js,
+      threshold: this.#o.distanceThreshold,
+      score: js,
+      drifted: js > this.#o.distanceThreshold,
+    };
+  }
+}
+
+function modelAttrs(model: { name: string; version: string } | undefined): Record<string, string> {
+  return model === undefined
+    ? {}
+    : { [ATTR_ML_MODEL_NAME]: model.name, [ATTR_ML_MODEL_VERSION]: model.version };
+}
