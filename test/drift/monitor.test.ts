@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { between, FEATURE_NAMES, featuresOf, loadWeather } from '../../src/demo/weather-data.js';
-import { buildProfile, DriftMonitor } from '../../src/drift/index.js';
+import { buildProfile, DriftMonitor, type DriftWindowResult } from '../../src/drift/index.js';
 import { type TrailHarness, trailHarness } from '../trail/harness.js';
 
 // The Seattle weather data set shipped by the vega-datasets npm package (2012–2015, daily).
@@ -27,7 +27,7 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
     });
     // Every 8th day of the reference period, spread over both years: the same distribution, no drift.
     const oddDays = reference.filter((_, i) => i % 8 === 1).slice(0, 91);
-    let last;
+    let last: DriftWindowResult | undefined;
     for (const d of oddDays) last = monitor.observe(featuresOf(d) as unknown as Record<string, number>);
     expect(last).toBeDefined();
     expect(last!.features.map((f) => f.test)).toEqual(['ks', 'ks', 'ks', 'ks']);
@@ -80,7 +80,7 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
       bonferroni: true,
       largeReference: 100,
     });
-    let r;
+    let r: DriftWindowResult | undefined;
     for (const d of between(days, '2015-07-01', '2015-08-20'))
       r = monitor.observe(featuresOf(d) as unknown as Record<string, number>);
     expect(r!.features.map((f) => f.test)).toEqual([
