@@ -35,13 +35,17 @@ export type {
   TrainingRun,
   TrainSpec,
   TransformSpec,
+  UnregisteredModelSpec,
 } from './trail/index.js';
 export {
   AuditWriteError,
   createTrail,
+  createTrailSync,
   digestBytes,
   digestFile,
   digestRows,
+  getTrail,
+  setGlobalTrail,
   TrailRegistry,
   TrailValidationError,
 } from './trail/index.js';

@@ -38,4 +38,5 @@ export type {
   TrainingRun,
   TrainSpec,
   TransformSpec,
+  UnregisteredModelSpec,
 } from './types.js';

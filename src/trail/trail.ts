@@ -11,7 +11,8 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { canonicalize, uuidv7 } from '../integrity/index.js';
+import { canonicalize, parseRecordLine, uuidv7 } from '../integrity/index.js';
+import { AuditLog, JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
 import {
   AuditEmitter,
@@ -43,6 +44,7 @@ import type {
   TrainingRun,
   TrainSpec,
   TransformSpec,
+  UnregisteredModelSpec,
 } from './types.js';
 import { callObserved } from './wrap.js';
 
@@ -116,6 +118,15 @@ export interface Trail {
   retrain(spec: RetrainSpec): RetrainingTrigger;
   /** Records a drift detection (used by `DriftMonitor`). */
   recordDrift(detail: DriftRecordInput): { id: string };
+  /** Records, once per digest, that a model matching no registered version is serving traffic. */
+  reportUnregisteredModel(model: { digest: string; name?: string; format?: string; uri?: string }): void;
+  /** Loads registered models and deployments from a journal (so a separate inference process can match digests). */
+  loadRegistry(dir?: string): number;
+  /**
+   * Records once per digest that a model matching no registered version is serving traffic (a warning
+   * record `ml.model.unregistered` in the active trace). Returns true when this call recorded it.
+   */
+  recordUnregisteredModel(spec: UnregisteredModelSpec): boolean;
   /** Looks up registered models, runs and deployments seen by this trail. */
   readonly registry: TrailRegistry;
   /** Ids of the predictions made so far in the current {@link Trail.withPredictionScope} scope. */
@@ -161,12 +172,25 @@ const predictionScope = new AsyncLocalStorage<string[]>();
  * const train = trail.train({ model: 'credit', inputs: [data], seed: 7 }, fitModel);
  */
 export async function createTrail(options: TrailRuntimeOptions = {}): Promise<Trail> {
-  let sink = options.sink;
-  if (sink === undefined) {
-    const { AuditLog } = await import('../journal/index.js');
-    sink = new AuditLog({ failClosed: options.failClosed === true });
-  }
+  return createTrailSync(options);
+}
+
+/** {@link createTrail} without the promise, for setup code that cannot await (e.g. `--require` hooks). */
+export function createTrailSync(options: TrailRuntimeOptions = {}): Trail {
+  const sink = options.sink ?? new AuditLog({ failClosed: options.failClosed === true });
   return new TrailImpl(options, sink);
+}
+
+const GLOBAL_TRAIL = Symbol.for('mltrail.trail');
+
+/** The trail `mltrail/register` created (or one set with {@link setGlobalTrail}), if any. */
+export function getTrail(): Trail | undefined {
+  return (globalThis as Record<symbol, Trail | undefined>)[GLOBAL_TRAIL];
+}
+
+/** Makes a trail the process-wide one returned by {@link getTrail}. */
+export function setGlobalTrail(trail: Trail | undefined): void {
+  (globalThis as Record<symbol, Trail | undefined>)[GLOBAL_TRAIL] = trail;
 }
 
 class TrailImpl implements Trail {
@@ -178,7 +202,9 @@ class TrailImpl implements Trail {
   readonly #capture: CaptureMode;
   readonly #actor: string | undefined;
   readonly #redactor: BodyRedactor | undefined;
+  readonly #unregisteredSeen = new Set<string>();
   #closed: Promise<void> | undefined;
+  readonly #unregistered = new Set<string>();
 
   constructor(options: TrailRuntimeOptions, sink: AuditSink) {
     const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
@@ -385,6 +411,75 @@ class TrailImpl implements Trail {
     return { id };
   }
 
+  reportUnregisteredModel(model: { digest: string; name?: string; format?: string; uri?: string }): void {
+    if (this.#unregistered.has(model.digest)) return;
+    this.#unregistered.add(model.digest);
+    this.#recordStage(
+      'predict',
+      sc.EVENT_ML_MODEL_UNREGISTERED,
+      {
+        [sc.ATTR_ML_MODEL_DIGEST]: model.digest,
+        [sc.ATTR_ML_MODEL_NAME]: model.name,
+        [sc.ATTR_ML_MODEL_FORMAT]: model.format,
+        [sc.ATTR_ML_MODEL_URI]: model.uri,
+      },
+      [],
+      undefined,
+      'WARN',
+    );
+  }
+
+  loadRegistry(dir?: string): number {
+    let loaded = 0;
+    try {
+      for (const l of new JournalReader(dir ?? process.env.MLTRAIL_DIR ?? '.mltrail').lines()) {
+        const isModel = l.text.includes(sc.EVENT_ML_MODEL_REGISTERED);
+        const isDeployment = l.text.includes(sc.EVENT_ML_DEPLOYMENT_COMPLETED);
+        if (!isModel && !isDeployment) continue;
+        const r = parseRecordLine(l.text, l);
+        if (r.body === '') continue;
+        const b = JSON.parse(r.body) as Record<string, unknown>;
+        const name = String(b[sc.ATTR_ML_MODEL_NAME] ?? '');
+        const version = String(b[sc.ATTR_ML_MODEL_VERSION] ?? '');
+        const digest = b[sc.ATTR_ML_MODEL_DIGEST] as Digest | undefined;
+        if (r.event === sc.EVENT_ML_MODEL_REGISTERED) {
+          const runId = b[sc.ATTR_ML_RUN_ID] as string | undefined;
+          this.registry.models.set(`${name}@${version}`, {
+            kind: 'model',
+            name,
+            version,
+            digest,
+            runId,
+            spanContext: undefined,
+          });
+          loaded++;
+        } else if (r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED) {
+          const model = this.registry.models.get(`${name}@${version}`) ?? {
+            kind: 'model' as const,
+            name,
+            version,
+            digest,
+            runId: undefined,
+            spanContext: undefined,
+          };
+          const id = String(b[sc.ATTR_ML_DEPLOYMENT_ID]);
+          const environment = String(b[sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT] ?? '');
+          this.registry.deployments.set(id, {
+            kind: 'deployment',
+            id,
+            model,
+            environment,
+            spanContext: undefined,
+          });
+          loaded++;
+        }
+      }
+    } catch (err) {
+      diag.error('mltrail: could not load the model registry from the journal', err);
+    }
+    return loaded;
+  }
+
   // ---------------------------------------------------------------- wrapping stages
 
   transform<A extends unknown[], R>(
@@ -579,11 +674,18 @@ class TrailImpl implements Trail {
       } catch (err) {
         diag.error('mltrail: predict() input/subject callback threw', err);
       }
+      let extra: Record<string, unknown> = {};
+      try {
+        extra = spec.attributes?.(...args) ?? {};
+      } catch (err) {
+        diag.error('mltrail: predict() attributes callback threw', err);
+      }
       const base = {
+        ...extra,
         [sc.ATTR_ML_PREDICTION_ID]: id,
         [sc.ATTR_ML_MODEL_NAME]: model?.name,
         [sc.ATTR_ML_MODEL_VERSION]: model?.version,
-        [sc.ATTR_ML_MODEL_DIGEST]: model?.digest,
+        [sc.ATTR_ML_MODEL_DIGEST]: model?.digest ?? spec.modelDigest,
         [sc.ATTR_ML_DEPLOYMENT_ID]: deploymentId,
         [sc.ATTR_ML_PREDICTION_SUBJECT_ID]: subject,
       };
@@ -612,10 +714,24 @@ class TrailImpl implements Trail {
         } catch (err) {
           diag.error('mltrail: predict() output callback threw', err);
         }
-        const outputFields =
-          capture === 'redacted' || capture === 'full' ? self.#captureOutput(outcome.value, capture) : {};
+        let outputFields: Record<string, unknown> = {};
+        let extra: Record<string, unknown> = { ...spec.fields };
+        try {
+          if (capture === 'redacted' || capture === 'full') {
+            const value =
+              spec.outputContent !== undefined
+                ? spec.outputContent(outcome.value as Awaited<R>)
+                : outcome.value;
+            outputFields = self.#captureOutput(value, capture);
+          }
+          if (spec.resultFields !== undefined)
+            extra = { ...extra, ...spec.resultFields(outcome.value as Awaited<R>) };
+        } catch (err) {
+          diag.error('mltrail: predict() outputContent/resultFields callback threw', err);
+        }
         const fields = {
-          ...base,
+          ...extra,
+          ...definedOnly(base),
           ...inputFields,
           ...outputFields,
           [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
@@ -624,6 +740,7 @@ class TrailImpl implements Trail {
         };
         span.setAttributes(
           spanAttrs({
+            ...extra,
             ...base,
             [sc.ATTR_ML_PREDICTION_INPUT_DIGEST]: inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST],
             [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
@@ -644,6 +761,19 @@ class TrailImpl implements Trail {
         return emitted;
       });
     };
+  }
+
+  recordUnregisteredModel(spec: UnregisteredModelSpec): boolean {
+    if (this.#unregisteredSeen.has(spec.digest)) return false;
+    this.#unregisteredSeen.add(spec.digest);
+    const fields = {
+      [sc.ATTR_ML_MODEL_DIGEST]: spec.digest,
+      [sc.ATTR_ML_MODEL_NAME]: spec.name,
+      [sc.ATTR_ML_MODEL_FORMAT]: spec.format,
+      [sc.ATTR_ML_MODEL_URI]: spec.uri,
+    };
+    this.#emit(sc.EVENT_ML_MODEL_UNREGISTERED, 'WARN', fields, trace.getActiveSpan());
+    return true;
   }
 
   // ---------------------------------------------------------------- scope, flush, shutdown
@@ -868,6 +998,13 @@ function spanAttrs(fields: Record<string, unknown>): Record<string, string | num
     else if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
     else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
   }
+  return out;
+}
+
+/** Drops undefined values so they do not hide fields an instrumentation supplied under the same key. */
+function definedOnly(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
   return out;
 }
 

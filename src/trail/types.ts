@@ -174,7 +174,37 @@ export interface PredictSpec<A extends unknown[], R> {
   output?: (result: Awaited<R>) => { label?: string | number | boolean; score?: number } | undefined;
   /** Who the prediction is about (pseudonymised by the redactor's `hash` rules when configured). */
   subject?: (...args: A) => string | undefined;
+  /**
+   * Picks what to capture of the result under the `redacted`/`full` capture policies; defaults to the whole
+   * result (instrumentations pass a plain view of output tensors).
+   */
+  outputContent?: (result: Awaited<R>) => unknown;
+  /**
+   * Digest of the model serving the call when `model` is not given (an unregistered model seen by an
+   * instrumentation); recorded as `ml.model.digest` on the prediction and on a failure record.
+   */
+  modelDigest?: string;
+  /**
+   * Further semconv fields for the `ml.prediction` record and the span, e.g. tensor names and shapes,
+   * `ml.model.format`, `ml.prediction.registered`. They never replace the fields the trail sets itself.
+   */
+  fields?: Record<string, unknown>;
+  /** Further semconv fields read from the result (e.g. output tensor dtypes). */
+  resultFields?: (result: Awaited<R>) => Record<string, unknown>;
+  /** Extra semconv attributes known before the call (e.g. tensor names and shapes). */
+  attributes?: (...args: A) => Record<string, unknown>;
+  /** Extra semconv attributes read from the result (e.g. output dtypes). */
+  resultAttributes?: (result: Awaited<R>) => Record<string, unknown>;
   onRecorded?: (prediction: PredictionRecord) => void;
+}
+
+/** What an instrumentation knows about a model that matches no registered version. */
+export interface UnregisteredModelSpec {
+  /** `sha256:<hex>` of the model artifact. */
+  digest: string;
+  name?: string;
+  format?: string;
+  uri?: string;
 }
 
 /** A recorded prediction. */
