@@ -11,7 +11,10 @@ export { type Digest, digestBytes, digestFile, digestRows, isDigest } from './di
 export { AuditWriteError, type EventIssue, TrailValidationError } from './errors.js';
 export {
   createTrail,
+  createTrailSync,
   type DriftRecordInput,
+  getTrail,
+  setGlobalTrail,
   type Trail,
   TrailRegistry,
   type TrailRuntimeOptions,
