@@ -1,11 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { buildProfile, DriftMonitor, type ReferenceProfile, saveProfile } from '../drift/index.js';
 import { AuditLog } from '../journal/index.js';
 import {
   createTrail,
   type DatasetVersion,
   type Deployment,
   type ModelVersion,
+  type RetrainingTrigger,
   type Trail,
 } from '../trail/index.js';
 import {
@@ -31,6 +33,7 @@ export interface DemoResult {
   predictions: number;
   decisions: number;
   feedback: number;
+  driftRecords: string[];
   samplePredictionId: string | undefined;
   models: { version: string; accuracy: number; digest: string | undefined }[];
 }
@@ -69,6 +72,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     predictions: 0,
     decisions: 0,
     feedback: 0,
+    driftRecords: [],
     samplePredictionId: undefined,
     models: [],
   };
@@ -123,22 +127,63 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
     log(`deploy   rain-cover v1 (${v1.model.digest?.slice(0, 19)}…) to "demo"`);
 
-    // 3. Serve 2015 traffic: every quote is an audited prediction, then a decision with its reasons.
-    const quote = quoteService(trail, deployment, v1.logistic);
+    // 3. Serve 2015 traffic: every quote is an audited prediction, then a decision with its reasons; a drift
+    //    monitor compares each 60-quote window with the profile of the data v1 was trained on.
+    const monitor = (t: Trained, d: Deployment) =>
+      new DriftMonitor({
+        reference: t.profile,
+        model: { name: 'rain-cover', version: t.model.version },
+        deploymentId: d.id,
+        window: { size: 60 },
+        sink: trail,
+      });
+    let quote = quoteService(trail, deployment, v1.logistic, monitor(v1, deployment));
     const truth: [string, WeatherDay][] = [];
-    for (const [i, day] of between(weather.days, '2015-01-01', '2016-01-01').entries()) {
-      const customer = `customer-${(i % 40) + 1}@example.com`;
-      const q = quote(customer, day);
-      truth.push([q.predictionId, day]);
-      result.samplePredictionId ??= q.predictionId;
-      result.predictions++;
-      result.decisions++;
-    }
+    const serve = (from: string, to: string) => {
+      for (const [i, day] of between(weather.days, from, to).entries()) {
+        const q = quote(`customer-${(i % 40) + 1}@example.com`, day);
+        truth.push([q.predictionId, day]);
+        result.samplePredictionId ??= q.predictionId;
+        result.predictions++;
+        result.decisions++;
+        result.driftRecords.push(...q.driftRecords);
+      }
+    };
+    serve('2015-01-01', '2015-09-01');
     log(
-      `serve    ${result.predictions} quotes for 2015 (predictions + decisions with reasons and attributions)`,
+      `serve    ${result.predictions} quotes Jan–Aug 2015; drift monitor: ${result.driftRecords.length} drift record(s)`,
     );
 
-    // 4. Ground truth arrives later for a quarter of the quotes.
+    // 4. Drift fired: retrain on more recent data, linked to the drift records that caused it; deploy v2.
+    if (result.driftRecords.length > 0) {
+      const trigger = trail.retrain({
+        reason: `input drift in 2015 traffic (${result.driftRecords.length} drift record(s))`,
+        trigger: 'drift',
+        triggerIds: result.driftRecords.slice(0, 50),
+        previous: v1.model,
+        actor: 'drift-monitor',
+      });
+      const train2 = select('train-2013-2014', 'train', '2013-01-01', '2015-01-01');
+      const test2 = select('test-2015h1', 'test', '2015-01-01', '2015-07-01');
+      const v2 = await trainEvaluateRegister(trail, dir, '2', train2, test2, log, trigger);
+      result.models.push({ version: '2', accuracy: v2.accuracy, digest: v2.model.digest });
+      const d2 = trail.deploy({
+        model: v2.model,
+        environment: 'demo',
+        endpoint: 'in-process:quote',
+        replaces: v1.model,
+        deployedBy: 'release-bot',
+      });
+      log(
+        `retrain  v2 deployed, retrained because of ${trigger.triggerIds.length} drift record(s) (${trigger.id})`,
+      );
+      quote = quoteService(trail, d2, v2.logistic, monitor(v2, d2));
+      const before = result.predictions;
+      serve('2015-09-01', '2016-01-01');
+      log(`serve    ${result.predictions - before} quotes Sep–Dec 2015 on v2`);
+    }
+
+    // 5. Ground truth arrives later for a quarter of the quotes.
     for (const [k, [predictionId, day]] of truth.entries()) {
       if (k % 4 !== 0) continue;
       const wet = day.precipitation > 0;
@@ -157,6 +202,7 @@ interface Trained {
   model: ModelVersion;
   logistic: LogisticModel;
   accuracy: number;
+  profile: ReferenceProfile;
 }
 
 async function trainEvaluateRegister(
@@ -166,8 +212,15 @@ async function trainEvaluateRegister(
   train: { examples: Example[]; dataset: DatasetVersion },
   test: { examples: Example[]; dataset: DatasetVersion },
   log: (l: string) => void,
+  retraining?: RetrainingTrigger,
 ): Promise<Trained> {
   const artifact = join(dir, 'artifacts', `rain-cover-v${version}.json`);
+  // The reference profile of exactly the training data: drift is measured against it.
+  const profile = buildProfile(
+    train.examples.map((e) => Object.fromEntries(FEATURE_NAMES.map((n, j) => [n, e.x[j]]))),
+    { features: [...FEATURE_NAMES] },
+  );
+  await saveProfile(profile, join(dir, 'artifacts', `rain-cover-v${version}.profile.json`));
   let runId = '';
   const fit = trail.train(
     {
@@ -178,6 +231,8 @@ async function trainEvaluateRegister(
       frameworkVersion: '1.0.0',
       hyperparameters: HYPERPARAMETERS,
       seed: SEED,
+      profileDigest: profile.digest,
+      retraining,
       artifact: (r: { bytes: string }) => ({
         data: r.bytes,
         format: 'json',
@@ -219,7 +274,7 @@ async function trainEvaluateRegister(
     uri: `file:artifacts/rain-cover-v${version}.json`,
     approvedBy: 'model-risk@rain-cover',
   });
-  return { model, logistic, accuracy: acc };
+  return { model, logistic, accuracy: acc, profile };
 }
 
 /** Turns the probability of a wet day into a quote, with the reason an underwriter can read. */
@@ -235,7 +290,7 @@ function quoteFor(pWet: number): { outcome: string; reason: string; threshold: n
   return { outcome: 'standard', reason: `probability of rain ${pWet.toFixed(2)} < 0.50`, threshold: 0.5 };
 }
 
-function quoteService(trail: Trail, deployment: Deployment, model: LogisticModel) {
+function quoteService(trail: Trail, deployment: Deployment, model: LogisticModel, monitor: DriftMonitor) {
   let lastId = '';
   const score = trail.predict<[number[], string], number>(
     {
@@ -253,6 +308,7 @@ function quoteService(trail: Trail, deployment: Deployment, model: LogisticModel
     const f = featuresOf(day);
     const x = FEATURE_NAMES.map((n) => f[n]);
     const p = score(x, customer);
+    const window = monitor.observe(f as unknown as Record<string, number>);
     const q = quoteFor(p);
     trail.decide({
       predictionId: lastId,
@@ -263,6 +319,6 @@ function quoteService(trail: Trail, deployment: Deployment, model: LogisticModel
       automated: q.outcome !== 'decline',
       reviewer: q.outcome === 'decline' ? 'underwriter-7' : undefined,
     });
-    return { predictionId: lastId, ...q };
+    return { predictionId: lastId, ...q, driftRecords: window?.recordIds ?? [] };
   };
 }

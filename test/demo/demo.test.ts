@@ -1,0 +1,45 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseRecordLine } from '../../src/integrity/index.js';
+import { JournalReader } from '../../src/journal/index.js';
+
+describe('the demo (npm start → mltrail demo)', () => {
+  it('runs end to end on the real data set, and leaves a journal that verifies', () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-')), 'journal');
+    const run = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--journal', dir], {
+      encoding: 'utf8',
+    });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/integrity: \d+ records in \d+ chain\(s\) verified/);
+    expect(run.stdout).toMatch(/retrain {2}v2 deployed, retrained because of \d+ drift record/);
+
+    const records = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+    const count = (e: string) => records.filter((r) => r.event === e).length;
+    expect(count('ml.dataset.registered')).toBe(1);
+    expect(count('ml.model.registered')).toBe(2);
+    expect(count('ml.deployment.completed')).toBe(2);
+    expect(count('ml.prediction')).toBe(365);
+    expect(count('ml.decision')).toBe(365);
+    expect(count('ml.drift.detected')).toBeGreaterThan(0);
+    expect(count('ml.retraining.triggered')).toBe(1);
+
+    // The retraining names the drift records that caused it, and the v2 run carries the trigger.
+    const retrain = JSON.parse(records.find((r) => r.event === 'ml.retraining.triggered')!.body);
+    const driftIds = new Set(
+      records.filter((r) => r.event === 'ml.drift.detected').map((r) => JSON.parse(r.body)['ml.drift.id']),
+    );
+    expect(retrain['ml.retraining.trigger_ids'].length).toBeGreaterThan(0);
+    for (const id of retrain['ml.retraining.trigger_ids']) expect(driftIds.has(id)).toBe(true);
+    const v2run = records
+      .filter((r) => r.event === 'ml.training.completed')
+      .map((r) => JSON.parse(r.body))[1];
+    expect(v2run['ml.run.id']).toBe(retrain['ml.run.id']);
+
+    const verify = spawnSync(process.execPath, ['dist/cli/main.js', 'verify', dir], { encoding: 'utf8' });
+    expect(verify.status).toBe(0);
+  });
+});
