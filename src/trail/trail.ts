@@ -119,14 +119,9 @@ export interface Trail {
   /** Records a drift detection (used by `DriftMonitor`). */
   recordDrift(detail: DriftRecordInput): { id: string };
   /** Records, once per digest, that a model matching no registered version is serving traffic. */
-  reportUnregisteredModel(model: { digest: string; name?: string; format?: string; uri?: string }): void;
+  reportUnregisteredModel(model: UnregisteredModelSpec): void;
   /** Loads registered models and deployments from a journal (so a separate inference process can match digests). */
   loadRegistry(dir?: string): number;
-  /**
-   * Records once per digest that a model matching no registered version is serving traffic (a warning
-   * record `ml.model.unregistered` in the active trace). Returns true when this call recorded it.
-   */
-  recordUnregisteredModel(spec: UnregisteredModelSpec): boolean;
   /** Looks up registered models, runs and deployments seen by this trail. */
   readonly registry: TrailRegistry;
   /** Ids of the predictions made so far in the current {@link Trail.withPredictionScope} scope. */
@@ -202,7 +197,6 @@ class TrailImpl implements Trail {
   readonly #capture: CaptureMode;
   readonly #actor: string | undefined;
   readonly #redactor: BodyRedactor | undefined;
-  readonly #unregisteredSeen = new Set<string>();
   #closed: Promise<void> | undefined;
   readonly #unregistered = new Set<string>();
 
@@ -411,7 +405,7 @@ class TrailImpl implements Trail {
     return { id };
   }
 
-  reportUnregisteredModel(model: { digest: string; name?: string; format?: string; uri?: string }): void {
+  reportUnregisteredModel(model: UnregisteredModelSpec): void {
     if (this.#unregistered.has(model.digest)) return;
     this.#unregistered.add(model.digest);
     this.#recordStage(
@@ -763,19 +757,6 @@ class TrailImpl implements Trail {
     };
   }
 
-  recordUnregisteredModel(spec: UnregisteredModelSpec): boolean {
-    if (this.#unregisteredSeen.has(spec.digest)) return false;
-    this.#unregisteredSeen.add(spec.digest);
-    const fields = {
-      [sc.ATTR_ML_MODEL_DIGEST]: spec.digest,
-      [sc.ATTR_ML_MODEL_NAME]: spec.name,
-      [sc.ATTR_ML_MODEL_FORMAT]: spec.format,
-      [sc.ATTR_ML_MODEL_URI]: spec.uri,
-    };
-    this.#emit(sc.EVENT_ML_MODEL_UNREGISTERED, 'WARN', fields, trace.getActiveSpan());
-    return true;
-  }
-
   // ---------------------------------------------------------------- scope, flush, shutdown
 
   currentPredictionIds(): readonly string[] {
@@ -886,9 +867,13 @@ class TrailImpl implements Trail {
     const all = who !== undefined ? { ...fields, [sc.ATTR_ML_ACTOR_ID]: who } : fields;
     try {
       const emitted = this.#emitter.emit(event, sev, all, span?.spanContext());
-      return emitted.durable.catch((err: unknown) => {
+      const durable = emitted.durable.catch((err: unknown) => {
         throw new AuditWriteError(`mltrail: the ${event} record could not be made durable`, { cause: err });
       });
+      // Only fail-closed async calls await this promise; everywhere else a write failure must be reported,
+      // not surface as an unhandled rejection that would crash the host process.
+      durable.catch((err: unknown) => diag.error(`mltrail: could not record ${event}`, err));
+      return durable;
     } catch (err) {
       if (this.#strict) throw err;
       diag.error(`mltrail: could not record ${event}`, err);
