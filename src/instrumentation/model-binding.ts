@@ -1,0 +1,33 @@
+import * as sc from '../semconv/index.js';
+import type { Deployment, ModelVersion, PredictSpec, Trail } from '../trail/index.js';
+
+/** What an instrumentation knows about the model object it saw being loaded. */
+export interface LoadedModel {
+  /** `sha256:<hex>` of the artifact bytes; undefined when they could not be read. */
+  digest: string | undefined;
+  /** `onnx`, `tfjs-layers`, `tfjs-graph`. */
+  format: string;
+  /** Where it was loaded from (a path or URL), when known. */
+  uri?: string;
+}
+
+/**
+ * Ties a loaded model to the trail's registry for one prediction: the latest deployment of a version with
+ * the same digest, else the registered version, else an unregistered model (recorded once per digest as
+ * an `ml.model.unregistered` warning). Looked up per call, so a model registered after it was loaded is
+ * named from then on.
+ */
+export function bindModel(
+  trail: Trail,
+  loaded: LoadedModel | undefined,
+): Pick<PredictSpec<unknown[], unknown>, 'model' | 'modelDigest' | 'fields'> {
+  if (loaded === undefined) return { fields: {} };
+  const fields: Record<string, unknown> = { [sc.ATTR_ML_MODEL_FORMAT]: loaded.format };
+  if (loaded.digest === undefined) return { fields };
+  const model: Deployment | ModelVersion | undefined =
+    trail.registry.deploymentByDigest(loaded.digest) ?? trail.registry.modelByDigest(loaded.digest);
+  fields[sc.ATTR_ML_PREDICTION_REGISTERED] = model !== undefined;
+  if (model !== undefined) return { model, fields };
+  trail.reportUnregisteredModel({ digest: loaded.digest, format: loaded.format, uri: loaded.uri });
+  return { modelDigest: loaded.digest, fields };
+}

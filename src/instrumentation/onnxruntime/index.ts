@@ -1,0 +1,2 @@
+export { OnnxRuntimeInstrumentation } from './instrumentation.js';
+export type { OnnxRuntimeInstrumentationConfig } from './types.js';

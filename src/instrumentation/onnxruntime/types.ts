@@ -1,0 +1,16 @@
+import type { InstrumentationConfig } from '@opentelemetry/instrumentation';
+import type { CaptureMode, Trail } from '../../trail/index.js';
+
+/** Options of {@link OnnxRuntimeInstrumentation}. */
+export interface OnnxRuntimeInstrumentationConfig extends InstrumentationConfig {
+  /**
+   * The trail predictions are recorded through. Default: the process trail (`getTrail()`, set by
+   * `mltrail/register`). With neither, sessions run unobserved.
+   */
+  trail?: Trail;
+  /**
+   * What is kept of input and output tensors. Default: the trail's policy (`MLTRAIL_CAPTURE`, else
+   * `digest`: a sha256 of the canonical JSON of the feeds, no values).
+   */
+  capture?: CaptureMode;
+}
