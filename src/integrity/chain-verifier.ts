@@ -133,8 +133,12 @@ export class ChainVerifier {
     else this.#problems.push(problem);
   }
 
-  /** Adds one record, in stored order. */
-  add(r: AuditRecord, where?: RecordLocation): void {
+  /**
+   * Adds one record. `ordered` (default true) says the source is append-only in seq order (a journal
+   * segment), so a lower seq after a higher one is reported as reordered; archives and Loki deliver records
+   * in arrival order and pass false.
+   */
+  add(r: AuditRecord, where?: RecordLocation, ordered = true): void {
     this.#records++;
     const location = where !== undefined ? `${where.file}:${where.line}` : `${r.chain}:${r.seq}`;
     const st = this.#state(r.chain);
@@ -160,7 +164,8 @@ export class ChainVerifier {
       );
       return;
     }
-    if (r.seq <= st.lastAdded) problem('reordered', `seq ${r.seq} stored after seq ${st.lastAdded}`);
+    if (ordered && r.seq <= st.lastAdded)
+      problem('reordered', `seq ${r.seq} stored after seq ${st.lastAdded}`);
     st.lastAdded = Math.max(st.lastAdded, r.seq);
     const expectedHash = recordHash(r.chain, r.seq, r.prev, r.digest);
     if (expectedHash !== r.hash)

@@ -67,7 +67,7 @@ export async function readLokiIntoVerifier(
       total++;
       const where = { file: `loki:${e.ts}`, line: total };
       try {
-        verifier.add(toRecord(e.ts, e.line, e.meta, where), where);
+        verifier.add(toRecord(e.ts, e.line, e.meta, where), where, false);
       } catch (err) {
         verifier.addProblem({ kind: 'malformed', location: where.file, message: (err as Error).message });
       }

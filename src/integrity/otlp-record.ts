@@ -4,6 +4,7 @@ import {
   ATTR_MLTRAIL_HASH,
   ATTR_MLTRAIL_PREV_HASH,
   ATTR_MLTRAIL_SEQ,
+  LOOKUP_ATTRIBUTES,
 } from '../semconv/index.js';
 import { type AuditRecord, checkRecord, type RecordAttrs, type RecordLocation } from './record.js';
 
@@ -55,7 +56,10 @@ export function parseOtlpLogRecord(lr: OtlpLogRecord, where?: RecordLocation): A
   for (const a of lr.attributes ?? []) attrs.set(a.key, plain(a.value));
   if (!attrs.has(ATTR_MLTRAIL_CHAIN_ID)) return undefined;
   const lookup: RecordAttrs = {};
-  for (const [k, v] of attrs) if (!CHAIN_KEYS.has(k) && v !== undefined) lookup[k] = v;
+  // Only registry lookup keys are compared with the body: collectors add their own attributes (redaction
+  // summaries) and may shape others.
+  for (const [k, v] of attrs)
+    if (!CHAIN_KEYS.has(k) && LOOKUP_ATTRIBUTES.has(k) && v !== undefined) lookup[k] = v;
   const ns = lr.timeUnixNano !== undefined ? BigInt(lr.timeUnixNano) : 0n;
   const record = {
     chain: attrs.get(ATTR_MLTRAIL_CHAIN_ID),

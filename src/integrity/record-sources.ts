@@ -122,7 +122,7 @@ function addOtlpLine(text: string, file: string, line: number, verifier: ChainVe
       for (const lr of sl.logRecords ?? []) {
         try {
           const r = parseOtlpLogRecord(lr, { file, line });
-          if (r !== undefined) verifier.add(r, { file, line });
+          if (r !== undefined) verifier.add(r, { file, line }, false);
         } catch (err) {
           verifier.addProblem({
             kind: 'malformed',

@@ -1,0 +1,140 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, stringify } from 'yaml';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+export const collectorBinary = join(root, 'collector', '_build', 'mltrail-collector');
+export const productionConfig = join(root, 'collector', 'config.yaml');
+
+/** Whether the built collector is here; under CI=true its absence is a failure, not a skip. */
+export function collectorAvailable(): boolean {
+  const ok = existsSync(collectorBinary);
+  if (!ok && process.env.CI === 'true')
+    throw new Error(`${collectorBinary} is missing: run "npm run collector:build"`);
+  return ok;
+}
+
+export const collectorSkipReason = 'the collector binary is not built (npm run collector:build)';
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running collector with the production pipeline, file exporters standing in for Loki/Tempo/Prometheus. */
+export interface TestCollector {
+  dir: string;
+  httpEndpoint: string;
+  token: string;
+  /** Audit log archive (OTLP JSON lines). */
+  archive: string;
+  traces: string;
+  configPath: string;
+  env: Record<string, string>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  start(): Promise<void>;
+}
+
+/**
+ * Writes the test config — collector/config.yaml with every network exporter replaced by an uncompressed
+ * file exporter in a temp dir — and starts the real binary on free loopback ports.
+ */
+export async function startTestCollector(opts: { dir?: string } = {}): Promise<TestCollector> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mltrail-collector-'));
+  const config = parse(readFileSync(productionConfig, 'utf8'));
+  const archive = join(dir, 'archive.jsonl');
+  const traces = join(dir, 'traces.jsonl');
+  config.exporters = {
+    'file/archive': { path: archive, format: 'json', flush_interval: '100ms' },
+    'file/traces': { path: traces, format: 'json', flush_interval: '100ms' },
+    'file/metrics': { path: join(dir, 'metrics.jsonl'), format: 'json', flush_interval: '100ms' },
+  };
+  config.service.pipelines.logs.exporters = ['file/archive'];
+  config.service.pipelines.traces.exporters = ['file/traces'];
+  config.service.pipelines.metrics.exporters = ['file/metrics'];
+  config.service.telemetry = { logs: { level: 'warn' }, metrics: { level: 'none' } };
+  const configPath = join(dir, 'test-config.yaml');
+  writeFileSync(configPath, stringify(config));
+  const [grpc, http, health] = [await freePort(), await freePort(), await freePort()];
+  const token = 'test-token-0123456789';
+  const env = {
+    MLTRAIL_COLLECTOR_TOKEN: token,
+    MLTRAIL_OTLP_GRPC_ENDPOINT: `127.0.0.1:${grpc}`,
+    MLTRAIL_OTLP_HTTP_ENDPOINT: `127.0.0.1:${http}`,
+    MLTRAIL_HEALTH_ENDPOINT: `127.0.0.1:${health}`,
+    MLTRAIL_STORAGE_DIR: join(dir, 'queue'),
+  };
+  let child: ChildProcess | undefined;
+  const c: TestCollector = {
+    dir,
+    httpEndpoint: `http://127.0.0.1:${http}`,
+    token,
+    archive,
+    traces,
+    configPath,
+    env,
+    async start() {
+      child = spawn(collectorBinary, [`--config=${configPath}`], {
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d) => {
+        stderr += d;
+      });
+      // Ready when the health check answers.
+      for (let i = 0; i < 300; i++) {
+        if (child.exitCode !== null) throw new Error(`collector exited (${child.exitCode}): ${stderr}`);
+        try {
+          const res = await fetch(`http://127.0.0.1:${health}/`);
+          if (res.ok) return;
+        } catch {
+          // not up yet
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`collector did not become healthy: ${stderr}`);
+    },
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child === undefined || child.exitCode !== null) return;
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill(signal);
+      await exited;
+    },
+  };
+  await c.start();
+  return c;
+}
+
+/** Every OTLP log record in a file exporter's output (JSON lines of ExportLogsServiceRequest). */
+export function archivedLogRecords(
+  path: string,
+): { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] {
+  if (!existsSync(path)) return [];
+  const out: { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] = [];
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line.trim() === '') continue;
+    const doc = JSON.parse(line);
+    for (const rl of doc.resourceLogs ?? []) {
+      for (const sl of rl.scopeLogs ?? []) {
+        for (const lr of sl.logRecords ?? []) {
+          const attributes: Record<string, unknown> = {};
+          for (const a of lr.attributes ?? []) attributes[a.key] = Object.values(a.value ?? {})[0];
+          out.push({ attributes, body: lr.body?.stringValue, raw: lr });
+        }
+      }
+    }
+  }
+  return out;
+}
