@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   ATTR_MLTRAIL_BODY_DIGEST,
   ATTR_MLTRAIL_CHECKPOINT_NOTE,
@@ -83,7 +83,9 @@ interface Entry {
   prev: string;
   digest: string;
   bodyHash: string;
-  location: string;
+  where: RecordLocation | undefined;
+  chain: string;
+  seq: number;
   erasedBy?: string;
 }
 
@@ -140,11 +142,11 @@ export class ChainVerifier {
    */
   add(r: AuditRecord, where?: RecordLocation, ordered = true): void {
     this.#records++;
-    const location = where !== undefined ? `${where.file}:${where.line}` : `${r.chain}:${r.seq}`;
     const st = this.#state(r.chain);
+    // Locations are built only when a problem needs one: this runs a million times per verify.
     const problem = (kind: ProblemKind, message: string) =>
-      st.problems.push({ kind, chain: r.chain, seq: r.seq, location, message });
-    const bodyHash = createHash('sha256').update(r.body, 'utf8').digest('hex');
+      st.problems.push({ kind, chain: r.chain, seq: r.seq, location: locate(r, where), message });
+    const bodyHash = hash('sha256', r.body);
     const existing = st.entries.get(r.seq);
     if (existing !== undefined) {
       if (existing.hash === r.hash && existing.bodyHash === bodyHash && existing.digest === r.digest) {
@@ -160,7 +162,7 @@ export class ChainVerifier {
       }
       problem(
         'conflicting-duplicate',
-        `seq ${r.seq} appears twice with different content (first at ${existing.location})`,
+        `seq ${r.seq} appears twice with different content (first at ${locate(existing, existing.where)})`,
       );
       return;
     }
@@ -181,7 +183,9 @@ export class ChainVerifier {
       prev: r.prev,
       digest: r.digest,
       bodyHash,
-      location,
+      where,
+      chain: r.chain,
+      seq: r.seq,
       erasedBy: r.erased_by,
     });
     if (r.event === EVENT_MLTRAIL_CHECKPOINT && r.erased_by === undefined) {
@@ -189,14 +193,14 @@ export class ChainVerifier {
       const note = body?.[ATTR_MLTRAIL_CHECKPOINT_NOTE];
       const vkey = body?.[ATTR_MLTRAIL_KEY_PUBLIC];
       if (typeof note === 'string' && typeof vkey === 'string')
-        st.checkpoints.push({ seq: r.seq, note, vkey, location });
+        st.checkpoints.push({ seq: r.seq, note, vkey, location: locate(r, where) });
       else problem('bad-checkpoint', 'checkpoint record without a note or key');
     } else if (r.event === EVENT_MLTRAIL_ERASURE && r.erased_by === undefined) {
       const body = safeParse(r.body);
       const ref = body?.[ATTR_MLTRAIL_ERASURE_RECORD_REF];
       const digest = body?.[ATTR_MLTRAIL_BODY_DIGEST];
       if (typeof ref === 'string' && typeof digest === 'string')
-        this.#erasures.set(ref, { digest, location });
+        this.#erasures.set(ref, { digest, location: locate(r, where) });
       else problem('bad-erasure', 'erasure record without a record ref or digest');
     }
   }
@@ -249,14 +253,14 @@ export class ChainVerifier {
           'missing',
           `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} missing before seq ${seq}`,
           expected,
-          e.location,
+          locate(e, e.where),
         );
         prevHash = undefined;
         // Keep the tree aligned to seq so checkpoint roots after a gap are still checked as far as possible.
         while (tree.size < seq) tree.appendLeafHash(Buffer.alloc(32));
       }
       if (prevHash !== undefined && e.prev !== prevHash)
-        problem('modified', 'prev does not match the hash of the previous record', seq, e.location);
+        problem('modified', 'prev does not match the hash of the previous record', seq, locate(e, e.where));
       if (e.erasedBy !== undefined) {
         const er = this.#erasures.get(`${chain}:${seq}`);
         if (er === undefined)
@@ -264,14 +268,14 @@ export class ChainVerifier {
             'bad-erasure',
             `erased by ${e.erasedBy} but no mltrail.erasure record for ${chain}:${seq} was found`,
             seq,
-            e.location,
+            locate(e, e.where),
           );
         else if (er.digest !== e.digest)
           problem(
             'bad-erasure',
             `the erasure record at ${er.location} names a different digest`,
             seq,
-            e.location,
+            locate(e, e.where),
           );
         else erased.push(seq);
       }
@@ -427,6 +431,10 @@ export class ChainVerifier {
     }
     return st;
   }
+}
+
+function locate(r: { chain: string; seq: number }, where: RecordLocation | undefined): string {
+  return where !== undefined ? `${where.file}:${where.line}` : `${r.chain}:${r.seq}`;
 }
 
 function safeParse(body: string): Record<string, unknown> | undefined {
