@@ -12,7 +12,13 @@ const N = Number(process.argv[2] ?? 100_000);
 const CONCURRENCY = Number(process.argv[3] ?? 64);
 const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-journal-'));
 const log = new AuditLog({ dir, groupCommitMs: 2 });
-const body = (i) => canonicalize({ 'event.name': 'ml.prediction', timestamp: new Date().toISOString(), 'ml.prediction.id': `p-${i}`, 'ml.prediction.latency_ms': 1.25 });
+const body = (i) =>
+  canonicalize({
+    'event.name': 'ml.prediction',
+    timestamp: new Date().toISOString(),
+    'ml.prediction.id': `p-${i}`,
+    'ml.prediction.latency_ms': 1.25,
+  });
 
 const latencies = new Float64Array(N);
 let next = 0;
@@ -21,7 +27,13 @@ async function worker() {
   while (next < N) {
     const i = next++;
     const start = performance.now();
-    const { durable } = log.append({ event: 'ml.prediction', sev: 'INFO', ts: new Date().toISOString(), attrs: { 'ml.prediction.id': `p-${i}` }, body: body(i) });
+    const { durable } = log.append({
+      event: 'ml.prediction',
+      sev: 'INFO',
+      ts: new Date().toISOString(),
+      attrs: { 'ml.prediction.id': `p-${i}` },
+      body: body(i),
+    });
     await durable;
     latencies[i] = performance.now() - start;
   }
@@ -54,11 +66,25 @@ const dir2 = mkdtempSync(join(tmpdir(), 'mltrail-bench-journal-'));
 const log2 = new AuditLog({ dir: dir2, groupCommitMs: 2 });
 const t2 = performance.now();
 for (let i = 0; i < N; i++) {
-  log2.append({ event: 'ml.prediction', sev: 'INFO', ts: new Date().toISOString(), attrs: { 'ml.prediction.id': `p-${i}` }, body: body(i) });
+  log2.append({
+    event: 'ml.prediction',
+    sev: 'INFO',
+    ts: new Date().toISOString(),
+    attrs: { 'ml.prediction.id': `p-${i}` },
+    body: body(i),
+  });
   if (i % 5000 === 4999) await new Promise((r) => setImmediate(r));
 }
 await log2.flush();
 const pipelinedSecs = (performance.now() - t2) / 1000;
 await log2.close();
-console.log(JSON.stringify({ name: 'journal-append-pipelined', unit: 'records/s', value: Math.round(N / pipelinedSecs), baseline: Math.round(N / plainSecs), ratio: Number((plainSecs / pipelinedSecs).toFixed(3)) }));
+console.log(
+  JSON.stringify({
+    name: 'journal-append-pipelined',
+    unit: 'records/s',
+    value: Math.round(N / pipelinedSecs),
+    baseline: Math.round(N / plainSecs),
+    ratio: Number((plainSecs / pipelinedSecs).toFixed(3)),
+  }),
+);
 rmSync(dir2, { recursive: true, force: true });
