@@ -108,7 +108,7 @@ export function renderPath(parts: readonly (string | number)[]): string {
   let out = '';
   for (const p of parts) {
     if (typeof p === 'number') out += `[${p}]`;
-    else if (/^[A-Za-z_$][\w$-]*$/.test(p)) out += out === '' ? p : `.${p}`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(p)) out += out === '' ? p : `.${p}`;
     else out += `[${JSON.stringify(p)}]`;
   }
   return out;
