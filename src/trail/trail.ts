@@ -1,8 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   type Context,
+  type Counter,
   context,
   diag,
+  type Histogram,
   type Link,
   metrics,
   type Span,
@@ -199,11 +201,24 @@ class TrailImpl implements Trail {
   readonly #redactor: BodyRedactor | undefined;
   #closed: Promise<void> | undefined;
   readonly #unregistered = new Set<string>();
+  readonly #predictions: Counter;
+  readonly #predictionErrors: Counter;
+  readonly #predictionDuration: Histogram;
 
   constructor(options: TrailRuntimeOptions, sink: AuditSink) {
     const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
     this.#tracer = tracerProvider.getTracer('mltrail');
     const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter('mltrail');
+    this.#predictions = meter.createCounter(sc.METRIC_ML_PREDICTION_COUNT, {
+      description: 'Predictions made',
+    });
+    this.#predictionErrors = meter.createCounter(sc.METRIC_ML_PREDICTION_ERRORS, {
+      description: 'Failed predictions',
+    });
+    this.#predictionDuration = meter.createHistogram(sc.METRIC_ML_PREDICTION_DURATION, {
+      description: 'Inference latency',
+      unit: 's',
+    });
     this.#strict = options.strict === true;
     this.#failClosed = options.failClosed === true;
     this.#capture = options.capture ?? 'digest';
@@ -223,6 +238,26 @@ class TrailImpl implements Trail {
         description: 'Audit events recorded with schema violations',
       }),
     });
+  }
+
+  #countPrediction(model: ModelVersion | undefined, latencyMs: number, error: unknown): void {
+    try {
+      const attrs: Record<string, string> = {};
+      if (model !== undefined) {
+        attrs[sc.ATTR_ML_MODEL_NAME] = model.name;
+        attrs[sc.ATTR_ML_MODEL_VERSION] = model.version;
+      }
+      this.#predictions.add(1, attrs);
+      this.#predictionDuration.record(latencyMs / 1000, attrs);
+      if (error !== undefined) {
+        this.#predictionErrors.add(1, {
+          ...attrs,
+          [sc.ATTR_ERROR_TYPE]: error instanceof Error ? error.name : typeof error,
+        });
+      }
+    } catch (err) {
+      diag.error('mltrail: prediction metrics failed', err);
+    }
   }
 
   // ---------------------------------------------------------------- record-only stages
@@ -686,6 +721,7 @@ class TrailImpl implements Trail {
       const spanLinks = [spec.model?.spanContext];
       return self.#observe('predict', spanLinks, fn, this, args, (span, outcome) => {
         const latency = round3(performance.now() - started);
+        self.#countPrediction(model, latency, outcome.ok ? undefined : outcome.error);
         if (!outcome.ok) {
           const emitted = self.#failed('predict', span, outcome.error, {
             ...base,

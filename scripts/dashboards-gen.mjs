@@ -1,0 +1,342 @@
+#!/usr/bin/env node
+// Dashboards and alert rules as code: `npm run dashboards` writes grafana/dashboards/*.json and
+// grafana/provisioning/alerting/rules.yaml; `generate()` returns them so a test can prove they are not stale.
+// Every query uses names from model/ (Loki form: dots → underscores; Prometheus form: see promName()).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const LOKI = { type: 'loki', uid: 'mltrail-loki' };
+const TEMPO = { type: 'tempo', uid: 'mltrail-tempo' };
+const PROM = { type: 'prometheus', uid: 'mltrail-prometheus' };
+/** Every stream mltrail writes (service_name is an index label on every OTLP stream in Loki). */
+const ALL = '{service_name=~".+"}';
+
+/** A registry key in its Loki structured-metadata form. */
+export const loki = (key) => key.replaceAll('.', '_');
+
+/**
+ * A registry metric in its Prometheus form (OTLP translation with suffixes): dots → underscores, unit
+ * suffix (s → _seconds, "1" on gauges → _ratio), counters end in _total, histograms expose _bucket.
+ */
+export function promName(metric, instrument, unit) {
+  let n = metric.replaceAll('.', '_');
+  if (unit === 's') n += '_seconds';
+  if (unit === '1' && instrument === 'gauge') n += '_ratio';
+  if (instrument === 'counter') n += '_total';
+  return n;
+}
+
+const M = {
+  driftScore: promName('ml.drift.score', 'gauge', '1'),
+  predictions: promName('ml.prediction.count', 'counter', '{prediction}'),
+  errors: promName('ml.prediction.errors', 'counter', '{error}'),
+  duration: promName('ml.prediction.duration', 'histogram', 's'),
+};
+
+let panelId = 0;
+function panel(type, title, gridPos, targets, extra = {}) {
+  panelId++;
+  return {
+    id: panelId,
+    type,
+    title,
+    gridPos,
+    targets: targets.map((t, i) => ({ refId: String.fromCharCode(65 + i), ...t })),
+    ...extra,
+  };
+}
+const lokiQ = (expr, extra = {}) => ({ datasource: LOKI, expr, queryType: 'range', ...extra });
+const promQ = (expr, legendFormat) => ({ datasource: PROM, expr, legendFormat });
+const traceQ = (query) => ({ datasource: TEMPO, queryType: 'traceql', query, limit: 20 });
+
+function dashboard(uid, title, panels, templating = [], annotations = []) {
+  panelId = 0;
+  return {
+    uid,
+    title,
+    tags: ['mltrail', 'audit'],
+    timezone: 'utc',
+    schemaVersion: 41,
+    version: 1,
+    editable: false,
+    time: { from: 'now-7d', to: 'now' },
+    templating: { list: templating },
+    annotations: { list: annotations },
+    panels: panels(),
+  };
+}
+
+const textVar = (name, label) => ({
+  type: 'textbox',
+  name,
+  label,
+  query: '',
+  current: { text: '', value: '' },
+});
+const customVar = (name, label, values) => ({
+  type: 'custom',
+  name,
+  label,
+  query: values.join(','),
+  includeAll: true,
+  allValue: '.*',
+  current: { text: 'All', value: '$__all' },
+});
+
+function auditTrail() {
+  return dashboard(
+    'mltrail-audit-trail',
+    'mltrail · Audit trail',
+    () => [
+      panel(
+        'logs',
+        'Audit records (filter by prediction id, model version, decision outcome)',
+        { x: 0, y: 0, w: 24, h: 10 },
+        [
+          lokiQ(
+            `${ALL} | event_name=~"(ml|mltrail)[.].+" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | ${loki('ml.model.version')}=~"$model_version.*"`,
+          ),
+        ],
+      ),
+      panel(
+        'table',
+        'Decisions',
+        { x: 0, y: 10, w: 16, h: 10 },
+        [
+          lokiQ(
+            `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json`,
+          ),
+        ],
+        { transformations: [{ id: 'extractFields', options: { source: 'labels' } }] },
+      ),
+      panel('piechart', 'Decisions by outcome', { x: 16, y: 10, w: 8, h: 10 }, [
+        lokiQ(
+          `sum by (${loki('ml.decision.outcome')}) (count_over_time(${ALL} | event_name="ml.decision" [$__auto]))`,
+          { queryType: 'instant' },
+        ),
+      ]),
+      panel('table', 'Traces of this prediction (jump to trace)', { x: 0, y: 20, w: 24, h: 8 }, [
+        traceQ(`{ span.${'ml.prediction.id'} = "$prediction_id" }`),
+      ]),
+    ],
+    [
+      textVar('prediction_id', 'Prediction id'),
+      textVar('model_version', 'Model version'),
+      customVar('outcome', 'Decision outcome', [
+        'approved',
+        'declined',
+        'decline',
+        'standard',
+        'surcharge',
+        'review',
+      ]),
+    ],
+  );
+}
+
+function lineage() {
+  const lineageEvents =
+    'ml.dataset.registered|ml.transform.completed|ml.training.completed|ml.model.registered|ml.deployment.completed|ml.retraining.triggered|ml.drift.detected';
+  return dashboard(
+    'mltrail-lineage',
+    'mltrail · Lineage',
+    () => [
+      panel(
+        'nodeGraph',
+        'Lineage: dataset → transform → run → model → deployment',
+        { x: 0, y: 0, w: 24, h: 14 },
+        [lokiQ(`${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json`)],
+        {
+          description:
+            'Nodes are lineage records; edges follow the ids they name (transform input ids, training input dataset ids, run id, model version). For the full graph of one id, run "mltrail lineage <id>".',
+          transformations: [
+            { id: 'extractFields', options: { source: 'Line', format: 'json', replace: false } },
+            {
+              id: 'organize',
+              options: {
+                renameByName: {
+                  [loki('ml.dataset.id')]: 'id',
+                  [loki('ml.run.id')]: 'subtitle',
+                  [loki('event.name')]: 'mainstat',
+                },
+              },
+            },
+          ],
+        },
+      ),
+      panel('table', 'Lineage records', { x: 0, y: 14, w: 24, h: 10 }, [
+        lokiQ(`${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json`),
+      ]),
+    ],
+    [textVar('model', 'Model name')],
+  );
+}
+
+function anomalies() {
+  return dashboard(
+    'mltrail-anomalies-drift',
+    'mltrail · Anomalies and drift',
+    () => [
+      panel('timeseries', 'Drift score per feature', { x: 0, y: 0, w: 12, h: 9 }, [
+        promQ(
+          `max by (${loki('ml.drift.feature')}, ${loki('ml.model.version')}) (${M.driftScore})`,
+          '{{ml_drift_feature}} v{{ml_model_version}}',
+        ),
+      ]),
+      panel('timeseries', 'Drift events', { x: 12, y: 0, w: 12, h: 9 }, [
+        lokiQ(
+          `sum by (${loki('ml.drift.feature')}) (count_over_time(${ALL} | event_name="ml.drift.detected" [$__auto]))`,
+        ),
+      ]),
+      panel('timeseries', 'Prediction score distribution (mean, p90)', { x: 0, y: 9, w: 12, h: 9 }, [
+        lokiQ(
+          `avg_over_time(${ALL} | event_name="ml.prediction" | json | unwrap ${loki('ml.prediction.output_score')} [$__auto])`,
+        ),
+        lokiQ(
+          `quantile_over_time(0.9, ${ALL} | event_name="ml.prediction" | json | unwrap ${loki('ml.prediction.output_score')} [$__auto])`,
+        ),
+      ]),
+      panel('timeseries', 'Error rate', { x: 12, y: 9, w: 6, h: 9 }, [
+        promQ(`sum(rate(${M.errors}[5m])) / clamp_min(sum(rate(${M.predictions}[5m])), 1e-9)`, 'error rate'),
+      ]),
+      panel('timeseries', 'Latency p50 / p99', { x: 18, y: 9, w: 6, h: 9 }, [
+        promQ(`histogram_quantile(0.5, sum by (le) (rate(${M.duration}_bucket[5m])))`, 'p50'),
+        promQ(`histogram_quantile(0.99, sum by (le) (rate(${M.duration}_bucket[5m])))`, 'p99'),
+      ]),
+      panel('logs', 'Failed stages and predictions', { x: 0, y: 18, w: 24, h: 8 }, [
+        lokiQ(`${ALL} | event_name="ml.stage.failed"`),
+      ]),
+    ],
+    [],
+    [
+      {
+        name: 'Deployments',
+        datasource: LOKI,
+        enable: true,
+        iconColor: 'green',
+        expr: `${ALL} | event_name="ml.deployment.completed"`,
+      },
+      {
+        name: 'Retraining',
+        datasource: LOKI,
+        enable: true,
+        iconColor: 'orange',
+        expr: `${ALL} | event_name="ml.retraining.triggered"`,
+      },
+    ],
+  );
+}
+
+function deployments() {
+  return dashboard('mltrail-deployments', 'mltrail · Deployments', () => [
+    panel('table', 'Deployments (which model version, where, by whom)', { x: 0, y: 0, w: 24, h: 10 }, [
+      lokiQ(`${ALL} | event_name="ml.deployment.completed" | json`),
+    ]),
+    panel('state-timeline', 'Model version serving predictions', { x: 0, y: 10, w: 24, h: 8 }, [
+      lokiQ(
+        `sum by (${loki('ml.model.name')}, ${loki('ml.model.version')}) (count_over_time(${ALL} | event_name="ml.prediction" [$__auto]))`,
+      ),
+    ]),
+    panel('logs', 'Unregistered models serving traffic', { x: 0, y: 18, w: 24, h: 6 }, [
+      lokiQ(`${ALL} | event_name="ml.model.unregistered"`),
+    ]),
+  ]);
+}
+
+function rule(uid, title, datasource, expr, summary, labels) {
+  const model =
+    datasource.type === 'loki'
+      ? { expr, queryType: 'instant', refId: 'A' }
+      : { expr, instant: true, refId: 'A' };
+  return {
+    uid,
+    title,
+    condition: 'C',
+    data: [
+      { refId: 'A', datasourceUid: datasource.uid, relativeTimeRange: { from: 600, to: 0 }, model },
+      {
+        refId: 'B',
+        datasourceUid: '__expr__',
+        model: { type: 'reduce', expression: 'A', reducer: 'last', refId: 'B' },
+      },
+      {
+        refId: 'C',
+        datasourceUid: '__expr__',
+        model: {
+          type: 'threshold',
+          expression: 'B',
+          conditions: [{ evaluator: { type: 'gt', params: [0] } }],
+          refId: 'C',
+        },
+      },
+    ],
+    for: '0m',
+    noDataState: 'OK',
+    execErrState: 'Error',
+    annotations: { summary },
+    labels,
+  };
+}
+
+function alertRules() {
+  return {
+    apiVersion: 1,
+    groups: [
+      {
+        orgId: 1,
+        name: 'mltrail',
+        folder: 'mltrail audit',
+        interval: '1m',
+        rules: [
+          rule(
+            'mltrail-drift-detected',
+            'Drift detected',
+            LOKI,
+            `sum(count_over_time(${ALL} | event_name="ml.drift.detected" [10m]))`,
+            'A drift monitor recorded ml.drift.detected in the last 10 minutes',
+            { severity: 'warning' },
+          ),
+          rule(
+            'mltrail-error-rate',
+            'Prediction error rate above 5%',
+            PROM,
+            `sum(rate(${M.errors}[5m])) / clamp_min(sum(rate(${M.predictions}[5m])), 1e-9) - 0.05`,
+            'More than 5% of predictions failed over 5 minutes',
+            { severity: 'critical' },
+          ),
+          rule(
+            'mltrail-integrity',
+            'Audit trail integrity alarm',
+            LOKI,
+            `sum(count_over_time(${ALL} | event_name="mltrail.journal.gap" [10m]))`,
+            'A journal write failure (mltrail.journal.gap) was recorded: records may be missing from a chain',
+            { severity: 'critical' },
+          ),
+        ],
+      },
+    ],
+  };
+}
+
+/** Every generated file: repo-relative path → content. */
+export function generate() {
+  const json = (d) => `${JSON.stringify(d, null, 2)}\n`;
+  return {
+    'grafana/dashboards/audit-trail.json': json(auditTrail()),
+    'grafana/dashboards/lineage.json': json(lineage()),
+    'grafana/dashboards/anomalies-drift.json': json(anomalies()),
+    'grafana/dashboards/deployments.json': json(deployments()),
+    'grafana/provisioning/alerting/rules.yaml': `# Generated by \`npm run dashboards\` — do not edit.\n${stringify(alertRules())}`,
+  };
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  for (const [path, content] of Object.entries(generate())) {
+    mkdirSync(dirname(join(ROOT, path)), { recursive: true });
+    writeFileSync(join(ROOT, path), content);
+    process.stdout.write(`dashboards: wrote ${path}\n`);
+  }
+}

@@ -1,0 +1,216 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parser as logqlParser } from '@grafana/lezer-logql';
+import { parser as traceqlParser } from '@grafana/lezer-traceql';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { generate, promName } from '../../scripts/dashboards-gen.mjs';
+import {
+  ATTR_ML_DRIFT_FEATURE,
+  ATTRIBUTE_TYPES,
+  EVENT_NAMES,
+  METRIC_INSTRUMENTS,
+  METRIC_ML_DRIFT_SCORE,
+} from '../../src/semconv/index.js';
+
+const dashboards = readdirSync('grafana/dashboards').map((f) => ({
+  file: f,
+  json: JSON.parse(readFileSync(join('grafana/dashboards', f), 'utf8')),
+}));
+const rules = parse(readFileSync('grafana/provisioning/alerting/rules.yaml', 'utf8'));
+const datasources = parse(readFileSync('grafana/provisioning/datasources/datasources.yaml', 'utf8'));
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'));
+
+interface Query {
+  where: string;
+  lang: 'logql' | 'traceql' | 'promql';
+  expr: string;
+  uid: string;
+}
+
+function queries(): Query[] {
+  const out: Query[] = [];
+  for (const d of dashboards) {
+    for (const p of d.json.panels) {
+      for (const t of p.targets) {
+        const lang =
+          t.datasource.type === 'loki' ? 'logql' : t.datasource.type === 'tempo' ? 'traceql' : 'promql';
+        out.push({ where: `${d.file} › ${p.title}`, lang, expr: t.expr ?? t.query, uid: t.datasource.uid });
+      }
+    }
+    for (const a of d.json.annotations.list)
+      out.push({
+        where: `${d.file} › annotation ${a.name}`,
+        lang: 'logql',
+        expr: a.expr,
+        uid: a.datasource.uid,
+      });
+  }
+  for (const g of rules.groups) {
+    for (const r of g.rules) {
+      const a = r.data.find((x: { refId: string }) => x.refId === 'A');
+      const lang = a.datasourceUid === 'mltrail-loki' ? 'logql' : 'promql';
+      out.push({ where: `alert ${r.title}`, lang, expr: a.model.expr, uid: a.datasourceUid });
+    }
+  }
+  return out;
+}
+
+/** Grafana variables become plain values so the real parsers see valid syntax. */
+const substitute = (expr: string) =>
+  expr
+    .replaceAll('$__auto', '5m')
+    .replaceAll('$__range', '1h')
+    .replace(/\$[a-z_]+/g, 'x');
+
+function errorNodes(tree: {
+  iterate: (o: { enter: (n: { type: { isError: boolean }; from: number }) => void }) => void;
+}): number[] {
+  const errs: number[] = [];
+  tree.iterate({
+    enter: (n) => {
+      if (n.type.isError) errs.push(n.from);
+    },
+  });
+  return errs;
+}
+
+const lokiKeys = new Set([
+  ...Object.keys(ATTRIBUTE_TYPES).map((k) => k.replaceAll('.', '_')),
+  'trace_id',
+  'span_id',
+]);
+const promMetrics = new Set(
+  Object.entries(METRIC_INSTRUMENTS).map(([m, instrument]) =>
+    promName(m, instrument, m === METRIC_ML_DRIFT_SCORE ? '1' : m.endsWith('.duration') ? 's' : ''),
+  ),
+);
+
+describe('dashboards and alert rules (static checks with the real parsers)', () => {
+  const all = queries();
+
+  it('finds the queries', () => {
+    expect(all.length).toBeGreaterThan(15);
+    expect(dashboards.map((d) => d.json.uid).sort()).toEqual([
+      'mltrail-anomalies-drift',
+      'mltrail-audit-trail',
+      'mltrail-deployments',
+      'mltrail-lineage',
+    ]);
+  });
+
+  it('every LogQL string parses without error nodes (@grafana/lezer-logql)', () => {
+    for (const q of all.filter((x) => x.lang === 'logql')) {
+      expect(errorNodes(logqlParser.parse(substitute(q.expr))), `${q.where}: ${q.expr}`).toEqual([]);
+    }
+  });
+
+  it('every TraceQL string parses without error nodes (@grafana/lezer-traceql)', () => {
+    const tq = all.filter((x) => x.lang === 'traceql');
+    expect(tq.length).toBeGreaterThan(0);
+    for (const q of tq)
+      expect(errorNodes(traceqlParser.parse(substitute(q.expr))), `${q.where}: ${q.expr}`).toEqual([]);
+  });
+
+  it('every attribute and event a query references exists in model/ (Loki underscore form)', () => {
+    for (const q of all) {
+      const text = q.expr;
+      for (const m of text.matchAll(/\b((?:ml|mltrail)_[a-z_]+)\b/g)) {
+        const name = m[1];
+        if (q.lang === 'promql' && name.startsWith('ml_') && /_(total|ratio|seconds|bucket)$/.test(name))
+          continue;
+        expect(
+          lokiKeys.has(name) || promMetrics.has(name) || promMetrics.has(name.replace(/_bucket$/, '')),
+          `${q.where}: ${name}`,
+        ).toBe(true);
+      }
+      for (const m of text.matchAll(/event_name=~?"([^"]+)"/g)) {
+        if (m[1].includes('[')) continue; // a pattern over all events
+        for (const e of m[1].split('|'))
+          expect(EVENT_NAMES as readonly string[], `${q.where}: ${e}`).toContain(e);
+      }
+      for (const m of text.matchAll(/span\.([a-z_.]+)/g))
+        expect(Object.keys(ATTRIBUTE_TYPES), `${q.where}`).toContain(m[1]);
+    }
+  });
+
+  it('every Prometheus metric queried is a registry metric in its OTLP-translated name', () => {
+    for (const q of all.filter((x) => x.lang === 'promql')) {
+      const names = [...q.expr.matchAll(/\b(ml_[a-z_]+?(?:_total|_ratio|_seconds))(?:_bucket)?\b/g)].map(
+        (m) => m[1],
+      );
+      expect(names.length, q.where).toBeGreaterThan(0);
+      for (const n of names) expect(promMetrics.has(n), `${q.where}: ${n}`).toBe(true);
+    }
+  });
+
+  it('every datasource uid referenced is provisioned', () => {
+    const provisioned = new Set(datasources.datasources.map((d: { uid: string }) => d.uid));
+    for (const q of all) expect(provisioned.has(q.uid), `${q.where}: ${q.uid}`).toBe(true);
+    for (const d of datasources.datasources) {
+      for (const ref of [
+        d.jsonData?.tracesToLogsV2?.datasourceUid,
+        d.jsonData?.serviceMap?.datasourceUid,
+        ...(d.jsonData?.derivedFields ?? []).map((f: { datasourceUid: string }) => f.datasourceUid),
+      ]) {
+        if (ref !== undefined) expect(provisioned.has(ref), `${d.name} → ${ref}`).toBe(true);
+      }
+    }
+  });
+
+  it('the drift panel and drift alert use exactly the names the DriftMonitor emits', () => {
+    const drift = dashboards.find((d) => d.json.uid === 'mltrail-anomalies-drift')!.json;
+    const score = drift.panels.find((p: { title: string }) => p.title === 'Drift score per feature')
+      .targets[0].expr as string;
+    expect(score).toContain(promName(METRIC_ML_DRIFT_SCORE, 'gauge', '1'));
+    expect(score).toContain(ATTR_ML_DRIFT_FEATURE.replaceAll('.', '_'));
+    const alert = rules.groups[0].rules.find((r: { uid: string }) => r.uid === 'mltrail-drift-detected');
+    expect(alert.data[0].model.expr).toContain('event_name="ml.drift.detected"');
+  });
+
+  it('generated files are not stale (npm run dashboards)', () => {
+    for (const [path, content] of Object.entries(generate() as Record<string, string>)) {
+      expect(readFileSync(path, 'utf8'), `${path} is stale: run "npm run dashboards"`).toBe(content);
+    }
+  });
+});
+
+describe('docker-compose.yml (static)', () => {
+  const services = compose.services as Record<
+    string,
+    { image?: string; ports?: string[]; volumes?: string[]; healthcheck?: unknown; build?: string }
+  >;
+
+  it('names the stack services, pins images by version and health-checks the long-running ones', () => {
+    expect(Object.keys(services).sort()).toEqual([
+      'collector',
+      'grafana',
+      'grafana-auditor',
+      'loki',
+      'prometheus',
+      'tempo',
+    ]);
+    for (const [name, s] of Object.entries(services)) {
+      if (s.image !== undefined) expect(s.image, name).toMatch(/:[0-9v][^:]*$/);
+      if (!['collector', 'grafana-auditor'].includes(name)) expect(s.healthcheck, name).toBeDefined();
+    }
+  });
+
+  it('publishes only Grafana and the collector OTLP ports', () => {
+    const published = Object.entries(services).flatMap(([name, s]) =>
+      (s.ports ?? []).map((p) => `${name}:${p}`),
+    );
+    expect(published.sort()).toEqual(['collector:4317:4317', 'collector:4318:4318', 'grafana:3000:3000']);
+  });
+
+  it('declares every named volume a service uses, and every config file it mounts exists', () => {
+    const declared = new Set(Object.keys(compose.volumes));
+    for (const [name, s] of Object.entries(services)) {
+      for (const v of s.volumes ?? []) {
+        const src = v.split(':')[0];
+        if (src.startsWith('./')) expect(existsSync(src), `${name}: ${src}`).toBe(true);
+        else expect(declared.has(src), `${name}: volume ${src}`).toBe(true);
+      }
+    }
+  });
+});
