@@ -178,7 +178,7 @@ export function createTrailSync(options: TrailRuntimeOptions = {}): Trail {
   return new TrailImpl(options, sink);
 }
 
-const GLOBAL_TRAIL = Symbol.for('mltrail.trail');
+const GLOBAL_TRAIL = Symbol.for('mltrail:global-trail');
 
 /** The trail `mltrail/register` created (or one set with {@link setGlobalTrail}), if any. */
 export function getTrail(): Trail | undefined {
