@@ -251,7 +251,9 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   },
   {
     name: 'bearer_token',
-    pattern: /(?<![A-Za-z0-9_-])(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \t]+[A-Za-z0-9._~+/-]{8,4096}=*/g,
+    // A credential has a digit or punctuation in it, which keeps "basic features" or "token validation" intact.
+    pattern:
+      /(?<![A-Za-z0-9_-])(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \t]+(?=[A-Za-z0-9._~+/-]*[0-9._~+/=])[A-Za-z0-9._~+/-]{8,4096}=*/g,
     hint: (s) => /earer|asic|oken/.test(s),
   },
   {
@@ -320,17 +322,20 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
  * `collector/config.yaml` mirrors these; `test/privacy/collector-mirror.test.ts` checks that it does.
  */
 export const DETECTOR_PATTERNS: Readonly<Record<DetectorName, string>> = {
-  private_key: '-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)-----END[A-Z0-9 ]*PRIVATE KEY-----',
+  private_key:
+    '-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\\s\\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[\\s\\S]*)',
   jwt: 'eyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]{8,}',
   api_key:
     '\\b(?:(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposre]-[A-Za-z0-9-]{10,250}|sk-(?:proj-|ant-[a-z]+[0-9]{2}-|svcacct-|admin-)?[A-Za-z0-9_-]{20,250}|AIza[0-9A-Za-z_-]{35}|[rs]k_(?:live|test)_[0-9A-Za-z]{16,250}|glpat-[0-9A-Za-z_-]{20,250}|hf_[A-Za-z0-9]{30,250})\\b',
-  bearer_token: '\\b(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \\t]+[A-Za-z0-9._~+/-]{8,4096}=*',
+  bearer_token: '\\b(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \\t]+[A-Za-z0-9._~+/-]*[0-9._~+/=][A-Za-z0-9._~+/-]*=*',
   email: '[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,8}[A-Za-z]{2,24}\\b',
   iban: '\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\\b',
+  // Contiguous digits with a network prefix, or 4-4-4-4 / Amex 4-6-5 groups with one kind of separator:
+  // never the 8-4-4-4-12 groups of a UUID.
   payment_card:
-    '\\b(?:4[0-9]{3}|5[1-5][0-9]{2}|2[2-7][0-9]{2}|3[47][0-9]{2}|3[0689][0-9]{2}|6(?:011|5[0-9]{2}|4[4-9][0-9]|2[0-9]{2}))(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{1,4}(?:[ -]?[0-9]{1,3})?\\b',
+    '\\b(?:4[0-9]{12}(?:[0-9]{3}){0,2}|5[1-5][0-9]{14}|2[2-7][0-9]{14}|3[47][0-9]{13}|3(?:0[0-5]|[689][0-9])[0-9]{11,16}|6(?:011|5[0-9]{2}|4[4-9][0-9])[0-9]{12,15}|62[0-9]{14,17}|35[0-9]{14,17}|(?:4[0-9]{3}|5[1-5][0-9]{2}|2[2-7][0-9]{2}|6[0-9]{3}|3[5-9][0-9]{2})(?:(?: [0-9]{4}){3}|(?:-[0-9]{4}){3})|3[47][0-9]{2}(?: [0-9]{6} [0-9]{5}|-[0-9]{6}-[0-9]{5}))\\b',
   us_ssn: '\\b[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}\\b',
   phone: '\\+[1-9][0-9 ().-]{6,20}[0-9]|\\(?\\b[2-9][0-9]{2}\\)?[ .-][0-9]{3}[ .-][0-9]{4}\\b',
-  ipv6: '\\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\\b|\\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}\\b|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}\\b',
   ipv4: '\\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\b',
+  ipv6: '\\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\\b|\\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}\\b|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}\\b',
 };
