@@ -232,6 +232,7 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   },
   {
     name: 'api_key',
+    hint: (s) => s.length >= 20,
     pattern: new RegExp(
       '(?<![A-Za-z0-9_-])(?:' +
         [
@@ -265,6 +266,7 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   },
   {
     name: 'iban',
+    hint: (s) => /[A-Z]{2}\d\d/.test(s),
     pattern: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])/g,
     validate: ibanValid,
     normalize: (m) => m.replace(/ /g, ''),
@@ -283,10 +285,11 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
       `${NOT_AFTER_TOKEN}(?!000|666|9\\d\\d)\\d{3}-(?!00)\\d{2}-(?!0000)\\d{4}${NOT_BEFORE_TOKEN}`,
       'g',
     ),
-    hint: (s) => s.includes('-'),
+    hint: (s) => /\d-\d/.test(s),
   },
   {
     name: 'phone',
+    hint: (s) => /\d\d/.test(s),
     pattern: new RegExp(
       `(?:(?<![A-Za-z0-9_+])\\+[1-9](?:[ .-]?\\(?\\d\\)?){6,16}|${NOT_AFTER_TOKEN}(?:\\(\\d{3}\\) ?|\\d{3}[ .-])\\d{3}[ .-]\\d{4}|${NOT_AFTER_TOKEN}0[1-9]\\d{0,3}(?:[ -]\\d{2,4}){2,4})${NOT_BEFORE_TOKEN}`,
       'g',
@@ -308,9 +311,9 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   },
   {
     name: 'ipv4',
+    hint: (s) => /\d\.\d/.test(s),
     pattern:
       /(?<![A-Za-z0-9_.-])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![A-Za-z0-9_-]|\.\d)/g,
-    hint: (s) => s.includes('.'),
   },
 ];
 

@@ -140,6 +140,10 @@ export const DEFAULT_RULES: readonly RedactionRule[] = [
 const DEFAULT_MAX_STRING = 1 << 20;
 const MAX_LISTED_PATHS = 64;
 const NAME_RE = /^[a-z0-9_]{1,64}$/;
+// Whole strings of the shapes mltrail writes (UUIDs, sha256 digests, trace/span ids with a hex letter, ISO
+// timestamps) hold nothing to detect; skipping them saves most of the scanning in an audit body.
+const MLTRAIL_ID =
+  /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sha256:[0-9a-f]{64}|(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))$/;
 
 interface CompiledRule {
   label: string;
@@ -217,6 +221,10 @@ export function createRedactor(options: RedactorOptions = {}): Redactor {
 class PolicyRedactor implements Redactor {
   readonly keyId: string | undefined;
   readonly #rules: CompiledRule[];
+  /** Rules of the form `**.name` (most of them), matched by a map lookup per name part, not the NFA. */
+  readonly #anywhere = new Map<string, number>();
+  readonly #anywhereIgnoreCase = new Map<string, number>();
+  readonly #nfaRoots: number[];
   readonly #detectors: ActiveDetector[];
   readonly #pseudonymizer: Pseudonymizer | undefined;
   readonly #censor: string;
@@ -225,6 +233,7 @@ class PolicyRedactor implements Redactor {
   readonly #maxDepth: number;
   readonly #maxNodes: number;
   readonly #protected: RegExp;
+  readonly #userPatterns: boolean;
   readonly #splitCache = new Map<string, readonly string[]>();
 
   constructor(options: RedactorOptions) {
@@ -246,6 +255,7 @@ class PolicyRedactor implements Redactor {
     }
 
     this.#detectors = this.#chooseDetectors(options);
+    this.#userPatterns = (options.patterns ?? []).length > 0;
 
     const wantsHash =
       userRules.some((r) => r.action === 'hash') || this.#detectors.some((d) => d.action === 'hash');
@@ -266,6 +276,15 @@ class PolicyRedactor implements Redactor {
     }
 
     this.#rules = [...userRules, ...defaults];
+    const roots: number[] = [];
+    this.#rules.forEach((r, i) => {
+      const [first, second] = r.steps;
+      if (r.steps.length === 2 && first.kind === 'any' && second.kind === 'name') {
+        const map = r.ignoreCase ? this.#anywhereIgnoreCase : this.#anywhere;
+        if (!map.has(second.name)) map.set(second.name, i);
+      } else roots.push(i << 8);
+    });
+    this.#nfaRoots = roots;
     const censors = new Set([this.#censor, ...this.#rules.map((r) => r.censor)]);
     // Masks and pseudonyms already in a value are never scanned again, which makes redaction idempotent.
     this.#protected = new RegExp(
@@ -387,7 +406,7 @@ class PolicyRedactor implements Redactor {
   // ---- rule matching (a small NFA over name parts; a state is ruleIndex << 8 | stepIndex)
 
   #rootStates(): number[] {
-    return this.#rules.length === 0 ? [] : this.#closure(this.#rules.map((_, i) => i << 8));
+    return this.#nfaRoots.length === 0 ? [] : this.#closure(this.#nfaRoots);
   }
 
   #closure(states: number[]): number[] {
@@ -406,12 +425,27 @@ class PolicyRedactor implements Redactor {
 
   /** Advances through the name parts of one key; returns the new states and the winning rule, if any. */
   #advance(states: readonly number[], key: string | number): { states: number[]; rule: number } {
-    if (states.length === 0) return { states: [], rule: -1 };
+    const anywhere = this.#anywhere.size + this.#anywhereIgnoreCase.size > 0;
+    if (states.length === 0 && !anywhere) return { states: [], rule: -1 };
     const parts = typeof key === 'number' ? [String(key)] : this.#split(key);
     let current = states as number[];
     for (const part of parts) {
-      const next: number[] = [];
       let lower: string | undefined;
+      let winner = -1;
+      if (anywhere) {
+        const exact = this.#anywhere.get(part);
+        if (exact !== undefined) winner = exact;
+        if (this.#anywhereIgnoreCase.size > 0) {
+          lower = part.toLowerCase();
+          const folded = this.#anywhereIgnoreCase.get(lower);
+          if (folded !== undefined && (winner < 0 || folded < winner)) winner = folded;
+        }
+      }
+      if (current.length === 0) {
+        if (winner >= 0) return { states: current, rule: winner };
+        continue;
+      }
+      const next: number[] = [];
       for (const s of current) {
         const rule = this.#rules[s >> 8];
         const step = rule.steps[s & 0xff];
@@ -423,15 +457,14 @@ class PolicyRedactor implements Redactor {
           if (step.name === lower) next.push(s + 1);
         } else if (step.name === part) next.push(s + 1);
       }
-      current = this.#closure(next);
-      let winner = -1;
+      current = next.length === 0 ? next : this.#closure(next);
       for (const s of current) {
         const r = s >> 8;
         if ((s & 0xff) === this.#rules[r].steps.length && (winner < 0 || r < winner)) winner = r;
       }
       // A rule that matches part-way through a dotted key covers everything under it.
       if (winner >= 0) return { states: current, rule: winner };
-      if (current.length === 0) break;
+      if (current.length === 0 && !anywhere) break;
     }
     return { states: current, rule: -1 };
   }
@@ -667,6 +700,9 @@ class PolicyRedactor implements Redactor {
   /** Runs every detector over the unprotected parts of a string, replacing only what matched. */
   #scan(text: string, parts: Parts, tally: Tally): string {
     if (this.#detectors.length === 0 || text.length < 3) return text;
+    // Shorter than the shortest IPv4 address and without "@" or ":": no built-in detector can match.
+    if (text.length < 7 && !this.#userPatterns && !text.includes('@') && !text.includes(':')) return text;
+    if (text.length <= 64 && MLTRAIL_ID.test(text)) return text;
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
