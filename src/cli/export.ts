@@ -1,6 +1,37 @@
-import { CliError } from './command.js';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { openLineageFromJournal } from '../lineage/index.js';
+import { CliError, resolveJournalDir } from './command.js';
 
-/** Placeholder until the command lands; replaced by its owner. */
-export async function run(_argv: string[]): Promise<number> {
-  throw new CliError('"export" is not available in this build yet', 2);
+const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
+
+Writes the trail's pipeline runs as OpenLineage RunEvents (spec 2-0-2), one JSON event per line (NDJSON):
+START/COMPLETE for transforms, training runs and evaluations, FAIL for failed stages, with input/output
+datasets, standard facets and the mltrail_ml run facet. stdout without --out.
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { journal: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (positionals[0] !== 'openlineage')
+    throw new CliError(`unknown export format "${positionals[0] ?? ''}"\n\n${HELP}`);
+  const dir = resolveJournalDir(values.journal);
+  let text: string;
+  try {
+    text = openLineageFromJournal(dir)
+      .map((e) => `${JSON.stringify(e)}\n`)
+      .join('');
+  } catch (err) {
+    throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
+  }
+  if (values.out !== undefined) writeFileSync(values.out, text);
+  else process.stdout.write(text);
+  return 0;
 }

@@ -1,0 +1,426 @@
+import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { JournalReader } from '../journal/index.js';
+import * as sc from '../semconv/index.js';
+
+/** What a lineage node stands for. */
+export type LineageKind =
+  | 'source'
+  | 'dataset'
+  | 'transform'
+  | 'run'
+  | 'evaluation'
+  | 'model'
+  | 'deployment'
+  | 'prediction'
+  | 'decision'
+  | 'feedback'
+  | 'drift'
+  | 'retraining';
+
+/** One node: an id, its kind and the key facts an auditor needs (digests, versions, times, actors). */
+export interface LineageNode {
+  id: string;
+  kind: LineageKind;
+  label: string;
+  /** Key facts from the record(s) that defined the node. */
+  facts: Record<string, unknown>;
+  /** `<chain>:<seq>` of the defining record (for `mltrail verify` and inclusion proofs). */
+  record?: string;
+  time?: string;
+}
+
+/** A directed edge: `from` was used to produce, or led to, `to`. */
+export interface LineageEdge {
+  from: string;
+  to: string;
+  relation: string;
+}
+
+/** The result of a lineage query. */
+export interface LineageResult {
+  root: LineageNode;
+  nodes: LineageNode[];
+  edges: LineageEdge[];
+}
+
+/** Thrown for an id the graph does not know; carries close matches. */
+export class UnknownLineageIdError extends Error {
+  readonly suggestions: string[];
+  constructor(id: string, suggestions: string[]) {
+    super(
+      `no lineage node "${id}"${suggestions.length > 0 ? `; did you mean ${suggestions.map((s) => `"${s}"`).join(', ')}?` : ''}`,
+    );
+    this.name = 'UnknownLineageIdError';
+    this.suggestions = suggestions;
+  }
+}
+
+// Facts kept per node kind: everything an auditor asks about, nothing high-volume.
+const FACT_KEYS: Record<LineageKind, string[]> = {
+  source: [],
+  dataset: [
+    sc.ATTR_ML_DATASET_NAME,
+    sc.ATTR_ML_DATASET_VERSION,
+    sc.ATTR_ML_DATASET_DIGEST,
+    sc.ATTR_ML_DATASET_ROW_COUNT,
+    sc.ATTR_ML_DATASET_SOURCE,
+    sc.ATTR_ML_DATASET_URI,
+    sc.ATTR_ML_DATASET_ROLE,
+    sc.ATTR_ML_DATASET_SCHEMA_DIGEST,
+  ],
+  transform: [sc.ATTR_ML_TRANSFORM_NAME, sc.ATTR_ML_TRANSFORM_DESCRIPTION, sc.ATTR_ML_TRANSFORM_CODE_DIGEST],
+  run: [
+    sc.ATTR_ML_RUN_TYPE,
+    sc.ATTR_ML_MODEL_NAME,
+    sc.ATTR_ML_MODEL_DIGEST,
+    sc.ATTR_ML_TRAINING_ALGORITHM,
+    sc.ATTR_ML_TRAINING_FRAMEWORK,
+    sc.ATTR_ML_TRAINING_FRAMEWORK_VERSION,
+    sc.ATTR_ML_TRAINING_HYPERPARAMETERS,
+    sc.ATTR_ML_TRAINING_SEED,
+    sc.ATTR_ML_TRAINING_PROFILE_DIGEST,
+    sc.ATTR_ML_TRAINING_DURATION_MS,
+  ],
+  evaluation: [
+    sc.ATTR_ML_EVALUATION_METRIC_NAME,
+    sc.ATTR_ML_EVALUATION_METRIC_VALUE,
+    sc.ATTR_ML_EVALUATION_THRESHOLD,
+    sc.ATTR_ML_EVALUATION_PASSED,
+    sc.ATTR_ML_EVALUATION_METRICS,
+  ],
+  model: [
+    sc.ATTR_ML_MODEL_NAME,
+    sc.ATTR_ML_MODEL_VERSION,
+    sc.ATTR_ML_MODEL_DIGEST,
+    sc.ATTR_ML_MODEL_FORMAT,
+    sc.ATTR_ML_MODEL_URI,
+    sc.ATTR_ML_MODEL_APPROVED_BY,
+  ],
+  deployment: [
+    sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT,
+    sc.ATTR_ML_DEPLOYMENT_ENDPOINT,
+    sc.ATTR_ML_DEPLOYMENT_REPLACED_VERSION,
+    sc.ATTR_ML_DEPLOYMENT_DEPLOYED_BY,
+    sc.ATTR_ML_MODEL_NAME,
+    sc.ATTR_ML_MODEL_VERSION,
+  ],
+  prediction: [
+    sc.ATTR_ML_PREDICTION_OUTPUT_LABEL,
+    sc.ATTR_ML_PREDICTION_OUTPUT_SCORE,
+    sc.ATTR_ML_PREDICTION_INPUT_DIGEST,
+    sc.ATTR_ML_PREDICTION_SUBJECT_ID,
+    sc.ATTR_ML_MODEL_VERSION,
+  ],
+  decision: [
+    sc.ATTR_ML_DECISION_OUTCOME,
+    sc.ATTR_ML_DECISION_REASON,
+    sc.ATTR_ML_DECISION_THRESHOLD,
+    sc.ATTR_ML_DECISION_ATTRIBUTIONS,
+    sc.ATTR_ML_DECISION_REVIEWER,
+    sc.ATTR_ML_DECISION_OVERRIDE,
+    sc.ATTR_ML_DECISION_AUTOMATED,
+  ],
+  feedback: [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH, sc.ATTR_ML_FEEDBACK_CORRECT, sc.ATTR_ML_FEEDBACK_SOURCE],
+  drift: [
+    sc.ATTR_ML_DRIFT_FEATURE,
+    sc.ATTR_ML_DRIFT_TEST,
+    sc.ATTR_ML_DRIFT_STATISTIC,
+    sc.ATTR_ML_DRIFT_P_VALUE,
+    sc.ATTR_ML_DRIFT_THRESHOLD,
+    sc.ATTR_ML_DRIFT_WINDOW_START,
+    sc.ATTR_ML_DRIFT_WINDOW_END,
+    sc.ATTR_ML_DRIFT_REFERENCE_DIGEST,
+  ],
+  retraining: [
+    sc.ATTR_ML_RETRAINING_REASON,
+    sc.ATTR_ML_RETRAINING_TRIGGER,
+    sc.ATTR_ML_RETRAINING_PREVIOUS_VERSION,
+  ],
+};
+
+/**
+ * The lineage graph of a trail, built from audit records by the ids they name: sources → dataset versions →
+ * transforms → training runs → model versions → deployments → predictions → decisions and feedback, with
+ * evaluations, drift events and retraining runs. Built in one streaming pass; queries walk edges.
+ *
+ * @example
+ * const graph = LineageGraph.fromJournal('.mltrail');
+ * const { nodes, edges } = graph.query(predictionId, 'upstream');
+ */
+export class LineageGraph {
+  readonly nodes = new Map<string, LineageNode>();
+  readonly #out = new Map<string, LineageEdge[]>();
+  readonly #in = new Map<string, LineageEdge[]>();
+  readonly #alias = new Map<string, string>();
+  /** Records read. */
+  records = 0;
+
+  /** Builds the graph from every record of a journal directory. */
+  static fromJournal(dir: string): LineageGraph {
+    const g = new LineageGraph();
+    for (const l of new JournalReader(dir).lines()) {
+      // Cheap pre-filter: only ml.* stage events define lineage.
+      if (!l.text.includes('"event":"ml.')) continue;
+      g.add(parseRecordLine(l.text, l));
+    }
+    return g;
+  }
+
+  /** Adds one audit record. Records without a body (erased) keep their ids from `attrs`. */
+  add(r: AuditRecord): void {
+    this.records++;
+    let b: Record<string, unknown>;
+    try {
+      b = r.body === '' ? { ...r.attrs } : (JSON.parse(r.body) as Record<string, unknown>);
+    } catch {
+      return;
+    }
+    const ref = `${r.chain}:${r.seq}`;
+    const s = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : undefined);
+    const list = (k: string) => (Array.isArray(b[k]) ? (b[k] as string[]) : []);
+    const node = (id: string, kind: LineageKind, label: string) => this.#node(id, kind, label, b, ref, r.ts);
+    const modelKey = (name?: string, version?: string) =>
+      name !== undefined && version !== undefined ? `${name}@${version}` : undefined;
+    switch (r.event) {
+      case sc.EVENT_ML_DATASET_REGISTERED: {
+        const id = s(sc.ATTR_ML_DATASET_ID);
+        if (id === undefined) return;
+        node(
+          id,
+          'dataset',
+          `dataset ${s(sc.ATTR_ML_DATASET_NAME) ?? id}@${s(sc.ATTR_ML_DATASET_VERSION) ?? '?'}`,
+        );
+        const source = s(sc.ATTR_ML_DATASET_SOURCE) ?? s(sc.ATTR_ML_DATASET_URI);
+        if (source !== undefined) {
+          this.#node(`source:${source}`, 'source', `source ${source}`, {}, undefined, undefined);
+          this.#edge(`source:${source}`, id, 'provides');
+        }
+        this.#aliasDigest(s(sc.ATTR_ML_DATASET_DIGEST), id);
+        return;
+      }
+      case sc.EVENT_ML_TRANSFORM_COMPLETED: {
+        const id = s(sc.ATTR_ML_TRANSFORM_ID);
+        const out = s(sc.ATTR_ML_TRANSFORM_OUTPUT_ID);
+        if (id === undefined) return;
+        node(id, 'transform', `transform ${s(sc.ATTR_ML_TRANSFORM_NAME) ?? id}`);
+        for (const input of list(sc.ATTR_ML_TRANSFORM_INPUT_IDS)) this.#edge(input, id, 'input');
+        if (out !== undefined) {
+          node(
+            out,
+            'dataset',
+            `dataset ${s(sc.ATTR_ML_DATASET_NAME) ?? out}@${s(sc.ATTR_ML_DATASET_VERSION) ?? '?'}`,
+          );
+          this.#edge(id, out, 'produces');
+          this.#aliasDigest(s(sc.ATTR_ML_DATASET_DIGEST), out);
+        }
+        return;
+      }
+      case sc.EVENT_ML_TRAINING_COMPLETED: {
+        const id = s(sc.ATTR_ML_RUN_ID);
+        if (id === undefined) return;
+        node(id, 'run', `${s(sc.ATTR_ML_RUN_TYPE) ?? 'training'} run of ${s(sc.ATTR_ML_MODEL_NAME) ?? '?'}`);
+        for (const input of list(sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS)) this.#edge(input, id, 'trained on');
+        return;
+      }
+      case sc.EVENT_ML_EVALUATION_COMPLETED: {
+        const id = s(sc.ATTR_ML_EVALUATION_ID);
+        if (id === undefined) return;
+        node(id, 'evaluation', `evaluation ${s(sc.ATTR_ML_EVALUATION_METRIC_NAME) ?? ''}`.trim());
+        const ds = s(sc.ATTR_ML_EVALUATION_DATASET_ID);
+        if (ds !== undefined) this.#edge(ds, id, 'evaluated on');
+        const run = s(sc.ATTR_ML_RUN_ID);
+        if (run !== undefined) this.#edge(run, id, 'evaluated');
+        return;
+      }
+      case sc.EVENT_ML_MODEL_REGISTERED: {
+        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
+        if (key === undefined) return;
+        node(key, 'model', `model ${key}`);
+        const run = s(sc.ATTR_ML_RUN_ID);
+        if (run !== undefined) this.#edge(run, key, 'produced');
+        this.#aliasDigest(s(sc.ATTR_ML_MODEL_DIGEST), key);
+        return;
+      }
+      case sc.EVENT_ML_DEPLOYMENT_COMPLETED: {
+        const id = s(sc.ATTR_ML_DEPLOYMENT_ID);
+        if (id === undefined) return;
+        node(id, 'deployment', `deployment to ${s(sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT) ?? '?'}`);
+        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
+        if (key !== undefined) this.#edge(key, id, 'deployed');
+        return;
+      }
+      case sc.EVENT_ML_PREDICTION: {
+        const id = s(sc.ATTR_ML_PREDICTION_ID);
+        if (id === undefined) return;
+        node(id, 'prediction', `prediction ${id}`);
+        const dep = s(sc.ATTR_ML_DEPLOYMENT_ID);
+        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
+        if (dep !== undefined) this.#edge(dep, id, 'served');
+        else if (key !== undefined) this.#edge(key, id, 'served');
+        return;
+      }
+      case sc.EVENT_ML_DECISION: {
+        const id = s(sc.ATTR_ML_DECISION_ID);
+        const pred = s(sc.ATTR_ML_PREDICTION_ID);
+        if (id === undefined) return;
+        node(id, 'decision', `decision ${s(sc.ATTR_ML_DECISION_OUTCOME) ?? ''}`.trim());
+        if (pred !== undefined) this.#edge(pred, id, 'decided');
+        return;
+      }
+      case sc.EVENT_ML_FEEDBACK: {
+        const id = s(sc.ATTR_ML_FEEDBACK_ID);
+        const pred = s(sc.ATTR_ML_PREDICTION_ID);
+        if (id === undefined) return;
+        node(id, 'feedback', `feedback ${s(sc.ATTR_ML_FEEDBACK_GROUND_TRUTH) ?? ''}`.trim());
+        if (pred !== undefined) this.#edge(pred, id, 'ground truth');
+        return;
+      }
+      case sc.EVENT_ML_DRIFT_DETECTED: {
+        const id = s(sc.ATTR_ML_DRIFT_ID);
+        if (id === undefined) return;
+        node(id, 'drift', `drift on ${s(sc.ATTR_ML_DRIFT_FEATURE) ?? '?'}`);
+        const dep = s(sc.ATTR_ML_DEPLOYMENT_ID);
+        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
+        if (dep !== undefined) this.#edge(dep, id, 'drifted');
+        else if (key !== undefined) this.#edge(key, id, 'drifted');
+        return;
+      }
+      case sc.EVENT_ML_RETRAINING_TRIGGERED: {
+        const run = s(sc.ATTR_ML_RUN_ID);
+        if (run === undefined) return;
+        const id = `retraining:${run}`;
+        node(id, 'retraining', `retraining (${s(sc.ATTR_ML_RETRAINING_TRIGGER) ?? '?'})`);
+        for (const t of list(sc.ATTR_ML_RETRAINING_TRIGGER_IDS)) this.#edge(t, id, 'triggered');
+        this.#edge(id, run, 'retrained because of drift');
+        return;
+      }
+    }
+  }
+
+  /** The node for an id, a digest, or `name@version`; undefined when unknown. */
+  resolve(id: string): LineageNode | undefined {
+    return this.nodes.get(id) ?? this.nodes.get(this.#alias.get(id) ?? '');
+  }
+
+  /** Ids that look like `id` (prefix, substring, or small edit distance), for "did you mean". */
+  suggest(id: string, max = 5): string[] {
+    const scored: [number, string][] = [];
+    for (const k of this.nodes.keys()) {
+      if (k.startsWith(id) || id.startsWith(k)) scored.push([0, k]);
+      else if (k.includes(id)) scored.push([1, k]);
+      else if (Math.abs(k.length - id.length) <= 3) {
+        const d = editDistance(k, id, 3);
+        if (d <= 3) scored.push([1 + d, k]);
+      }
+      if (scored.length > 10_000) break;
+    }
+    return scored
+      .sort((a, b) => a[0] - b[0] || a[1].localeCompare(b[1]))
+      .slice(0, max)
+      .map(([, k]) => k);
+  }
+
+  /**
+   * Upstream (what it came from), downstream (what came of it) or both, from any id. Throws
+   * {@link UnknownLineageIdError} with close matches for an unknown id.
+   */
+  query(id: string, direction: 'upstream' | 'downstream' | 'both' = 'both'): LineageResult {
+    const root = this.resolve(id);
+    if (root === undefined) throw new UnknownLineageIdError(id, this.suggest(id));
+    const seen = new Set<string>([root.id]);
+    const edges: LineageEdge[] = [];
+    const walk = (start: string, dir: 'up' | 'down') => {
+      const queue = [start];
+      while (queue.length > 0) {
+        const cur = queue.shift()!;
+        const next = dir === 'up' ? this.#in.get(cur) : this.#out.get(cur);
+        for (const e of next ?? []) {
+          edges.push(e);
+          const other = dir === 'up' ? e.from : e.to;
+          if (!seen.has(other)) {
+            seen.add(other);
+            queue.push(other);
+          }
+        }
+      }
+    };
+    if (direction !== 'downstream') walk(root.id, 'up');
+    if (direction !== 'upstream') walk(root.id, 'down');
+    const nodes = [...seen].map(
+      (n) => this.nodes.get(n) ?? { id: n, kind: 'dataset' as const, label: n, facts: {} },
+    );
+    return { root, nodes, edges: dedupe(edges) };
+  }
+
+  /** Direct edges into a node. */
+  inputsOf(id: string): LineageEdge[] {
+    return this.#in.get(id) ?? [];
+  }
+
+  /** Direct edges out of a node. */
+  outputsOf(id: string): LineageEdge[] {
+    return this.#out.get(id) ?? [];
+  }
+
+  #node(
+    id: string,
+    kind: LineageKind,
+    label: string,
+    b: Record<string, unknown>,
+    record: string | undefined,
+    time: string | undefined,
+  ): void {
+    const existing = this.nodes.get(id);
+    const facts: Record<string, unknown> = existing?.facts ?? {};
+    for (const k of FACT_KEYS[kind]) if (b[k] !== undefined) facts[k] = b[k];
+    if (b[sc.ATTR_ML_ACTOR_ID] !== undefined && facts.actor === undefined)
+      facts.actor = b[sc.ATTR_ML_ACTOR_ID];
+    if (existing !== undefined) {
+      existing.facts = facts;
+      // A registration record defines a dataset better than a mention as a transform output.
+      if (record !== undefined && existing.record === undefined)
+        Object.assign(existing, { record, time, label });
+      return;
+    }
+    this.nodes.set(id, { id, kind, label, facts, record, time });
+  }
+
+  #edge(from: string, to: string, relation: string): void {
+    const e = { from, to, relation };
+    const out = this.#out.get(from);
+    if (out === undefined) this.#out.set(from, [e]);
+    else out.push(e);
+    const inn = this.#in.get(to);
+    if (inn === undefined) this.#in.set(to, [e]);
+    else inn.push(e);
+  }
+
+  #aliasDigest(digest: string | undefined, id: string): void {
+    if (digest !== undefined && !this.#alias.has(digest)) this.#alias.set(digest, id);
+  }
+}
+
+function dedupe(edges: LineageEdge[]): LineageEdge[] {
+  const seen = new Set<string>();
+  return edges.filter((e) => {
+    const k = `${e.from}\u0000${e.to}\u0000${e.relation}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function editDistance(a: string, b: string, cap: number): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      best = Math.min(best, cur[j]);
+    }
+    if (best > cap) return cap + 1;
+    prev = cur;
+  }
+  return prev[b.length];
+}
