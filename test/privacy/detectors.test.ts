@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { uuidv7 } from '../../src/integrity/uuidv7.js';
 import { createRedactor, ibanValid, luhnValid } from '../../src/privacy/index.js';
+import { ID_SAMPLES } from './samples.js';
 
 const redactor = createRedactor({ env: {} });
 
@@ -52,8 +53,14 @@ const POSITIVES: Record<string, [string, string][]> = {
     ['mapped ::ffff:192.0.2.1', 'mapped [REDACTED:ipv6]'],
   ],
   jwt: [[`token=${JWT}`, 'token=[REDACTED:jwt]']],
-  bearer_token: [['Authorization: Bearer abcdef1234567890XYZ', 'Authorization: [REDACTED:bearer_token]']],
-  private_key: [[`key:\n${PEM}\nend`, 'key:\n[REDACTED:private_key]\nend']],
+  bearer_token: [
+    ['Authorization: Bearer abcdef1234567890XYZ', 'Authorization: [REDACTED:bearer_token]'],
+    ['Authorization: Basic dXNlcjpwYXNzd29yZA==', 'Authorization: [REDACTED:bearer_token]'],
+  ],
+  private_key: [
+    [`key:\n${PEM}\nend`, 'key:\n[REDACTED:private_key]\nend'],
+    [`cut: ${PEM.split('\n').slice(0, 2).join('\n')}`, 'cut: [REDACTED:private_key]'],
+  ],
   api_key: [
     ['aws AKIAIOSFODNN7EXAMPLE', 'aws [REDACTED:api_key]'],
     [`gh ghp_${'a1B2c3D4e5'.repeat(4)}`, 'gh [REDACTED:api_key]'],
@@ -61,6 +68,8 @@ const POSITIVES: Record<string, [string, string][]> = {
     ['openai sk-proj-abcdefghijklmnopqrstuvwx', 'openai [REDACTED:api_key]'],
     ['anthropic sk-ant-api03-abcdefghijklmnopqrstuvwxyz_0123', 'anthropic [REDACTED:api_key]'],
     ['google AIzaSyA-1234567890abcdefghijklmnopqrstu', 'google [REDACTED:api_key]'],
+    ['gitlab glpat-abcdefghij0123456789', 'gitlab [REDACTED:api_key]'],
+    ['hf hf_abcdefghijklmnopqrstuvwxyzABCDEF', 'hf [REDACTED:api_key]'],
     [`stripe sk_live_${'4eC39HqLyjWDarjtT1zdp7dc'}`, 'stripe [REDACTED:api_key]'],
   ],
 };
@@ -108,6 +117,8 @@ describe('detectors: near misses stay untouched', () => {
     'a note @ 5pm',
     'std::vector',
     'the token count was 42',
+    'the token validation failed; basic features only; bearer instrument',
+    ...ID_SAMPLES,
   ];
   for (const c of cases) {
     it(JSON.stringify(c), () => {
