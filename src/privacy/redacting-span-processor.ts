@@ -109,8 +109,16 @@ export class RedactingSpanProcessor implements SpanProcessor {
       Object.assign(span.attributes, redactionAttributes(summary));
     } catch (err) {
       diag.error('mltrail: span redaction failed; masking every string attribute of the span', err);
-      maskStrings(span.attributes);
-      for (const ev of span.events) if (ev.attributes !== undefined) maskStrings(ev.attributes as Attributes);
+      try {
+        maskStrings(span.attributes);
+        for (const ev of span.events)
+          if (ev.attributes !== undefined) maskStrings(ev.attributes as Attributes);
+        for (const link of span.links) if (link.attributes !== undefined) maskStrings(link.attributes);
+        span.name = '[REDACTED]';
+        if (typeof span.status.message === 'string') span.status = { ...span.status, message: '[REDACTED]' };
+      } catch {
+        // Nothing more can be done without throwing into the host.
+      }
     }
   }
 

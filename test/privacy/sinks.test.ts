@@ -146,6 +146,71 @@ describe('spans: a planted email/card/token never reaches an exporter', () => {
   });
 });
 
+describe('processors never throw into the host', () => {
+  const broken: Redactor = {
+    keyId: undefined,
+    redact() {
+      throw new Error('boom');
+    },
+    redactString() {
+      throw new Error('boom');
+    },
+  };
+
+  it('a failing redactor masks every string of the span instead of letting it through', async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new TracerProvider({
+      spanProcessors: [
+        new RedactingSpanProcessor({ redactor: broken, next: new SimpleSpanProcessor({ exporter }) }),
+      ],
+    });
+    expect(() => plantSpan(provider)).not.toThrow();
+    await provider.forceFlush();
+    const [span] = exporter.getFinishedSpans();
+    expectClean('span', spanText(span));
+    expect(span.name).toBe('[REDACTED]');
+    expect(span.attributes['ml.model.version']).toBe('[REDACTED]');
+    await provider.shutdown();
+  });
+
+  it('a failing redactor masks the log body and string attributes', async () => {
+    const exporter = new InMemoryLogRecordExporter();
+    const provider = new LoggerProvider({
+      processors: [
+        new RedactingLogRecordProcessor({
+          redactor: broken,
+          next: new SimpleLogRecordProcessor({ exporter }),
+        }),
+      ],
+    });
+    expect(() =>
+      provider.getLogger('t').emit({ body: `mail ${EMAIL}`, attributes: { 'user.email': EMAIL, n: 1 } }),
+    ).not.toThrow();
+    await provider.forceFlush();
+    const [record] = exporter.getFinishedLogRecords();
+    expect(record.body).toBe('[REDACTED]');
+    expect(record.attributes).toEqual({ 'user.email': '[REDACTED]', n: 1 });
+    await provider.shutdown();
+  });
+
+  it('without onEnding (an SDK that lacks it) the span is redacted in onEnd before `next` sees it', async () => {
+    const exporter = new InMemorySpanExporter();
+    const processor = new RedactingSpanProcessor({ redactor, next: new SimpleSpanProcessor({ exporter }) });
+    // A provider that knows nothing of our processor produces a finished span; we then hand it over.
+    const plain = new InMemorySpanExporter();
+    const source = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: plain })] });
+    plantSpan(source);
+    await source.forceFlush();
+    const [finished] = plain.getFinishedSpans();
+    processor.onEnd(finished);
+    await processor.forceFlush();
+    const [span] = exporter.getFinishedSpans();
+    expectClean('span', spanText(span));
+    expect(span.attributes['mltrail.redaction.masked_count']).toBe(9);
+    await source.shutdown();
+  });
+});
+
 describe('OTLP payloads and the journal', () => {
   const otlp = new OtlpCapture();
   beforeAll(async () => {
