@@ -2,24 +2,49 @@ import { parseArgs } from 'node:util';
 import { Shipper } from '../journal/index.js';
 import { CliError, resolveJournalDir } from './command.js';
 
-const HELP = `usage: mltrail ship [--journal DIR] [--endpoint URL] [--header K=V ...] [--once]
+const HELP = `usage: mltrail ship [--journal DIR] [--endpoint URL] [--header K=V ...] [--once] [--json]
 
 Delivers journal records to an OTLP/HTTP endpoint (the bundled collector) at least once, from a cursor kept
-in the journal directory: a restart resumes where it stopped. Without --once it keeps following the journal.
-Endpoint and headers default to OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS.
+in the journal directory (per endpoint): a restart resumes where it stopped. Failed deliveries are retried
+with exponential backoff (never given up). Without --once it keeps following the journal until SIGINT/SIGTERM.
+
+  --journal DIR       journal directory (default: MLTRAIL_DIR, then ./.mltrail)
+  --endpoint URL      OTLP/HTTP base URL (/v1/logs is appended) or the full logs URL
+                      (default: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, then OTEL_EXPORTER_OTLP_ENDPOINT)
+  --header K=V        extra request header, repeatable, e.g. "Authorization=Bearer …"
+                      (default: OTEL_EXPORTER_OTLP_LOGS_HEADERS, then OTEL_EXPORTER_OTLP_HEADERS)
+  --batch-size N      records per request (default 512)
+  --once              ship what is there now, then exit
+  --json              print {"delivered", "failedAttempts", "rejected", "endpoint"} on stdout at the end
 `;
 
+/** `mltrail ship`: at-least-once delivery of the journal to OTLP/HTTP. */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      journal: { type: 'string' },
-      endpoint: { type: 'string' },
-      header: { type: 'string', multiple: true },
-      once: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  let values: {
+    journal?: string;
+    endpoint?: string;
+    header?: string[];
+    'batch-size'?: string;
+    once?: boolean;
+    json?: boolean;
+    help?: boolean;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        journal: { type: 'string' },
+        endpoint: { type: 'string' },
+        header: { type: 'string', multiple: true },
+        'batch-size': { type: 'string' },
+        once: { type: 'boolean' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${HELP}`);
+  }
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -30,23 +55,45 @@ export async function run(argv: string[]): Promise<number> {
     if (eq <= 0) throw new CliError(`--header expects K=V, got "${h}"`);
     headers[h.slice(0, eq)] = h.slice(eq + 1);
   }
+  let batchSize: number | undefined;
+  if (values['batch-size'] !== undefined) {
+    batchSize = Number(values['batch-size']);
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1)
+      throw new CliError(`--batch-size expects a positive integer, got "${values['batch-size']}"`);
+  }
   let shipper: Shipper;
   try {
-    shipper = new Shipper({ dir: resolveJournalDir(values.journal), endpoint: values.endpoint, headers });
+    shipper = new Shipper({
+      dir: resolveJournalDir(values.journal),
+      endpoint: values.endpoint,
+      headers,
+      batchSize,
+    });
   } catch (err) {
     throw new CliError((err as Error).message);
   }
   if (values.once) {
-    const n = await shipper.drain();
-    process.stderr.write(`mltrail ship: delivered ${n} record(s) to ${shipper.url}\n`);
-    return 0;
+    await shipper.drain();
+  } else {
+    process.stderr.write(`mltrail ship: following ${shipper.dir} → ${shipper.url} (Ctrl-C to stop)\n`);
+    shipper.start();
+    await new Promise<void>((resolve) => {
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+    });
+    await shipper.stop();
   }
-  process.stderr.write(`mltrail ship: following ${shipper.dir} → ${shipper.url} (Ctrl-C to stop)\n`);
-  shipper.start();
-  await new Promise<void>((resolve) => {
-    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
-  });
-  await shipper.stop();
-  process.stderr.write(`mltrail ship: delivered ${shipper.shipped} record(s)\n`);
-  return 0;
+  const summary = {
+    delivered: shipper.shipped,
+    failedAttempts: shipper.failures,
+    rejected: shipper.rejected,
+    endpoint: shipper.url,
+  };
+  if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else
+    process.stderr.write(
+      `mltrail ship: delivered ${summary.delivered} record(s) to ${summary.endpoint}` +
+        `${summary.failedAttempts > 0 ? ` after ${summary.failedAttempts} failed attempt(s)` : ''}` +
+        `${summary.rejected > 0 ? `; the endpoint rejected ${summary.rejected}` : ''}\n`,
+    );
+  return summary.rejected > 0 ? 1 : 0;
 }

@@ -12,6 +12,7 @@ import {
 } from '../integrity/index.js';
 import {
   ATTR_MLTRAIL_GAP_ERROR,
+  ATTR_MLTRAIL_GAP_FROM_SEQ,
   ATTR_MLTRAIL_GAP_LOST_COUNT,
   EVENT_MLTRAIL_JOURNAL_GAP,
   METRIC_MLTRAIL_JOURNAL_WRITE_ERRORS,
@@ -24,7 +25,10 @@ export interface AuditLogOptions {
   dir?: string;
   /** Group-commit interval in ms (default 2). */
   groupCommitMs?: number;
+  /** Rotate to a new segment past this size (default 64 MiB). */
   segmentBytes?: number;
+  /** Records kept in memory while the disk fails; past this they are dropped and counted (default 100 000). */
+  maxBufferedLines?: number;
   /** An audited call rejects when its record cannot be made durable. */
   failClosed?: boolean;
   /** A signed checkpoint after this many records (default 1000). */
@@ -73,6 +77,7 @@ export class AuditLog {
       chainId: this.#chain.chainId,
       groupCommitMs: opts.groupCommitMs,
       segmentBytes: opts.segmentBytes,
+      maxBufferedLines: opts.maxBufferedLines,
       failClosed: opts.failClosed,
       writeErrors,
       onRecovered: (gap) => this.#recordGap(gap),
@@ -96,12 +101,21 @@ export class AuditLog {
     return this.#chain.size;
   }
 
+  /** Counters of the journal underneath: lines made durable, fdatasyncs, failed writes, lines dropped. */
+  get counters(): { written: number; syncs: number; writeErrors: number; dropped: number } {
+    const j = this.#journal;
+    return { written: j.written, syncs: j.syncs, writeErrors: j.writeErrors, dropped: j.dropped };
+  }
+
   /** Seals and appends one event. Never throws for I/O; the promise reports durability. */
   append(input: AuditEventInput): AppendedRecord {
     const records = this.#chain.append(input);
-    let durable: Promise<void> = Promise.resolve();
-    for (const r of records) durable = this.#journal.append(serializeRecord(r));
+    // The record's own promise: a checkpoint sealed after it is written in the same or a later commit.
+    const durable = this.#journal.append(serializeRecord(records[0]), records[0].seq);
+    // Every promise gets a handler, so a failing disk never becomes an unhandled rejection in the host.
     durable.catch(() => undefined);
+    for (let i = 1; i < records.length; i++)
+      this.#journal.append(serializeRecord(records[i]), records[i].seq).catch(() => undefined);
     this.#sinceTimerCheckpoint++;
     if (records.length > 1) this.#afterCheckpoint();
     return { record: records[0], durable };
@@ -124,7 +138,7 @@ export class AuditLog {
 
   #checkpoint(): void {
     const r = this.#chain.checkpoint();
-    this.#journal.append(serializeRecord(r)).catch(() => undefined);
+    this.#journal.append(serializeRecord(r), r.seq).catch(() => undefined);
     this.#afterCheckpoint();
   }
 
@@ -153,6 +167,7 @@ export class AuditLog {
         timestamp: ts,
         [ATTR_MLTRAIL_GAP_LOST_COUNT]: gap.lostCount,
         [ATTR_MLTRAIL_GAP_ERROR]: gap.error,
+        ...(gap.fromTag !== undefined ? { [ATTR_MLTRAIL_GAP_FROM_SEQ]: gap.fromTag } : {}),
       }),
     });
   }

@@ -14,4 +14,4 @@ export {
   resolveDir,
   segmentName,
 } from './journal-writer.js';
-export { otlpLogsTarget, Shipper, type ShipperOptions, toOtlp } from './shipper.js';
+export { cursorFile, otlpLogsTarget, Shipper, type ShipperOptions, toOtlp } from './shipper.js';

@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { type FileHandle, open, stat } from 'node:fs/promises';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Counter, diag } from '@opentelemetry/api';
 
@@ -31,11 +31,14 @@ export interface JournalGap {
   error: string;
   /** Failed attempts. */
   failures: number;
+  /** The tag (for the AuditLog: the seq) of the first line that was not durable when the outage began. */
+  fromTag?: number;
 }
 
 interface Pending {
   /** undefined marks a flush barrier. */
   line: string | undefined;
+  tag?: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -78,13 +81,19 @@ export class JournalWriter {
   #file: FileHandle | undefined;
   #segment = 0;
   #segmentSize = 0;
+  /** The next open starts a new segment (rotation, or a segment a failed write could not be cut back). */
+  #advance = false;
   #closed = false;
-  #failure: { first: string; failures: number; dropped: number } | undefined;
+  #failure: { first: string; failures: number; dropped: number; fromTag?: number } | undefined;
   #retryMs = 50;
   /** Number of fdatasync calls made (group commit makes this much smaller than the number of lines). */
   syncs = 0;
   /** Lines made durable. */
   written = 0;
+  /** Lines dropped (lost) because the in-memory bound was hit while the disk was failing. */
+  dropped = 0;
+  /** Failed write attempts. */
+  writeErrors = 0;
 
   constructor(opts: JournalWriterOptions) {
     this.dir = resolveDir(opts.dir);
@@ -98,16 +107,20 @@ export class JournalWriter {
     this.#onRecovered = opts.onRecovered;
   }
 
-  /** Buffers one line (without its newline); resolves when it is durable. Never throws. */
-  append(line: string): Promise<void> {
+  /**
+   * Buffers one line (without its newline); resolves when it is durable. Never throws. `tag` (the AuditLog
+   * passes the record's seq) is handed back in {@link JournalGap.fromTag} if an outage begins at this line.
+   */
+  append(line: string, tag?: number): Promise<void> {
     if (this.#closed) return Promise.reject(new Error(`mltrail: journal ${this.#chainDir} is closed`));
     if (this.#failure !== undefined && this.#queue.length >= this.#maxBuffered) {
       this.#failure.dropped++;
+      this.dropped++;
       return Promise.reject(
         new Error('mltrail: journal buffer full while the disk is failing; record dropped'),
       );
     }
-    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line, resolve, reject }));
+    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line, tag, resolve, reject }));
     this.#schedule(this.#groupCommitMs);
     return p;
   }
@@ -144,7 +157,10 @@ export class JournalWriter {
       this.#timer = undefined;
       this.#kick();
     }, ms);
-    // Not unref'd: a process that is about to exit still writes what it buffered (a few ms at most).
+    // A group-commit timer keeps the process alive, so a process about to exit still writes what it
+    // buffered (a few ms at most). A retry timer while the disk fails does not: a broken disk must not
+    // keep the host from exiting forever (what is still buffered then is lost, and was reported).
+    if (this.#failure !== undefined) this.#timer.unref();
   }
 
   #kick(): void {
@@ -170,19 +186,24 @@ export class JournalWriter {
       text += `${p.line}\n`;
       lines++;
     }
+    if (lines === 0) {
+      for (const p of batch) p.resolve();
+      return;
+    }
     const bytes = Buffer.from(text, 'utf8');
+    let file: FileHandle | undefined;
+    let before = 0;
     try {
-      if (lines === 0) {
-        for (const p of batch) p.resolve();
-        return;
-      }
-      const file = await this.#segmentFor(bytes.length);
-      await file.write(bytes, 0, bytes.length);
+      file = await this.#segmentFor(bytes.length);
+      before = this.#segmentSize;
+      // write() may be short (a file size limit, a nearly full disk): finish it or fail with the reason.
+      for (let off = 0; off < bytes.length; )
+        off += (await file.write(bytes, off, bytes.length - off)).bytesWritten;
       this.#segmentSize += bytes.length;
       await file.datasync();
       this.syncs++;
     } catch (err) {
-      this.#fail(err as Error, batch);
+      await this.#fail(err as Error, batch, file, before);
       return;
     }
     this.written += lines;
@@ -195,32 +216,81 @@ export class JournalWriter {
     if (this.#file !== undefined) {
       await this.#file.close();
       this.#file = undefined;
+      this.#advance = true;
     }
-    mkdirSync(this.#chainDir, { recursive: true, mode: 0o700 });
-    this.#segment++;
+    if (this.#segment === 0) {
+      // A reopened chain continues its last segment (if it has room and ends with a newline).
+      this.#segment = Math.max(1, this.#lastSegment());
+    } else if (this.#advance) this.#segment++;
+    this.#advance = false;
     const path = join(this.#chainDir, segmentName(this.#segment));
-    this.#file = await open(path, 'a', 0o600);
-    this.#segmentSize = (await stat(path)).size;
-    return this.#file;
+    if (mkdirSync(this.#chainDir, { recursive: true, mode: 0o700 }) !== undefined) {
+      // New directories: their entries must survive a crash as well.
+      syncDir(join(this.#chainDir, '..'));
+      syncDir(this.dir);
+    }
+    const file = await open(path, 'a', 0o600);
+    try {
+      const size = (await file.stat()).size;
+      if (size > 0 && (size + bytes > this.#segmentBytes || !(await endsWithNewline(file, size)))) {
+        // Full, or torn by an earlier crash: never append after a torn line; start the next segment.
+        await file.close();
+        this.#advance = true;
+        return this.#segmentFor(bytes);
+      }
+      this.#segmentSize = size;
+      // The new file's directory entry must be durable too, or a crash could lose the whole segment even
+      // though its data was fdatasync'd.
+      if (size === 0) syncDir(this.#chainDir);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw err;
+    }
+    this.#file = file;
+    return file;
   }
 
-  #fail(err: Error, batch: Pending[]): void {
+  /** The highest segment number already in the chain directory (0 if none). */
+  #lastSegment(): number {
+    let max = 0;
+    try {
+      for (const f of readdirSync(this.#chainDir)) {
+        const m = /^(\d{6,})\.ndjson$/.exec(f);
+        if (m !== null) max = Math.max(max, Number(m[1]));
+      }
+    } catch {
+      // no directory yet
+    }
+    return max;
+  }
+
+  async #fail(err: Error, batch: Pending[], file: FileHandle | undefined, before: number): Promise<void> {
     this.#writeErrors?.add(1);
+    this.writeErrors++;
     if (this.#failure === undefined) {
       this.#failure = {
         first: `${(err as NodeJS.ErrnoException).code ?? 'EIO'}: ${err.message}`,
         failures: 0,
         dropped: 0,
+        fromTag: batch.find((p) => p.line !== undefined)?.tag,
       };
       diag.error(
         `mltrail: journal write failed (${this.#failure.first}); records are kept in memory and retried`,
       );
     }
     this.#failure.failures++;
-    // A partially written batch may have left a torn line; the next write starts a fresh segment.
-    this.#file?.close().catch(() => undefined);
+    // A partial write (disk full) may have left part of the batch, possibly a torn line: cut the segment
+    // back to where it was, so the retry rewrites the batch whole in the same segment. If even that fails,
+    // the retry starts a fresh segment and the reader reports the torn line where it is.
+    let reuse = file === undefined;
+    if (file !== undefined)
+      reuse = await file.truncate(before).then(
+        () => true,
+        () => false,
+      );
+    await this.#file?.close().catch(() => undefined);
     this.#file = undefined;
-    this.#segmentSize = Number.POSITIVE_INFINITY;
+    this.#advance = !reuse;
     const error = new Error(`mltrail: journal write failed: ${err.message}`);
     const keep: Pending[] = [];
     for (const p of batch) {
@@ -240,9 +310,29 @@ export class JournalWriter {
     this.#retryMs = 50;
     diag.warn(`mltrail: journal writes recovered after ${f.failures} failed attempt(s)`);
     try {
-      this.#onRecovered?.({ lostCount: f.dropped, error: f.first, failures: f.failures });
+      this.#onRecovered?.({ lostCount: f.dropped, error: f.first, failures: f.failures, fromTag: f.fromTag });
     } catch (err) {
       diag.error('mltrail: onRecovered callback threw', err);
     }
+  }
+}
+
+/** Whether a non-empty file ends with a newline (a torn last line from a crash does not). */
+async function endsWithNewline(file: FileHandle, size: number): Promise<boolean> {
+  const b = Buffer.alloc(1);
+  await file.read(b, 0, 1, size - 1);
+  return b[0] === 10;
+}
+
+/** fsyncs a directory so that entries just created in it survive a crash (best effort: not every OS allows it). */
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some platforms cannot fsync a directory; the data itself is still fdatasync'd.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync,
-  existsSync,
   fstatSync,
+  fsyncSync,
   mkdirSync,
   openSync,
   readFileSync,
   readSync,
   renameSync,
-  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join, relative } from 'node:path';
 import { context, diag } from '@opentelemetry/api';
@@ -41,15 +41,34 @@ export interface ShipperOptions {
   batchSize?: number;
   /** How often to look for new records when caught up, in ms (default 250). */
   pollMs?: number;
-  /** Backoff cap in ms (default 30 000); backoff starts at 200 ms and never gives up. */
+  /** First retry delay in ms (default 200); it doubles per failed attempt, with jitter. */
+  initialBackoffMs?: number;
+  /** Backoff cap in ms (default 30 000); delivery never gives up. */
   maxBackoffMs?: number;
 }
 
+/** The persisted position of one endpoint: per segment (relative to the journal dir) what was acknowledged. */
 interface Cursor {
   endpoint: string;
-  /** Byte offset shipped so far, per segment path relative to the journal dir. */
-  offsets: Record<string, number>;
+  segments: Record<string, SegmentCursor>;
 }
+
+/** Bytes and complete lines acknowledged in one segment (lines re-align the cursor if a segment is rewritten). */
+interface SegmentCursor {
+  offset: number;
+  lines: number;
+  /** The file's inode: a different one means the segment was replaced (rewritten) since. */
+  ino?: number;
+}
+
+/** A batch read from the journal: the records and where each segment's cursor moves once it is acknowledged. */
+interface Batch {
+  records: AuditRecord[];
+  segments: Record<string, SegmentCursor>;
+}
+
+/** What a delivery interrupted by {@link Shipper.stop} rejects with (the follow loop treats it as the end). */
+class StoppedError extends Error {}
 
 const SEVERITY: Record<string, number> = { DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17 };
 
@@ -90,31 +109,40 @@ export class Shipper {
   readonly #headers: Record<string, string>;
   readonly #batchSize: number;
   readonly #pollMs: number;
+  readonly #initialBackoff: number;
   readonly #maxBackoff: number;
   readonly #cursorPath: string;
   #cursor: Cursor;
   #running = false;
   #loop: Promise<void> | undefined;
+  #abort = new AbortController();
+  /** Which chain goes first in the next batch, so one busy chain cannot starve the others. */
+  #turn = 0;
   /** Records delivered (acknowledged) by this process. */
   shipped = 0;
   /** Failed delivery attempts. */
   failures = 0;
+  /** Records the endpoint acknowledged but reported as rejected (OTLP partial success). */
+  rejected = 0;
 
   constructor(opts: ShipperOptions = {}) {
     this.dir = resolveDir(opts.dir);
     const target = otlpLogsTarget(opts);
     if (target.url === undefined)
       throw new Error('mltrail shipper: no endpoint (set OTEL_EXPORTER_OTLP_ENDPOINT or pass one)');
+    try {
+      new URL(target.url);
+    } catch {
+      throw new Error(`mltrail shipper: the endpoint "${target.url}" is not a URL`);
+    }
     this.url = target.url;
     this.#headers = { 'content-type': 'application/json', ...target.headers };
     this.#batchSize = opts.batchSize ?? 512;
     this.#pollMs = opts.pollMs ?? 250;
+    this.#initialBackoff = opts.initialBackoffMs ?? 200;
     this.#maxBackoff = opts.maxBackoffMs ?? 30_000;
-    const id = createHash('sha256').update(this.url).digest('hex').slice(0, 16);
-    this.#cursorPath = join(this.dir, 'shipper', `cursor-${id}.json`);
-    this.#cursor = existsSync(this.#cursorPath)
-      ? (JSON.parse(readFileSync(this.#cursorPath, 'utf8')) as Cursor)
-      : { endpoint: this.url, offsets: {} };
+    this.#cursorPath = cursorFile(this.dir, this.url);
+    this.#cursor = this.#loadCursor();
   }
 
   /** Ships everything in the journal now; resolves when caught up (retrying failures until they succeed). */
@@ -124,7 +152,7 @@ export class Shipper {
       const batch = this.#nextBatch();
       if (batch.records.length === 0) return total;
       await this.#deliver(batch.records);
-      for (const [seg, off] of Object.entries(batch.offsets)) this.#cursor.offsets[seg] = off;
+      Object.assign(this.#cursor.segments, batch.segments);
       this.#saveCursor();
       this.shipped += batch.records.length;
       total += batch.records.length;
@@ -135,96 +163,236 @@ export class Shipper {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#abort = new AbortController();
     this.#loop = (async () => {
       while (this.#running) {
         try {
           const n = await this.drain();
-          if (n === 0) await sleep(this.#pollMs);
+          if (n === 0) await this.#sleep(this.#pollMs);
         } catch (err) {
+          if (err instanceof StoppedError) break;
           diag.error('mltrail shipper: unexpected error', err);
-          await sleep(this.#pollMs);
+          await this.#sleep(this.#pollMs).catch(() => undefined);
         }
       }
     })();
   }
 
-  /** Stops after the batch in flight; safe to call twice. */
+  /**
+   * Stops following; a delivery in flight or backing off is abandoned (its records were not acknowledged,
+   * so the cursor has not moved and the next run sends them again). Safe to call twice.
+   */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#abort.abort();
     await this.#loop;
   }
 
-  #nextBatch(): { records: AuditRecord[]; offsets: Record<string, number> } {
-    const records: AuditRecord[] = [];
-    const offsets: Record<string, number> = {};
-    for (const { files } of listSegments(this.dir)) {
-      for (const file of files) {
-        const key = relative(this.dir, file);
-        const from = this.#cursor.offsets[key] ?? 0;
-        const fd = openSync(file, 'r');
-        try {
-          const size = fstatSync(fd).size;
-          if (size <= from) continue;
-          const buf = Buffer.alloc(Math.min(size - from, 8 * 1024 * 1024));
-          const n = readSync(fd, buf, 0, buf.length, from);
-          let start = 0;
-          while (records.length < this.#batchSize) {
-            const nl = buf.indexOf(10, start);
-            if (nl < 0 || nl >= n) break;
-            const line = buf.toString('utf8', start, nl);
-            start = nl + 1;
-            try {
-              records.push(parseRecordLine(line, { file, line: 0 }));
-            } catch (err) {
-              diag.error(
-                `mltrail shipper: skipping a malformed line in ${file} at byte ${from + start}`,
-                err,
-              );
-            }
-          }
-          if (start > 0) offsets[key] = from + start;
-        } finally {
-          closeSync(fd);
-        }
-        if (records.length >= this.#batchSize) return { records, offsets };
+  #loadCursor(): Cursor {
+    const empty: Cursor = { endpoint: this.url, segments: {} };
+    let text: string;
+    try {
+      text = readFileSync(this.#cursorPath, 'utf8');
+    } catch {
+      return empty;
+    }
+    try {
+      const raw = JSON.parse(text) as Partial<Cursor>;
+      const segments: Record<string, SegmentCursor> = {};
+      for (const [k, v] of Object.entries(raw.segments ?? {}))
+        if (Number.isSafeInteger(v?.offset) && Number.isSafeInteger(v?.lines)) segments[k] = v;
+      return { endpoint: this.url, segments };
+    } catch (err) {
+      // At-least-once makes starting over safe (the receiver sees duplicates, never a gap).
+      const aside = `${this.#cursorPath}.corrupt`;
+      diag.error(
+        `mltrail shipper: the cursor ${this.#cursorPath} is unreadable (${(err as Error).message}); kept as ${aside}, shipping from the start`,
+      );
+      try {
+        renameSync(this.#cursorPath, aside);
+      } catch {
+        // still start over
+      }
+      return empty;
+    }
+  }
+
+  #nextBatch(): Batch {
+    const batch: Batch = { records: [], segments: {} };
+    const chains = listSegments(this.dir);
+    if (chains.length === 0) return batch;
+    const first = this.#turn++ % chains.length;
+    for (let i = 0; i < chains.length && batch.records.length < this.#batchSize; i++) {
+      for (const file of chains[(first + i) % chains.length].files) {
+        this.#readSegment(file, batch);
+        if (batch.records.length >= this.#batchSize) break;
       }
     }
-    return { records, offsets };
+    return batch;
+  }
+
+  /** Adds the segment's unshipped complete lines to the batch (up to the batch size). */
+  #readSegment(file: string, batch: Batch): void {
+    const key = relative(this.dir, file);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (err) {
+      diag.warn(`mltrail shipper: cannot open ${file}: ${(err as Error).message}`);
+      return;
+    }
+    try {
+      const st = fstatSync(fd);
+      const size = st.size;
+      let { offset, lines } = this.#aligned(
+        fd,
+        st,
+        this.#cursor.segments[key] ?? { offset: 0, lines: 0 },
+        file,
+      );
+      if (size <= offset) return;
+      const moved = offset;
+      // Read in chunks sized to what the batch still needs (not the whole segment every time).
+      let chunk = 256 * 1024;
+      while (offset < size && batch.records.length < this.#batchSize) {
+        const buf = Buffer.allocUnsafe(Math.min(size - offset, chunk));
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        let start = 0;
+        while (batch.records.length < this.#batchSize) {
+          const nl = buf.indexOf(10, start);
+          if (nl < 0 || nl >= n) break;
+          const text = buf.toString('utf8', start, nl);
+          lines++;
+          try {
+            batch.records.push(parseRecordLine(text, { file, line: lines }));
+          } catch (err) {
+            // Never stall delivery on one bad line; verify reports it with its location.
+            diag.error(`mltrail shipper: skipping line ${lines} of ${file} (byte ${offset + start})`, err);
+          }
+          start = nl + 1;
+        }
+        if (start === 0) {
+          // No complete line in this chunk: a torn tail (wait for it) or a line longer than the chunk.
+          if (n < chunk) break;
+          chunk *= 4;
+          continue;
+        }
+        offset += start;
+      }
+      if (offset > moved) batch.segments[key] = { offset, lines, ino: st.ino };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * The cursor position, checked against the file: a segment rewritten since (e.g. by `mltrail erase`, which
+   * replaces the file with one whose erased body is a short tombstone) shifts byte offsets, so the position is
+   * re-derived from the line count when the file is not the same inode or the offset is off a line boundary.
+   */
+  #aligned(fd: number, st: { size: number; ino: number }, at: SegmentCursor, file: string): SegmentCursor {
+    if (at.offset === 0) return { offset: 0, lines: 0, ino: st.ino };
+    const prev = Buffer.alloc(1);
+    if (
+      (at.ino === undefined || at.ino === st.ino) &&
+      at.offset <= st.size &&
+      readSync(fd, prev, 0, 1, at.offset - 1) === 1 &&
+      prev[0] === 10
+    )
+      return { ...at, ino: st.ino };
+    let offset = 0;
+    let lines = 0;
+    const buf = Buffer.allocUnsafe(Math.min(st.size, 64 * 1024 * 1024));
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    while (lines < at.lines) {
+      const nl = buf.indexOf(10, offset);
+      if (nl < 0 || nl >= n) break;
+      offset = nl + 1;
+      lines++;
+    }
+    diag.warn(`mltrail shipper: ${file} was rewritten; resuming after line ${lines} (byte ${offset})`);
+    return { offset, lines, ino: st.ino };
   }
 
   async #deliver(records: AuditRecord[]): Promise<void> {
     const body = JSON.stringify(toOtlp(records));
-    let backoff = 200;
+    let backoff = Math.min(this.#initialBackoff, this.#maxBackoff);
     for (;;) {
+      if (this.#abort.signal.aborted) throw new StoppedError();
       try {
         const res = await context.with(suppressTracing(context.active()), () =>
-          fetch(this.url, { method: 'POST', headers: this.#headers, body }),
+          fetch(this.url, { method: 'POST', headers: this.#headers, body, signal: this.#abort.signal }),
         );
         if (res.ok) {
-          await res.arrayBuffer().catch(() => undefined);
+          this.#partialSuccess(await res.text().catch(() => ''));
           return;
         }
         const text = await res.text().catch(() => '');
         diag.warn(`mltrail shipper: ${this.url} answered ${res.status} ${text.slice(0, 200)}; retrying`);
       } catch (err) {
+        if (this.#abort.signal.aborted) throw new StoppedError();
         diag.warn(`mltrail shipper: ${this.url} unreachable (${(err as Error).message}); retrying`);
       }
       this.failures++;
-      await sleep(backoff / 2 + Math.random() * (backoff / 2));
+      // Full jitter in the upper half: spread retries of many shippers, never retry immediately.
+      await this.#sleep(backoff / 2 + Math.random() * (backoff / 2));
       backoff = Math.min(backoff * 2, this.#maxBackoff);
     }
+  }
+
+  /** An OTLP 2xx may still reject some records (partial success): that is reported, never silent. */
+  #partialSuccess(text: string): void {
+    if (!text.includes('rejected')) return;
+    try {
+      const ps = (
+        JSON.parse(text) as {
+          partialSuccess?: { rejectedLogRecords?: string | number; errorMessage?: string };
+        }
+      ).partialSuccess;
+      const n = Number(ps?.rejectedLogRecords ?? 0);
+      if (n > 0) {
+        this.rejected += n;
+        diag.error(`mltrail shipper: ${this.url} rejected ${n} record(s): ${ps?.errorMessage ?? ''}`);
+      }
+    } catch {
+      // not JSON: nothing to report
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    const signal = this.#abort.signal;
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(new StoppedError());
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(new StoppedError());
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   #saveCursor(): void {
     mkdirSync(join(this.dir, 'shipper'), { recursive: true, mode: 0o700 });
     const tmp = `${this.#cursorPath}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.#cursor), { mode: 0o600 });
+    // fsync before the rename: after a crash the cursor is the old one or the new one, never empty.
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(this.#cursor));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, this.#cursorPath);
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** Where a shipper keeps its cursor for an endpoint: `<dir>/shipper/cursor-<sha256(url)[0..16]>.json`. */
+export function cursorFile(dir: string, url: string): string {
+  return join(dir, 'shipper', `cursor-${createHash('sha256').update(url).digest('hex').slice(0, 16)}.json`);
 }
 
 type AnyValue =
