@@ -10,6 +10,7 @@ import {
 import { RedactionConfigError } from './errors.js';
 import { compileKeyPath, type PathStep, renderPath } from './key-path.js';
 import { MIN_PSEUDONYM_KEY_BYTES, Pseudonymizer, resolvePseudonymKey } from './pseudonymizer.js';
+import { RedactionTally } from './redaction-tally.js';
 
 /** What a rule does with the value at its path. */
 export type RuleAction = 'mask' | 'remove' | 'hash' | 'allow';
@@ -138,7 +139,6 @@ export const DEFAULT_RULES: readonly RedactionRule[] = [
 ];
 
 const DEFAULT_MAX_STRING = 1 << 20;
-const MAX_LISTED_PATHS = 64;
 const NAME_RE = /^[a-z0-9_]{1,64}$/;
 // Whole strings of the shapes mltrail writes (UUIDs, sha256 digests, trace/span ids with a hex letter, ISO
 // timestamps) hold nothing to detect; skipping them saves most of the scanning in an audit body.
@@ -157,48 +157,6 @@ interface ActiveDetector {
   detector: Detector;
   action: 'mask' | 'hash';
   mask: string;
-}
-
-/** One call's bookkeeping. */
-class Tally {
-  readonly masked = new Set<string>();
-  readonly removed = new Set<string>();
-  readonly hashed = new Set<string>();
-  readonly truncated = new Set<string>();
-  maskedCount = 0;
-  removedCount = 0;
-  hashedCount = 0;
-  truncatedCount = 0;
-  nodes = 0;
-  readonly byRule: Record<string, number> = {};
-  readonly seen = new Set<object>();
-
-  note(kind: 'masked' | 'removed' | 'hashed' | 'truncated', path: string, rule: string | undefined): void {
-    const set = this[kind];
-    if (set.size < MAX_LISTED_PATHS) set.add(path);
-    if (kind === 'masked') this.maskedCount++;
-    else if (kind === 'removed') this.removedCount++;
-    else if (kind === 'hashed') this.hashedCount++;
-    else this.truncatedCount++;
-    if (rule !== undefined) this.byRule[rule] = (this.byRule[rule] ?? 0) + 1;
-  }
-
-  get changes(): number {
-    return this.maskedCount + this.removedCount + this.hashedCount + this.truncatedCount;
-  }
-
-  summary(): RedactionSummary {
-    return {
-      masked: [...this.masked],
-      removed: [...this.removed],
-      hashed: [...this.hashed],
-      truncated: [...this.truncated],
-      maskedCount: this.maskedCount,
-      removedCount: this.removedCount,
-      hashedCount: this.hashedCount,
-      byRule: { ...this.byRule },
-    };
-  }
 }
 
 const REMOVE = Symbol('remove');
@@ -299,13 +257,13 @@ class PolicyRedactor implements Redactor {
   }
 
   redact(value: unknown): Redacted<unknown> {
-    const tally = new Tally();
+    const tally = new RedactionTally();
     const out = this.#walk(value, [], this.#rootStates(), 0, tally);
     return { value: out === REMOVE ? undefined : out, summary: tally.summary() };
   }
 
   redactString(value: string): Redacted<string> {
-    const tally = new Tally();
+    const tally = new RedactionTally();
     const out = this.#string(String(value), [], this.#rootStates(), 0, tally);
     return { value: out, summary: tally.summary() };
   }
@@ -481,7 +439,7 @@ class PolicyRedactor implements Redactor {
 
   // ---- traversal
 
-  #walk(value: unknown, parts: Parts, states: number[], depth: number, tally: Tally): unknown {
+  #walk(value: unknown, parts: Parts, states: number[], depth: number, tally: RedactionTally): unknown {
     if (++tally.nodes > this.#maxNodes) {
       tally.note('truncated', renderPath(parts), undefined);
       return '[Truncated]';
@@ -539,7 +497,13 @@ class PolicyRedactor implements Redactor {
     }
   }
 
-  #array(arr: readonly unknown[], parts: Parts, states: number[], depth: number, tally: Tally): unknown[] {
+  #array(
+    arr: readonly unknown[],
+    parts: Parts,
+    states: number[],
+    depth: number,
+    tally: RedactionTally,
+  ): unknown[] {
     const out: unknown[] = [];
     for (let i = 0; i < arr.length; i++) {
       const v = this.#child(arr[i], [...parts, i], states, i, depth, tally);
@@ -553,7 +517,7 @@ class PolicyRedactor implements Redactor {
     parts: Parts,
     states: number[],
     depth: number,
-    tally: Tally,
+    tally: RedactionTally,
   ): object {
     const out: Record<string, unknown> = {};
     for (const [k, v] of entries) {
@@ -572,14 +536,14 @@ class PolicyRedactor implements Redactor {
     states: number[],
     key: string | number,
     depth: number,
-    tally: Tally,
+    tally: RedactionTally,
   ): unknown {
     const { states: next, rule } = this.#advance(states, key);
     if (rule < 0) return this.#walk(value, parts, next, depth + 1, tally);
     return this.#apply(this.#rules[rule], value, parts, depth, tally);
   }
 
-  #apply(rule: CompiledRule, value: unknown, parts: Parts, depth: number, tally: Tally): unknown {
+  #apply(rule: CompiledRule, value: unknown, parts: Parts, depth: number, tally: RedactionTally): unknown {
     const path = renderPath(parts);
     if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return REMOVE;
     switch (rule.action) {
@@ -593,7 +557,9 @@ class PolicyRedactor implements Redactor {
           if (typeof value === 'string' && this.#pseudonymizer.isOwnPseudonym(value)) return value;
           tally.note('hashed', path, rule.label);
           return this.#pseudonymizer.pseudonym(
-            typeof value === 'string' ? value : stableText(this.#copy(value, parts, depth + 1, new Tally())),
+            typeof value === 'string'
+              ? value
+              : stableText(this.#copy(value, parts, depth + 1, new RedactionTally())),
           );
         }
         if (value === rule.censor) return value;
@@ -607,7 +573,7 @@ class PolicyRedactor implements Redactor {
   }
 
   /** A bounded copy with no rules and no detectors (for `allow`, and to hash structured values). */
-  #copy(value: unknown, parts: Parts, depth: number, tally: Tally): unknown {
+  #copy(value: unknown, parts: Parts, depth: number, tally: RedactionTally): unknown {
     if (++tally.nodes > this.#maxNodes) return '[Truncated]';
     if (typeof value === 'string') return this.#cut(value, parts, tally);
     if (typeof value !== 'object' || value === null)
@@ -651,7 +617,7 @@ class PolicyRedactor implements Redactor {
     }
   }
 
-  #number(value: number, parts: Parts, tally: Tally): unknown {
+  #number(value: number, parts: Parts, tally: RedactionTally): unknown {
     // A card number stored as a number is still a card number; features are never this shape.
     if (!Number.isSafeInteger(value) || value < 1e12) return value;
     const card = this.#detectors.find((d) => d.detector.name === 'payment_card');
@@ -661,13 +627,13 @@ class PolicyRedactor implements Redactor {
     return this.#replacement(card, digits, renderPath(parts), tally);
   }
 
-  #cut(value: string, parts: Parts, tally: Tally): string {
+  #cut(value: string, parts: Parts, tally: RedactionTally): string {
     if (value.length <= this.#maxString) return value;
     tally.note('truncated', renderPath(parts), undefined);
     return `${value.slice(0, this.#maxString)}[truncated ${value.length - this.#maxString} chars]`;
   }
 
-  #string(value: string, parts: Parts, states: number[], depth: number, tally: Tally): string {
+  #string(value: string, parts: Parts, states: number[], depth: number, tally: RedactionTally): string {
     const text = this.#cut(value, parts, tally);
     if (this.#parseJson && depth < this.#maxDepth) {
       const fromJson = this.#jsonString(text, parts, states, depth, tally);
@@ -677,7 +643,13 @@ class PolicyRedactor implements Redactor {
   }
 
   /** Redacts a string holding a JSON object or array as JSON (rules continue into it); undefined if not JSON. */
-  #jsonString(text: string, parts: Parts, states: number[], depth: number, tally: Tally): string | undefined {
+  #jsonString(
+    text: string,
+    parts: Parts,
+    states: number[],
+    depth: number,
+    tally: RedactionTally,
+  ): string | undefined {
     const first = firstNonSpace(text);
     if (first !== '{' && first !== '[') return undefined;
     let parsed: unknown;
@@ -698,7 +670,7 @@ class PolicyRedactor implements Redactor {
   }
 
   /** Runs every detector over the unprotected parts of a string, replacing only what matched. */
-  #scan(text: string, parts: Parts, tally: Tally): string {
+  #scan(text: string, parts: Parts, tally: RedactionTally): string {
     if (this.#detectors.length === 0 || text.length < 3) return text;
     // Shorter than the shortest IPv4 address and without "@" or ":": no built-in detector can match.
     if (text.length < 7 && !this.#userPatterns && !text.includes('@') && !text.includes(':')) return text;
@@ -714,7 +686,7 @@ class PolicyRedactor implements Redactor {
     return current;
   }
 
-  #scanOnce(text: string, parts: Parts, tally: Tally): string {
+  #scanOnce(text: string, parts: Parts, tally: RedactionTally): string {
     let pieces: string[];
     let fixed: boolean[];
     if (text.includes('pii:') || text.includes('[')) {
@@ -786,7 +758,7 @@ class PolicyRedactor implements Redactor {
     return pieces.length === 1 ? pieces[0] : pieces.join('');
   }
 
-  #replacement(active: ActiveDetector, match: string, path: string, tally: Tally): string {
+  #replacement(active: ActiveDetector, match: string, path: string, tally: RedactionTally): string {
     if (active.action === 'hash' && this.#pseudonymizer !== undefined) {
       tally.note('hashed', path, active.detector.name);
       return this.#pseudonymizer.pseudonym(active.detector.normalize?.(match) ?? match);
