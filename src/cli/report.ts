@@ -1,6 +1,52 @@
-import { CliError } from './command.js';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { EvidenceNotFoundError, gatherEvidence, renderEvidenceHtml } from '../report/index.js';
+import { CliError, resolveJournalDir } from './command.js';
 
-/** Placeholder until the command lands; replaced by its owner. */
-export async function run(_argv: string[]): Promise<number> {
-  throw new CliError('"report" is not available in this build yet', 2);
+const HELP = `usage: mltrail report (--prediction ID | --model NAME@VERSION) [--out report.html] [--journal DIR] [--json]
+
+Writes one self-contained, printable HTML evidence report (no network): the decision and its reasons and
+attributions, the lineage drawn as a graph, the model's training configuration, evaluation, approval and
+deployment history, drift alerts, and the integrity proof (chain, checkpoint, RFC 6962 inclusion proof,
+verification result), mapped to EU AI Act Art. 12 and GDPR Art. 22.
+exit: 0 written (even when the proof fails: the report says so), 1 subject not found, 2 usage or I/O error
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      prediction: { type: 'string' },
+      model: { type: 'string' },
+      out: { type: 'string' },
+      journal: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if ((values.prediction === undefined) === (values.model === undefined)) {
+    throw new CliError(`give exactly one of --prediction or --model\n\n${HELP}`);
+  }
+  const dir = resolveJournalDir(values.journal);
+  let evidence: ReturnType<typeof gatherEvidence>;
+  try {
+    evidence = gatherEvidence(dir, { prediction: values.prediction, model: values.model });
+  } catch (err) {
+    if (err instanceof EvidenceNotFoundError) throw new CliError(err.message, 1);
+    throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
+  }
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(evidence, null, 2)}\n`);
+    return 0;
+  }
+  const out = values.out ?? 'report.html';
+  writeFileSync(out, renderEvidenceHtml(evidence));
+  process.stdout.write(
+    `wrote ${out} — integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'}\n`,
+  );
+  return 0;
 }

@@ -1,0 +1,259 @@
+import type { LineageKind, LineageResult } from '../lineage/index.js';
+import * as sc from '../semconv/index.js';
+import type { Evidence } from './evidence.js';
+
+/** Escapes text for HTML element content and attribute values: record values are untrusted. */
+export function escapeHtml(v: unknown): string {
+  return String(v ?? '')
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+const KIND_ORDER: LineageKind[] = [
+  'source',
+  'dataset',
+  'transform',
+  'run',
+  'evaluation',
+  'retraining',
+  'drift',
+  'model',
+  'deployment',
+  'prediction',
+  'decision',
+  'feedback',
+];
+const KIND_COLOR: Record<LineageKind, string> = {
+  source: '#e8eef7',
+  dataset: '#dbeafe',
+  transform: '#e0e7ff',
+  run: '#ede9fe',
+  evaluation: '#fae8ff',
+  retraining: '#ffedd5',
+  drift: '#fee2e2',
+  model: '#dcfce7',
+  deployment: '#d1fae5',
+  prediction: '#fef9c3',
+  decision: '#fde68a',
+  feedback: '#f1f5f9',
+};
+
+/** The lineage as an inline SVG: one column per kind, edges as curves. No script, no external resource. */
+export function lineageSvg(l: LineageResult): string {
+  const cols = new Map<LineageKind, typeof l.nodes>();
+  for (const n of l.nodes) cols.set(n.kind, [...(cols.get(n.kind) ?? []), n]);
+  const kinds = KIND_ORDER.filter((k) => cols.has(k));
+  const W = 168;
+  const H = 46;
+  const gapX = 34;
+  const gapY = 14;
+  const pos = new Map<string, { x: number; y: number }>();
+  let maxRows = 0;
+  kinds.forEach((k, ci) => {
+    const list = (cols.get(k) ?? []).slice(0, 8);
+    maxRows = Math.max(maxRows, list.length);
+    list.forEach((n, ri) => pos.set(n.id, { x: 10 + ci * (W + gapX), y: 30 + ri * (H + gapY) }));
+  });
+  const width = 20 + kinds.length * (W + gapX);
+  const height = 40 + maxRows * (H + gapY);
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="lineage graph">`,
+  );
+  parts.push(
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>',
+  );
+  kinds.forEach((k, ci) =>
+    parts.push(`<text x="${10 + ci * (W + gapX)}" y="18" class="col">${escapeHtml(k)}</text>`),
+  );
+  for (const e of l.edges) {
+    const a = pos.get(e.from);
+    const b = pos.get(e.to);
+    if (a === undefined || b === undefined) continue;
+    const [x1, y1, x2, y2] =
+      a.x < b.x ? [a.x + W, a.y + H / 2, b.x, b.y + H / 2] : [a.x, a.y + H / 2, b.x + W, b.y + H / 2];
+    const mx = (x1 + x2) / 2;
+    parts.push(
+      `<path d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" fill="none" stroke="#64748b" stroke-width="1.2" marker-end="url(#arrow)"><title>${escapeHtml(e.relation)}</title></path>`,
+    );
+  }
+  for (const n of l.nodes) {
+    const p = pos.get(n.id);
+    if (p === undefined) continue;
+    const root = n.id === l.root.id;
+    const label = n.label.length > 26 ? `${n.label.slice(0, 25)}…` : n.label;
+    const sub = n.id.length > 28 ? `${n.id.slice(0, 27)}…` : n.id;
+    parts.push(
+      `<g><rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" rx="6" fill="${KIND_COLOR[n.kind]}" stroke="${root ? '#0f172a' : '#94a3b8'}" stroke-width="${root ? 2.2 : 1}"/>` +
+        `<text x="${p.x + 8}" y="${p.y + 19}" class="n">${escapeHtml(label)}</text><text x="${p.x + 8}" y="${p.y + 35}" class="id">${escapeHtml(sub)}</text><title>${escapeHtml(n.id)}</title></g>`,
+    );
+  }
+  parts.push('</svg>');
+  return parts.join('');
+}
+
+function attributionSvg(attributions: Record<string, number>): string {
+  const entries = Object.entries(attributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const max = Math.max(...entries.map(([, v]) => Math.abs(v)), 1e-9);
+  const rowH = 22;
+  const mid = 330;
+  const rows = entries.map(([k, v], i) => {
+    const w = (Math.abs(v) / max) * 180;
+    const x = v >= 0 ? mid : mid - w;
+    return `<text x="4" y="${i * rowH + 15}" class="n">${escapeHtml(k)}</text><rect x="${x}" y="${i * rowH + 4}" width="${w}" height="14" fill="${v >= 0 ? '#dc2626' : '#2563eb'}"/><text x="${mid + 190}" y="${i * rowH + 15}" class="id">${escapeHtml(v.toFixed(4))}</text>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 ${entries.length * rowH + 8}" width="640" role="img" aria-label="feature attributions"><line x1="${mid}" y1="0" x2="${mid}" y2="${entries.length * rowH}" stroke="#475569"/>${rows.join('')}</svg>`;
+}
+
+function table(o: Record<string, unknown> | undefined, keys?: string[]): string {
+  if (o === undefined) return '<p class="muted">not recorded</p>';
+  const entries = (keys ?? Object.keys(o)).filter(
+    (k) => o[k] !== undefined && !['event.name', 'trace_id', 'span_id'].includes(k),
+  );
+  return `<table>${entries.map((k) => `<tr><th>${escapeHtml(k)}</th><td>${fmt(o[k])}</td></tr>`).join('')}</table>`;
+}
+
+function fmt(v: unknown): string {
+  if (typeof v === 'string' && (v.startsWith('{') || v.startsWith('['))) {
+    try {
+      return `<code>${escapeHtml(JSON.stringify(JSON.parse(v), null, 1))}</code>`;
+    } catch {
+      // plain string
+    }
+  }
+  if (Array.isArray(v)) return v.map((x) => `<code>${escapeHtml(x)}</code>`).join(' ');
+  if (typeof v === 'string' && /^(sha256:|[0-9a-f]{8}-)/.test(v)) return `<code>${escapeHtml(v)}</code>`;
+  return escapeHtml(v);
+}
+
+function rows(list: Record<string, unknown>[], cols: [string, string][]): string {
+  if (list.length === 0) return '<p class="muted">none recorded</p>';
+  return `<table class="grid"><tr>${cols.map(([, h]) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>${list
+    .map((r) => `<tr>${cols.map(([k]) => `<td>${fmt(r[k])}</td>`).join('')}</tr>`)
+    .join('')}</table>`;
+}
+
+const CSS = `
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #0f172a; margin: 0; background: #f8fafc; }
+main { max-width: 1080px; margin: 0 auto; padding: 28px 32px 60px; background: #fff; }
+header { border-bottom: 3px solid #0f172a; padding-bottom: 12px; margin-bottom: 18px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 26px 0 8px; border-bottom: 1px solid #e2e8f0; padding-bottom: 4px; }
+.muted { color: #64748b; } code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; white-space: pre-wrap; }
+table { border-collapse: collapse; width: 100%; margin: 4px 0; } th, td { text-align: left; vertical-align: top; padding: 4px 8px; border-bottom: 1px solid #f1f5f9; }
+th { width: 240px; color: #334155; font-weight: 600; } table.grid th { width: auto; background: #f1f5f9; }
+.badge { display: inline-block; padding: 3px 10px; border-radius: 999px; font-weight: 700; }
+.ok { background: #dcfce7; color: #166534; } .bad { background: #fee2e2; color: #991b1b; }
+svg text.col { font: 600 11px system-ui; fill: #475569; text-transform: uppercase; } svg text.n { font: 12px system-ui; fill: #0f172a; } svg text.id { font: 10px ui-monospace, monospace; fill: #475569; }
+.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+@media print { body { background: #fff; } main { padding: 0; max-width: none; } h2 { break-after: avoid; } section { break-inside: avoid; } }
+`;
+
+/** One self-contained, printable HTML evidence report (no scripts, no network). */
+export function renderEvidenceHtml(e: Evidence): string {
+  const v = e.integrity;
+  const decision = e.decisions[0];
+  let attributions: Record<string, number> | undefined;
+  try {
+    const raw = decision?.[sc.ATTR_ML_DECISION_ATTRIBUTIONS];
+    attributions = typeof raw === 'string' ? (JSON.parse(raw) as Record<string, number>) : undefined;
+  } catch {
+    attributions = undefined;
+  }
+  const status = v.verified
+    ? '<span class="badge ok">verified</span>'
+    : `<span class="badge bad">NOT verified</span>`;
+  const title =
+    e.subject.kind === 'prediction' ? `Prediction ${e.subject.id}` : `Model version ${e.subject.id}`;
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>mltrail evidence report — ${escapeHtml(title)}</title><style>${CSS}</style></head>
+<body><main>
+<header><h1>Evidence report: ${escapeHtml(title)}</h1>
+<div>Integrity: ${status} <span class="muted">· generated ${escapeHtml(e.generatedAt)} from the journal ${escapeHtml(e.journal)}</span></div></header>
+
+${
+  e.subject.kind === 'prediction'
+    ? `<section><h2>Decision and its reasons</h2>
+${decision === undefined ? '<p class="muted">No decision was recorded for this prediction.</p>' : table(decision, [sc.ATTR_ML_DECISION_OUTCOME, sc.ATTR_ML_DECISION_REASON, sc.ATTR_ML_DECISION_THRESHOLD, sc.ATTR_ML_DECISION_AUTOMATED, sc.ATTR_ML_DECISION_REVIEWER, sc.ATTR_ML_DECISION_OVERRIDE, sc.ATTR_ML_DECISION_ID, 'timestamp'])}
+${attributions !== undefined ? `<p><strong>Feature attributions</strong> <span class="muted">(contribution to the score; red raises it, blue lowers it)</span></p>${attributionSvg(attributions)}` : ''}
+</section>
+<section><h2>Prediction</h2>${table(e.prediction, [sc.ATTR_ML_PREDICTION_ID, 'timestamp', sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, sc.ATTR_ML_PREDICTION_LATENCY_MS, sc.ATTR_ML_PREDICTION_INPUT_DIGEST, sc.ATTR_ML_PREDICTION_SUBJECT_ID, sc.ATTR_ML_MODEL_NAME, sc.ATTR_ML_MODEL_VERSION, sc.ATTR_ML_MODEL_DIGEST, sc.ATTR_ML_DEPLOYMENT_ID, sc.ATTR_SERVICE_NAME])}
+${
+  e.feedback.length > 0
+    ? `<p><strong>Ground truth</strong></p>${rows(e.feedback, [
+        [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH, 'ground truth'],
+        [sc.ATTR_ML_FEEDBACK_SOURCE, 'source'],
+        ['timestamp', 'time'],
+      ])}`
+    : ''
+}</section>`
+    : ''
+}
+
+<section><h2>Lineage</h2>${lineageSvg(e.lineage)}
+<p class="muted">Every box is a record in the journal; edges follow the ids the records name. Full detail: <code>mltrail lineage ${escapeHtml(e.subject.id)} --json</code></p></section>
+
+<div class="grid2">
+<section><h2>Model version</h2>${table(e.model, [sc.ATTR_ML_MODEL_NAME, sc.ATTR_ML_MODEL_VERSION, sc.ATTR_ML_MODEL_DIGEST, sc.ATTR_ML_MODEL_FORMAT, sc.ATTR_ML_MODEL_URI, sc.ATTR_ML_MODEL_APPROVED_BY, sc.ATTR_ML_RUN_ID, 'timestamp'])}</section>
+<section><h2>Training configuration</h2>${table(e.training, [sc.ATTR_ML_RUN_ID, sc.ATTR_ML_RUN_TYPE, sc.ATTR_ML_TRAINING_ALGORITHM, sc.ATTR_ML_TRAINING_FRAMEWORK, sc.ATTR_ML_TRAINING_FRAMEWORK_VERSION, sc.ATTR_ML_TRAINING_HYPERPARAMETERS, sc.ATTR_ML_TRAINING_SEED, sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS, sc.ATTR_ML_TRAINING_PROFILE_DIGEST, sc.ATTR_ML_RETRAINING_TRIGGER_IDS])}</section>
+</div>
+
+<section><h2>Evaluation</h2>${rows(e.evaluations, [
+    [sc.ATTR_ML_EVALUATION_METRIC_NAME, 'metric'],
+    [sc.ATTR_ML_EVALUATION_METRIC_VALUE, 'value'],
+    [sc.ATTR_ML_EVALUATION_THRESHOLD, 'threshold'],
+    [sc.ATTR_ML_EVALUATION_PASSED, 'passed'],
+    [sc.ATTR_ML_EVALUATION_DATASET_ID, 'dataset'],
+  ])}</section>
+<section><h2>Approval and deployment history</h2>${rows(e.deployments, [
+    ['timestamp', 'time'],
+    [sc.ATTR_ML_MODEL_VERSION, 'version'],
+    [sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT, 'environment'],
+    [sc.ATTR_ML_DEPLOYMENT_DEPLOYED_BY, 'deployed by'],
+    [sc.ATTR_ML_DEPLOYMENT_REPLACED_VERSION, 'replaced'],
+    [sc.ATTR_ML_DEPLOYMENT_ID, 'deployment'],
+  ])}</section>
+<section><h2>Drift alerts for this model version</h2>${rows(e.drift.slice(0, 40), [
+    [sc.ATTR_ML_DRIFT_WINDOW_END, 'window end'],
+    [sc.ATTR_ML_DRIFT_FEATURE, 'feature'],
+    [sc.ATTR_ML_DRIFT_TEST, 'test'],
+    [sc.ATTR_ML_DRIFT_STATISTIC, 'statistic'],
+    [sc.ATTR_ML_DRIFT_P_VALUE, 'p-value'],
+    [sc.ATTR_ML_DRIFT_THRESHOLD, 'threshold'],
+  ])}${e.drift.length > 40 ? `<p class="muted">… and ${e.drift.length - 40} more (mltrail drift)</p>` : ''}</section>
+
+<section><h2>Integrity proof</h2>
+<table>
+<tr><th>Result</th><td>${status} ${v.verified ? 'the record is included in a validly signed checkpoint and the whole journal verifies' : escapeHtml(v.problems.slice(0, 5).join('; ') || 'no checkpoint covers this record yet')}</td></tr>
+<tr><th>Record (chain:seq)</th><td><code>${escapeHtml(v.record ? `${v.record.chain}:${v.record.seq}` : '—')}</code></td></tr>
+<tr><th>Record hash</th><td><code>${escapeHtml(v.record?.hash ?? '—')}</code></td></tr>
+<tr><th>Body digest</th><td><code>${escapeHtml(v.record?.digest ?? '—')}</code></td></tr>
+<tr><th>Checkpoint</th><td>${v.checkpoint ? `<code>${escapeHtml(v.checkpoint.source)}</code> · tree size ${v.checkpoint.size} · root <code>${escapeHtml(v.checkpoint.root)}</code>` : '—'}</td></tr>
+<tr><th>Signed by</th><td>${v.checkpoint ? `<code>${escapeHtml(v.checkpoint.signer)}</code> · signature ${v.checkpoint.signatureValid ? 'valid' : 'INVALID'}` : '—'}</td></tr>
+<tr><th>RFC 6962 inclusion proof</th><td>${v.inclusionProof.length === 0 ? '—' : v.inclusionProof.map((p) => `<code>${escapeHtml(p)}</code>`).join('<br>')} ${v.checkpoint ? `<br><span class="muted">${v.inclusionValid ? 'verifies against the checkpoint root' : 'does NOT verify'}</span>` : ''}</td></tr>
+<tr><th>Journal verification</th><td>${v.journalIntact ? 'every record, link and checkpoint verifies' : `${v.problems.length} problem(s)`}</td></tr>
+</table>
+<p class="muted">Check independently: <code>mltrail verify ${escapeHtml(e.journal)} --trusted-key &lt;the operator's verifier key&gt;</code> (docs/integrity.md).</p>
+</section>
+
+<section><h2>What this report evidences</h2>
+<table class="grid"><tr><th>Requirement</th><th>What it asks</th><th>Shown here</th></tr>
+<tr><td>EU AI Act Art. 12(1)</td><td>automatic recording of events over the system's lifetime</td><td>every stage is a hash-chained audit record written at the time it happened (timestamps, chain and seq above)</td></tr>
+<tr><td>EU AI Act Art. 12(2)(a)</td><td>identify situations that may result in risk or a substantial modification</td><td>drift alerts for this model version, retraining triggers and the deployment history</td></tr>
+<tr><td>EU AI Act Art. 12(2)(b)–(c)</td><td>facilitate post-market monitoring and monitoring of operation</td><td>prediction, decision and ground-truth records; evaluation against its threshold</td></tr>
+<tr><td>EU AI Act Art. 12 (traceability)</td><td>trace the result back to the data and model</td><td>lineage from the decision to the source data set with content digests</td></tr>
+<tr><td>GDPR Art. 22(3)</td><td>human intervention; contest the decision</td><td>whether the decision was automated and who reviewed it</td></tr>
+<tr><td>GDPR Art. 13–15, 22</td><td>meaningful information about the logic involved</td><td>the decision's reason, threshold and feature attributions; the model's algorithm and training configuration</td></tr>
+<tr><td>GDPR Art. 5(1)(f), 32</td><td>integrity of processing records</td><td>the integrity proof: inclusion in a signed checkpoint and a verified chain</td></tr>
+</table>
+<p class="muted">Personal data in records is redacted or pseudonymised before it is written; erased bodies (GDPR Art. 17) show as erased and still verify.</p>
+</section>
+</main></body></html>
+`;
+  return html;
+}
