@@ -55,7 +55,7 @@ export function lineageSvg(l: LineageResult): string {
   kinds.forEach((k, ci) => {
     const list = (cols.get(k) ?? []).slice(0, 8);
     maxRows = Math.max(maxRows, list.length);
-    list.forEach((n, ri) => pos.set(n.id, { x: 10 + ci * (W + gapX), y: 30 + ri * (H + gapY) }));
+    for (const [ri, n] of list.entries()) pos.set(n.id, { x: 10 + ci * (W + gapX), y: 30 + ri * (H + gapY) });
   });
   const width = 20 + kinds.length * (W + gapX);
   const height = 40 + maxRows * (H + gapY);
@@ -66,9 +66,8 @@ export function lineageSvg(l: LineageResult): string {
   parts.push(
     '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>',
   );
-  kinds.forEach((k, ci) =>
-    parts.push(`<text x="${10 + ci * (W + gapX)}" y="18" class="col">${escapeHtml(k)}</text>`),
-  );
+  for (const [ci, k] of kinds.entries())
+    parts.push(`<text x="${10 + ci * (W + gapX)}" y="18" class="col">${escapeHtml(k)}</text>`);
   for (const e of l.edges) {
     const a = pos.get(e.from);
     const b = pos.get(e.to);
