@@ -1,7 +1,7 @@
 // Benchmark (not a test): redaction cost per typical ml.prediction audit body (14 keys, a captured input
 // of 12 features plus a customer block as canonical JSON, UUIDv7 ids, digests, trace ids), with the
 // default detectors, the default rules and two user rules. Baseline: JSON.stringify of the same body.
-//   npm run build && node bench/redaction.mjs
+//   npm run build && npx node bench/redaction.mjs
 
 import { canonicalize } from '../dist/integrity/index.js';
 import { createRedactor } from '../dist/privacy/index.js';

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 
 /** The environment variable the pseudonym key is read from when no `key` option is given. */
 export const PSEUDONYM_KEY_ENV = 'MLTRAIL_PSEUDONYM_KEY';
@@ -18,13 +18,15 @@ export const PSEUDONYM_PATTERN = /^pii:[0-9a-f]{8}:[A-Za-z0-9_-]{43}$/;
 export class Pseudonymizer {
   /** First 8 hex digits of SHA-256 of the key. */
   readonly keyId: string;
-  readonly #key: Uint8Array;
+  // A KeyObject made once: handing raw bytes to every createHmac call re-imports the key each time.
+  readonly #key: KeyObject;
   readonly #prefix: string;
 
   constructor(key: string | Uint8Array) {
-    this.#key = typeof key === 'string' ? Buffer.from(key, 'utf8') : Uint8Array.from(key);
-    if (this.#key.length === 0) throw new TypeError('mltrail: the pseudonym key is empty');
-    this.keyId = pseudonymKeyId(this.#key);
+    const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : Uint8Array.from(key);
+    if (bytes.length === 0) throw new TypeError('mltrail: the pseudonym key is empty');
+    this.#key = createSecretKey(bytes);
+    this.keyId = pseudonymKeyId(bytes);
     this.#prefix = `pii:${this.keyId}:`;
   }
 
