@@ -1,0 +1,82 @@
+import type { CaptureMode } from '../trail/index.js';
+
+/** What `mltrail/register` reads from the environment (see docs/instrumentation.md for the table). */
+export interface RegisterOptions {
+  /** OTEL_SDK_DISABLED=true or MLTRAIL_DISABLED=true: nothing is patched, nothing is recorded. */
+  disabled: boolean;
+  /** MLTRAIL_DIR: the journal directory (default `./.mltrail`). */
+  dir: string | undefined;
+  /** MLTRAIL_CAPTURE: what is kept of inference inputs/outputs (default `digest`). */
+  capture: CaptureMode;
+  /** MLTRAIL_ENVIRONMENT: `deployment.environment.name` of every record (default `development`). */
+  environment: string | undefined;
+  /** MLTRAIL_FAIL_CLOSED=true: an audited call fails when its record cannot be made durable. */
+  failClosed: boolean;
+  /** MLTRAIL_PREDICTION_HEADER: the response header carrying prediction ids (default `x-mltrail-prediction-id`). */
+  predictionHeader: string;
+  /** True when an OTLP endpoint or exporter is configured (OTEL_EXPORTER_OTLP_*ENDPOINT, OTEL_*_EXPORTER). */
+  otlpTraces: boolean;
+  otlpLogs: boolean;
+  otlpMetrics: boolean;
+  /** Problems found in the environment; each is reported as a process warning, defaults are used. */
+  problems: string[];
+}
+
+const CAPTURE_MODES: readonly CaptureMode[] = ['none', 'digest', 'redacted', 'full'];
+/** RFC 9110 token characters: what a header name may contain. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Reads {@link RegisterOptions} from an environment (default `process.env`); never throws. */
+export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): RegisterOptions {
+  const problems: string[] = [];
+  const flag = (name: string): boolean => {
+    const raw = env[name]?.trim().toLowerCase();
+    if (raw === undefined || raw === '' || raw === 'false' || raw === '0') return false;
+    if (raw === 'true' || raw === '1') return true;
+    problems.push(`${name}="${env[name]}" is not true or false; treated as false`);
+    return false;
+  };
+  let capture: CaptureMode = 'digest';
+  const rawCapture = env.MLTRAIL_CAPTURE?.trim();
+  if (rawCapture !== undefined && rawCapture !== '') {
+    if ((CAPTURE_MODES as readonly string[]).includes(rawCapture)) capture = rawCapture as CaptureMode;
+    else
+      problems.push(
+        `MLTRAIL_CAPTURE="${rawCapture}" is not one of ${CAPTURE_MODES.join(', ')}; using "digest"`,
+      );
+  }
+  let predictionHeader = 'x-mltrail-prediction-id';
+  const rawHeader = env.MLTRAIL_PREDICTION_HEADER?.trim();
+  if (rawHeader !== undefined && rawHeader !== '') {
+    if (HEADER_NAME.test(rawHeader)) predictionHeader = rawHeader.toLowerCase();
+    else
+      problems.push(
+        `MLTRAIL_PREDICTION_HEADER="${rawHeader}" is not a valid header name; using "${predictionHeader}"`,
+      );
+  }
+  const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  const exporterSet = (signal: string) => {
+    const v = nonEmpty(env[`OTEL_${signal}_EXPORTER`]);
+    return v !== undefined && v !== 'none';
+  };
+  return {
+    disabled: flag('OTEL_SDK_DISABLED') || flag('MLTRAIL_DISABLED'),
+    dir: nonEmpty(env.MLTRAIL_DIR),
+    capture,
+    environment: nonEmpty(env.MLTRAIL_ENVIRONMENT),
+    failClosed: flag('MLTRAIL_FAIL_CLOSED'),
+    predictionHeader,
+    otlpTraces:
+      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) || exporterSet('TRACES') ? true : false,
+    otlpLogs:
+      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) || exporterSet('LOGS') ? true : false,
+    otlpMetrics:
+      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) || exporterSet('METRICS') ? true : false,
+    problems,
+  };
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  const t = v?.trim();
+  return t === undefined || t === '' ? undefined : t;
+}

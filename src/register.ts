@@ -1,0 +1,56 @@
+/**
+ * `node --import mltrail/register app.mjs` (ESM) or `node --require mltrail/register app.cjs` (CommonJS):
+ * audited predictions for an inference service without touching its code. Sets up the OTel NodeSDK, the
+ * trail journaling to MLTRAIL_DIR, the onnxruntime-node/tfjs/http/express instrumentations and the
+ * prediction-id response header, all configured from OTEL_* and MLTRAIL_* variables (docs/instrumentation.md).
+ * OTEL_SDK_DISABLED=true or MLTRAIL_DISABLED=true leaves the app untouched.
+ *
+ * No top-level await, so Node can `require()` this ES module for CommonJS apps.
+ */
+import { register as registerLoaderHook } from 'node:module';
+import {
+  type AutoInstrumentation,
+  startAutoInstrumentation,
+} from './instrumentation/auto-instrumentation.js';
+import { readRegisterOptions } from './instrumentation/register-options.js';
+
+/** How long shutdown may take before the process is let go anyway. */
+const SHUTDOWN_TIMEOUT_MS = 5_000;
+
+const options = readRegisterOptions();
+let running: AutoInstrumentation | undefined;
+if (!options.disabled) {
+  try {
+    // ES modules are patched through import-in-the-middle's loader hook, registered the way the OTel docs
+    // describe; it must be in place before the app's first import, which is why this runs at load time.
+    registerLoaderHook('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
+  } catch (err) {
+    process.emitWarning(
+      `mltrail: the ESM loader hook could not be registered; ES module imports are not instrumented (${err instanceof Error ? err.message : String(err)})`,
+      'MltrailSetupWarning',
+    );
+  }
+  running = startAutoInstrumentation(options);
+}
+
+if (running !== undefined) {
+  const handle = running;
+  const stop = (): Promise<void> =>
+    Promise.race([
+      handle.shutdown(),
+      new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_TIMEOUT_MS).unref()),
+    ]);
+  const onSignal = (signal: NodeJS.Signals) => {
+    // When the app handles the signal itself it decides when to exit; otherwise the process ends the way
+    // it would have without mltrail: by the same signal, once the journal is flushed.
+    const appHandles = process.listenerCount(signal) > 0;
+    void stop().finally(() => {
+      if (!appHandles) process.kill(process.pid, signal);
+    });
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  process.once('beforeExit', () => {
+    void stop();
+  });
+}
