@@ -17,6 +17,7 @@ import {
   EVENT_ML_DRIFT_DETECTED,
   EVENT_ML_RETRAINING_TRIGGERED,
 } from '../semconv/index.js';
+import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail drift [--journal DIR] [--model NAME] [--json]
@@ -54,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
       journal: { type: 'string' },
       model: { type: 'string' },
       json: { type: 'boolean' },
+      actor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -131,6 +133,7 @@ export async function run(argv: string[]): Promise<number> {
       if (v !== undefined && !v.retrainingRuns.includes(rt.runId)) v.retrainingRuns.push(rt.runId);
     }
   }
+  await recordAccess({ dir, command: 'drift', argv, resultCount: versions.size, actor: values.actor });
   const list = [...versions.values()];
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ journal: dir, versions: list }, null, 2)}\n`);

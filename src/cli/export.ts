@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openLineageFromJournal } from '../lineage/index.js';
+import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
@@ -14,7 +15,12 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { journal: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      journal: { type: 'string' },
+      out: { type: 'string' },
+      actor: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -24,13 +30,15 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`unknown export format "${positionals[0] ?? ''}"\n\n${HELP}`);
   const dir = resolveJournalDir(values.journal);
   let text: string;
+  let count: number;
   try {
-    text = openLineageFromJournal(dir)
-      .map((e) => `${JSON.stringify(e)}\n`)
-      .join('');
+    const events = openLineageFromJournal(dir);
+    count = events.length;
+    text = events.map((e) => `${JSON.stringify(e)}\n`).join('');
   } catch (err) {
     throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
+  await recordAccess({ dir, command: 'export openlineage', argv, resultCount: count, actor: values.actor });
   if (values.out !== undefined) writeFileSync(values.out, text);
   else process.stdout.write(text);
   return 0;

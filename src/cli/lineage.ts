@@ -6,6 +6,7 @@ import {
   renderTree,
   UnknownLineageIdError,
 } from '../lineage/index.js';
+import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail lineage <id> [--journal DIR] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
@@ -26,6 +27,7 @@ export async function run(argv: string[]): Promise<number> {
       downstream: { type: 'boolean' },
       json: { type: 'boolean' },
       format: { type: 'string' },
+      actor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -53,6 +55,13 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof UnknownLineageIdError) throw new CliError(`${err.message} (in ${dir})`, 1);
     throw err;
   }
+  await recordAccess({
+    dir,
+    command: 'lineage',
+    argv,
+    resultCount: result.nodes.length,
+    actor: values.actor,
+  });
   if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else if (format === 'mermaid') process.stdout.write(renderMermaid(result));
   else if (format === 'dot') process.stdout.write(renderDot(result));

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { EvidenceNotFoundError, gatherEvidence, renderEvidenceHtml } from '../report/index.js';
+import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail report (--prediction ID | --model NAME@VERSION) [--out report.html] [--journal DIR] [--json]
@@ -21,6 +22,7 @@ export async function run(argv: string[]): Promise<number> {
       out: { type: 'string' },
       journal: { type: 'string' },
       json: { type: 'boolean' },
+      actor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -39,6 +41,13 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof EvidenceNotFoundError) throw new CliError(err.message, 1);
     throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
+  await recordAccess({
+    dir,
+    command: 'report',
+    argv,
+    resultCount: evidence.lineage.nodes.length,
+    actor: values.actor,
+  });
   if (values.json) {
     process.stdout.write(`${JSON.stringify(evidence, null, 2)}\n`);
     return 0;

@@ -4,6 +4,7 @@ import { ChainVerifier, type VerifyReport } from '../integrity/index.js';
 import { readLokiIntoVerifier } from '../integrity/loki-source.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { repairTornTails } from '../journal/index.js';
+import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail verify [DIR|FILE] [options]
@@ -75,6 +76,9 @@ export async function run(argv: string[]): Promise<number> {
     if (progress) process.stderr.write('\r\x1b[K');
   }
   const report = verifier.finish();
+  // Who looked: recorded after verifying, so the access record never changes what was verified.
+  if (v.loki === undefined)
+    await recordAccess({ dir: source, command: 'verify', argv, resultCount: report.records, actor: v.actor });
   if (v.json) process.stdout.write(`${JSON.stringify({ source, ...report }, null, 2)}\n`);
   else process.stdout.write(render(source, report));
   return report.ok ? 0 : 1;
@@ -93,6 +97,7 @@ function parse(argv: string[]) {
       'trusted-key': { type: 'string', multiple: true },
       'repair-tail': { type: 'boolean' },
       json: { type: 'boolean' },
+      actor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

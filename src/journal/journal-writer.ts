@@ -152,7 +152,7 @@ export class JournalWriter {
   }
 
   #schedule(ms: number): void {
-    if (this.#timer !== undefined || this.#flushing !== undefined) return;
+    if (this.#closed || this.#timer !== undefined || this.#flushing !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#kick();
@@ -229,7 +229,8 @@ export class JournalWriter {
       syncDir(join(this.#chainDir, '..'));
       syncDir(this.dir);
     }
-    const file = await open(path, 'a', 0o600);
+    // a+: appends, and reads the last byte of a reopened segment.
+    const file = await open(path, 'a+', 0o600);
     try {
       const size = (await file.stat()).size;
       if (size > 0 && (size + bytes > this.#segmentBytes || !(await endsWithNewline(file, size)))) {
