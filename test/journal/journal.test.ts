@@ -132,6 +132,121 @@ describe('AuditLog under disk failure', () => {
   });
 });
 
+describe('JournalWriter edge cases', () => {
+  const runLimited = (dir: string, mode: 'open' | 'closed') =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      // An 8 KiB file size limit: the write that crosses it is short, the next one fails with EFBIG.
+      const child = spawn(
+        'bash',
+        [
+          '-c',
+          'ulimit -f 8; exec "$0" "$@"',
+          process.execPath,
+          join('test', 'fixtures', 'efbig-writer.mjs'),
+          dir,
+          mode,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (c) => {
+        out += c;
+      });
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+
+  it.each(['open', 'closed'] as const)(
+    'a short write (file size limit) is cut back to the last whole line; the process still exits on its own (%s)',
+    async (mode) => {
+      const dir = tmp(`efbig-${mode}`);
+      const { code, out } = await runLimited(dir, mode);
+      expect(code).toBe(0);
+      const result = JSON.parse(out);
+      expect(result.writeErrors).toBeGreaterThan(0);
+      if (mode === 'closed')
+        expect(result.outcome).toMatch(/^rejected: mltrail: journal write failed: EFBIG/);
+      else expect(result.outcome).toBe('write error');
+      const seg = join(dir, 'chains', '01a20000-0000-7000-8000-0000000000fb', '000001.ndjson');
+      const bytes = readFileSync(seg);
+      expect(bytes.length).toBeLessThanOrEqual(8192);
+      expect(bytes[bytes.length - 1]).toBe(10);
+      const reader = new JournalReader(dir);
+      const lines = [...reader.lines()].map((l) => JSON.parse(l.text).i);
+      expect(reader.torn).toEqual([]);
+      // Everything acknowledged is there, in order, and nothing else.
+      expect(lines).toEqual(Array.from({ length: result.acked }, (_, i) => i));
+    },
+  );
+
+  it('a reopened chain continues its last segment, but never appends after a torn line', async () => {
+    const dir = tmp('reopen');
+    const chainId = '01a20000-0000-7000-8000-0000000000a1';
+    const first = new JournalWriter({ dir, chainId });
+    await first.append('{"n":1}');
+    await first.close();
+    const second = new JournalWriter({ dir, chainId });
+    await second.append('{"n":2}');
+    await second.close();
+    const cdir = join(dir, 'chains', chainId);
+    expect(readdirSync(cdir)).toEqual(['000001.ndjson']);
+    writeFileSync(join(cdir, '000001.ndjson'), '{"n":1}\n{"n":2}\n{"n":');
+    const third = new JournalWriter({ dir, chainId });
+    await third.append('{"n":3}');
+    await third.close();
+    expect(readdirSync(cdir)).toEqual(['000001.ndjson', '000002.ndjson']);
+    const reader = new JournalReader(dir);
+    expect([...reader.lines()].map((l) => l.text)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
+    expect(reader.torn).toEqual([expect.objectContaining({ file: join(cdir, '000001.ndjson'), line: 3 })]);
+  });
+});
+
+describe('AuditLog when the memory bound is hit during an outage', () => {
+  it('drops and counts what does not fit, and the gap record says how many from which seq; verify reports the missing seqs', async () => {
+    const dir = tmp('dropped');
+    const log = new AuditLog({
+      dir,
+      groupCommitMs: 1,
+      segmentBytes: 100, // every commit opens a new segment, so the outage below is seen at once
+      maxBufferedLines: 5,
+      checkpointEvery: 4,
+      failClosed: true,
+    });
+    log.append(input(0));
+    await log.flush();
+    const [chain] = readdirSync(join(dir, 'chains'));
+    const cdir = join(dir, 'chains', chain);
+    renameSync(cdir, `${cdir}.moved`);
+    writeFileSync(cdir, 'not a directory');
+    // The first append after the outage begins fails its write; while the disk fails, only 5 lines are
+    // kept. Checkpoints fall due meanwhile (every 4): their promises must not become unhandled rejections.
+    const first = log.append(input(1));
+    await expect(first.durable).rejects.toThrow(/journal write failed/);
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => log.append(input(i + 2)).durable),
+    );
+    const rejected = results.filter((r) => r.status === 'rejected');
+    expect(rejected.length).toBeGreaterThan(0);
+    expect(log.counters.dropped).toBeGreaterThan(0);
+    expect(log.counters.writeErrors).toBeGreaterThan(0);
+    rmSync(cdir);
+    renameSync(`${cdir}.moved`, cdir);
+    await new Promise<void>((resolve) => {
+      const poll = () => (log.counters.written > 1 ? resolve() : setTimeout(poll, 10));
+      poll();
+    });
+    await log.close();
+    const records = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+    const gap = records.find((r) => r.event === 'mltrail.journal.gap');
+    expect(gap).toBeDefined();
+    const body = JSON.parse(gap!.body);
+    expect(body['mltrail.gap.lost_count']).toBe(log.counters.dropped);
+    expect(body['mltrail.gap.from_seq']).toBe(1);
+    // Never a silent gap: the dropped seqs are missing, and verify says so.
+    const missing = verifyDir(dir).chains[0].problems.filter((p) => p.kind === 'missing');
+    expect(missing.length).toBeGreaterThan(0);
+  });
+});
+
 describe('crash safety', () => {
   it('SIGKILL mid-stream: every record acknowledged durable is present; the journal verifies after --repair-tail', async () => {
     const dir = tmp('crash');

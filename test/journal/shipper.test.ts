@@ -287,8 +287,11 @@ describe('Shipper against a real HTTP server', () => {
 
     rx.plan = () => 'ok';
     const second = new Shipper({ dir, endpoint: rx.url, batchSize: 100 });
+    // Only what was not acknowledged goes again. (A request the first shipper abandoned when stopped may
+    // still reach the server late and be stored: at least once, so compare sets.)
     expect(await second.drain()).toBe(journal.length - 200);
-    expect(rx.acked.map(key)).toEqual(journal.map(key));
+    expect(new Set(rx.acked.map(key))).toEqual(new Set(journal.map(key)));
+    expect(rx.acked.slice(0, 200).map(key)).toEqual(journal.slice(0, 200).map(key));
   });
 
   it('follows records appended while it runs, across chains, and stops promptly while the endpoint is down', async () => {
@@ -361,8 +364,10 @@ describe('Shipper against a real HTTP server', () => {
     writeFileSync(`${seg}.tmp`, lines.join('\n'));
     renameSync(`${seg}.tmp`, seg);
     rx.plan = () => 'ok';
-    await new Shipper({ dir, endpoint: rx.url, batchSize: 100 }).drain();
-    expect(rx.acked.map(key)).toEqual(journal.map(key));
+    const before = rx.acked.length;
+    // Exactly the 200 records after the cursor's line, although every byte offset after line 10 moved.
+    expect(await new Shipper({ dir, endpoint: rx.url, batchSize: 100 }).drain()).toBe(journal.length - 100);
+    expect([...new Set(rx.acked.slice(before).map(key))]).toEqual(journal.slice(100).map(key));
   });
 
   it('an unreadable cursor is set aside and shipping starts over (duplicates, never a gap)', async () => {
