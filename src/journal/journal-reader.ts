@@ -1,6 +1,8 @@
-import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { segmentName } from './journal-writer.js';
+
+/** Read size of the reader: large, so a segment is a few dozen reads. */
+const CHUNK = 8 * 1024 * 1024;
 
 /** One line read from a journal segment. */
 export interface JournalLine {
@@ -42,7 +44,7 @@ export function listSegments(dir: string): { chain: string; files: string[] }[] 
 /**
  * Reads a journal directory: every chain's segments in order, one line at a time, with its location.
  * A torn last line (no trailing newline, as a crash mid-write leaves) is not yielded as a record but
- * reported through `onTornTail`, precisely, and cut only by {@link repairTornTails}.
+ * recorded in `torn`, precisely (file, line, byte offset), and cut only by {@link repairTornTails}.
  */
 export class JournalReader {
   readonly dir: string;
@@ -60,24 +62,49 @@ export class JournalReader {
   }
 
   *#fileLines(file: string): Generator<JournalLine> {
-    const buf = readFileSync(file);
-    let start = 0;
-    let line = 0;
-    while (start < buf.length) {
-      const nl = buf.indexOf(10, start);
-      line++;
-      if (nl < 0) {
-        this.torn.push({
-          file,
-          line,
-          offset: start,
-          bytes: buf.length - start,
-          message: `${file} is truncated at byte ${start} (line ${line}: ${buf.length - start} bytes without a newline); run "mltrail verify --repair-tail" to cut it`,
-        });
-        return;
+    // Streams the segment through one large buffer: memory stays bounded by the chunk (plus the longest
+    // line) whatever the segment size, and lines are sliced out without per-line reads.
+    const fd = openSync(file, 'r');
+    try {
+      let buf = Buffer.allocUnsafe(CHUNK);
+      let len = 0; // valid bytes in buf
+      let base = 0; // file offset of buf[0]
+      let line = 0;
+      for (;;) {
+        const n = readSync(fd, buf, len, buf.length - len, base + len);
+        len += n;
+        let start = 0;
+        for (;;) {
+          const nl = buf.indexOf(10, start);
+          if (nl < 0 || nl >= len) break;
+          line++;
+          yield { text: buf.toString('utf8', start, nl), file, line, offset: base + start };
+          start = nl + 1;
+        }
+        if (n === 0) {
+          if (start < len)
+            this.torn.push({
+              file,
+              line: line + 1,
+              offset: base + start,
+              bytes: len - start,
+              message: `${file} is truncated at byte ${base + start} (line ${line + 1}: ${len - start} bytes without a newline); run "mltrail verify --repair-tail" to cut it`,
+            });
+          return;
+        }
+        if (start === 0 && len === buf.length) {
+          // One line longer than the buffer: grow it.
+          const bigger = Buffer.allocUnsafe(buf.length * 2);
+          buf.copy(bigger, 0, 0, len);
+          buf = bigger;
+        } else if (start > 0) {
+          buf.copy(buf, 0, start, len);
+          len -= start;
+          base += start;
+        }
       }
-      yield { text: buf.toString('utf8', start, nl), file, line, offset: start };
-      start = nl + 1;
+    } finally {
+      closeSync(fd);
     }
   }
 }
@@ -98,5 +125,3 @@ export function repairTornTails(dir: string): TornTail[] {
   }
   return reader.torn;
 }
-
-void segmentName;

@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -81,6 +90,39 @@ describe('JournalWriter', () => {
     // The final checkpoint record was cut; the checkpoint file still covers what remains.
     expect(r.problems).toEqual([]);
     expect(r.chains[0].problems).toEqual([]);
+  });
+});
+
+describe('JournalReader', () => {
+  it('streams big segments exactly: every line with its byte offset, across buffer boundaries and past the buffer size', () => {
+    const dir = tmp('reader');
+    const cdir = join(dir, 'chains', '01a20000-0000-7000-8000-0000000000b1');
+    mkdirSync(cdir, { recursive: true });
+    // ~20 MB of lines of varying length (multi-byte UTF-8 too), one 9 MiB line, then a torn tail.
+    const lines: string[] = [];
+    let size = 0;
+    for (let i = 0; size < 20_000_000; i++) {
+      const l =
+        i === 30_000 ? `{"big":"${'b'.repeat(9 * 1024 * 1024)}"}` : `{"i":${i},"s":"${'é'.repeat(i % 97)}"}`;
+      lines.push(l);
+      size += Buffer.byteLength(l) + 1;
+    }
+    const text = `${lines.join('\n')}\n{"torn":`;
+    writeFileSync(join(cdir, '000001.ndjson'), text);
+    const reader = new JournalReader(dir);
+    const got = [...reader.lines()];
+    expect(got.length).toBe(lines.length);
+    const bytes = Buffer.from(text);
+    let offset = 0;
+    let firstMismatch = -1;
+    for (let i = 0; i < lines.length && firstMismatch < 0; i++) {
+      if (got[i].text !== lines[i] || got[i].line !== i + 1 || got[i].offset !== offset) firstMismatch = i;
+      offset += Buffer.byteLength(lines[i]) + 1;
+    }
+    expect(firstMismatch).toBe(-1);
+    expect(reader.torn).toEqual([
+      expect.objectContaining({ line: lines.length + 1, offset, bytes: bytes.length - offset }),
+    ]);
   });
 });
 
