@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { diag } from '@opentelemetry/api';
@@ -57,6 +59,8 @@ export class PredictionHeaderGlue {
           glue.#ids.set(request, ids);
           glue.#ids.set(response, ids);
           glue.#hookResponse(response, ids);
+          bindListeners(request);
+          bindListeners(response);
         } catch (err) {
           diag.error('mltrail: could not attach the prediction header hook', err);
         }
@@ -81,5 +85,41 @@ export class PredictionHeaderGlue {
       }
       return Reflect.apply(originalWriteHead, this, args) as ServerResponse;
     } as WriteHead;
+  }
+}
+
+const ADDERS = ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener'] as const;
+const REMOVERS = ['off', 'removeListener'] as const;
+
+/**
+ * Event listeners run in the async context of whoever emits the event (the socket), not of whoever added
+ * them; a handler that reads the body in `req.on('end')` would lose the prediction scope. Listeners added
+ * to this request/response while the scope is active are bound to the context they were added in.
+ */
+function bindListeners(emitter: EventEmitter): void {
+  const bound = new WeakMap<(...a: unknown[]) => unknown, (...a: unknown[]) => unknown>();
+  const target = emitter as unknown as Record<string, (...a: unknown[]) => unknown>;
+  for (const name of ADDERS) {
+    const original = target[name];
+    if (typeof original !== 'function') continue;
+    target[name] = function add(this: unknown, event: unknown, listener: unknown) {
+      if (typeof listener !== 'function') return Reflect.apply(original, this, [event, listener]);
+      const fn = listener as (...a: unknown[]) => unknown;
+      let b = bound.get(fn);
+      if (b === undefined) {
+        b = AsyncLocalStorage.bind(fn);
+        bound.set(fn, b);
+      }
+      return Reflect.apply(original, this, [event, b]);
+    };
+  }
+  for (const name of REMOVERS) {
+    const original = target[name];
+    if (typeof original !== 'function') continue;
+    target[name] = function remove(this: unknown, event: unknown, listener: unknown) {
+      const b =
+        typeof listener === 'function' ? bound.get(listener as (...a: unknown[]) => unknown) : undefined;
+      return Reflect.apply(original, this, [event, b ?? listener]);
+    };
   }
 }

@@ -66,12 +66,9 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
     environment: nonEmpty(env.MLTRAIL_ENVIRONMENT),
     failClosed: flag('MLTRAIL_FAIL_CLOSED'),
     predictionHeader,
-    otlpTraces:
-      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) || exporterSet('TRACES') ? true : false,
-    otlpLogs:
-      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) || exporterSet('LOGS') ? true : false,
-    otlpMetrics:
-      endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) || exporterSet('METRICS') ? true : false,
+    otlpTraces: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) || exporterSet('TRACES')),
+    otlpLogs: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) || exporterSet('LOGS')),
+    otlpMetrics: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) || exporterSet('METRICS')),
     problems,
   };
 }

@@ -1,0 +1,285 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/journal/index.js';
+import { buildLinearClassifierOnnx } from '../../src/onnx/index.js';
+import { createTrail } from '../../src/trail/index.js';
+import { readJournal, UUID_V7 } from '../trail/harness.js';
+
+/**
+ * End to end: a plain node:http inference server (test/fixtures/inference-server.{mjs,cjs}, no mltrail
+ * import) started with `node --import mltrail/register` / `--require mltrail/register`, real onnxruntime,
+ * spans received by a local OTLP/HTTP JSON receiver, audit records read from the journal.
+ */
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const FIXTURES = join(ROOT, 'test/fixtures');
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: { key: string; value: Record<string, unknown> }[];
+}
+
+let receiver: Server;
+let receiverUrl: string;
+const received: OtlpSpan[] = [];
+let modelPath: string;
+let modelDigest: string;
+let child: ChildProcess | undefined;
+
+beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        const payload = JSON.parse(body) as {
+          resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[];
+        };
+        for (const rs of payload.resourceSpans) for (const ss of rs.scopeSpans) received.push(...ss.spans);
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  receiver.listen(0, '127.0.0.1');
+  await once(receiver, 'listening');
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-model-'));
+  modelPath = join(dir, 'linear.onnx');
+  const bytes = buildLinearClassifierOnnx({ weights: [0.8, -1.2, 0.05], bias: -0.3 });
+  writeFileSync(modelPath, bytes);
+  modelDigest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+});
+
+afterAll(() => {
+  receiver.close();
+});
+
+afterEach(() => {
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  child = undefined;
+  received.length = 0;
+});
+
+/** Starts a fixture server with a preload flag and resolves its port once it listens. */
+async function startServer(flag: '--import' | '--require', fixture: string, env: Record<string, string>) {
+  const proc = spawn(process.execPath, [flag, 'mltrail/register', join(FIXTURES, fixture)], {
+    cwd: ROOT, // the package's self-reference resolves `mltrail/register` to dist/register.js
+    env: { ...process.env, MODEL_PATH: modelPath, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child = proc;
+  let stderr = '';
+  proc.stderr?.on('data', (c) => {
+    stderr += c;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    proc.stdout?.on('data', (c) => {
+      out += c;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${stderr}`)));
+  });
+  return { proc, port, stderr: () => stderr };
+}
+
+async function post(port: number, path: string, rows: number[][]) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    body: JSON.stringify({ rows }),
+  });
+  return {
+    header: res.headers.get('x-mltrail-prediction-id'),
+    status: res.status,
+    body: (await res.json()) as { probability: number[] },
+  };
+}
+
+/** SIGTERM, then wait for the exit: register flushes the journal and the span exporter first. */
+async function stop(proc: ChildProcess) {
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const [code, signal] = (await exited) as [number | null, string | null];
+  return { code, signal };
+}
+
+function attrs(span: OtlpSpan): Record<string, unknown> {
+  return Object.fromEntries(span.attributes.map((a) => [a.key, Object.values(a.value)[0]]));
+}
+
+function bodies(dir: string) {
+  return readJournal(dir).map((l) => ({
+    event: l.event,
+    body: JSON.parse(l.body as string) as Record<string, unknown>,
+  }));
+}
+
+const otlpEnv = () => ({
+  OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
+  OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+  OTEL_LOGS_EXPORTER: 'none',
+  OTEL_METRICS_EXPORTER: 'none',
+  OTEL_SERVICE_NAME: 'rain-api',
+  MLTRAIL_ENVIRONMENT: 'prod',
+});
+
+describe('node --import mltrail/register (ESM server, no mltrail import)', () => {
+  it('names the deployed version, returns the prediction id header, HTTP span → inference span, decide in the same trace', async () => {
+    // A "training process" registers and deploys the model into the journal the server will use.
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const training = await createTrail({ sink: new AuditLog({ dir }), environment: 'prod' });
+    const model = await training.register({ name: 'rain', version: '7', file: modelPath, format: 'onnx' });
+    const deployment = training.deploy({ model, environment: 'prod' });
+    await training.shutdown();
+
+    const server = await startServer('--import', 'inference-server.mjs', { ...otlpEnv(), MLTRAIL_DIR: dir });
+    const one = await post(server.port, '/predict', [[1, 2, 3]]);
+    const two = await post(server.port, '/approve', [
+      [0, 0, 0],
+      [1, 1, 1],
+    ]);
+    expect(one.status).toBe(200);
+    expect(one.header).toMatch(UUID_V7);
+    expect(two.header).toMatch(UUID_V7);
+    expect(two.header).not.toBe(one.header);
+    expect(await stop(server.proc)).toEqual({ code: null, signal: 'SIGTERM' });
+
+    const records = bodies(dir).filter((r) => r.event !== 'mltrail.checkpoint');
+    const served = records.slice(2); // after the training process's register + deploy
+    expect(served.map((r) => r.event)).toEqual(['ml.prediction', 'ml.prediction', 'ml.decision']);
+    const [p1, p2, decision] = served.map((r) => r.body);
+    expect(p1).toEqual({
+      'event.name': 'ml.prediction',
+      'service.name': 'rain-api',
+      'deployment.environment.name': 'prod',
+      timestamp: expect.any(String),
+      trace_id: expect.stringMatching(/^[0-9a-f]{32}$/),
+      span_id: expect.stringMatching(/^[0-9a-f]{16}$/),
+      'ml.prediction.id': one.header,
+      'ml.model.name': 'rain',
+      'ml.model.version': '7',
+      'ml.model.digest': modelDigest,
+      'ml.model.format': 'onnx',
+      'ml.deployment.id': deployment.id,
+      'ml.prediction.registered': true,
+      'ml.prediction.input_names': ['features'],
+      'ml.prediction.input_shapes': ['features:1x3'],
+      'ml.prediction.output_names': ['probability'],
+      'ml.prediction.output_dtypes': ['probability:float32'],
+      'ml.prediction.batch_size': 1,
+      'ml.prediction.input_digest': expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+      'ml.prediction.latency_ms': expect.any(Number),
+      'ml.prediction.output_score': one.body.probability[0],
+    });
+    expect(p2['ml.prediction.id']).toBe(two.header);
+    expect(decision['ml.prediction.id']).toBe(two.header);
+    expect(decision.trace_id).toBe(p2.trace_id);
+
+    // Spans: the HTTP server span is the parent of the inference span and carries the prediction id.
+    const predictSpans = received.filter((s) => s.name === 'ml.predict');
+    expect(predictSpans).toHaveLength(2);
+    for (const [i, p] of [p1, p2].entries()) {
+      const inference = predictSpans.find((s) => attrs(s)['ml.prediction.id'] === p['ml.prediction.id'])!;
+      expect(inference.traceId).toBe(p.trace_id);
+      expect(inference.spanId).toBe(p.span_id);
+      const httpSpan = received.find((s) => s.spanId === inference.parentSpanId)!;
+      expect(httpSpan.kind).toBe(2); // SERVER
+      expect(attrs(httpSpan)['ml.prediction.id']).toBe([one.header, two.header][i]);
+    }
+    const decideSpan = received.find((s) => s.name === 'ml.decide')!;
+    expect(decideSpan.traceId).toBe(p2.trace_id);
+  });
+
+  it('journals every prediction when spans are not sampled (ratio sampler 0)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const server = await startServer('--import', 'inference-server.mjs', {
+      ...otlpEnv(),
+      MLTRAIL_DIR: dir,
+      OTEL_TRACES_SAMPLER: 'traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0',
+    });
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await post(server.port, '/predict', [[i, i, i]])).header);
+    await stop(server.proc);
+    expect(received).toEqual([]);
+    const records = bodies(dir);
+    expect(records.map((r) => r.event)).toEqual([
+      'ml.model.unregistered',
+      'ml.prediction',
+      'ml.prediction',
+      'ml.prediction',
+      'mltrail.checkpoint',
+    ]);
+    expect(records.filter((r) => r.event === 'ml.prediction').map((r) => r.body['ml.prediction.id'])).toEqual(
+      ids,
+    );
+    expect(records[1].body['ml.prediction.registered']).toBe(false);
+    expect(records[0].body['ml.model.digest']).toBe(modelDigest);
+  });
+});
+
+describe('node --require mltrail/register (CommonJS server)', () => {
+  it('records predictions and returns the header; a custom header name is honoured', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const server = await startServer('--require', 'inference-server.cjs', {
+      ...otlpEnv(),
+      MLTRAIL_DIR: dir,
+      MLTRAIL_PREDICTION_HEADER: 'X-Prediction-Id',
+    });
+    const res = await fetch(`http://127.0.0.1:${server.port}/predict`, {
+      method: 'POST',
+      body: JSON.stringify({ rows: [[1, 2, 3]] }),
+    });
+    const id = res.headers.get('x-prediction-id');
+    expect(id).toMatch(UUID_V7);
+    expect(res.headers.get('x-mltrail-prediction-id')).toBeNull();
+    await stop(server.proc);
+    const preds = bodies(dir).filter((r) => r.event === 'ml.prediction');
+    expect(preds.map((r) => r.body['ml.prediction.id'])).toEqual([id]);
+    const inference = received.find((s) => s.name === 'ml.predict')!;
+    expect(received.find((s) => s.spanId === inference.parentSpanId)?.kind).toBe(2);
+  });
+});
+
+describe('disabled', () => {
+  for (const variable of ['OTEL_SDK_DISABLED', 'MLTRAIL_DISABLED']) {
+    it(`${variable}=true leaves the app running unpatched: no journal, no header, no spans`, async () => {
+      const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-e2e-')), 'journal');
+      const server = await startServer('--import', 'inference-server.mjs', {
+        ...otlpEnv(),
+        MLTRAIL_DIR: dir,
+        [variable]: 'true',
+      });
+      const r = await post(server.port, '/predict', [[1, 2, 3]]);
+      expect(r.status).toBe(200);
+      expect(r.body.probability).toHaveLength(1);
+      expect(r.header).toBeNull();
+      await stop(server.proc);
+      expect(readJournalOrNothing(dir)).toEqual([]);
+      expect(received).toEqual([]);
+    });
+  }
+});
+
+function readJournalOrNothing(dir: string) {
+  try {
+    return readJournal(dir);
+  } catch {
+    return [];
+  }
+}
