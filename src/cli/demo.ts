@@ -1,10 +1,13 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDemo } from '../demo/run-demo.js';
 import { ChainVerifier } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { JournalReader } from '../journal/index.js';
+import { LineageGraph, renderTree } from '../lineage/index.js';
+import { gatherEvidence, renderEvidenceHtml } from '../report/index.js';
+import { ATTR_ML_DECISION_OUTCOME } from '../semconv/index.js';
 import { CliError } from './command.js';
 
 const HELP = `usage: mltrail demo [--journal DIR] [--fresh]
@@ -59,9 +62,24 @@ export async function run(argv: string[]): Promise<number> {
   out += `${report.chains.reduce((s, c) => s + c.checkpointsVerified, 0)} signed checkpoint(s) checked\n`;
   for (const m of result.models)
     out += `model rain-cover v${m.version}: accuracy ${m.accuracy.toFixed(3)}, ${m.digest}\n`;
-  if (result.samplePredictionId !== undefined) {
-    out += `\nsample prediction: ${result.samplePredictionId}\n`;
-    out += `  mltrail verify ${dir}\n`;
+  // The lineage of one declined quote, and its evidence report.
+  const graph = LineageGraph.fromJournal(dir);
+  const declined = [...graph.nodes.values()].find(
+    (n) => n.kind === 'decision' && n.facts[ATTR_ML_DECISION_OUTCOME] === 'decline',
+  );
+  const predictionId =
+    declined !== undefined ? graph.inputsOf(declined.id)[0]?.from : result.samplePredictionId;
+  if (predictionId !== undefined) {
+    out += `\nlineage of prediction ${predictionId} (a declined quote):\n`;
+    out += renderTree(graph.query(predictionId, 'upstream'))
+      .split('\n')
+      .map((l) => (l === '' ? l : `  ${l.length > 150 ? `${l.slice(0, 149)}…` : l}`))
+      .join('\n');
+    const reportPath = join(dir, `evidence-${predictionId}.html`);
+    const evidence = gatherEvidence(dir, { prediction: predictionId });
+    writeFileSync(reportPath, renderEvidenceHtml(evidence));
+    out += `\nevidence report: ${reportPath} (integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'})\n`;
+    out += `next: mltrail verify ${dir} · mltrail lineage ${predictionId} --journal ${dir} · mltrail drift --journal ${dir}\n`;
   }
   process.stdout.write(out);
   return 0;

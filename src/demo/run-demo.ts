@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildProfile, DriftMonitor, type ReferenceProfile, saveProfile } from '../drift/index.js';
 import { AuditLog } from '../journal/index.js';
+import { createRedactor } from '../privacy/index.js';
 import {
   createTrail,
   type DatasetVersion,
@@ -46,6 +47,8 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
+/** Only for the demo; production sets MLTRAIL_PSEUDONYM_KEY from a secret store. */
+const DEMO_PSEUDONYM_KEY = 'mltrail-demo-pseudonym-key-not-for-production';
 const HYPERPARAMETERS = { learningRate: 0.5, epochs: 300, l2: 0.001 };
 const SEED = 20121;
 const ACCURACY_THRESHOLD = 0.7;
@@ -66,6 +69,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     pipeline: 'rain-cover',
     actor: 'ml-pipeline@rain-cover',
     sink: new AuditLog({ dir }),
+    // Customers are pseudonymised (keyed HMAC): the same customer maps to the same token in every record.
+    redactor: createRedactor({ key: process.env.MLTRAIL_PSEUDONYM_KEY ?? DEMO_PSEUDONYM_KEY }),
   });
   const result: DemoResult = {
     dir,

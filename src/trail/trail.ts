@@ -15,6 +15,7 @@ import {
 } from '@opentelemetry/api';
 import { canonicalize, parseRecordLine, uuidv7 } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
+import { createRedactor } from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
 import {
   AuditEmitter,
@@ -87,8 +88,13 @@ export interface DriftRecordInput {
 export interface TrailRuntimeOptions extends TrailOptions {
   /** Where audit records go. Defaults to the on-disk journal (`./.mltrail` or MLTRAIL_DIR). */
   sink?: AuditSink;
-  /** Redacts every audit body before it is written. */
-  redactor?: BodyRedactor;
+  /**
+   * Redacts every audit body (and the prediction subject on spans) before it is written. Default: the
+   * built-in policy of `mltrail/privacy` (detectors for personal data and secrets, secret-named keys masked,
+   * `ml.prediction.subject_id` pseudonymised with MLTRAIL_PSEUDONYM_KEY, or masked without a key). `false`
+   * turns redaction off.
+   */
+  redactor?: BodyRedactor | false;
   /** Fail-closed: an async audited call rejects when its record cannot be made durable. */
   failClosed?: boolean;
 }
@@ -175,7 +181,8 @@ export async function createTrail(options: TrailRuntimeOptions = {}): Promise<Tr
 /** {@link createTrail} without the promise, for setup code that cannot await (e.g. `--require` hooks). */
 export function createTrailSync(options: TrailRuntimeOptions = {}): Trail {
   const sink = options.sink ?? new AuditLog({ failClosed: options.failClosed === true });
-  return new TrailImpl(options, sink);
+  const redactor = options.redactor === false ? undefined : (options.redactor ?? createRedactor());
+  return new TrailImpl({ ...options, redactor }, sink);
 }
 
 const GLOBAL_TRAIL = Symbol.for('mltrail:global-trail');
@@ -199,6 +206,7 @@ class TrailImpl implements Trail {
   readonly #capture: CaptureMode;
   readonly #actor: string | undefined;
   readonly #redactor: BodyRedactor | undefined;
+
   #closed: Promise<void> | undefined;
   readonly #unregistered = new Set<string>();
   readonly #predictions: Counter;
@@ -223,10 +231,10 @@ class TrailImpl implements Trail {
     this.#failClosed = options.failClosed === true;
     this.#capture = options.capture ?? 'digest';
     this.#actor = options.actor;
-    this.#redactor = options.redactor;
+    this.#redactor = options.redactor === false ? undefined : options.redactor;
     this.#emitter = new AuditEmitter({
       sink,
-      redactor: options.redactor,
+      redactor: this.#redactor,
       logger: options.loggerProvider?.getLogger('mltrail'),
       strict: this.#strict,
       common: commonFields({
@@ -700,6 +708,12 @@ class TrailImpl implements Trail {
         const input = spec.input !== undefined ? spec.input(...args) : args[0];
         inputFields = self.#captureInput(input, capture);
         subject = spec.subject?.(...args);
+        // The subject also goes on the span: pseudonymise it here, not only in the audit body.
+        if (subject !== undefined && self.#redactor !== undefined) {
+          const redacted = self.#redactor.redact({ [sc.ATTR_ML_PREDICTION_SUBJECT_ID]: subject })
+            .value as Record<string, unknown>;
+          subject = String(redacted[sc.ATTR_ML_PREDICTION_SUBJECT_ID]);
+        }
       } catch (err) {
         diag.error('mltrail: predict() input/subject callback threw', err);
       }

@@ -102,7 +102,7 @@ describe('trail stages: span, links and audit record', () => {
   });
 
   it('transform() → train() → evaluate() → register() → deploy(): links follow the lineage', async () => {
-    h = await trailHarness({ strict: true, actor: 'alice@example.test' });
+    h = await trailHarness({ strict: true, actor: 'ml-engineer:alice' });
     const raw = await h.trail.dataset({ name: 'raw', data: 'a,b\n1,2\n3,4\n' });
     const split = h.trail.transform(
       {
@@ -147,7 +147,7 @@ describe('trail stages: span, links and audit record', () => {
       format: 'onnx',
     });
     expect(model.digest).toBe(run.modelDigest);
-    const dep = h.trail.deploy({ model, environment: 'prod', endpoint: 'http://127.0.0.1/predict' });
+    const dep = h.trail.deploy({ model, environment: 'prod', endpoint: 'https://api.example.test/predict' });
 
     const spans = h.spans.getFinishedSpans();
     const byName = Object.fromEntries(spans.map((s) => [s.name, s]));
@@ -192,7 +192,7 @@ describe('trail stages: span, links and audit record', () => {
       timestamp: expect.stringMatching(ISO),
       trace_id: expect.stringMatching(HEX32),
       span_id: expect.stringMatching(HEX16),
-      'ml.actor.id': 'alice@example.test',
+      'ml.actor.id': 'ml-engineer:alice',
       'ml.transform.id': expect.stringMatching(UUID_V7),
       'ml.transform.name': 'split',
       'ml.transform.description': 'first row for training',
@@ -211,7 +211,7 @@ describe('trail stages: span, links and audit record', () => {
       timestamp: expect.stringMatching(ISO),
       trace_id: expect.stringMatching(HEX32),
       span_id: expect.stringMatching(HEX16),
-      'ml.actor.id': 'alice@example.test',
+      'ml.actor.id': 'ml-engineer:alice',
       'ml.evaluation.id': expect.stringMatching(UUID_V7),
       'ml.run.id': run.id,
       'ml.evaluation.dataset_id': trainDs.id,
@@ -228,10 +228,10 @@ describe('trail stages: span, links and audit record', () => {
       timestamp: expect.stringMatching(ISO),
       trace_id: expect.stringMatching(HEX32),
       span_id: expect.stringMatching(HEX16),
-      'ml.actor.id': 'alice@example.test',
+      'ml.actor.id': 'ml-engineer:alice',
       'ml.deployment.id': dep.id,
       'ml.deployment.environment': 'prod',
-      'ml.deployment.endpoint': 'http://127.0.0.1/predict',
+      'ml.deployment.endpoint': 'https://api.example.test/predict',
       'ml.model.name': 'toy',
       'ml.model.version': '1',
       'ml.model.digest': model.digest,
@@ -413,5 +413,30 @@ describe('trail stages: span, links and audit record', () => {
     expect(lines.map((l) => l.body)).toEqual(logBodies);
     expect(lines.map((l) => l.seq)).toEqual([0, 1]);
     expect(lines[1].prev).toBe(lines[0].hash);
+  });
+});
+
+describe('privacy by default', () => {
+  it('the prediction subject is pseudonymised (keyed HMAC) on the span and in the record; personal data in inputs never lands', async () => {
+    const { createRedactor } = await import('../../src/privacy/index.js');
+    h = await trailHarness({
+      strict: true,
+      capture: 'redacted',
+      redactor: createRedactor({ key: 'a-test-pseudonym-key-0123456789' }),
+    });
+    const predict = h.trail.predict(
+      { subject: (x: { email: string }) => x.email },
+      (x: { email: string; income: number }) => x.income * 2,
+    );
+    predict({ email: 'alice@example.com', income: 10 });
+    const span = h.spans.getFinishedSpans().find((s) => s.name === 'ml.predict')!;
+    expect(span.attributes['ml.prediction.subject_id']).toMatch(/^pii:[0-9a-f]+:[A-Za-z0-9_-]+$/);
+    const [rec] = h.logs.getFinishedLogRecords().filter((r) => r.eventName === 'ml.prediction');
+    expect(rec.body).not.toContain('alice@example.com');
+    expect(JSON.parse(rec.body as string)['ml.prediction.subject_id']).toBe(
+      span.attributes['ml.prediction.subject_id'],
+    );
+    await h.trail.flush();
+    expect(JSON.stringify(h.journal())).not.toContain('alice@example.com');
   });
 });
