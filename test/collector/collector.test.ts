@@ -148,7 +148,10 @@ describe.skipIf(!collectorAvailable())(`the real collector binary (${collectorSk
     const ds = await trail.dataset({ name: 'rows', rows: [{ a: 1 }, { a: 2 }] });
     const model = await trail.register({ name: 'm', version: '1', data: 'weights' });
     // Scores whose digits look like card numbers must reach the archive unchanged (bodies are evidence).
-    const predict = trail.predict({ model, output: () => ({ score: 0.5432109876543211 }) }, (x: number) => x * 2);
+    const predict = trail.predict(
+      { model, output: () => ({ score: 0.5432109876543211 }) },
+      (x: number) => x * 2,
+    );
     for (let i = 0; i < 20; i++) predict(i);
     trail.decide({ predictionId: 'p-1', outcome: 'deny', reason: 'x'.repeat(20_000) });
     // A record that bypassed the SDK's redaction: raw personal data in attributes.
