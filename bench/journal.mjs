@@ -1,12 +1,14 @@
 // Benchmark (not a test): durable journal appends through AuditLog (hash chain + group commit + fdatasync):
 // records/s and the latency a caller sees from append() to "durable", p50/p99. Baseline: the same lines
-// appended to a file with one write per line and no fsync (what a plain logger does).
+// appended to a file with one write per line and no fsync (what a plain logger does). Then, on the same
+// journal: JournalReader lines/s (what verify reads through) and Shipper records/s to a local OTLP/HTTP sink.
 //   npm run build && node bench/journal.mjs [records] [concurrency]
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canonicalize } from '../dist/integrity/index.js';
-import { AuditLog } from '../dist/journal/index.js';
+import { AuditLog, JournalReader, Shipper } from '../dist/journal/index.js';
 
 const N = Number(process.argv[2] ?? 100_000);
 const CONCURRENCY = Number(process.argv[3] ?? 64);
@@ -86,5 +88,38 @@ console.log(
     baseline: Math.round(N / plainSecs),
     ratio: Number((plainSecs / pipelinedSecs).toFixed(3)),
   }),
+);
+
+// Reading: every line of the journal just written, with its location.
+const t3 = performance.now();
+let lines = 0;
+let bytes = 0;
+for (const l of new JournalReader(dir2).lines()) {
+  lines++;
+  bytes += l.text.length + 1;
+}
+const readSecs = (performance.now() - t3) / 1000;
+console.log(
+  JSON.stringify({
+    name: 'journal-read',
+    unit: 'lines/s',
+    value: Math.round(lines / readSecs),
+    mb_per_s: Math.round(bytes / 1e6 / readSecs),
+  }),
+);
+
+// Shipping: OTLP/JSON batches of 512 to a local HTTP server that reads each body and answers 200.
+const server = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const shipper = new Shipper({ dir: dir2, endpoint: `http://127.0.0.1:${server.address().port}` });
+const t4 = performance.now();
+const shipped = await shipper.drain();
+const shipSecs = (performance.now() - t4) / 1000;
+server.close();
+console.log(
+  JSON.stringify({ name: 'journal-ship', unit: 'records/s', value: Math.round(shipped / shipSecs) }),
 );
 rmSync(dir2, { recursive: true, force: true });
