@@ -155,7 +155,7 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
     const bound = bindModel(trail, this.#loaded(model, format));
     const inputNames = namesOf(model, 'inputNames', 'inputNodes');
     const outputNames = namesOf(model, 'outputNames', 'outputNodes');
-    const named = namedTensors(input, inputNames);
+    const named = namedTensors(input, inputNames, 'input');
     const fields: Record<string, unknown> = {
       ...bound.fields,
       [sc.ATTR_ML_PREDICTION_INPUT_NAMES]: named.map(([n]) => n),
@@ -169,17 +169,17 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
       modelDigest: bound.modelDigest,
       capture: this.getConfig().capture,
       fields,
-      input: (x) => tensorsView(namedTensors(x, inputNames)),
-      outputContent: (result) => tensorsView(namedTensors(result, outputNames)),
+      input: (x) => tensorsView(namedTensors(x, inputNames, 'input')),
+      outputContent: (result) => tensorsView(namedTensors(result, outputNames, 'output')),
       resultFields: (result) => {
-        const out = namedTensors(result, outputNames);
+        const out = namedTensors(result, outputNames, 'output');
         return {
           [sc.ATTR_ML_PREDICTION_OUTPUT_NAMES]: out.map(([n]) => n),
           [sc.ATTR_ML_PREDICTION_OUTPUT_DTYPES]: out.map(([n, t]) => `${n}:${dtypeOf(t)}`),
         };
       },
       output: (result) => {
-        const out = namedTensors(result, outputNames);
+        const out = namedTensors(result, outputNames, 'output');
         if (out.length !== 1) return undefined;
         const data = safeData(out[0]?.[1]);
         return ArrayBuffer.isView(data) && (data as unknown as ArrayLike<number>).length === 1
@@ -190,11 +190,24 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
   }
 }
 
-/** LayersModel has `inputNames`/`outputNames`; GraphModel `inputNodes`/`outputNodes`. */
+/**
+ * LayersModel has `inputNames`/`outputNames`, GraphModel `inputNodes`/`outputNodes`; a Sequential keeps
+ * empty name lists and delegates to an inner LayersModel (built lazily), so its symbolic inputs/outputs
+ * are the last resort.
+ */
 function namesOf(model: object, layers: string, graph: string): string[] | undefined {
   const m = model as Record<string, unknown>;
-  const v = m[layers] ?? m[graph];
-  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : undefined;
+  const inner = m.model as Record<string, unknown> | undefined;
+  const symbolic = m[layers === 'inputNames' ? 'inputs' : 'outputs'];
+  const candidates = [
+    m[layers],
+    m[graph],
+    inner?.[layers],
+    Array.isArray(symbolic) ? symbolic.map((t: { name?: unknown }) => t?.name) : undefined,
+  ];
+  for (const v of candidates)
+    if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string')) return v;
+  return undefined;
 }
 
 function isTensor(v: unknown): v is TfTensor {
@@ -202,10 +215,14 @@ function isTensor(v: unknown): v is TfTensor {
 }
 
 /** Pairs tensors (one, an array, or a name → tensor map) with names (the model's, else `input_<i>`). */
-function namedTensors(value: unknown, names: readonly string[] | undefined): [string, TfTensor][] {
-  if (isTensor(value)) return [[names?.[0] ?? 'input_0', value]];
+function namedTensors(
+  value: unknown,
+  names: readonly string[] | undefined,
+  prefix: 'input' | 'output',
+): [string, TfTensor][] {
+  if (isTensor(value)) return [[names?.[0] ?? `${prefix}_0`, value]];
   if (Array.isArray(value))
-    return value.filter(isTensor).map((t, i) => [names?.[i] ?? `input_${i}`, t] as [string, TfTensor]);
+    return value.filter(isTensor).map((t, i) => [names?.[i] ?? `${prefix}_${i}`, t] as [string, TfTensor]);
   if (value !== null && typeof value === 'object')
     return Object.entries(value).filter((e): e is [string, TfTensor] => isTensor(e[1]));
   return [];
