@@ -1,10 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { diag, type Span } from '@opentelemetry/api';
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { BatchLogRecordProcessor } from '@opentelemetry/sdk-logs';
+import { PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { NoopSpanProcessor } from '@opentelemetry/sdk-trace';
-import { AuditLog } from '../journal/index.js';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { AuditLog, Shipper } from '../journal/index.js';
+import { createRedactor, RedactingLogRecordProcessor, RedactingSpanProcessor } from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
 import { createTrailSync, getTrail, setGlobalTrail, type Trail } from '../trail/index.js';
 import { OnnxRuntimeInstrumentation } from './onnxruntime/index.js';
@@ -17,6 +23,8 @@ export interface AutoInstrumentation {
   readonly trail: Trail;
   readonly sdk: NodeSDK;
   readonly options: RegisterOptions;
+  /** Ships the journal to the OTLP endpoint; undefined without one. */
+  readonly shipper: Shipper | undefined;
   /** Flushes and closes the journal, then shuts the OTel SDK down. Safe to call twice. */
   shutdown(): Promise<void>;
 }
@@ -45,6 +53,9 @@ export function startAutoInstrumentation(
   }
 }
 
+/** How often the journal is shipped while the process runs. */
+const SHIP_INTERVAL_MS = 1_000;
+
 function start(options: RegisterOptions): AutoInstrumentation {
   let glue: PredictionHeaderGlue | undefined;
   const http = new HttpInstrumentation({
@@ -53,12 +64,26 @@ function start(options: RegisterOptions): AutoInstrumentation {
       if (ids.length > 0) span.setAttribute(sc.ATTR_ML_PREDICTION_ID, ids.join(','));
     },
   });
+  // Span and log data pass the privacy room's redaction before any exporter sees them. The OTLP/HTTP
+  // exporters send JSON, which every OTLP/HTTP receiver accepts; they read endpoints and headers from the
+  // standard OTEL_EXPORTER_OTLP_* variables. Without an exporter, spans still get real ids (predictions and
+  // decisions share a trace) but nothing is sent anywhere.
+  const redactor = createRedactor();
+  const spanProcessors: SpanProcessor[] = [new RedactingSpanProcessor({ redactor })];
+  if (options.otlpTraces) spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }));
   const sdk = new NodeSDK({
-    // Without a configured exporter spans still get real ids (decisions and predictions share a trace) but
-    // nothing is sent anywhere; with one, the SDK's environment configuration applies unchanged.
-    spanProcessors: options.otlpTraces ? undefined : [new NoopSpanProcessor()],
-    logRecordProcessors: options.otlpLogs ? undefined : [],
-    metricReaders: options.otlpMetrics ? undefined : [],
+    spanProcessors,
+    logRecordProcessors: options.otlpLogs
+      ? [
+          new RedactingLogRecordProcessor({
+            redactor,
+            next: new BatchLogRecordProcessor({ exporter: new OTLPLogExporter() }),
+          }),
+        ]
+      : [],
+    metricReaders: options.otlpMetrics
+      ? [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter() })]
+      : [],
     instrumentations: [
       http,
       new ExpressInstrumentation(),
@@ -79,15 +104,32 @@ function start(options: RegisterOptions): AutoInstrumentation {
   glue = new PredictionHeaderGlue({ trail: getTrail, header: options.predictionHeader });
   glue.enable();
 
+  // Audit records reach the collector from the journal (at least once, resumable), not through the log
+  // pipeline. The shipper runs on an unref'd timer so it never keeps a finishing process alive.
+  const shipper = options.ship ? new Shipper({ dir: options.dir }) : undefined;
+  let shipping: Promise<unknown> = Promise.resolve();
+  const ship = () => {
+    if (shipper === undefined) return shipping;
+    shipping = shipping
+      .then(() => shipper.drain())
+      .catch((err: unknown) => diag.error('mltrail: shipping the journal failed', err));
+    return shipping;
+  };
+  const shipTimer = shipper === undefined ? undefined : setInterval(ship, SHIP_INTERVAL_MS);
+  shipTimer?.unref();
+
   let closing: Promise<void> | undefined;
   return {
     trail,
     sdk,
     options,
+    shipper,
     shutdown() {
       closing ??= (async () => {
         glue?.disable();
+        if (shipTimer !== undefined) clearInterval(shipTimer);
         await trail.shutdown().catch((err: unknown) => diag.error('mltrail: journal shutdown failed', err));
+        await ship();
         await sdk.shutdown().catch((err: unknown) => diag.error('mltrail: OTel SDK shutdown failed', err));
       })();
       return closing;

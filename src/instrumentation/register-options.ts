@@ -18,6 +18,8 @@ export interface RegisterOptions {
   otlpTraces: boolean;
   otlpLogs: boolean;
   otlpMetrics: boolean;
+  /** True when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set: the journal is shipped. */
+  ship: boolean;
   /** Problems found in the environment; each is reported as a process warning, defaults are used. */
   problems: string[];
 }
@@ -55,9 +57,15 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
       );
   }
   const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
-  const exporterSet = (signal: string) => {
-    const v = nonEmpty(env[`OTEL_${signal}_EXPORTER`]);
-    return v !== undefined && v !== 'none';
+  /** An OTLP exporter for a signal: an endpoint or an explicit exporter, unless OTEL_<SIGNAL>_EXPORTER=none. */
+  const otlp = (signal: 'TRACES' | 'LOGS' | 'METRICS') => {
+    const exporter = nonEmpty(env[`OTEL_${signal}_EXPORTER`]);
+    if (exporter === 'none') return false;
+    return (
+      endpoint !== undefined ||
+      nonEmpty(env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]) !== undefined ||
+      exporter !== undefined
+    );
   };
   return {
     disabled: flag('OTEL_SDK_DISABLED') || flag('MLTRAIL_DISABLED'),
@@ -66,9 +74,10 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
     environment: nonEmpty(env.MLTRAIL_ENVIRONMENT),
     failClosed: flag('MLTRAIL_FAIL_CLOSED'),
     predictionHeader,
-    otlpTraces: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) || exporterSet('TRACES')),
-    otlpLogs: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) || exporterSet('LOGS')),
-    otlpMetrics: !!(endpoint || nonEmpty(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) || exporterSet('METRICS')),
+    otlpTraces: otlp('TRACES'),
+    otlpLogs: otlp('LOGS'),
+    otlpMetrics: otlp('METRICS'),
+    ship: endpoint !== undefined || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) !== undefined,
     problems,
   };
 }

@@ -33,6 +33,8 @@ interface OtlpSpan {
 let receiver: Server;
 let receiverUrl: string;
 const received: OtlpSpan[] = [];
+/** Bodies of the OTLP log records the journal shipper delivered. */
+const shipped: string[] = [];
 let modelPath: string;
 let modelDigest: string;
 let child: ChildProcess | undefined;
@@ -49,6 +51,13 @@ beforeAll(async () => {
           resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[];
         };
         for (const rs of payload.resourceSpans) for (const ss of rs.scopeSpans) received.push(...ss.spans);
+      }
+      if (req.url === '/v1/logs') {
+        const payload = JSON.parse(body) as {
+          resourceLogs: { scopeLogs: { logRecords: { body: { stringValue: string } }[] }[] }[];
+        };
+        for (const rl of payload.resourceLogs)
+          for (const sl of rl.scopeLogs) shipped.push(...sl.logRecords.map((r) => r.body.stringValue));
       }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
@@ -72,6 +81,7 @@ afterEach(() => {
   if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   child = undefined;
   received.length = 0;
+  shipped.length = 0;
 });
 
 /** Starts a fixture server with a preload flag and resolves its port once it listens. */
@@ -203,6 +213,13 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
     }
     const decideSpan = received.find((s) => s.name === 'ml.decide')!;
     expect(decideSpan.traceId).toBe(p2.trace_id);
+
+    // The shipper delivered the whole journal (this process's chain and the training one) to /v1/logs.
+    expect([...shipped].sort()).toEqual(
+      readJournal(dir)
+        .map((l) => l.body as string)
+        .sort(),
+    );
   });
 
   it('journals every prediction when spans are not sampled (ratio sampler 0)', async () => {
