@@ -159,6 +159,10 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
 
     const server = await startServer('--import', 'inference-server.mjs', { ...otlpEnv(), MLTRAIL_DIR: dir });
     const one = await post(server.port, '/predict', [[1, 2, 3]]);
+    const several = await post(server.port, '/each', [
+      [1, 0, 0],
+      [0, 1, 0],
+    ]);
     const two = await post(server.port, '/approve', [
       [0, 0, 0],
       [1, 1, 1],
@@ -171,8 +175,16 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
 
     const records = bodies(dir).filter((r) => r.event !== 'mltrail.checkpoint');
     const served = records.slice(2); // after the training process's register + deploy
-    expect(served.map((r) => r.event)).toEqual(['ml.prediction', 'ml.prediction', 'ml.decision']);
-    const [p1, p2, decision] = served.map((r) => r.body);
+    expect(served.map((r) => r.event)).toEqual([
+      'ml.prediction',
+      'ml.prediction',
+      'ml.prediction',
+      'ml.prediction',
+      'ml.decision',
+    ]);
+    const [p1, e1, e2, p2, decision] = served.map((r) => r.body);
+    // Several predictions in one request: all their ids, in order, comma-separated.
+    expect(several.header).toBe(`${e1['ml.prediction.id']},${e2['ml.prediction.id']}`);
     expect(p1).toEqual({
       'event.name': 'ml.prediction',
       'service.name': 'rain-api',
@@ -202,7 +214,7 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
 
     // Spans: the HTTP server span is the parent of the inference span and carries the prediction id.
     const predictSpans = received.filter((s) => s.name === 'ml.predict');
-    expect(predictSpans).toHaveLength(2);
+    expect(predictSpans).toHaveLength(4);
     for (const [i, p] of [p1, p2].entries()) {
       const inference = predictSpans.find((s) => attrs(s)['ml.prediction.id'] === p['ml.prediction.id'])!;
       expect(inference.traceId).toBe(p.trace_id);
@@ -257,6 +269,7 @@ describe('node --require mltrail/register (CommonJS server)', () => {
       ...otlpEnv(),
       MLTRAIL_DIR: dir,
       MLTRAIL_PREDICTION_HEADER: 'X-Prediction-Id',
+      MLTRAIL_CAPTURE: 'everything',
     });
     const res = await fetch(`http://127.0.0.1:${server.port}/predict`, {
       method: 'POST',
@@ -270,6 +283,40 @@ describe('node --require mltrail/register (CommonJS server)', () => {
     expect(preds.map((r) => r.body['ml.prediction.id'])).toEqual([id]);
     const inference = received.find((s) => s.name === 'ml.predict')!;
     expect(received.find((s) => s.spanId === inference.parentSpanId)?.kind).toBe(2);
+    // A bad value is a warning naming the variable; the default applies and nothing else changes.
+    expect(server.stderr()).toContain(
+      'mltrail: MLTRAIL_CAPTURE="everything" is not one of none, digest, redacted, full; using "digest"',
+    );
+    expect(preds[0].body['ml.prediction.input']).toBeUndefined();
+  });
+});
+
+describe('a script that ends on its own', () => {
+  it('journals its predictions (flushed on beforeExit) and exits with code 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const proc = spawn(
+      process.execPath,
+      ['--import', 'mltrail/register', join(FIXTURES, 'batch-score.mjs')],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...otlpEnv(), MODEL_PATH: modelPath, MLTRAIL_DIR: dir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    proc.stdout?.on('data', (c) => {
+      out += c;
+    });
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    expect(out.trim().split('\n')).toHaveLength(2);
+    expect(bodies(dir).map((r) => r.event)).toEqual([
+      'ml.model.unregistered',
+      'ml.prediction',
+      'ml.prediction',
+      'mltrail.checkpoint',
+    ]);
+    expect(shipped).toHaveLength(4);
   });
 });
 
