@@ -19,7 +19,7 @@ const SHUTDOWN_TIMEOUT_MS = 5_000;
 
 const options = readRegisterOptions();
 let running: AutoInstrumentation | undefined;
-if (!options.disabled) {
+if (!options.disabled && !preloadedWithRequire()) {
   try {
     // ES modules are patched through import-in-the-middle's loader hook, registered the way the OTel docs
     // describe; it must be in place before the app's first import, which is why this runs at load time.
@@ -30,8 +30,8 @@ if (!options.disabled) {
       'MltrailSetupWarning',
     );
   }
-  running = startAutoInstrumentation(options);
 }
+if (!options.disabled) running = startAutoInstrumentation(options);
 
 if (running !== undefined) {
   const handle = running;
@@ -53,4 +53,18 @@ if (running !== undefined) {
   process.once('beforeExit', () => {
     void stop();
   });
+}
+
+/**
+ * True under `--require mltrail/register`. A CommonJS app is patched through require hooks; registering the
+ * ESM loader from a required ES module makes Node initialise import-in-the-middle twice (a warning on every
+ * start), so ES modules such an app imports are not instrumented — start it with `--import` for those.
+ */
+function preloadedWithRequire(): boolean {
+  const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return args.some(
+    (a, i) =>
+      ((a === '--require' || a === '-r') && /mltrail\/register/.test(args[i + 1] ?? '')) ||
+      (a.startsWith('--require=') && a.includes('mltrail/register')),
+  );
 }

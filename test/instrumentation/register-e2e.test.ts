@@ -288,6 +288,25 @@ describe('node --require mltrail/register (CommonJS server)', () => {
       'mltrail: MLTRAIL_CAPTURE="everything" is not one of none, digest, redacted, full; using "digest"',
     );
     expect(preds[0].body['ml.prediction.input']).toBeUndefined();
+    expect(server.stderr()).not.toContain('import-in-the-middle');
+  });
+
+  it('an app that handles SIGTERM itself decides when to exit; the journal is flushed before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const server = await startServer('--require', 'inference-server.cjs', {
+      ...otlpEnv(),
+      MLTRAIL_DIR: dir,
+      HANDLE_SIGTERM: '1',
+    });
+    const r = await post(server.port, '/predict', [[1, 2, 3]]);
+    expect(await stop(server.proc)).toEqual({ code: 0, signal: null });
+    const records = bodies(dir);
+    expect(records.map((x) => x.event)).toEqual([
+      'ml.model.unregistered',
+      'ml.prediction',
+      'mltrail.checkpoint',
+    ]);
+    expect(records[1].body['ml.prediction.id']).toBe(r.header);
   });
 });
 
