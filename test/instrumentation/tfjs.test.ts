@@ -145,3 +145,71 @@ describe('TfjsInstrumentation (real @tensorflow/tfjs, CPU backend)', () => {
     expect(audit(harness)).toHaveLength(3);
   });
 });
+
+/** A graph model (the TF.js graph format) computing sigmoid(x · w), loaded from memory. */
+async function loadGraph(): Promise<tf.GraphModel> {
+  const w = new Float32Array([0.8, -1.2, 0.05]);
+  const modelTopology = {
+    node: [
+      {
+        name: 'x',
+        op: 'Placeholder',
+        attr: {
+          dtype: { type: 'DT_FLOAT' },
+          shape: { shape: { dim: [{ size: '-1' }, { size: '3' }] } },
+        },
+      },
+      {
+        name: 'w',
+        op: 'Const',
+        attr: {
+          dtype: { type: 'DT_FLOAT' },
+          value: { tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: [{ size: '3' }, { size: '1' }] } } },
+        },
+      },
+      {
+        name: 'logit',
+        op: 'MatMul',
+        input: ['x', 'w'],
+        attr: { transpose_a: { b: false }, transpose_b: { b: false }, T: { type: 'DT_FLOAT' } },
+      },
+      { name: 'p', op: 'Sigmoid', input: ['logit'], attr: { T: { type: 'DT_FLOAT' } } },
+    ],
+    versions: { producer: 1 },
+  };
+  return tf.loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology,
+      weightSpecs: [{ name: 'w', shape: [3, 1], dtype: 'float32' }],
+      weightData: w.buffer,
+    }),
+  );
+}
+
+describe('TfjsInstrumentation: GraphModel', () => {
+  it('execute and executeAsync are predictions with the graph digest and node names', async () => {
+    const harness = await instrumented();
+    const graph = await loadGraph();
+    const sync = graph.execute(tf.tensor2d([[1, 2, 3]])) as tf.Tensor;
+    const async = (await graph.executeAsync(tf.tensor2d([[1, 2, 3]]))) as tf.Tensor;
+    const p = (sync.dataSync() as Float32Array)[0];
+    expect(p).toBeCloseTo(1 / (1 + Math.exp(-(0.8 - 2.4 + 0.15))), 5);
+    expect((async.dataSync() as Float32Array)[0]).toBe(p);
+
+    const recs = audit(harness);
+    expect(recs.map((r) => r.eventName)).toEqual(['ml.model.unregistered', 'ml.prediction', 'ml.prediction']);
+    for (const r of recs.slice(1)) {
+      expect(r.body).toMatchObject({
+        'ml.model.format': 'tfjs-graph',
+        'ml.model.digest': recs[0].body['ml.model.digest'],
+        'ml.prediction.registered': false,
+        'ml.prediction.input_names': ['x'],
+        'ml.prediction.input_shapes': ['x:1x3'],
+        'ml.prediction.output_names': ['p'],
+        'ml.prediction.output_dtypes': ['p:float32'],
+        'ml.prediction.output_score': p,
+      });
+    }
+    expect(recs[0].body['ml.model.digest']).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+});
