@@ -29,4 +29,6 @@ export {
   populationStabilityIndex,
   quantileSorted,
   wassersteinDistance,
+  type ZTestResult,
+  zTest,
 } from './statistics.js';

@@ -1,5 +1,5 @@
 import { checkSample, DriftInputError } from './errors.js';
-import { chiSquareSf, kstwoSf } from './special.js';
+import { chiSquareSf, gammaQ, kstwoSf } from './special.js';
 
 /** Result of {@link ksTest}. */
 export interface KsResult {
@@ -174,6 +174,61 @@ function countValues(values: readonly (string | number)[], name: string): Map<st
     out.set(key, (out.get(key) ?? 0) + 1);
   });
   return out;
+}
+
+/** Result of {@link zTest}. */
+export interface ZTestResult {
+  /** z = (p_ref − p_cur) / sqrt(P(1 − P)(1/n_ref + 1/n_cur)), P the pooled proportion. */
+  statistic: number;
+  pValue: number;
+}
+
+/**
+ * Two-proportion z-test for a binary feature, as Evidently's `z` stattest (its default for categorical
+ * features with at most two values and references of up to 1000 rows): the values are sorted, the first
+ * maps to 0 and any other to 1; p_ref and p_cur are the shares of 1s; the p-value is two-sided,
+ * 2·(1 − Φ(|z|)), computed here as erfc(|z|/√2) so it keeps precision in the tail.
+ *
+ * Edge cases: both samples holding the same single value give z = 0, p = 1 (Evidently's special case);
+ * a sample with more than two distinct values across both sides throws {@link DriftInputError} (use
+ * {@link chiSquareTest}); empty or missing values throw {@link DriftInputError}.
+ */
+export function zTest(
+  reference: readonly (string | number)[],
+  current: readonly (string | number)[],
+): ZTestResult {
+  if (reference.length === 0) throw new DriftInputError('reference sample is empty');
+  if (current.length === 0) throw new DriftInputError('current sample is empty');
+  const refCounts = countValues(reference, 'reference');
+  const curCounts = countValues(current, 'current');
+  const keys = [...new Set([...refCounts.keys(), ...curCounts.keys()])];
+  if (keys.length > 2) {
+    throw new DriftInputError(
+      `z-test needs at most two distinct values (got ${keys.length}); use chiSquareTest`,
+    );
+  }
+  if (keys.length === 1) return { statistic: 0, pValue: 1 };
+  // Evidently orders the raw values (numbers numerically, strings lexicographically); the first is "0".
+  const raw = new Map<string, string | number>();
+  for (const v of [...reference, ...current]) raw.set(`${typeof v}:${v}`, v);
+  const [k0] = keys.sort((x, y) => compareRaw(raw.get(x) as string | number, raw.get(y) as string | number));
+  const n1 = reference.length;
+  const n2 = current.length;
+  const p1 = (n1 - (refCounts.get(k0) ?? 0)) / n1;
+  const p2 = (n2 - (curCounts.get(k0) ?? 0)) / n2;
+  const pooled = (p1 * n1 + p2 * n2) / (n1 + n2);
+  const z = (p1 - p2) / Math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2));
+  return { statistic: z, pValue: clamp01(normalTwoSidedP(z)) };
+}
+
+function compareRaw(a: string | number, b: string | number): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0;
+}
+
+/** 2·(1 − Φ(|z|)) = erfc(|z|/√2) = Q(1/2, z²/2). */
+function normalTwoSidedP(z: number): number {
+  return gammaQ(0.5, (z * z) / 2);
 }
 
 /**

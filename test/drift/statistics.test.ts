@@ -9,6 +9,7 @@ import {
   normedWassersteinDistance,
   populationStabilityIndex,
   wassersteinDistance,
+  zTest,
 } from '../../src/drift/index.js';
 
 /**
@@ -46,6 +47,23 @@ describe('chiSquareTest matches Evidently/scipy chisquare', () => {
       pValue: 0,
       df: 2,
     });
+  });
+});
+
+describe("zTest matches Evidently's z stattest (two-proportion, scipy.stats.norm)", () => {
+  for (const c of oracle.z) {
+    it(c.name, () => {
+      const r = zTest(c.reference, c.current);
+      rel(r.statistic, c.statistic);
+      pv(r.pValue, c.pvalue);
+      // Evidently's 1 − cdf form loses the far tail to 0; both agree within the p-value tolerance.
+      pv(r.pValue, c.evidently_pvalue);
+    });
+  }
+  it('the same single value on both sides is no drift; a third value is a clear error', () => {
+    expect(zTest(['a', 'a'], ['a'])).toEqual({ statistic: 0, pValue: 1 });
+    expect(() => zTest(['a', 'b'], ['c'])).toThrow(/at most two distinct values \(got 3\)/);
+    expect(() => zTest(['a'], [])).toThrow(/current sample is empty/);
   });
 });
 

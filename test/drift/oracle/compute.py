@@ -16,7 +16,7 @@ def r(x):
     return [float(v) for v in x]
 
 
-cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": []}
+cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": [], "z": []}
 
 ks_inputs = [
     ("small equal sizes", r(np.round(rng.normal(0, 1, 8), 3)), r(np.round(rng.normal(0.5, 1, 8), 3))),
@@ -72,5 +72,22 @@ np.place(rp, rp == 0, 0.0001)
 np.place(cp, cp == 0, 0.0001)
 psi = float(np.sum((cp - rp) * np.log(cp / rp)))
 cases["psi"].append({"name": "normal shift, equal-width 10 bins", "reference": ref, "current": cur, "bins": 10, "refShares": r(rp), "curShares": r(cp), "value": psi})
+
+# Evidently's z stattest: sorted keys, the first -> 0, others -> 1; two-sided p = 2 * (1 - norm.cdf(|z|)).
+z_inputs = [
+    ("binary strings", ["no"] * 60 + ["yes"] * 40, ["no"] * 35 + ["yes"] * 45),
+    ("binary numbers, unequal sizes", [0] * 70 + [1] * 30, [0] * 18 + [1] * 12),
+    ("one value missing in current", ["a"] * 10 + ["b"] * 15, ["b"] * 20),
+    ("far tail", ["x"] * 500 + ["y"] * 500, ["x"] * 100 + ["y"] * 400),
+]
+for name, ref, cur in z_inputs:
+    k0 = sorted(set(ref) | set(cur))[0]
+    a = np.array([0 if v == k0 else 1 for v in ref], dtype=float)
+    b = np.array([0 if v == k0 else 1 for v in cur], dtype=float)
+    p1, p2 = a.mean(), b.mean()
+    P = (p1 * len(a) + p2 * len(b)) / (len(a) + len(b))
+    z = (p1 - p2) / np.sqrt(P * (1 - P) * (1 / len(a) + 1 / len(b)))
+    # norm.sf keeps precision where 1 - norm.cdf underflows; both agree within the test tolerance elsewhere.
+    cases["z"].append({"name": name, "reference": ref, "current": cur, "statistic": float(z), "pvalue": float(2 * stats.norm.sf(abs(z))), "evidently_pvalue": float(2 * (1 - stats.norm.cdf(abs(z))))})
 
 print(json.dumps(cases, indent=1))
