@@ -138,6 +138,24 @@ const FACT_KEYS: Record<LineageKind, string[]> = {
   ],
 };
 
+// The kinds at both ends of each relation, to name a node known only from the records that point at it.
+const RELATION_KINDS: Record<string, [LineageKind, LineageKind]> = {
+  provides: ['source', 'dataset'],
+  input: ['dataset', 'transform'],
+  produces: ['transform', 'dataset'],
+  'trained on': ['dataset', 'run'],
+  'evaluated on': ['dataset', 'evaluation'],
+  evaluated: ['run', 'evaluation'],
+  produced: ['run', 'model'],
+  deployed: ['model', 'deployment'],
+  served: ['deployment', 'prediction'],
+  decided: ['prediction', 'decision'],
+  'ground truth': ['prediction', 'feedback'],
+  drifted: ['deployment', 'drift'],
+  triggered: ['drift', 'retraining'],
+  'retrained because of drift': ['retraining', 'run'],
+};
+
 /**
  * The lineage graph of a trail, built from audit records by the ids they name: sources → dataset versions →
  * transforms → training runs → model versions → deployments → predictions → decisions and feedback, with
@@ -166,7 +184,10 @@ export class LineageGraph {
     return g;
   }
 
-  /** Adds one audit record. Records without a body (erased) keep their ids from `attrs`. */
+  /**
+   * Adds one audit record. A record without a body (an erased tombstone) defines nothing: its id survives
+   * only in the records that name it, where {@link resolve} finds it as a placeholder.
+   */
   add(r: AuditRecord): void {
     this.records++;
     let b: Record<string, unknown>;
@@ -285,6 +306,33 @@ export class LineageGraph {
         else if (key !== undefined) this.#edge(key, id, 'drifted');
         return;
       }
+      case sc.EVENT_ML_STAGE_FAILED: {
+        // A failed transform or training run is part of the lineage (an auditor asks what was attempted on
+        // the data); failed predictions are not nodes, they produced nothing.
+        const stage = s(sc.ATTR_ML_STAGE_NAME);
+        const id =
+          stage === 'train'
+            ? s(sc.ATTR_ML_RUN_ID)
+            : stage === 'transform'
+              ? s(sc.ATTR_ML_TRANSFORM_ID)
+              : undefined;
+        if (id === undefined) return;
+        const kind = stage === 'train' ? 'run' : 'transform';
+        node(
+          id,
+          kind,
+          `failed ${stage === 'train' ? `${s(sc.ATTR_ML_RUN_TYPE) ?? 'training'} run of ${s(sc.ATTR_ML_MODEL_NAME) ?? '?'}` : `transform ${s(sc.ATTR_ML_TRANSFORM_NAME) ?? id}`}`,
+        );
+        const n = this.nodes.get(id)!;
+        n.facts.status = 'failed';
+        for (const k of [sc.ATTR_ERROR_TYPE, sc.ATTR_EXCEPTION_MESSAGE])
+          if (b[k] !== undefined) n.facts[k] = b[k];
+        const inputs = list(
+          stage === 'train' ? sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS : sc.ATTR_ML_TRANSFORM_INPUT_IDS,
+        );
+        for (const input of inputs) this.#edge(input, id, stage === 'train' ? 'trained on' : 'input');
+        return;
+      }
       case sc.EVENT_ML_RETRAINING_TRIGGERED: {
         const run = s(sc.ATTR_ML_RUN_ID);
         if (run === undefined) return;
@@ -297,9 +345,13 @@ export class LineageGraph {
     }
   }
 
-  /** The node for an id, a digest, or `name@version`; undefined when unknown. */
+  /**
+   * The node for an id, a digest, or `name@version`; undefined when unknown. An id that other records name
+   * but whose own record is absent (erased under GDPR Art. 17, or not in this journal) resolves to a
+   * placeholder node with `facts.recorded: false`, its kind inferred from the edges that name it.
+   */
   resolve(id: string): LineageNode | undefined {
-    return this.nodes.get(id) ?? this.nodes.get(this.#alias.get(id) ?? '');
+    return this.nodes.get(id) ?? this.nodes.get(this.#alias.get(id) ?? '') ?? this.#placeholder(id);
   }
 
   /** Ids that look like `id` (prefix, substring, or small edit distance), for "did you mean". */
@@ -330,9 +382,10 @@ export class LineageGraph {
     const seen = new Set<string>([root.id]);
     const edges: LineageEdge[] = [];
     const walk = (start: string, dir: 'up' | 'down') => {
+      // An index, not shift(): a downstream walk from a popular dataset visits millions of predictions.
       const queue = [start];
-      while (queue.length > 0) {
-        const cur = queue.shift()!;
+      for (let head = 0; head < queue.length; head++) {
+        const cur = queue[head];
         const next = dir === 'up' ? this.#in.get(cur) : this.#out.get(cur);
         for (const e of next ?? []) {
           edges.push(e);
@@ -346,9 +399,7 @@ export class LineageGraph {
     };
     if (direction !== 'downstream') walk(root.id, 'up');
     if (direction !== 'upstream') walk(root.id, 'down');
-    const nodes = [...seen].map(
-      (n) => this.nodes.get(n) ?? { id: n, kind: 'dataset' as const, label: n, facts: {} },
-    );
+    const nodes = [...seen].map((n) => this.nodes.get(n) ?? this.#placeholder(n)!);
     return { root, nodes, edges: dedupe(edges) };
   }
 
@@ -383,6 +434,19 @@ export class LineageGraph {
       return;
     }
     this.nodes.set(id, { id, kind, label, facts, record, time });
+  }
+
+  #placeholder(id: string): LineageNode | undefined {
+    const named = this.#out.get(id)?.[0] ?? this.#in.get(id)?.[0];
+    if (named === undefined) return undefined;
+    const kinds = RELATION_KINDS[named.relation];
+    const kind = (named.from === id ? kinds?.[0] : kinds?.[1]) ?? 'dataset';
+    return {
+      id,
+      kind,
+      label: `${kind} ${id} (no record: erased or not in this journal)`,
+      facts: { recorded: false },
+    };
   }
 
   #edge(from: string, to: string, relation: string): void {

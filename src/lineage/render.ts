@@ -59,6 +59,8 @@ const safeId = (id: string, index: Map<string, string>) => {
   return v;
 };
 const label = (s: string) => s.replaceAll('"', "'").replaceAll('\n', ' ');
+// DOT strings: a record value ending in a backslash would otherwise escape the closing quote.
+const dotString = (s: string) => s.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', ' ');
 
 /** Mermaid flowchart source. */
 export function renderMermaid(r: LineageResult): string {
@@ -76,10 +78,10 @@ export function renderDot(r: LineageResult): string {
   const lines = ['digraph lineage {', '  rankdir=LR;', '  node [shape=box, fontname="Helvetica"];'];
   for (const n of r.nodes)
     lines.push(
-      `  ${safeId(n.id, idx)} [label="${label(`${n.label}\\n${n.id}`)}"${n.id === r.root.id ? ', style=bold' : ''}];`,
+      `  ${safeId(n.id, idx)} [label="${dotString(n.label)}\\n${dotString(n.id)}"${n.id === r.root.id ? ', style=bold' : ''}];`,
     );
   for (const e of r.edges)
-    lines.push(`  ${safeId(e.from, idx)} -> ${safeId(e.to, idx)} [label="${label(e.relation)}"];`);
+    lines.push(`  ${safeId(e.from, idx)} -> ${safeId(e.to, idx)} [label="${dotString(e.relation)}"];`);
   lines.push('}');
   return `${lines.join('\n')}\n`;
 }
