@@ -262,6 +262,40 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
   });
 });
 
+describe('node --import mltrail/register (Express server)', () => {
+  it('Express: header, and the inference span sits under the HTTP server span', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const server = await startServer('--import', 'express-server.mjs', { ...otlpEnv(), MLTRAIL_DIR: dir });
+    const res = await fetch(`http://127.0.0.1:${server.port}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ rows: [[1, 2, 3]] }),
+    });
+    expect(res.status).toBe(200);
+    const id = res.headers.get('x-mltrail-prediction-id');
+    expect(id).toMatch(UUID_V7);
+    await stop(server.proc);
+    expect(
+      bodies(dir)
+        .filter((r) => r.event === 'ml.prediction')
+        .map((r) => r.body['ml.prediction.id']),
+    ).toEqual([id]);
+    const inference = received.find((s) => s.name === 'ml.predict')!;
+    // Walk up: Express's request-handler span, then the HTTP server span that carries the prediction id.
+    const ancestors: OtlpSpan[] = [];
+    for (let s = inference; s.parentSpanId; ) {
+      const parent = received.find((x) => x.spanId === s.parentSpanId);
+      if (parent === undefined) break;
+      ancestors.push(parent);
+      s = parent;
+    }
+    expect(ancestors.some((s) => attrs(s)['express.type'] !== undefined)).toBe(true);
+    const root = ancestors.at(-1)!;
+    expect(root.kind).toBe(2);
+    expect(attrs(root)['ml.prediction.id']).toBe(id);
+  });
+});
+
 describe('node --require mltrail/register (CommonJS server)', () => {
   it('records predictions and returns the header; a custom header name is honoured', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
