@@ -6,14 +6,20 @@ import {
   ATTR_ML_MODEL_VERSION,
   METRIC_ML_DRIFT_SCORE,
 } from '../semconv/index.js';
-import type { ReferenceProfile } from './profile.js';
-import { chiSquareTest, jensenShannonDistance, ksTest, normedWassersteinDistance } from './statistics.js';
+import type { NumericFeatureProfile, ReferenceProfile } from './profile.js';
+import {
+  chiSquareTest,
+  jensenShannonDistance,
+  ksTest,
+  normedWassersteinDistance,
+  zTest,
+} from './statistics.js';
 
 /** What the monitor reports for one drifted feature (or the whole data set). */
 export interface DriftDetail {
   /** The feature, or `__dataset__` for dataset-level drift. */
   feature: string;
-  test: 'ks' | 'wasserstein' | 'chisquare' | 'jensenshannon' | 'share';
+  test: 'ks' | 'wasserstein' | 'chisquare' | 'z' | 'jensenshannon' | 'share';
   statistic: number;
   /** p-value for hypothesis tests. */
   pValue?: number;
@@ -228,6 +234,11 @@ export class DriftMonitor {
         .map((r) => r[feature])
         .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
       if (cur.length === 0) return undefined;
+      const refCounts = numericCounts(ref);
+      // Evidently counts distinct values over reference and current together; ≤ 5 → tested as categories.
+      if (refCounts !== undefined && distinct(refCounts.keys(), cur.map(String)) <= 5) {
+        return this.#testCategories(feature, refCounts, cur, large, alpha, Number);
+      }
       if (!large) {
         const ks = ksTest(ref.sample, cur);
         return {
@@ -247,7 +258,7 @@ export class DriftMonitor {
         statistic: w,
         threshold: this.#o.distanceThreshold,
         score: w,
-        drifted: w > this.#o.distanceThreshold,
+        drifted: w >= this.#o.distanceThreshold,
       };
     }
     const cur = rows
@@ -255,25 +266,42 @@ export class DriftMonitor {
       .filter((v) => v !== undefined && v !== null)
       .map(String);
     if (cur.length === 0) return undefined;
+    return this.#testCategories(feature, new Map(Object.entries(ref.frequencies)), cur, large, alpha, String);
+  }
+
+  /**
+   * Evidently's categorical branch: χ² (more than two values) or z-test (binary) for small references,
+   * Jensen–Shannon (base 2, no zero filling, drift when ≥ threshold) for large ones.
+   */
+  #testCategories<T extends string | number>(
+    feature: string,
+    refCounts: Map<string, number>,
+    current: T[],
+    large: boolean,
+    alpha: number,
+    parse: (key: string) => T,
+  ): FeatureDriftResult {
     if (!large) {
-      const refValues = Object.entries(ref.frequencies).flatMap(([k, n]) => Array<string>(n).fill(k));
-      const chi = chiSquareTest(refValues, cur);
+      const refValues = [...refCounts].flatMap(([k, n]) => Array<T>(n).fill(parse(k)));
+      const binary = distinct(refCounts.keys(), current.map(String)) <= 2;
+      const r = binary ? zTest(refValues, current) : chiSquareTest(refValues, current);
       return {
         feature,
-        test: 'chisquare',
-        statistic: chi.statistic,
-        pValue: chi.pValue,
+        test: binary ? 'z' : 'chisquare',
+        statistic: r.statistic,
+        pValue: r.pValue,
         threshold: alpha,
-        score: 1 - chi.pValue,
-        drifted: chi.pValue < alpha,
+        score: 1 - r.pValue,
+        drifted: r.pValue < alpha,
       };
     }
-    const keys = [...new Set([...Object.keys(ref.frequencies), ...cur])];
-    const counts = new Map<string, number>();
-    for (const c of cur) counts.set(c, (counts.get(c) ?? 0) + 1);
+    const curCounts = new Map<string, number>();
+    for (const c of current) curCounts.set(String(c), (curCounts.get(String(c)) ?? 0) + 1);
+    const keys = [...new Set([...refCounts.keys(), ...curCounts.keys()])];
     const js = jensenShannonDistance(
-      keys.map((k) => ref.frequencies[k] ?? 0),
-      keys.map((k) => counts.get(k) ?? 0),
+      keys.map((k) => refCounts.get(k) ?? 0),
+      keys.map((k) => curCounts.get(k) ?? 0),
+      { base: 2 },
     );
     return {
       feature,
@@ -281,9 +309,21 @@ export class DriftMonitor {
       statistic: js,
       threshold: this.#o.distanceThreshold,
       score: js,
-      drifted: js > this.#o.distanceThreshold,
+      drifted: js >= this.#o.distanceThreshold,
     };
   }
+}
+
+/** Per-value counts of a numerical reference feature, when it has few distinct values. */
+function numericCounts(ref: NumericFeatureProfile): Map<string, number> | undefined {
+  if (ref.frequencies !== undefined) return new Map(Object.entries(ref.frequencies));
+  return undefined;
+}
+
+function distinct(a: Iterable<string>, b: readonly string[]): number {
+  const s = new Set(a);
+  for (const v of b) s.add(v);
+  return s.size;
 }
 
 function modelAttrs(model: { name: string; version: string } | undefined): Record<string, string> {

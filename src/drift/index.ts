@@ -12,6 +12,7 @@ export {
   type CategoricalFeatureProfile,
   loadProfile,
   type NumericFeatureProfile,
+  PREDICTION_FEATURE,
   type ProfileOptions,
   type ReferenceProfile,
   saveProfile,

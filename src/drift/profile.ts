@@ -16,6 +16,11 @@ export interface NumericFeatureProfile {
   quantiles: number[];
   /** A deterministic, evenly spaced sample of the sorted values (at most `sampleSize`), for KS/Wasserstein. */
   sample: number[];
+  /**
+   * Count per value when the feature has at most 20 distinct values (keys are `String(value)`): Evidently
+   * tests such low-cardinality numerical features like categories (χ², z-test or Jensen–Shannon).
+   */
+  frequencies?: Record<string, number>;
 }
 
 /** Profile of one categorical feature. */
@@ -25,6 +30,15 @@ export interface CategoricalFeatureProfile {
   /** Count per category (category as string). */
   frequencies: Record<string, number>;
 }
+
+/**
+ * The feature name under which a monitor profiles and tests predictions (prediction-distribution drift):
+ * `buildProfile(rows, { predictions })` profiles it, `DriftMonitor.observe(features, prediction)` feeds it.
+ */
+export const PREDICTION_FEATURE = '__prediction__';
+
+/** Numerical features with at most this many distinct values also keep per-value counts. */
+const MAX_TRACKED_VALUES = 20;
 
 /** A reference profile of training data: what drift is measured against. */
 export interface ReferenceProfile {
@@ -43,6 +57,11 @@ export interface ProfileOptions {
   categorical?: string[];
   /** Values kept per numerical feature for the tests (default 1000). */
   sampleSize?: number;
+  /**
+   * The model's outputs on the reference data (scores or labels), profiled as {@link PREDICTION_FEATURE}
+   * so the monitor also tests prediction-distribution drift.
+   */
+  predictions?: readonly (number | string | boolean)[];
 }
 
 /**
@@ -57,6 +76,19 @@ export function buildProfile(
   opts: ProfileOptions = {},
 ): ReferenceProfile {
   if (rows.length === 0) throw new DriftInputError('cannot profile an empty data set');
+  if (opts.predictions !== undefined) {
+    if (opts.predictions.length !== rows.length) {
+      throw new DriftInputError(
+        `predictions has ${opts.predictions.length} values for ${rows.length} rows; pass one per row`,
+      );
+    }
+    const preds = opts.predictions;
+    const features = [...(opts.features ?? Object.keys(rows[0])), PREDICTION_FEATURE];
+    return buildProfile(
+      rows.map((r, i) => ({ ...r, [PREDICTION_FEATURE]: preds[i] })),
+      { ...opts, features, predictions: undefined },
+    );
+  }
   const features = opts.features ?? Object.keys(rows[0]);
   const sampleSize = opts.sampleSize ?? 1000;
   const out: ReferenceProfile['features'] = {};
@@ -95,6 +127,11 @@ export function buildProfile(
       { length: Math.min(sampleSize, sorted.length) },
       (_, i) => sorted[Math.floor(i * step)],
     );
+    const counts = new Map<number, number>();
+    for (const v of sorted) {
+      counts.set(v, (counts.get(v) ?? 0) + 1);
+      if (counts.size > MAX_TRACKED_VALUES) break;
+    }
     out[f] = {
       kind: 'numeric',
       count: values.length,
@@ -104,6 +141,9 @@ export function buildProfile(
       max: sorted[sorted.length - 1],
       quantiles: Array.from({ length: 21 }, (_, i) => quantileSorted(sorted, i / 20)),
       sample,
+      ...(counts.size <= MAX_TRACKED_VALUES
+        ? { frequencies: Object.fromEntries([...counts].map(([v, n]) => [String(v), n])) }
+        : {}),
     };
   }
   const body = { version: 1 as const, rows: rows.length, features: out };

@@ -1,6 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { between, FEATURE_NAMES, featuresOf, loadWeather } from '../../src/demo/weather-data.js';
-import { buildProfile, DriftMonitor, type DriftWindowResult } from '../../src/drift/index.js';
+import { between, FEATURE_NAMES, featuresOf, loadWeather, wetLabel } from '../../src/demo/weather-data.js';
+import {
+  buildProfile,
+  chiSquareTest,
+  type DriftDetail,
+  DriftMonitor,
+  type DriftWindowResult,
+  jensenShannonDistance,
+  PREDICTION_FEATURE,
+  zTest,
+} from '../../src/drift/index.js';
 import { type TrailHarness, trailHarness } from '../trail/harness.js';
 
 // The Seattle weather data set shipped by the vega-datasets npm package (2012–2015, daily).
@@ -99,5 +108,119 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
     const monitor = new DriftMonitor({ reference: profile, window: { size: 3 } });
     expect(() => monitor.observe({ temp_max: Number.NaN, wind: 'fast' as unknown as number })).not.toThrow();
     expect(() => monitor.observe(null as unknown as Record<string, number>)).not.toThrow();
+  });
+
+  describe("categorical features and prediction drift, with Evidently's test selection", () => {
+    // Features: the day's weather (5 categories) and the daily max temperature; prediction: the wet label
+    // (0/1, a binary numerical output, as a rain classifier's decision would be).
+    const rows = (d: typeof days) => d.map((day) => ({ weather: day.weather, temp_max: day.temp_max }));
+    const refProfile = buildProfile(rows(reference), { predictions: reference.map(wetLabel) });
+    const summer = between(days, '2015-06-01', '2015-09-01').slice(0, 90);
+    const counts = (values: string[]) => {
+      const m = new Map<string, number>();
+      for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
+      return m;
+    };
+
+    it('profiles the prediction column, low-cardinality numbers with their counts', () => {
+      expect(Object.keys(refProfile.features)).toEqual(['weather', 'temp_max', PREDICTION_FEATURE]);
+      const wet = reference.filter((d) => wetLabel(d) === 1).length;
+      expect(refProfile.features[PREDICTION_FEATURE]).toEqual(
+        expect.objectContaining({ kind: 'numeric', frequencies: { '0': reference.length - wet, '1': wet } }),
+      );
+      expect(refProfile.features.temp_max).not.toHaveProperty('frequencies');
+      expect(() => buildProfile(rows(reference), { predictions: [1] })).toThrow(/1 values for 731 rows/);
+    });
+
+    it('small reference: χ² for the 5-category feature, z-test for the binary prediction', () => {
+      const records: DriftDetail[] = [];
+      const monitor = new DriftMonitor({
+        reference: refProfile,
+        model: { name: 'rain-cover', version: '1' },
+        deploymentId: 'dep-1',
+        window: { size: 90 },
+        sink: {
+          recordDrift: (d) => {
+            records.push(d);
+            return { id: `drift-${records.length}` };
+          },
+        },
+      });
+      let r: DriftWindowResult | undefined;
+      for (const d of summer) r = monitor.observe({ weather: d.weather, temp_max: d.temp_max }, wetLabel(d));
+      expect(r!.features.map((f) => [f.feature, f.test])).toEqual([
+        ['weather', 'chisquare'],
+        ['temp_max', 'ks'],
+        [PREDICTION_FEATURE, 'z'],
+      ]);
+      // Same numbers as the (scipy-checked) pure functions on the same data.
+      const chi = chiSquareTest(
+        reference.map((d) => d.weather),
+        summer.map((d) => d.weather),
+      );
+      const z = zTest(reference.map(wetLabel), summer.map(wetLabel));
+      expect(r!.features[0]).toEqual(
+        expect.objectContaining({ statistic: chi.statistic, pValue: chi.pValue, drifted: true }),
+      );
+      expect(r!.features[2]).toEqual(
+        expect.objectContaining({ statistic: z.statistic, pValue: z.pValue, drifted: true }),
+      );
+      // A dry summer: fewer wet days than the all-year reference, so z = p_ref − p_cur > 0.
+      expect(z.statistic).toBeGreaterThan(0);
+      expect(records).toEqual([
+        {
+          feature: 'weather',
+          test: 'chisquare',
+          statistic: chi.statistic,
+          pValue: chi.pValue,
+          threshold: 0.05,
+          score: 1 - chi.pValue,
+          windowStart: r!.windowStart,
+          windowEnd: r!.windowEnd,
+          windowSize: 90,
+          referenceDigest: refProfile.digest,
+          model: { name: 'rain-cover', version: '1' },
+          deploymentId: 'dep-1',
+          method: undefined,
+        },
+        expect.objectContaining({ feature: 'temp_max', test: 'ks' }),
+        expect.objectContaining({ feature: PREDICTION_FEATURE, test: 'z', pValue: z.pValue }),
+        expect.objectContaining({
+          feature: '__dataset__',
+          test: 'share',
+          statistic: 1,
+          datasetDrift: true,
+          driftShare: 1,
+        }),
+      ]);
+      expect(r!.recordIds).toEqual(['drift-1', 'drift-2', 'drift-3', 'drift-4']);
+    });
+
+    it('large reference: Jensen–Shannon in base 2 for categories and the binary prediction', () => {
+      const monitor = new DriftMonitor({ reference: refProfile, window: { size: 90 }, largeReference: 100 });
+      let r: DriftWindowResult | undefined;
+      for (const d of summer) r = monitor.observe({ weather: d.weather, temp_max: d.temp_max }, wetLabel(d));
+      const ref = counts(reference.map((d) => d.weather));
+      const cur = counts(summer.map((d) => d.weather));
+      const keys = [...new Set([...ref.keys(), ...cur.keys()])];
+      const js = jensenShannonDistance(
+        keys.map((k) => ref.get(k) ?? 0),
+        keys.map((k) => cur.get(k) ?? 0),
+        { base: 2 },
+      );
+      expect(r!.features.map((f) => f.test)).toEqual(['jensenshannon', 'wasserstein', 'jensenshannon']);
+      expect(r!.features[0].statistic).toBeCloseTo(js, 12);
+      expect(r!.features[0].drifted).toBe(js >= 0.1);
+      expect(r!.features[2].statistic).toBeGreaterThan(0);
+      expect(r!.features[2].statistic).toBeLessThanOrEqual(1);
+    });
+
+    it('no drift when the window is drawn from the reference period itself', () => {
+      const monitor = new DriftMonitor({ reference: refProfile, window: { size: 91 } });
+      let r: DriftWindowResult | undefined;
+      for (const d of reference.filter((_, i) => i % 8 === 3).slice(0, 91))
+        r = monitor.observe({ weather: d.weather, temp_max: d.temp_max }, wetLabel(d));
+      expect(r!.features.filter((f) => f.drifted)).toEqual([]);
+    });
   });
 });
