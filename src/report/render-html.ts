@@ -1,4 +1,4 @@
-import type { LineageKind, LineageResult } from '../lineage/index.js';
+import type { LineageKind, LineageNode, LineageResult } from '../lineage/index.js';
 import * as sc from '../semconv/index.js';
 import type { Evidence } from './evidence.js';
 
@@ -41,57 +41,116 @@ const KIND_COLOR: Record<LineageKind, string> = {
   feedback: '#f1f5f9',
 };
 
-/** The lineage as an inline SVG: one column per kind, edges as curves. No script, no external resource. */
+const MAX_PER_LAYER = 4;
+
+/**
+ * The lineage as an inline SVG, drawn top to bottom in layers: a node's layer is the length of the longest
+ * path that reaches it, so every edge points down (data → run → model → deployment → prediction → decision)
+ * and boxes stay legible at print size. No script, no external resource.
+ */
 export function lineageSvg(l: LineageResult): string {
-  const cols = new Map<LineageKind, typeof l.nodes>();
-  for (const n of l.nodes) cols.set(n.kind, [...(cols.get(n.kind) ?? []), n]);
-  const kinds = KIND_ORDER.filter((k) => cols.has(k));
-  const W = 168;
-  const H = 46;
-  const gapX = 34;
-  const gapY = 14;
+  const W = 250;
+  const H = 54;
+  const gapX = 22;
+  const gapY = 30;
+  const kindIndex = (n: LineageNode) => KIND_ORDER.indexOf(n.kind);
+  // Longest-path layering by relaxation; bounded so a cycle in hand-made records cannot loop forever.
+  const rank = new Map(l.nodes.map((n) => [n.id, 0]));
+  const edges = l.edges.filter((e) => rank.has(e.from) && rank.has(e.to) && e.from !== e.to);
+  for (let pass = 0; pass < Math.min(l.nodes.length, 64); pass++) {
+    let changed = false;
+    for (const e of edges) {
+      const r = rank.get(e.from)! + 1;
+      if (r > rank.get(e.to)!) {
+        rank.set(e.to, r);
+        changed = true;
+      }
+    }
+    if (!changed) break;
+  }
+  const layers: LineageNode[][] = [];
+  for (const n of l.nodes) (layers[rank.get(n.id)!] ??= []).push(n);
+  const dense = layers.filter((x) => x !== undefined);
+  const slots = (count: number) => Math.min(count, MAX_PER_LAYER) + (count > MAX_PER_LAYER ? 1 : 0);
+  const maxCols = Math.max(1, ...dense.map((x) => slots(x.length)));
+  const width = maxCols * (W + gapX) - gapX + 20;
+  const height = dense.length * (H + gapY) - gapY + 20;
   const pos = new Map<string, { x: number; y: number }>();
-  let maxRows = 0;
-  kinds.forEach((k, ci) => {
-    const list = (cols.get(k) ?? []).slice(0, 8);
-    maxRows = Math.max(maxRows, list.length);
-    for (const [ri, n] of list.entries()) pos.set(n.id, { x: 10 + ci * (W + gapX), y: 30 + ri * (H + gapY) });
-  });
-  const width = 20 + kinds.length * (W + gapX);
-  const height = 40 + maxRows * (H + gapY);
+  const more: { x: number; y: number; count: number }[] = [];
+  for (const [li, layer] of dense.entries()) {
+    // Order by where the parents sit (fewer crossings), then by kind and id for a stable drawing.
+    const parentX = (n: LineageNode) => {
+      const xs = edges.filter((e) => e.to === n.id && pos.has(e.from)).map((e) => pos.get(e.from)!.x);
+      return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const ordered = layer
+      .map((n) => ({ n, px: parentX(n) }))
+      .sort((a, b) => a.px - b.px || kindIndex(a.n) - kindIndex(b.n) || a.n.id.localeCompare(b.n.id))
+      .map((x) => x.n);
+    // Centered in the drawing.
+    const left = 10 + ((maxCols - slots(ordered.length)) * (W + gapX)) / 2;
+    const y = li * (H + gapY);
+    for (const [ci, n] of ordered.slice(0, MAX_PER_LAYER).entries())
+      pos.set(n.id, { x: left + ci * (W + gapX), y });
+    if (ordered.length > MAX_PER_LAYER)
+      more.push({ x: left + MAX_PER_LAYER * (W + gapX), y, count: ordered.length - MAX_PER_LAYER });
+  }
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="lineage graph">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" style="display:block;margin:0 auto;max-width:100%;height:auto" role="img" aria-label="lineage graph">`,
   );
   parts.push(
     '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>',
   );
-  for (const [ci, k] of kinds.entries())
-    parts.push(`<text x="${10 + ci * (W + gapX)}" y="18" class="col">${escapeHtml(k)}</text>`);
-  for (const e of l.edges) {
+  for (const e of edges) {
     const a = pos.get(e.from);
     const b = pos.get(e.to);
     if (a === undefined || b === undefined) continue;
-    const [x1, y1, x2, y2] =
-      a.x < b.x ? [a.x + W, a.y + H / 2, b.x, b.y + H / 2] : [a.x, a.y + H / 2, b.x + W, b.y + H / 2];
-    const mx = (x1 + x2) / 2;
+    const [x1, y1, x2, y2] = [a.x + W / 2, a.y + 10 + H, b.x + W / 2, b.y + 10];
+    const my = (y1 + y2) / 2;
     parts.push(
-      `<path d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" fill="none" stroke="#64748b" stroke-width="1.2" marker-end="url(#arrow)"><title>${escapeHtml(e.relation)}</title></path>`,
+      `<path d="M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2 - 1}" fill="none" stroke="#64748b" stroke-width="1.2" marker-end="url(#arrow)"><title>${escapeHtml(e.relation)}</title></path>`,
     );
+    if (a.x === b.x || edges.length <= 24)
+      parts.push(`<text x="${(x1 + x2) / 2 + 6}" y="${my + 4}" class="rel">${escapeHtml(e.relation)}</text>`);
   }
   for (const n of l.nodes) {
     const p = pos.get(n.id);
     if (p === undefined) continue;
     const root = n.id === l.root.id;
-    const label = n.label.length > 26 ? `${n.label.slice(0, 25)}…` : n.label;
-    const sub = n.id.length > 28 ? `${n.id.slice(0, 27)}…` : n.id;
+    const { label, sub } = boxText(n);
+    const y = p.y + 10;
     parts.push(
-      `<g><rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" rx="6" fill="${KIND_COLOR[n.kind]}" stroke="${root ? '#0f172a' : '#94a3b8'}" stroke-width="${root ? 2.2 : 1}"/>` +
-        `<text x="${p.x + 8}" y="${p.y + 19}" class="n">${escapeHtml(label)}</text><text x="${p.x + 8}" y="${p.y + 35}" class="id">${escapeHtml(sub)}</text><title>${escapeHtml(n.id)}</title></g>`,
+      `<g><rect x="${p.x}" y="${y}" width="${W}" height="${H}" rx="6" fill="${KIND_COLOR[n.kind]}" stroke="${root ? '#0f172a' : '#94a3b8'}" stroke-width="${root ? 2.4 : 1}"${n.facts.recorded === false ? ' stroke-dasharray="4 3"' : ''}/>` +
+        `<text x="${p.x + 10}" y="${y + 15}" class="col">${escapeHtml(n.kind)}${root ? ' · subject of this report' : ''}</text>` +
+        `<text x="${p.x + 10}" y="${y + 32}" class="n">${escapeHtml(label)}</text><text x="${p.x + 10}" y="${y + 47}" class="id">${escapeHtml(sub)}</text><title>${escapeHtml(`${n.label}\n${n.id}`)}</title></g>`,
+    );
+  }
+  for (const m of more) {
+    parts.push(
+      `<g><rect x="${m.x}" y="${m.y + 10}" width="${W}" height="${H}" rx="6" fill="#fff" stroke="#94a3b8" stroke-dasharray="4 3"/><text x="${m.x + 10}" y="${m.y + 42}" class="n">… and ${m.count} more (mltrail lineage --json)</text></g>`,
     );
   }
   parts.push('</svg>');
   return parts.join('');
+}
+
+/** Two lines per box: the name (without the kind, which the caption shows) and the id or a key fact. */
+function boxText(n: LineageNode): { label: string; sub: string } {
+  const cut = (t: string, max: number) => (t.length > max ? `${t.slice(0, max - 1)}…` : t);
+  const name = n.label.startsWith(`${n.kind} `) ? n.label.slice(n.kind.length + 1) : n.label;
+  let sub = n.id;
+  if (name === n.id || name.includes(n.id)) {
+    const digest = n.facts[sc.ATTR_ML_MODEL_DIGEST] ?? n.facts[sc.ATTR_ML_DATASET_DIGEST];
+    const outLabel = n.facts[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL];
+    const score = n.facts[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE];
+    if (typeof digest === 'string') sub = digest;
+    else if (outLabel !== undefined)
+      sub = `output ${outLabel}${score !== undefined ? ` · score ${score}` : ''}`;
+    else if (name.length > 38) sub = `…${name.slice(-38)}`;
+    else sub = '';
+  }
+  return { label: cut(name, 38), sub: cut(sub, 42) };
 }
 
 function attributionSvg(attributions: Record<string, number>): string {
@@ -146,7 +205,7 @@ table { border-collapse: collapse; width: 100%; margin: 4px 0; } th, td { text-a
 th { width: 240px; color: #334155; font-weight: 600; } table.grid th { width: auto; background: #f1f5f9; }
 .badge { display: inline-block; padding: 3px 10px; border-radius: 999px; font-weight: 700; }
 .ok { background: #dcfce7; color: #166534; } .bad { background: #fee2e2; color: #991b1b; }
-svg text.col { font: 600 11px system-ui; fill: #475569; text-transform: uppercase; } svg text.n { font: 12px system-ui; fill: #0f172a; } svg text.id { font: 10px ui-monospace, monospace; fill: #475569; }
+svg text.col { font: 600 10px system-ui; fill: #475569; letter-spacing: .04em; } svg text.rel { font: italic 10px system-ui; fill: #64748b; } svg text.n { font: 12px system-ui; fill: #0f172a; } svg text.id { font: 10px ui-monospace, monospace; fill: #475569; }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 @media print { body { background: #fff; } main { padding: 0; max-width: none; } h2 { break-after: avoid; } section { break-inside: avoid; } }
 `;
