@@ -115,8 +115,11 @@ export class DriftMonitor {
       ...opts,
     };
     const meter = opts.meter ?? metrics.getMeter('mltrail');
+    // Unit "1" as in model/metrics.yaml: Prometheus' OTLP translation names the gauge ml_drift_score_ratio
+    // from it, which is what the dashboards query (test/drift/grafana-names.test.ts).
     this.#gauge = meter.createGauge(METRIC_ML_DRIFT_SCORE, {
       description: 'Drift score per feature (distance or 1 - p-value)',
+      unit: '1',
     });
   }
 
