@@ -16,6 +16,13 @@ const MAX_STRING = 8192;
 const MAX_JSON = 65536;
 const MAX_ARRAY = 1024;
 
+/** Code-unit order: unlike localeCompare it does not depend on the machine's ICU locale. */
+function byCodeUnit(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+const REQUIREMENT_LEVELS = new Set(['required', 'recommended', 'opt_in']);
+
 /** Keys every event body may carry besides its own attributes. */
 const COMMON_OPTIONAL = [
   'service.name',
@@ -31,9 +38,7 @@ const COMMON_OPTIONAL = [
 export function loadRegistry(root = ROOT) {
   const files = [];
   const walk = (dir) => {
-    for (const name of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
-      a.name.localeCompare(b.name),
-    )) {
+    for (const name of readdirSync(dir, { withFileTypes: true }).sort((a, b) => byCodeUnit(a.name, b.name))) {
       const p = join(dir, name.name);
       if (name.isDirectory()) walk(p);
       else if (name.name.endsWith('.yaml') && name.name !== 'manifest.yaml') files.push(p);
@@ -59,15 +64,37 @@ export function loadRegistry(root = ROOT) {
     }
   }
   for (const g of [...events, ...spans, ...metrics]) {
+    const seen = new Set();
     for (const a of g.attributes ?? []) {
-      if (a.ref !== undefined && !attributes.has(a.ref))
-        throw new Error(`${g.id}: references unknown attribute ${a.ref}`);
+      if (a.ref === undefined)
+        throw new Error(`${g.id}: declare attributes in a registry group and reference them`);
+      if (!attributes.has(a.ref)) throw new Error(`${g.id}: references unknown attribute ${a.ref}`);
+      if (seen.has(a.ref)) throw new Error(`${g.id}: references ${a.ref} twice`);
+      seen.add(a.ref);
+      const lvl = a.requirement_level;
+      if (lvl !== undefined && !REQUIREMENT_LEVELS.has(lvl) && lvl?.conditionally_required === undefined)
+        throw new Error(`${g.id}: ${a.ref} has an unknown requirement_level ${JSON.stringify(lvl)}`);
     }
   }
-  events.sort((a, b) => a.name.localeCompare(b.name));
-  metrics.sort((a, b) => a.metric_name.localeCompare(b.metric_name));
+  const names = new Set();
+  for (const e of events) {
+    if (names.has(e.name)) throw new Error(`event ${e.name} is defined twice`);
+    names.add(e.name);
+  }
+  // Every lifecycle stage needs its span, or SPAN_NAMES[stage] would be undefined at run time.
+  const stageEnum = attributes.get('ml.stage.name')?.type;
+  const spanStages = new Set(spans.map((sp) => ann(sp).stage));
+  for (const m of typeof stageEnum === 'object' ? stageEnum.members : []) {
+    if (!spanStages.has(m.value)) throw new Error(`stage ${m.value} has no span group in model/spans.yaml`);
+  }
+  for (const sp of spans) {
+    if (ann(sp).span_name === undefined || ann(sp).stage === undefined)
+      throw new Error(`${sp.id}: needs annotations.mltrail.span_name and .stage`);
+  }
+  events.sort((a, b) => byCodeUnit(a.name, b.name));
+  metrics.sort((a, b) => byCodeUnit(a.metric_name, b.metric_name));
   return {
-    attributes: [...attributes.values()].sort((a, b) => a.id.localeCompare(b.id)),
+    attributes: [...attributes.values()].sort((a, b) => byCodeUnit(a.id, b.id)),
     attributeMap: attributes,
     events,
     spans,
@@ -90,7 +117,8 @@ function ann(a) {
 
 function doc(text, indent = '') {
   const lines = String(text).trim().split('\n');
-  return `${indent}/**\n${lines.map((l) => `${indent} * ${l.replaceAll('*/', '*\\/')}`).join('\n')}\n${indent} */\n`;
+  const body = lines.map((l) => (l === '' ? `${indent} *` : `${indent} * ${l.replaceAll('*/', '*\\/')}`));
+  return `${indent}/**\n${body.join('\n')}\n${indent} */\n`;
 }
 
 function q(s) {
@@ -112,7 +140,7 @@ function zodFor(attr) {
     case 'boolean':
       return 'z.boolean()';
     case 'string[]':
-      return `z.array(z.string().max(${MAX_STRING})).max(${MAX_ARRAY})`;
+      return `z.array(z.string().max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })).max(${MAX_ARRAY}, { message: 'more than ${MAX_ARRAY} items' })`;
     default:
       throw new Error(`attribute ${attr.id}: unsupported type ${t}`);
   }
@@ -134,6 +162,14 @@ export function generate(root = ROOT) {
       `${a.brief}${a.note ? `\n\n${a.note}` : ''}\n\nType: \`${typeName(a.type)}\`. Stability: ${a.stability}.`,
     );
     s += `export const ATTR_${constName(a.id)} = ${q(a.id)} as const;\n`;
+  }
+  // Enum members as constants too (OTel JS style `<KEY>_VALUE_<MEMBER>`), so callers never spell a value.
+  for (const a of reg.attributes.filter((x) => typeof x.type === 'object')) {
+    s += '\n';
+    for (const m of a.type.members) {
+      s += doc(`${m.brief ?? `\`${m.value}\``}\n\nValue of {@link ATTR_${constName(a.id)}}.`);
+      s += `export const ${enumConst(a, m)} = ${q(String(m.value))} as const;\n`;
+    }
   }
   out['src/semconv/attributes.ts'] = s;
 
@@ -203,22 +239,41 @@ export function generate(root = ROOT) {
     }
     s += '});\n\n';
   }
+  for (const e of reg.events) {
+    s += doc(`The body object of \`${e.name}\`, as its schema accepts it.`);
+    s += `export type ${pascal(e.name)}Body = z.infer<typeof ${camel(e.name)}Schema>;\n`;
+  }
+  s += `\n/** The body object of every audit event, by event name. */\nexport interface EventBodies {\n${reg.events.map((e) => `  ${q(e.name)}: ${pascal(e.name)}Body;`).join('\n')}\n}\n\n`;
+  s += `/** The body object of one audit event, e.g. \`EventBody<'ml.prediction'>\`. */\nexport type EventBody<N extends keyof EventBodies> = EventBodies[N];\n\n`;
   s += `/** The body schema of every audit event, by event name. */\nexport const EVENT_SCHEMAS: Readonly<Record<string, z.ZodType<Record<string, unknown>>>> = {\n${reg.events.map((e) => `  ${q(e.name)}: ${camel(e.name)}Schema,`).join('\n')}\n};\n\n`;
   s += `/** The body schema of an event, or undefined for a name the registry does not define. */\nexport function schemaForEvent(name: string): z.ZodType<Record<string, unknown>> | undefined {\n  return Object.hasOwn(EVENT_SCHEMAS, name) ? EVENT_SCHEMAS[name] : undefined;\n}\n`;
   out['src/semconv/schemas.ts'] = s;
 
   // index.ts
   s = HEADER;
-  s += `export {\n${reg.attributes.map((a) => `  ATTR_${constName(a.id)},`).join('\n')}\n} from './attributes.js';\n`;
+  const enumConsts = reg.attributes
+    .filter((a) => typeof a.type === 'object')
+    .flatMap((a) => a.type.members.map((m) => enumConst(a, m)));
+  s += `export {\n${[...reg.attributes.map((a) => `ATTR_${constName(a.id)}`), ...enumConsts].map((n) => `  ${n},`).join('\n')}\n} from './attributes.js';\n`;
   s += `export {\n${reg.events.map((e) => `  EVENT_${constName(e.name)},`).join('\n')}\n  EVENT_NAMES,\n  type EventName,\n} from './events.js';\n`;
   s += `export { ATTRIBUTE_TYPES, INDEX_LABEL_ATTRIBUTES, JSON_ATTRIBUTES, LOOKUP_ATTRIBUTES, METRIC_INSTRUMENTS } from './lookup.js';\n`;
   s += `export {\n${reg.metrics.map((m) => `  METRIC_${constName(m.metric_name)},`).join('\n')}\n} from './metrics.js';\n`;
-  s += `export { EVENT_SCHEMAS, schemaForEvent } from './schemas.js';\n`;
+  s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\n`;
   s += `export {\n${reg.spans.map((sp) => `  SPAN_${constName(ann(sp).span_name)},`).join('\n')}\n  SPAN_NAMES,\n} from './spans.js';\n`;
   out['src/semconv/index.ts'] = s;
 
   out['docs/semconv.md'] = markdown(reg);
   return out;
+}
+
+/** `ml.stage.name` member `train` → `ML_STAGE_NAME_VALUE_TRAIN`. */
+function enumConst(attr, member) {
+  return `${constName(attr.id)}_VALUE_${constName(String(member.id))}`;
+}
+
+function pascal(name) {
+  const c = camel(name);
+  return c[0].toUpperCase() + c.slice(1);
 }
 
 function camel(name) {
@@ -231,28 +286,77 @@ function cell(v) {
     .replaceAll('\n', ' ');
 }
 
+function typeCell(a) {
+  return typeof a.type === 'object'
+    ? `enum: ${a.type.members.map((m) => `\`${m.value}\``).join(', ')}`
+    : `\`${a.type}\``;
+}
+
+function whereCell(a) {
+  return ann(a).index_label ? 'label' : ann(a).lookup ? 'lookup' : '';
+}
+
+function levelCell(r) {
+  return typeof r.requirement_level === 'object'
+    ? `conditionally required: ${Object.values(r.requirement_level)[0]}`
+    : (r.requirement_level ?? 'recommended');
+}
+
 function markdown(reg) {
+  const reused = reg.attributes.filter((a) => !a.id.startsWith('ml.') && !a.id.startsWith('mltrail.'));
+  const labels = reg.attributes.filter((a) => ann(a).index_label).map((a) => `\`${a.id}\``);
   let s =
     '<!-- Generated by `npm run semconv` from model/ — do not edit. -->\n# mltrail semantic conventions\n\n';
   s +=
     'The registry in `model/` (OTel Weaver format) is the single source of every attribute, event, span and metric\n';
   s += 'name mltrail emits. Other languages can emit the same conventions with their own OTel SDK.\n\n';
+  s += '## Naming\n\n';
   s +=
-    'In Loki, attribute keys become structured-metadata keys with `.` replaced by `_` (e.g. `ml_prediction_id`).\n';
-  s += 'Only `service.name`, `deployment.environment.name` and `ml.pipeline.name` may be index labels.\n\n';
+    '- Attributes: `ml.<entity>.<property>` for the ML lifecycle, `mltrail.<area>.<property>` for the fields the audit\n';
+  s += `  trail adds itself. OpenTelemetry keys are reused, never twinned: ${reused.map((a) => `\`${a.id}\``).join(', ')}.\n`;
+  s +=
+    '  LLM calls are `ml.prediction` events that carry the OTel GenAI keys (`gen_ai.*`) next to the `ml.*` ones.\n';
+  s +=
+    '- Events: `ml.<entity>.<past participle>` for lifecycle steps (`ml.training.completed`), a bare noun for what\n';
+  s +=
+    '  happens per request (`ml.prediction`, `ml.decision`, `ml.feedback`), `mltrail.*` for the trail itself.\n';
+  s +=
+    '- Spans: `ml.<stage>`, where `<stage>` is the value of `ml.stage.name`, which every stage span carries.\n';
+  s +=
+    '- TypeScript constants (`mltrail/semconv`): `ATTR_<KEY>`, `EVENT_<NAME>`, `SPAN_<NAME>`, `METRIC_<NAME>` with dots and\n';
+  s +=
+    '  underscores turned into `_` and upper-cased (`ml.prediction.id` → `ATTR_ML_PREDICTION_ID`); enum members as\n';
+  s += '  `<KEY>_VALUE_<MEMBER>` (`ML_STAGE_NAME_VALUE_TRAIN`).\n\n';
+  s += '## Where a key ends up\n\n';
+  s +=
+    '- Every attribute of an event is in the record **body** (canonical JSON), the evidence that is hashed.\n';
+  s +=
+    '- **lookup** keys (ids, versions, names, outcomes) are also copied into the record `attrs`, which Loki keeps as\n';
+  s +=
+    '  structured metadata with `.` replaced by `_` (`ml.prediction.id` → `ml_prediction_id`); the Loki key of every\n';
+  s += '  attribute is in the tables below.\n';
+  s += `- **label** keys may also be Loki index labels: only ${labels.join(', ')}.\n\n`;
+  s += '## Validation of event bodies\n\n';
+  s +=
+    'Each event has a zod schema over its body object (`schemaForEvent(name)`), generated from the tables below:\n\n';
+  s += '- `event.name` is the event (a literal); `timestamp` an ISO 8601 UTC timestamp ending in `Z`;\n';
+  s += '  `trace_id` / `span_id`, when present, 32 / 16 lower-case hex digits.\n';
+  s += `- Keys every event may carry: ${COMMON_OPTIONAL.map((k) => `\`${k}\``).join(', ')}.\n`;
+  s += '- Any other key that the event does not list is an error (`unrecognized_keys`).\n';
+  s += `- \`string\`: at most ${MAX_STRING} characters. \`string[]\`: at most ${MAX_ARRAY} items of at most ${MAX_STRING} characters.\n`;
+  s += `  Attributes holding JSON (\`json\` below) must parse as JSON and may have ${MAX_JSON} characters.\n`;
+  s +=
+    '- `int`: a safe integer; `double`: a finite number; `boolean`: `true`/`false`; `enum`: one of the listed values.\n';
+  s += '- `required` attributes must be present; all others are optional.\n\n';
   s += '## Attributes\n\n';
   const groups = new Map();
   for (const a of reg.attributes) {
     if (!groups.has(a.group)) groups.set(a.group, []);
     groups.get(a.group).push(a);
   }
-  for (const [g, attrs] of groups) {
-    s += `### \`${g}\`\n\n| key | type | Loki key | lookup | description | examples |\n|---|---|---|---|---|---|\n`;
+  for (const [g, attrs] of [...groups].sort(([a], [b]) => byCodeUnit(a, b))) {
+    s += `### \`${g}\`\n\n| key | type | Loki key | where | description | examples |\n|---|---|---|---|---|---|\n`;
     for (const a of attrs) {
-      const type =
-        typeof a.type === 'object'
-          ? `enum: ${a.type.members.map((m) => `\`${m.value}\``).join(', ')}`
-          : `\`${a.type}\``;
       const ex =
         a.examples === undefined
           ? ''
@@ -260,29 +364,39 @@ function markdown(reg) {
               .flat()
               .map((e) => `\`${cell(JSON.stringify(e))}\``)
               .join(', ');
-      s += `| \`${a.id}\` | ${type} | \`${a.id.replaceAll('.', '_')}\` | ${ann(a).index_label ? 'label' : ann(a).lookup ? 'yes' : ''} | ${cell(a.brief)} | ${ex} |\n`;
+      const type = `${typeCell(a)}${ann(a).json ? ' (json)' : ''}`;
+      s += `| \`${a.id}\` | ${type} | \`${a.id.replaceAll('.', '_')}\` | ${whereCell(a)} | ${cell(a.brief)} | ${ex} |\n`;
     }
     s += '\n';
   }
+  s += '## Events (audit records)\n\n';
   s +=
-    '## Events (audit records)\n\nEvery event body also carries `event.name`, `timestamp`, `trace_id`/`span_id` (inside a span) and, when set, ';
-  s += `${COMMON_OPTIONAL.map((k) => `\`${k}\``).join(', ')}.\n\n`;
+    'One event is one OTel log record (`event.name`); its body also carries `event.name`, `timestamp`, `trace_id`/`span_id`\n';
+  s += `(inside a span) and, when set, the common keys listed above.\n\n`;
   for (const e of reg.events) {
-    s += `### \`${e.name}\`\n\n${cell(e.brief)}\n\n| attribute | requirement |\n|---|---|\n`;
+    s += `### \`${e.name}\`\n\n${cell(e.brief)}\n\n| attribute | type | requirement | where |\n|---|---|---|---|\n`;
     for (const r of e.attributes ?? []) {
-      const lvl =
-        typeof r.requirement_level === 'object'
-          ? `conditionally required: ${Object.values(r.requirement_level)[0]}`
-          : (r.requirement_level ?? 'recommended');
-      s += `| \`${r.ref}\` | ${cell(lvl)} |\n`;
+      const a = reg.attributeMap.get(r.ref);
+      s += `| \`${r.ref}\` | ${typeCell(a)} | ${cell(levelCell(r))} | ${whereCell(a)} |\n`;
     }
     s += '\n';
   }
-  s += '## Spans\n\n| span | kind | description |\n|---|---|---|\n';
-  for (const sp of reg.spans) s += `| \`${ann(sp).span_name}\` | ${sp.span_kind} | ${cell(sp.brief)} |\n`;
-  s += '\n## Metrics\n\n| metric | instrument | unit | description |\n|---|---|---|---|\n';
-  for (const m of reg.metrics)
-    s += `| \`${m.metric_name}\` | ${m.instrument} | \`${m.unit}\` | ${cell(m.brief)} |\n`;
+  s += '## Spans\n\n';
+  s +=
+    'One span per stage call; span links point to the spans that produced the stage inputs. Besides `ml.stage.name`, a\n';
+  s +=
+    'stage span carries the attributes of the event it records (strings, numbers, booleans, string arrays).\n\n';
+  s += '| span | stage | kind | event | attributes |\n|---|---|---|---|---|\n';
+  for (const sp of reg.spans) {
+    const attrs = (sp.attributes ?? []).map((r) => `\`${r.ref}\``).join(', ');
+    const ev = ann(sp).event === undefined ? '' : `\`${ann(sp).event}\``;
+    s += `| \`${ann(sp).span_name}\` | \`${ann(sp).stage}\` | ${sp.span_kind} | ${ev} | ${attrs} |\n`;
+  }
+  s += '\n## Metrics\n\n| metric | instrument | unit | attributes | description |\n|---|---|---|---|---|\n';
+  for (const m of reg.metrics) {
+    const attrs = (m.attributes ?? []).map((r) => `\`${r.ref}\``).join(', ');
+    s += `| \`${m.metric_name}\` | ${m.instrument} | \`${m.unit}\` | ${attrs} | ${cell(m.brief)} |\n`;
+  }
   return s;
 }
 

@@ -185,10 +185,10 @@ export const mlPredictionSchema = z.strictObject({
   "ml.prediction.output": jsonString(65536).optional(),
   "ml.prediction.subject_id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.batch_size": z.int().optional(),
-  "ml.prediction.input_names": z.array(z.string().max(8192)).max(1024).optional(),
-  "ml.prediction.output_names": z.array(z.string().max(8192)).max(1024).optional(),
-  "ml.prediction.input_shapes": z.array(z.string().max(8192)).max(1024).optional(),
-  "ml.prediction.output_dtypes": z.array(z.string().max(8192)).max(1024).optional(),
+  "ml.prediction.input_names": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
+  "ml.prediction.output_names": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
+  "ml.prediction.input_shapes": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
+  "ml.prediction.output_dtypes": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
   "ml.prediction.registered": z.boolean().optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -212,7 +212,7 @@ export const mlRetrainingTriggeredSchema = z.strictObject({
   "ml.run.type": z.enum(["training", "retraining", "evaluation", "batch_inference"]).optional(),
   "ml.retraining.reason": z.string().max(8192, { message: 'longer than 8192 characters' }),
   "ml.retraining.trigger": z.enum(["drift", "schedule", "manual", "performance"]),
-  "ml.retraining.trigger_ids": z.array(z.string().max(8192)).max(1024).optional(),
+  "ml.retraining.trigger_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
   "ml.retraining.previous_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
 });
@@ -239,7 +239,7 @@ export const mlStageFailedSchema = z.strictObject({
   "ml.training.framework": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.training.framework_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.training.seed": z.int().optional(),
-  "ml.training.input_dataset_ids": z.array(z.string().max(8192)).max(1024).optional(),
+  "ml.training.input_dataset_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
   "ml.evaluation.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.evaluation.dataset_id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.evaluation.metric_name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -263,10 +263,10 @@ export const mlTrainingCompletedSchema = z.strictObject({
   "ml.training.framework_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.training.hyperparameters": jsonString(65536).optional(),
   "ml.training.seed": z.int().optional(),
-  "ml.training.input_dataset_ids": z.array(z.string().max(8192)).max(1024),
+  "ml.training.input_dataset_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }),
   "ml.training.duration_ms": z.number().optional(),
   "ml.training.profile_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.retraining.trigger_ids": z.array(z.string().max(8192)).max(1024).optional(),
+  "ml.retraining.trigger_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
 });
 
 /**
@@ -278,7 +278,7 @@ export const mlTransformCompletedSchema = z.strictObject({
   "ml.transform.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
   "ml.transform.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
   "ml.transform.description": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.transform.input_ids": z.array(z.string().max(8192)).max(1024),
+  "ml.transform.input_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }),
   "ml.transform.output_id": z.string().max(8192, { message: 'longer than 8192 characters' }),
   "ml.transform.code_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
@@ -335,6 +335,99 @@ export const mltrailJournalGapSchema = z.strictObject({
   "mltrail.gap.error": z.string().max(8192, { message: 'longer than 8192 characters' }),
   "mltrail.gap.from_seq": z.int().optional(),
 });
+
+/**
+ * The body object of `ml.dataset.registered`, as its schema accepts it.
+ */
+export type MlDatasetRegisteredBody = z.infer<typeof mlDatasetRegisteredSchema>;
+/**
+ * The body object of `ml.decision`, as its schema accepts it.
+ */
+export type MlDecisionBody = z.infer<typeof mlDecisionSchema>;
+/**
+ * The body object of `ml.deployment.completed`, as its schema accepts it.
+ */
+export type MlDeploymentCompletedBody = z.infer<typeof mlDeploymentCompletedSchema>;
+/**
+ * The body object of `ml.drift.detected`, as its schema accepts it.
+ */
+export type MlDriftDetectedBody = z.infer<typeof mlDriftDetectedSchema>;
+/**
+ * The body object of `ml.evaluation.completed`, as its schema accepts it.
+ */
+export type MlEvaluationCompletedBody = z.infer<typeof mlEvaluationCompletedSchema>;
+/**
+ * The body object of `ml.feedback`, as its schema accepts it.
+ */
+export type MlFeedbackBody = z.infer<typeof mlFeedbackSchema>;
+/**
+ * The body object of `ml.model.registered`, as its schema accepts it.
+ */
+export type MlModelRegisteredBody = z.infer<typeof mlModelRegisteredSchema>;
+/**
+ * The body object of `ml.model.unregistered`, as its schema accepts it.
+ */
+export type MlModelUnregisteredBody = z.infer<typeof mlModelUnregisteredSchema>;
+/**
+ * The body object of `ml.prediction`, as its schema accepts it.
+ */
+export type MlPredictionBody = z.infer<typeof mlPredictionSchema>;
+/**
+ * The body object of `ml.retraining.triggered`, as its schema accepts it.
+ */
+export type MlRetrainingTriggeredBody = z.infer<typeof mlRetrainingTriggeredSchema>;
+/**
+ * The body object of `ml.stage.failed`, as its schema accepts it.
+ */
+export type MlStageFailedBody = z.infer<typeof mlStageFailedSchema>;
+/**
+ * The body object of `ml.training.completed`, as its schema accepts it.
+ */
+export type MlTrainingCompletedBody = z.infer<typeof mlTrainingCompletedSchema>;
+/**
+ * The body object of `ml.transform.completed`, as its schema accepts it.
+ */
+export type MlTransformCompletedBody = z.infer<typeof mlTransformCompletedSchema>;
+/**
+ * The body object of `mltrail.access`, as its schema accepts it.
+ */
+export type MltrailAccessBody = z.infer<typeof mltrailAccessSchema>;
+/**
+ * The body object of `mltrail.checkpoint`, as its schema accepts it.
+ */
+export type MltrailCheckpointBody = z.infer<typeof mltrailCheckpointSchema>;
+/**
+ * The body object of `mltrail.erasure`, as its schema accepts it.
+ */
+export type MltrailErasureBody = z.infer<typeof mltrailErasureSchema>;
+/**
+ * The body object of `mltrail.journal.gap`, as its schema accepts it.
+ */
+export type MltrailJournalGapBody = z.infer<typeof mltrailJournalGapSchema>;
+
+/** The body object of every audit event, by event name. */
+export interface EventBodies {
+  "ml.dataset.registered": MlDatasetRegisteredBody;
+  "ml.decision": MlDecisionBody;
+  "ml.deployment.completed": MlDeploymentCompletedBody;
+  "ml.drift.detected": MlDriftDetectedBody;
+  "ml.evaluation.completed": MlEvaluationCompletedBody;
+  "ml.feedback": MlFeedbackBody;
+  "ml.model.registered": MlModelRegisteredBody;
+  "ml.model.unregistered": MlModelUnregisteredBody;
+  "ml.prediction": MlPredictionBody;
+  "ml.retraining.triggered": MlRetrainingTriggeredBody;
+  "ml.stage.failed": MlStageFailedBody;
+  "ml.training.completed": MlTrainingCompletedBody;
+  "ml.transform.completed": MlTransformCompletedBody;
+  "mltrail.access": MltrailAccessBody;
+  "mltrail.checkpoint": MltrailCheckpointBody;
+  "mltrail.erasure": MltrailErasureBody;
+  "mltrail.journal.gap": MltrailJournalGapBody;
+}
+
+/** The body object of one audit event, e.g. `EventBody<'ml.prediction'>`. */
+export type EventBody<N extends keyof EventBodies> = EventBodies[N];
 
 /** The body schema of every audit event, by event name. */
 export const EVENT_SCHEMAS: Readonly<Record<string, z.ZodType<Record<string, unknown>>>> = {
