@@ -125,22 +125,25 @@ function q(s) {
   return JSON.stringify(s);
 }
 
-function zodFor(attr) {
+function zodFor(attr, required = false) {
   const t = attr.type;
-  if (typeof t === 'object') return `z.enum([${t.members.map((m) => q(String(m.value))).join(', ')}])`;
+  // Only required attributes can be absent at validation time; name that instead of "received undefined".
+  const p = required ? 'REQUIRED' : '';
+  const pc = required ? ', REQUIRED' : '';
+  if (typeof t === 'object') return `z.enum([${t.members.map((m) => q(String(m.value))).join(', ')}]${pc})`;
   switch (t) {
     case 'string':
       return ann(attr).json
-        ? `jsonString(${MAX_JSON})`
-        : `z.string().max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })`;
+        ? `jsonString(${MAX_JSON}${pc})`
+        : `z.string(${p}).max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })`;
     case 'int':
-      return 'z.int()';
+      return `z.int(${p})`;
     case 'double':
-      return 'z.number()';
+      return `z.number(${p})`;
     case 'boolean':
-      return 'z.boolean()';
+      return `z.boolean(${p})`;
     case 'string[]':
-      return `z.array(z.string().max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })).max(${MAX_ARRAY}, { message: 'more than ${MAX_ARRAY} items' })`;
+      return `z.array(z.string().max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })${pc}).max(${MAX_ARRAY}, { message: 'more than ${MAX_ARRAY} items' })`;
     default:
       throw new Error(`attribute ${attr.id}: unsupported type ${t}`);
   }
@@ -225,7 +228,8 @@ export function generate(root = ROOT) {
   // schemas.ts
   s = `${HEADER}import { z } from 'zod';\n\n`;
   s += `const HEX = (n: number) => z.string().regex(new RegExp(\`^[0-9a-f]{\${n}}$\`), { message: \`expected \${n} lower-case hex digits\` });\n\n`;
-  s += `/** A string holding JSON (hyperparameters, attributions, metrics). */\nfunction jsonString(max: number) {\n  return z\n    .string()\n    .max(max, { message: \`longer than \${max} characters\` })\n    .refine(\n      (v) => {\n        try {\n          JSON.parse(v);\n          return true;\n        } catch {\n          return false;\n        }\n      },\n      { message: 'expected a JSON string' },\n    );\n}\n\n`;
+  s += `/** Names a missing required attribute instead of zod's generic "expected string, received undefined". */\nconst REQUIRED = {\n  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'required attribute is missing' : undefined),\n};\n\n`;
+  s += `/** A string holding JSON (hyperparameters, attributions, metrics). */\nfunction jsonString(max: number, params?: typeof REQUIRED) {\n  return z\n    .string(params)\n    .max(max, { message: \`longer than \${max} characters\` })\n    .refine(\n      (v) => {\n        try {\n          JSON.parse(v);\n          return true;\n        } catch {\n          return false;\n        }\n      },\n      { message: 'expected a JSON string' },\n    );\n}\n\n`;
   s += `/** Keys every event body carries or may carry. */\nconst base = {\n  'event.name': z.string(),\n  timestamp: z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }),\n  trace_id: HEX(32).optional(),\n  span_id: HEX(16).optional(),\n`;
   for (const k of COMMON_OPTIONAL) s += `  ${q(k)}: ${zodFor(reg.attributeMap.get(k))}.optional(),\n`;
   s += '};\n\n';
@@ -235,7 +239,7 @@ export function generate(root = ROOT) {
     for (const ref of e.attributes ?? []) {
       if (COMMON_OPTIONAL.includes(ref.ref) && !isRequired(ref)) continue;
       const attr = reg.attributeMap.get(ref.ref);
-      s += `  ${q(ref.ref)}: ${zodFor(attr)}${isRequired(ref) ? '' : '.optional()'},\n`;
+      s += `  ${q(ref.ref)}: ${isRequired(ref) ? zodFor(attr, true) : `${zodFor(attr)}.optional()`},\n`;
     }
     s += '});\n\n';
   }

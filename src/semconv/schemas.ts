@@ -3,10 +3,15 @@ import { z } from 'zod';
 
 const HEX = (n: number) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`), { message: `expected ${n} lower-case hex digits` });
 
+/** Names a missing required attribute instead of zod's generic "expected string, received undefined". */
+const REQUIRED = {
+  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'required attribute is missing' : undefined),
+};
+
 /** A string holding JSON (hyperparameters, attributions, metrics). */
-function jsonString(max: number) {
+function jsonString(max: number, params?: typeof REQUIRED) {
   return z
-    .string()
+    .string(params)
     .max(max, { message: `longer than ${max} characters` })
     .refine(
       (v) => {
@@ -42,10 +47,10 @@ const base = {
 export const mlDatasetRegisteredSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.dataset.registered"),
-  "ml.dataset.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.dataset.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.dataset.version": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.dataset.digest": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.source": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.row_count": z.int().optional(),
@@ -61,9 +66,9 @@ export const mlDatasetRegisteredSchema = z.strictObject({
 export const mlDecisionSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.decision"),
-  "ml.decision.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.prediction.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.decision.outcome": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.decision.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.prediction.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.decision.outcome": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.decision.reason": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.decision.threshold": z.number().optional(),
   "ml.decision.attributions": jsonString(65536).optional(),
@@ -78,13 +83,13 @@ export const mlDecisionSchema = z.strictObject({
 export const mlDeploymentCompletedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.deployment.completed"),
-  "ml.deployment.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.deployment.environment": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.deployment.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.deployment.environment": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.deployment.endpoint": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.deployment.replaced_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.deployment.deployed_by": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
 });
 
@@ -94,7 +99,7 @@ export const mlDeploymentCompletedSchema = z.strictObject({
 export const mlDriftDetectedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.drift.detected"),
-  "ml.drift.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.drift.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.drift.feature": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.drift.test": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.drift.statistic": z.number().optional(),
@@ -120,9 +125,9 @@ export const mlDriftDetectedSchema = z.strictObject({
 export const mlEvaluationCompletedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.evaluation.completed"),
-  "ml.evaluation.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.evaluation.dataset_id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.evaluation.metric_name": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.evaluation.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.evaluation.dataset_id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.evaluation.metric_name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.evaluation.metric_value": z.number().optional(),
   "ml.evaluation.metrics": jsonString(65536).optional(),
   "ml.evaluation.threshold": z.number().optional(),
@@ -137,9 +142,9 @@ export const mlEvaluationCompletedSchema = z.strictObject({
 export const mlFeedbackSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.feedback"),
-  "ml.feedback.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.prediction.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.feedback.ground_truth": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.feedback.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.prediction.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.feedback.ground_truth": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.feedback.correct": z.boolean().optional(),
   "ml.feedback.source": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
 });
@@ -150,9 +155,9 @@ export const mlFeedbackSchema = z.strictObject({
 export const mlModelRegisteredSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.model.registered"),
-  "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.approved_by": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -164,7 +169,7 @@ export const mlModelRegisteredSchema = z.strictObject({
 export const mlModelUnregisteredSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.model.unregistered"),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -176,8 +181,8 @@ export const mlModelUnregisteredSchema = z.strictObject({
 export const mlPredictionSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.prediction"),
-  "ml.prediction.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.prediction.latency_ms": z.number(),
+  "ml.prediction.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.prediction.latency_ms": z.number(REQUIRED),
   "ml.prediction.output_label": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.output_score": z.number().optional(),
   "ml.prediction.input_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -208,10 +213,10 @@ export const mlPredictionSchema = z.strictObject({
 export const mlRetrainingTriggeredSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.retraining.triggered"),
-  "ml.run.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.run.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.run.type": z.enum(["training", "retraining", "evaluation", "batch_inference"]).optional(),
-  "ml.retraining.reason": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.retraining.trigger": z.enum(["drift", "schedule", "manual", "performance"]),
+  "ml.retraining.reason": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.retraining.trigger": z.enum(["drift", "schedule", "manual", "performance"], REQUIRED),
   "ml.retraining.trigger_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
   "ml.retraining.previous_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -223,8 +228,8 @@ export const mlRetrainingTriggeredSchema = z.strictObject({
 export const mlStageFailedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.stage.failed"),
-  "ml.stage.name": z.enum(["dataset", "transform", "train", "evaluate", "register", "deploy", "predict", "decide", "feedback", "retrain", "drift"]),
-  "error.type": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.stage.name": z.enum(["dataset", "transform", "train", "evaluate", "register", "deploy", "predict", "decide", "feedback", "retrain", "drift"], REQUIRED),
+  "error.type": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "exception.message": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.latency_ms": z.number().optional(),
@@ -252,9 +257,9 @@ export const mlStageFailedSchema = z.strictObject({
 export const mlTrainingCompletedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.training.completed"),
-  "ml.run.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.run.type": z.enum(["training", "retraining", "evaluation", "batch_inference"]),
-  "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.run.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.run.type": z.enum(["training", "retraining", "evaluation", "batch_inference"], REQUIRED),
+  "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -263,7 +268,7 @@ export const mlTrainingCompletedSchema = z.strictObject({
   "ml.training.framework_version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.training.hyperparameters": jsonString(65536).optional(),
   "ml.training.seed": z.int().optional(),
-  "ml.training.input_dataset_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }),
+  "ml.training.input_dataset_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' }), REQUIRED).max(1024, { message: 'more than 1024 items' }),
   "ml.training.duration_ms": z.number().optional(),
   "ml.training.profile_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.retraining.trigger_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
@@ -275,14 +280,14 @@ export const mlTrainingCompletedSchema = z.strictObject({
 export const mlTransformCompletedSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.transform.completed"),
-  "ml.transform.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.transform.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.transform.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.transform.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.transform.description": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.transform.input_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }),
-  "ml.transform.output_id": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.transform.input_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' }), REQUIRED).max(1024, { message: 'more than 1024 items' }),
+  "ml.transform.output_id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.transform.code_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.dataset.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "ml.dataset.name": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.row_count": z.int().optional(),
@@ -295,9 +300,9 @@ export const mlTransformCompletedSchema = z.strictObject({
 export const mltrailAccessSchema = z.strictObject({
   ...base,
   'event.name': z.literal("mltrail.access"),
-  "mltrail.access.actor": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.access.command": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.access.args_digest": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.access.actor": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.access.command": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.access.args_digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "mltrail.access.result_count": z.int().optional(),
 });
 
@@ -307,11 +312,11 @@ export const mltrailAccessSchema = z.strictObject({
 export const mltrailCheckpointSchema = z.strictObject({
   ...base,
   'event.name': z.literal("mltrail.checkpoint"),
-  "mltrail.checkpoint.note": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.checkpoint.size": z.int(),
-  "mltrail.checkpoint.root": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.key.id": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.key.public": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.checkpoint.note": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.checkpoint.size": z.int(REQUIRED),
+  "mltrail.checkpoint.root": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.key.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.key.public": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
 });
 
 /**
@@ -320,9 +325,9 @@ export const mltrailCheckpointSchema = z.strictObject({
 export const mltrailErasureSchema = z.strictObject({
   ...base,
   'event.name': z.literal("mltrail.erasure"),
-  "mltrail.erasure.record_ref": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.erasure.reason": z.string().max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.body.digest": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.erasure.record_ref": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.erasure.reason": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.body.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
 });
 
 /**
@@ -331,8 +336,8 @@ export const mltrailErasureSchema = z.strictObject({
 export const mltrailJournalGapSchema = z.strictObject({
   ...base,
   'event.name': z.literal("mltrail.journal.gap"),
-  "mltrail.gap.lost_count": z.int(),
-  "mltrail.gap.error": z.string().max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.gap.lost_count": z.int(REQUIRED),
+  "mltrail.gap.error": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "mltrail.gap.from_seq": z.int().optional(),
 });
 
