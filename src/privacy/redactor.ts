@@ -1,5 +1,6 @@
 import { diag } from '@opentelemetry/api';
 import { canonicalize } from '../integrity/index.js';
+import { ATTR_ML_PREDICTION_SUBJECT_ID } from '../semconv/index.js';
 import {
   BUILTIN_DETECTORS,
   cardNetworkPrefix,
@@ -135,7 +136,7 @@ export const DEFAULT_RULES: readonly RedactionRule[] = [
     'set-cookie',
     'private_key',
   ].map((name): RedactionRule => ({ path: `**["${name}"]`, action: 'mask', ignoreCase: true })),
-  { path: '["ml.prediction.subject_id"]', action: 'hash' },
+  { path: `["${ATTR_ML_PREDICTION_SUBJECT_ID}"]`, action: 'hash' },
 ];
 
 const DEFAULT_MAX_STRING = 1 << 20;
