@@ -274,7 +274,8 @@ export class DriftMonitor {
 
   /**
    * Evidently's categorical branch: χ² (more than two values) or z-test (binary) for small references,
-   * Jensen–Shannon (base 2, no zero filling, drift when ≥ threshold) for large ones.
+   * Jensen–Shannon (natural log as Evidently 0.7 — older releases used base 2 —, no zero filling, drift
+   * when ≥ threshold) for large ones.
    */
   #testCategories<T extends string | number>(
     feature: string,
@@ -304,7 +305,6 @@ export class DriftMonitor {
     const js = jensenShannonDistance(
       keys.map((k) => refCounts.get(k) ?? 0),
       keys.map((k) => curCounts.get(k) ?? 0),
-      { base: 2 },
     );
     return {
       feature,

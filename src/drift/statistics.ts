@@ -260,27 +260,32 @@ export function populationStabilityIndex(
   return psi;
 }
 
-/** The share assigned to an empty bin, as Evidently does (so PSI stays finite). */
+/**
+ * The share given to empty bins (Evidently's `get_binned_data` zero fill), so PSI stays finite. When the
+ * smallest non-empty share of a side is itself ≤ 0.0001, that side's empty bins get that share / 10⁶ instead.
+ */
 export const EMPTY_BIN_SHARE = 0.0001;
 
 /**
- * Bins two samples on edges computed from the reference and returns the share of each sample per bin.
- * - `equal-width` (default, Evidently's PSI binning): `bins` equal-width bins spanning the reference
- *   minimum to maximum (numpy `histogram_bin_edges(reference, bins)`); current values outside the range
- *   fall outside every bin and are not counted, as in numpy.
+ * Bins two samples on shared edges and returns the share of each sample per bin.
+ * - `equal-width` (default): `bins` equal-width bins from the reference minimum to maximum, edges as numpy
+ *   `histogram_bin_edges(reference, bins)`; current values outside that range fall in no bin (numpy).
+ * - `sturges`: Evidently's binning for its PSI / KL / Jensen–Shannon stattests on numerical features:
+ *   equal-width edges over the pooled reference + current data with the bin count of numpy's `'sturges'`
+ *   rule (⌈range / (range / (log₂ n + 1))⌉ bins); `bins` is ignored.
  * - `quantile`: edges at the reference's k/bins quantiles (linear interpolation), outer edges widened to
  *   ±Infinity so every current value is counted.
- * Empty bins get share {@link EMPTY_BIN_SHARE} (documented Evidently behaviour), so shares may not sum to
- * exactly 1. Constant reference data yields one bin of width 1 around the value (numpy's rule).
+ * Empty bins are filled as Evidently does (see {@link EMPTY_BIN_SHARE}), so shares may not sum to exactly 1.
+ * Constant data yields bins around the value of total width 1 (numpy's rule).
  */
 export function binShares(
   reference: readonly number[],
   current: readonly number[],
-  opts: { bins?: number; strategy?: 'quantile' | 'equal-width' } = {},
+  opts: { bins?: number; strategy?: 'quantile' | 'equal-width' | 'sturges' } = {},
 ): { edges: number[]; reference: number[]; current: number[] } {
   checkSample(reference, 'reference');
   checkSample(current, 'current');
-  const bins = opts.bins ?? 10;
+  let bins = opts.bins ?? 10;
   if (!Number.isInteger(bins) || bins < 1)
     throw new DriftInputError(`bins must be a positive integer (got ${bins})`);
   const sorted = Float64Array.from(reference).sort();
@@ -292,11 +297,21 @@ export function binShares(
   } else {
     let lo = sorted[0];
     let hi = sorted[sorted.length - 1];
+    if (opts.strategy === 'sturges') {
+      for (const v of current) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const width = (hi - lo) / (Math.log2(reference.length + current.length) + 1);
+      bins = width > 0 ? Math.ceil((hi - lo) / width) : 1;
+    }
     if (lo === hi) {
       lo -= 0.5;
       hi += 0.5;
     }
-    edges = Array.from({ length: bins + 1 }, (_, k) => lo + ((hi - lo) * k) / bins);
+    // numpy.linspace: start + k·step, last edge exactly the stop.
+    const step = (hi - lo) / bins;
+    edges = Array.from({ length: bins + 1 }, (_, k) => lo + k * step);
     edges[bins] = hi;
   }
   const share = (values: readonly number[]) => {
@@ -305,7 +320,10 @@ export function binShares(
       const b = binIndex(edges, v);
       if (b >= 0) counts[b]++;
     }
-    return counts.map((c) => (c === 0 ? EMPTY_BIN_SHARE : c / values.length));
+    const shares = counts.map((c) => c / values.length);
+    const minShare = Math.min(...shares.filter((x) => x > 0));
+    const fill = minShare <= EMPTY_BIN_SHARE ? minShare / 1e6 : EMPTY_BIN_SHARE;
+    return shares.map((x) => (x === 0 ? fill : x));
   };
   return { edges, reference: share(reference), current: share(current) };
 }

@@ -1,5 +1,5 @@
-"""Reference values for test/drift: run with a Python that has scipy and numpy, e.g.
-    python3 -m venv /tmp/oracle-venv && /tmp/oracle-venv/bin/pip install scipy numpy
+"""Reference values for test/drift: run with a Python that has scipy, numpy and Evidently, e.g.
+    python3 -m venv /tmp/oracle-venv && /tmp/oracle-venv/bin/pip install scipy numpy evidently "pandas<2.3"
     /tmp/oracle-venv/bin/python test/drift/oracle/compute.py > test/drift/oracle/values.json
 The tests read values.json and never need Python."""
 import json
@@ -16,7 +16,7 @@ def r(x):
     return [float(v) for v in x]
 
 
-cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": [], "z": []}
+cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": [], "z": [], "evidently": {}}
 
 ks_inputs = [
     ("small equal sizes", r(np.round(rng.normal(0, 1, 8), 3)), r(np.round(rng.normal(0.5, 1, 8), 3))),
@@ -89,5 +89,43 @@ for name, ref, cur in z_inputs:
     z = (p1 - p2) / np.sqrt(P * (1 - P) * (1 / len(a) + 1 / len(b)))
     # norm.sf keeps precision where 1 - norm.cdf underflows; both agree within the test tolerance elsewhere.
     cases["z"].append({"name": name, "reference": ref, "current": cur, "statistic": float(z), "pvalue": float(2 * stats.norm.sf(abs(z))), "evidently_pvalue": float(2 * (1 - stats.norm.cdf(abs(z))))})
+
+# Evidently itself (its legacy stattests module, what its data drift preset runs), as a second oracle:
+# the PSI binning (Sturges on pooled data) and zero fill, and the default test selection with its scores.
+import evidently
+import pandas as pd
+from evidently.legacy.calculations.stattests import psi_stat_test
+from evidently.legacy.calculations.stattests.registry import get_stattest
+from evidently.legacy.core import ColumnType
+
+cases["evidently"] = {"version": evidently.__version__, "pandas": pd.__version__, "psi": [], "selection": []}
+NUM, CAT = ColumnType.Numerical, ColumnType.Categorical
+
+psi_inputs = [
+    ("sturges on pooled data", r(np.round(rng.normal(0, 1, 400), 3)), r(np.round(rng.normal(0.4, 1.3, 250), 3))),
+    # One far outlier leaves a reference bin share of 1/12001 <= 0.0001: empty bins get min share / 1e6.
+    ("tiny shares fill with min/1e6", [float((i * 37) % 101) for i in range(12000)] + [1000.0], [float((i * 53) % 89) + 20.0 for i in range(300)]),
+]
+for name, ref, cur in psi_inputs:
+    res = psi_stat_test(pd.Series(ref), pd.Series(cur), NUM, None)
+    generated = len(ref) > 10000  # regenerated from the formula above by the test, to keep this file small
+    data = {"generated": True} if generated else {"reference": ref, "current": cur}
+    cases["evidently"]["psi"].append({"name": name, **data, "value": float(res.drift_score), "drifted": bool(res.drifted)})
+
+cats = ["drizzle", "fog", "rain", "snow", "sun"]
+sel_inputs = [
+    ("numerical, small reference, many values", NUM, r(np.round(rng.normal(10, 3, 300), 1)), r(np.round(rng.normal(11, 3, 80), 1))),
+    ("numerical, small reference, 4 values", NUM, [float(v) for v in rng.integers(0, 4, 400)], [float(v) for v in rng.integers(1, 4, 90)]),
+    ("numerical, small reference, binary", NUM, [float(v) for v in rng.binomial(1, 0.4, 500)], [float(v) for v in rng.binomial(1, 0.55, 120)]),
+    ("categorical, small reference, 5 values", CAT, [str(v) for v in rng.choice(cats, 600, p=[0.05, 0.1, 0.4, 0.05, 0.4])], [str(v) for v in rng.choice(cats, 90, p=[0.02, 0.05, 0.2, 0.03, 0.7])]),
+    ("categorical, small reference, binary", CAT, [str(v) for v in rng.choice(["no", "yes"], 700, p=[0.7, 0.3])], [str(v) for v in rng.choice(["no", "yes"], 100, p=[0.6, 0.4])]),
+    ("numerical, large reference, many values", NUM, r(np.round(rng.normal(10, 3, 1500), 1)), r(np.round(rng.normal(10.6, 3, 120), 1))),
+    ("numerical, large reference, 3 values", NUM, [float(v) for v in rng.integers(0, 3, 1500)], [float(v) for v in rng.choice([0, 1, 2], 100, p=[0.2, 0.3, 0.5])]),
+    ("categorical, large reference", CAT, [str(v) for v in rng.choice(cats, 1200, p=[0.05, 0.1, 0.4, 0.05, 0.4])], [str(v) for v in rng.choice(cats, 100, p=[0.05, 0.1, 0.45, 0.05, 0.35])]),
+]
+for name, kind, ref, cur in sel_inputs:
+    st = get_stattest(pd.Series(ref), pd.Series(cur), kind, None)
+    res = st(pd.Series(ref), pd.Series(cur), kind, None)
+    cases["evidently"]["selection"].append({"name": name, "kind": "numeric" if kind == NUM else "categorical", "reference": ref, "current": cur, "test": st.name, "score": float(res.drift_score), "drifted": bool(res.drifted), "threshold": float(res.actual_threshold)})
 
 print(json.dumps(cases, indent=1))
