@@ -389,7 +389,11 @@ function markdown(reg) {
   s +=
     'One span per stage call; span links point to the spans that produced the stage inputs. Besides `ml.stage.name`, a\n';
   s +=
-    'stage span carries the attributes of the event it records (strings, numbers, booleans, string arrays).\n\n';
+    'stage span carries the attributes of the event it records that have a span value (strings, numbers, booleans,\n';
+  s +=
+    'string arrays); opt-in captured content (`ml.prediction.input`/`output`) stays in the audit record. A stage whose\n';
+  s +=
+    'wrapped function throws ends its span with status ERROR and an exception event, and records `ml.stage.failed`.\n\n';
   s += '| span | stage | kind | event | attributes |\n|---|---|---|---|---|\n';
   for (const sp of reg.spans) {
     const attrs = (sp.attributes ?? []).map((r) => `\`${r.ref}\``).join(', ');
