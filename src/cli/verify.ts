@@ -17,6 +17,7 @@ records, gap-free sequence numbers, and every signed checkpoint (signature and M
   --journal DIR            journal directory
   --loki URL --query Q     read records from Loki's query API instead (LogQL stream selector)
   --tenant T               X-Scope-OrgID for multi-tenant Loki
+  --page-size N            entries per Loki request (default 5000, Loki's default maximum)
   --since-checkpoint FILE  prove the trail extends this older checkpoint (held by someone else)
   --trusted-key VKEY       pin the checkpoint verifier key (repeatable); others are "unknown key"
   --repair-tail            cut torn last lines left by a crash, then verify
@@ -52,7 +53,10 @@ export async function run(argv: string[]): Promise<number> {
     source = `${v.loki} ${v.query}`;
     verifier = new ChainVerifier({ trustedKeys: v['trusted-key'], checkpoints: external });
     try {
-      await readLokiIntoVerifier({ url: v.loki, query: v.query, tenant: v.tenant }, verifier);
+      const pageSize = v['page-size'] !== undefined ? Number(v['page-size']) : undefined;
+      if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize > 0))
+        throw new CliError('--page-size must be a positive integer');
+      await readLokiIntoVerifier({ url: v.loki, query: v.query, tenant: v.tenant, pageSize }, verifier);
     } catch (err) {
       throw new CliError(`reading from Loki failed: ${(err as Error).message}`);
     }
@@ -93,6 +97,7 @@ function parse(argv: string[]) {
       loki: { type: 'string' },
       query: { type: 'string' },
       tenant: { type: 'string' },
+      'page-size': { type: 'string' },
       'since-checkpoint': { type: 'string', multiple: true },
       'trusted-key': { type: 'string', multiple: true },
       'repair-tail': { type: 'boolean' },

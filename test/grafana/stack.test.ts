@@ -214,3 +214,19 @@ describe('docker-compose.yml (static)', () => {
     }
   });
 });
+
+describe('Loki label shaping (static)', () => {
+  it('only the registry index-label attributes become Loki index labels; structured metadata stays on', async () => {
+    const { INDEX_LABEL_ATTRIBUTES } = await import('../../src/semconv/index.js');
+    const loki = parse(readFileSync('grafana/loki.yaml', 'utf8'));
+    const rules = loki.limits_config.otlp_config.resource_attributes;
+    expect(rules.ignore_defaults).toBe(true);
+    const labels = rules.attributes_config
+      .filter((r: { action: string }) => r.action === 'index_label')
+      .flatMap((r: { attributes: string[] }) => r.attributes);
+    expect(labels.sort()).toEqual([...INDEX_LABEL_ATTRIBUTES].sort());
+    expect(loki.limits_config.allow_structured_metadata).toBe(true);
+    expect(loki.schema_config.configs[0]).toEqual(expect.objectContaining({ store: 'tsdb', schema: 'v13' }));
+    expect(loki.auth_enabled).toBe(true);
+  });
+});
