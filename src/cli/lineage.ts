@@ -52,7 +52,11 @@ export async function run(argv: string[]): Promise<number> {
   try {
     result = graph.query(id, direction);
   } catch (err) {
-    if (err instanceof UnknownLineageIdError) throw new CliError(`${err.message} (in ${dir})`, 1);
+    if (err instanceof UnknownLineageIdError) {
+      // A lookup that found nothing is still a look (probing for ids is what an access log must show).
+      await recordAccess({ dir, command: 'lineage', argv, resultCount: 0, actor: values.actor });
+      throw new CliError(`${err.message} (in ${dir})`, 1);
+    }
     throw err;
   }
   await recordAccess({

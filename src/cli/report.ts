@@ -38,7 +38,11 @@ export async function run(argv: string[]): Promise<number> {
   try {
     evidence = gatherEvidence(dir, { prediction: values.prediction, model: values.model });
   } catch (err) {
-    if (err instanceof EvidenceNotFoundError) throw new CliError(err.message, 1);
+    if (err instanceof EvidenceNotFoundError) {
+      // A lookup that found nothing is still a look (probing for ids is what an access log must show).
+      await recordAccess({ dir, command: 'report', argv, resultCount: 0, actor: values.actor });
+      throw new CliError(err.message, 1);
+    }
     throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
   await recordAccess({

@@ -465,11 +465,20 @@ export class LineageGraph {
 }
 
 function dedupe(edges: LineageEdge[]): LineageEdge[] {
-  const seen = new Set<string>();
+  // Keyed by the target id (most nodes have one incoming edge), so no key string is built per edge: a
+  // downstream walk from a popular dataset returns millions of edges.
+  const byTarget = new Map<string, LineageEdge | LineageEdge[]>();
+  const same = (a: LineageEdge, b: LineageEdge) => a.from === b.from && a.relation === b.relation;
   return edges.filter((e) => {
-    const k = `${e.from}\u0000${e.to}\u0000${e.relation}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
+    const known = byTarget.get(e.to);
+    if (known === undefined) {
+      byTarget.set(e.to, e);
+      return true;
+    }
+    const list = Array.isArray(known) ? known : [known];
+    if (list.some((k) => same(k, e))) return false;
+    list.push(e);
+    if (!Array.isArray(known)) byTarget.set(e.to, list);
     return true;
   });
 }

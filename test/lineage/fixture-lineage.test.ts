@@ -114,9 +114,29 @@ describe('lineage graph from a trail journal', () => {
       expect.arrayContaining(['credit-risk@1', 'credit-risk@2']),
     );
     expect(graph.suggest(j.declined.slice(0, 20))).toContain(j.declined);
-    const none = cli(['lineage', 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz', '--journal', j.dir]);
+    const none = cli([
+      'lineage',
+      'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz',
+      '--journal',
+      j.dir,
+      '--actor',
+      'probe',
+    ]);
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/no lineage node "z+" \(in /);
+    // The lookup that found nothing is recorded too (result count 0).
+    const last = [...new JournalReader(j.dir).lines()]
+      .map((l) => parseRecordLine(l.text))
+      .filter((rec) => rec.event === 'mltrail.access')
+      .map((rec) => JSON.parse(rec.body))
+      .at(-1);
+    expect(last).toEqual(
+      expect.objectContaining({
+        'mltrail.access.actor': 'probe',
+        'mltrail.access.command': 'lineage',
+        'mltrail.access.result_count': 0,
+      }),
+    );
     const usage = cli(['lineage', j.declined, '--journal', j.dir, '--format', 'svg']);
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/--format must be tree, mermaid or dot/);

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRecordLine } from '../../src/integrity/index.js';
+import { JournalReader } from '../../src/journal/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 
 // The evidence report renders record values that people and upstream systems control (reasons, reviewer
@@ -129,8 +131,31 @@ describe('mltrail report on hostile record values', () => {
     const r = cli(['report', '--model', j.model2.digest!, '--journal', j.dir, '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).subject).toEqual({ kind: 'model', id: 'credit-risk@2' });
-    const bad = cli(['report', '--model', 'credit-risk@9', '--journal', j.dir]);
+    const bad = cli([
+      'report',
+      '--model',
+      'credit-risk@9',
+      '--journal',
+      j.dir,
+      '--actor',
+      'probe@example.test',
+    ]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/no model version credit-risk@9 .*name@version or the sha256 digest/);
+    // Who looked: every report run, including the lookup that found nothing, is on an access chain.
+    const access = [...new JournalReader(j.dir).lines()]
+      .map((l) => parseRecordLine(l.text))
+      .filter((rec) => rec.event === 'mltrail.access')
+      .map((rec) => JSON.parse(rec.body));
+    expect(access.filter((a) => a['mltrail.access.command'] === 'report').length).toBeGreaterThanOrEqual(2);
+    expect(access.at(-1)).toEqual(
+      expect.objectContaining({
+        'mltrail.access.actor': 'probe@example.test',
+        'mltrail.access.command': 'report',
+        'mltrail.access.result_count': 0,
+        'mltrail.access.args_digest': expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+      }),
+    );
+    expect(cli(['verify', j.dir]).status).toBe(0);
   });
 });
