@@ -87,9 +87,22 @@ export function loadRegistry(root = ROOT) {
   for (const m of typeof stageEnum === 'object' ? stageEnum.members : []) {
     if (!spanStages.has(m.value)) throw new Error(`stage ${m.value} has no span group in model/spans.yaml`);
   }
+  const eventByName = new Map(events.map((e) => [e.name, e]));
   for (const sp of spans) {
-    if (ann(sp).span_name === undefined || ann(sp).stage === undefined)
-      throw new Error(`${sp.id}: needs annotations.mltrail.span_name and .stage`);
+    const { span_name: spanName, stage, event } = ann(sp);
+    if (spanName === undefined || stage === undefined || !eventByName.has(event))
+      throw new Error(`${sp.id}: needs annotations.mltrail.span_name, .stage and .event (a registry event)`);
+    // A stage span carries the span-compatible attributes of the event it records; keep the two in step.
+    const refs = new Set((sp.attributes ?? []).map((r) => r.ref));
+    const eventRefs = eventByName.get(event).attributes ?? [];
+    for (const r of eventRefs) {
+      if (r.requirement_level !== 'opt_in' && !refs.has(r.ref))
+        throw new Error(`${sp.id}: ${event} has ${r.ref} but the span does not declare it`);
+    }
+    const allowed = new Set(['ml.stage.name', ...COMMON_OPTIONAL, ...eventRefs.map((r) => r.ref)]);
+    for (const r of refs) {
+      if (!allowed.has(r)) throw new Error(`${sp.id}: declares ${r}, which ${event} does not have`);
+    }
   }
   events.sort((a, b) => byCodeUnit(a.name, b.name));
   metrics.sort((a, b) => byCodeUnit(a.metric_name, b.metric_name));

@@ -30,11 +30,35 @@ export const ATTR_EXCEPTION_MESSAGE = "exception.message" as const;
  */
 export const ATTR_GEN_AI_OPERATION_NAME = "gen_ai.operation.name" as const;
 /**
+ * OTel gen_ai.provider.name: the GenAI provider (replaces the deprecated gen_ai.system).
+ *
+ * Type: `string`. Stability: development.
+ */
+export const ATTR_GEN_AI_PROVIDER_NAME = "gen_ai.provider.name" as const;
+/**
  * OTel gen_ai.request.model, used for LLM predictions.
  *
  * Type: `string`. Stability: development.
  */
 export const ATTR_GEN_AI_REQUEST_MODEL = "gen_ai.request.model" as const;
+/**
+ * OTel gen_ai.request.temperature.
+ *
+ * Type: `double`. Stability: development.
+ */
+export const ATTR_GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature" as const;
+/**
+ * OTel gen_ai.response.finish_reasons.
+ *
+ * Type: `string[]`. Stability: development.
+ */
+export const ATTR_GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons" as const;
+/**
+ * OTel gen_ai.response.id: the provider's id of the completion.
+ *
+ * Type: `string`. Stability: development.
+ */
+export const ATTR_GEN_AI_RESPONSE_ID = "gen_ai.response.id" as const;
 /**
  * OTel gen_ai.response.model.
  *

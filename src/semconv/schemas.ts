@@ -201,8 +201,12 @@ export const mlPredictionSchema = z.strictObject({
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.deployment.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "gen_ai.operation.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "gen_ai.provider.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "gen_ai.request.model": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "gen_ai.request.temperature": z.number().optional(),
+  "gen_ai.response.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "gen_ai.response.model": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "gen_ai.response.finish_reasons": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
   "gen_ai.usage.input_tokens": z.int().optional(),
   "gen_ai.usage.output_tokens": z.int().optional(),
 });

@@ -1,11 +1,12 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import ts from 'typescript';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { generate } from '../../scripts/semconv-gen.mjs';
+import { generate, loadRegistry } from '../../scripts/semconv-gen.mjs';
 import {
   ATTRIBUTE_TYPES,
   EVENT_NAMES,
@@ -156,5 +157,92 @@ describe('event body schemas', () => {
       { path: 'ml.decision.attributions', code: 'custom' },
     ]);
     expect(issues({ ...valid, trace_id: 'XYZ' })).toEqual([{ path: 'trace_id', code: 'invalid_format' }]);
+  });
+});
+
+describe('loadRegistry refuses an inconsistent registry, naming the group and the key', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** A copy of model/ in a temp dir, with one file rewritten. */
+  function brokenRegistry(file: string, edit: (text: string) => string): string {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-semconv-'));
+    dirs.push(dir);
+    cpSync(join(root, 'model'), join(dir, 'model'), { recursive: true });
+    const path = join(dir, 'model', file);
+    const before = readFileSync(path, 'utf8');
+    const after = edit(before);
+    expect(after, 'the edit must change the file').not.toBe(before);
+    writeFileSync(path, after);
+    return dir;
+  }
+
+  it('the committed registry loads', () => {
+    expect(() => loadRegistry(root)).not.toThrow();
+  });
+
+  it.each([
+    [
+      'an unknown reference',
+      'events.yaml',
+      (t: string) => t.replace('{ ref: ml.feedback.source }', '{ ref: ml.feedback.sauce }'),
+      'event.ml.feedback: references unknown attribute ml.feedback.sauce',
+    ],
+    [
+      'a reference listed twice',
+      'events.yaml',
+      (t: string) =>
+        t.replace(
+          '{ ref: ml.feedback.source }',
+          '{ ref: ml.feedback.source }\n      - { ref: ml.feedback.source }',
+        ),
+      'event.ml.feedback: references ml.feedback.source twice',
+    ],
+    [
+      'an attribute defined twice',
+      'registry/ml-inference.yaml',
+      (t: string) => t.replace('id: ml.feedback.source,', 'id: ml.feedback.correct,'),
+      'attribute ml.feedback.correct is defined twice',
+    ],
+    [
+      'an unknown requirement level',
+      'events.yaml',
+      (t: string) =>
+        t.replace(
+          '{ ref: ml.feedback.id, requirement_level: required }',
+          '{ ref: ml.feedback.id, requirement_level: mandatory }',
+        ),
+      'event.ml.feedback: ml.feedback.id has an unknown requirement_level "mandatory"',
+    ],
+    [
+      'a stage without a span',
+      'spans.yaml',
+      (t: string) => t.replace('stage: drift,', 'stage: drifting,'),
+      'stage drift has no span group in model/spans.yaml',
+    ],
+    [
+      'a span that misses an attribute of its event',
+      'events.yaml',
+      (t: string) =>
+        t.replace(
+          '{ ref: ml.feedback.source }',
+          '{ ref: ml.feedback.source }\n      - { ref: ml.model.name }',
+        ),
+      'span.ml.feedback: ml.feedback has ml.model.name but the span does not declare it',
+    ],
+    [
+      'a span that declares an attribute its event lacks',
+      'spans.yaml',
+      (t: string) =>
+        t.replace(
+          '      - { ref: ml.feedback.source }',
+          '      - { ref: ml.feedback.source }\n      - { ref: ml.model.name }',
+        ),
+      'span.ml.feedback: declares ml.model.name, which ml.feedback does not have',
+    ],
+  ])('%s', (_what, file, edit, message) => {
+    expect(() => loadRegistry(brokenRegistry(file, edit))).toThrow(message);
   });
 });
