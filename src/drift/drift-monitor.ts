@@ -6,6 +6,7 @@ import {
   ATTR_ML_MODEL_VERSION,
   METRIC_ML_DRIFT_SCORE,
 } from '../semconv/index.js';
+import { DriftInputError } from './errors.js';
 import type { NumericFeatureProfile, ReferenceProfile } from './profile.js';
 import {
   chiSquareTest,
@@ -114,6 +115,7 @@ export class DriftMonitor {
       largeReference: 1000,
       ...opts,
     };
+    validateOptions(this.#o);
     const meter = opts.meter ?? metrics.getMeter('mltrail');
     // Unit "1" as in model/metrics.yaml: Prometheus' OTLP translation names the gauge ml_drift_score_ratio
     // from it, which is what the dashboards query (test/drift/grafana-names.test.ts).
@@ -315,6 +317,29 @@ export class DriftMonitor {
       drifted: js >= this.#o.distanceThreshold,
     };
   }
+}
+
+/** Rejects options that would make every window meaningless, at construction (never later, in observe). */
+function validateOptions(o: DriftMonitorOptions): void {
+  const bad = (what: string, v: unknown) => {
+    throw new DriftInputError(`DriftMonitor: ${what} (got ${String(v)})`);
+  };
+  if (o.reference?.features === undefined || typeof o.reference.digest !== 'string')
+    bad('reference must be a profile from buildProfile()/loadProfile()', o.reference);
+  if (Object.keys(o.reference.features).length === 0) bad('reference profiles no feature', 0);
+  const size = o.window?.size;
+  if (size !== undefined && !(Number.isInteger(size) && size >= 1))
+    bad('window.size must be a positive integer', size);
+  const ms = o.window?.ms;
+  if (ms !== undefined && !(Number.isFinite(ms) && ms >= 0)) bad('window.ms must be a number ≥ 0', ms);
+  for (const k of ['pValueThreshold', 'driftShare'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(v > 0 && v <= 1)) bad(`${k} must be in (0, 1]`, v);
+  }
+  if (o.distanceThreshold !== undefined && !(o.distanceThreshold > 0))
+    bad('distanceThreshold must be > 0', o.distanceThreshold);
+  if (o.largeReference !== undefined && !(o.largeReference >= 0))
+    bad('largeReference must be ≥ 0', o.largeReference);
 }
 
 /** Per-value counts of a numerical reference feature, when it has few distinct values. */

@@ -102,4 +102,16 @@ describe('DriftMonitor windows', () => {
     expect(r?.features.map((f) => f.feature)).toEqual(['temp_max']);
     expect(r?.features.every((f) => Number.isFinite(f.statistic))).toBe(true);
   });
+
+  it('options that make windows meaningless are refused at construction with the reason', () => {
+    const make = (o: Partial<ConstructorParameters<typeof DriftMonitor>[0]>) => () =>
+      new DriftMonitor({ reference: profile, ...o });
+    expect(make({ window: { size: 0 } })).toThrow(/window.size must be a positive integer \(got 0\)/);
+    expect(make({ window: { ms: -1 } })).toThrow(/window.ms must be a number ≥ 0 \(got -1\)/);
+    expect(make({ pValueThreshold: 5 })).toThrow(/pValueThreshold must be in \(0, 1\] \(got 5\)/);
+    expect(make({ driftShare: 0 })).toThrow(/driftShare must be in \(0, 1\]/);
+    expect(make({ distanceThreshold: Number.NaN })).toThrow(/distanceThreshold must be > 0/);
+    expect(make({ reference: {} as never })).toThrow(/reference must be a profile/);
+    expect(make({ window: { size: 10, ms: 0 } })).not.toThrow();
+  });
 });
