@@ -1,8 +1,14 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildProfile, DriftMonitor, type ReferenceProfile, saveProfile } from '../drift/index.js';
-import { AuditLog } from '../journal/index.js';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { buildProfile, type ReferenceProfile, saveProfile } from '../drift/index.js';
+import { parseRecordLine } from '../integrity/index.js';
+import { AuditLog, JournalReader } from '../journal/index.js';
+import { buildLinearClassifierOnnx } from '../onnx/index.js';
 import { createRedactor } from '../privacy/index.js';
+import { ATTR_ML_DRIFT_ID, EVENT_ML_DRIFT_DETECTED } from '../semconv/index.js';
 import {
   createTrail,
   type DatasetVersion,
@@ -13,9 +19,9 @@ import {
 } from '../trail/index.js';
 import {
   accuracy,
-  attributions,
   type LogisticModel,
   predictProba,
+  rawWeights,
   trainLogistic,
 } from './logistic-regression.js';
 import {
@@ -127,65 +133,66 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const deployment = trail.deploy({
       model: v1.model,
       environment: 'demo',
-      endpoint: 'in-process:quote',
+      endpoint: 'http://localhost/quote',
       deployedBy: 'release-bot',
     });
     log(`deploy   rain-cover v1 (${v1.model.digest?.slice(0, 19)}…) to "demo"`);
 
-    // 3. Serve 2015 traffic: every quote is an audited prediction, then a decision with its reasons; a drift
-    //    monitor compares each 60-quote window with the profile of the data v1 was trained on.
-    const monitor = (t: Trained, d: Deployment) =>
-      new DriftMonitor({
-        reference: t.profile,
-        model: { name: 'rain-cover', version: t.model.version },
-        deploymentId: d.id,
-        window: { size: 60 },
-        sink: trail,
-      });
-    let quote = quoteService(trail, deployment, v1.logistic, monitor(v1, deployment));
+    // 3. Serve it: onnxruntime-node behind a plain HTTP server started with `node --import mltrail/register`
+    //    (no mltrail code in its model path). Replay 2015 traffic; the server's drift monitor compares each
+    //    60-quote window with the profile of the data v1 was trained on.
+    await trail.flush();
+    const server = await startServer(dir, v1, deployment);
     const truth: [string, WeatherDay][] = [];
-    const serve = (from: string, to: string) => {
-      for (const [i, day] of between(weather.days, from, to).entries()) {
-        const q = quote(`customer-${(i % 40) + 1}@example.com`, day);
-        truth.push([q.predictionId, day]);
-        result.samplePredictionId ??= q.predictionId;
-        result.predictions++;
-        result.decisions++;
-        result.driftRecords.push(...q.driftRecords);
-      }
-    };
-    serve('2015-01-01', '2015-09-01');
-    log(
-      `serve    ${result.predictions} quotes Jan–Aug 2015; drift monitor: ${result.driftRecords.length} drift record(s)`,
-    );
-
-    // 4. Drift fired: retrain on more recent data, linked to the drift records that caused it; deploy v2.
-    if (result.driftRecords.length > 0) {
-      const trigger = trail.retrain({
-        reason: `input drift in 2015 traffic (${result.driftRecords.length} drift record(s))`,
-        trigger: 'drift',
-        triggerIds: result.driftRecords.slice(0, 50),
-        previous: v1.model,
-        actor: 'drift-monitor',
-      });
-      const train2 = select('train-2013-2014', 'train', '2013-01-01', '2015-01-01');
-      const test2 = select('test-2015h1', 'test', '2015-01-01', '2015-07-01');
-      const v2 = await trainEvaluateRegister(trail, dir, '2', train2, test2, log, trigger);
-      result.models.push({ version: '2', accuracy: v2.accuracy, digest: v2.model.digest });
-      const d2 = trail.deploy({
-        model: v2.model,
-        environment: 'demo',
-        endpoint: 'in-process:quote',
-        replaces: v1.model,
-        deployedBy: 'release-bot',
-      });
+    try {
+      const serve = async (from: string, to: string) => {
+        for (const [i, day] of between(weather.days, from, to).entries()) {
+          const predictionId = await server.quote(`customer-${(i % 40) + 1}@example.com`, day);
+          truth.push([predictionId, day]);
+          result.samplePredictionId ??= predictionId;
+          result.predictions++;
+          result.decisions++;
+        }
+      };
+      await serve('2015-01-01', '2015-09-01');
+      await server.flush();
+      result.driftRecords = driftIdsIn(dir);
       log(
-        `retrain  v2 deployed, retrained because of ${trigger.triggerIds.length} drift record(s) (${trigger.id})`,
+        `serve    ${result.predictions} quotes Jan–Aug 2015 from the ONNX server; drift monitor: ${result.driftRecords.length} drift record(s)`,
       );
-      quote = quoteService(trail, d2, v2.logistic, monitor(v2, d2));
-      const before = result.predictions;
-      serve('2015-09-01', '2016-01-01');
-      log(`serve    ${result.predictions - before} quotes Sep–Dec 2015 on v2`);
+
+      // 4. Drift fired: retrain on more recent data, linked to the drift records that caused it; deploy v2.
+      if (result.driftRecords.length > 0) {
+        const trigger = trail.retrain({
+          reason: `input drift in 2015 traffic (${result.driftRecords.length} drift record(s))`,
+          trigger: 'drift',
+          triggerIds: result.driftRecords.slice(0, 50),
+          previous: v1.model,
+          actor: 'drift-monitor',
+        });
+        const train2 = select('train-2013-2014', 'train', '2013-01-01', '2015-01-01');
+        const test2 = select('test-2015h1', 'test', '2015-01-01', '2015-07-01');
+        const v2 = await trainEvaluateRegister(trail, dir, '2', train2, test2, log, trigger);
+        result.models.push({ version: '2', accuracy: v2.accuracy, digest: v2.model.digest });
+        const d2 = trail.deploy({
+          model: v2.model,
+          environment: 'demo',
+          endpoint: 'http://localhost/quote',
+          replaces: v1.model,
+          deployedBy: 'release-bot',
+        });
+        await trail.flush();
+        await server.reload(v2, d2);
+        log(
+          `retrain  v2 deployed, retrained because of ${trigger.triggerIds.length} drift record(s) (${trigger.id})`,
+        );
+        const before = result.predictions;
+        await serve('2015-09-01', '2016-01-01');
+        log(`serve    ${result.predictions - before} quotes Sep–Dec 2015 on v2`);
+      }
+      await server.flush();
+    } finally {
+      await server.stop();
     }
 
     // 5. Ground truth arrives later for a quarter of the quotes.
@@ -208,6 +215,8 @@ interface Trained {
   logistic: LogisticModel;
   accuracy: number;
   profile: ReferenceProfile;
+  onnxPath: string;
+  profilePath: string;
 }
 
 async function trainEvaluateRegister(
@@ -219,13 +228,14 @@ async function trainEvaluateRegister(
   log: (l: string) => void,
   retraining?: RetrainingTrigger,
 ): Promise<Trained> {
-  const artifact = join(dir, 'artifacts', `rain-cover-v${version}.json`);
+  const onnxPath = join(dir, 'artifacts', `rain-cover-v${version}.onnx`);
+  const profilePath = join(dir, 'artifacts', `rain-cover-v${version}.profile.json`);
   // The reference profile of exactly the training data: drift is measured against it.
   const profile = buildProfile(
     train.examples.map((e) => Object.fromEntries(FEATURE_NAMES.map((n, j) => [n, e.x[j]]))),
     { features: [...FEATURE_NAMES] },
   );
-  await saveProfile(profile, join(dir, 'artifacts', `rain-cover-v${version}.profile.json`));
+  await saveProfile(profile, profilePath);
   let runId = '';
   const fit = trail.train(
     {
@@ -238,10 +248,10 @@ async function trainEvaluateRegister(
       seed: SEED,
       profileDigest: profile.digest,
       retraining,
-      artifact: (r: { bytes: string }) => ({
-        data: r.bytes,
-        format: 'json',
-        uri: `file:artifacts/rain-cover-v${version}.json`,
+      artifact: (r: { onnx: Uint8Array }) => ({
+        data: r.onnx,
+        format: 'onnx',
+        uri: `file:artifacts/rain-cover-v${version}.onnx`,
       }),
       onRecorded: (run) => {
         runId = run.id;
@@ -253,11 +263,23 @@ async function trainEvaluateRegister(
         examples.map((e) => e.y),
         HYPERPARAMETERS,
       );
-      return { logistic, bytes: JSON.stringify({ features: FEATURE_NAMES, ...logistic }) };
+      // Standardisation folded into the weights: the ONNX graph is Sigmoid(x·W + b) on raw features.
+      const { weights, bias } = rawWeights(logistic);
+      const onnx = buildLinearClassifierOnnx({
+        weights,
+        bias,
+        inputName: 'features',
+        outputName: 'probability',
+        docString: `rain-cover v${version}`,
+      });
+      return { logistic, onnx };
     },
   );
-  const { logistic, bytes } = fit(train.examples);
-  writeFileSync(artifact, bytes, { mode: 0o600 });
+  const { logistic, onnx } = fit(train.examples);
+  writeFileSync(onnxPath, onnx, { mode: 0o600 });
+  writeFileSync(`${onnxPath}.meta.json`, JSON.stringify({ features: FEATURE_NAMES, ...logistic }), {
+    mode: 0o600,
+  });
   const acc = trail.evaluate(
     { run: runId, dataset: test.dataset, metric: 'accuracy', threshold: ACCURACY_THRESHOLD },
     () =>
@@ -268,62 +290,106 @@ async function trainEvaluateRegister(
       ),
   )();
   log(
-    `train    v${version}: accuracy ${acc.toFixed(3)} on ${test.dataset.name} (threshold ${ACCURACY_THRESHOLD})`,
+    `train    v${version}: accuracy ${acc.toFixed(3)} on ${test.dataset.name} (threshold ${ACCURACY_THRESHOLD}); exported to ONNX`,
   );
   const model = await trail.register({
     name: 'rain-cover',
     version,
     run: runId,
-    data: bytes,
-    format: 'json',
-    uri: `file:artifacts/rain-cover-v${version}.json`,
+    data: onnx,
+    format: 'onnx',
+    uri: `file:artifacts/rain-cover-v${version}.onnx`,
     approvedBy: 'model-risk@rain-cover',
   });
-  return { model, logistic, accuracy: acc, profile };
+  return { model, logistic, accuracy: acc, profile, onnxPath, profilePath };
 }
 
-/** Turns the probability of a wet day into a quote, with the reason an underwriter can read. */
-function quoteFor(pWet: number): { outcome: string; reason: string; threshold: number } {
-  if (pWet >= 0.8)
-    return { outcome: 'decline', reason: `probability of rain ${pWet.toFixed(2)} >= 0.80`, threshold: 0.8 };
-  if (pWet >= 0.5)
-    return {
-      outcome: 'surcharge',
-      reason: `probability of rain ${pWet.toFixed(2)} in [0.50, 0.80)`,
-      threshold: 0.5,
-    };
-  return { outcome: 'standard', reason: `probability of rain ${pWet.toFixed(2)} < 0.50`, threshold: 0.5 };
+interface DemoServer {
+  quote(customer: string, day: WeatherDay): Promise<string>;
+  reload(t: Trained, d: Deployment): Promise<void>;
+  flush(): Promise<void>;
+  stop(): Promise<void>;
 }
 
-function quoteService(trail: Trail, deployment: Deployment, model: LogisticModel, monitor: DriftMonitor) {
-  let lastId = '';
-  const score = trail.predict<[number[], string], number>(
+/** Starts examples/weather/server.mjs under `node --import mltrail/register`, writing to the same journal. */
+async function startServer(dir: string, t: Trained, d: Deployment): Promise<DemoServer> {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'mltrail/register', join(root, 'examples', 'weather', 'server.mjs')],
     {
-      model: deployment,
-      output: (p: number) => ({ label: p >= 0.5 ? 'wet' : 'dry', score: Math.round(p * 1e4) / 1e4 }),
-      subject: (_x: number[], customer: string) => customer,
-      input: (x: number[]) => Object.fromEntries(FEATURE_NAMES.map((n, j) => [n, x[j]])),
-      onRecorded: (p) => {
-        lastId = p.id;
+      cwd: root,
+      env: {
+        ...process.env,
+        MLTRAIL_DIR: dir,
+        MLTRAIL_PSEUDONYM_KEY: process.env.MLTRAIL_PSEUDONYM_KEY ?? DEMO_PSEUDONYM_KEY,
+        OTEL_SERVICE_NAME: 'rain-cover-api',
+        MLTRAIL_ENVIRONMENT: 'demo',
+        MODEL_PATH: t.onnxPath,
+        PROFILE_PATH: t.profilePath,
+        MODEL_NAME: 'rain-cover',
+        MODEL_VERSION: t.model.version,
+        DEPLOYMENT_ID: d.id,
+        DRIFT_WINDOW: '60',
+        PORT: '0',
       },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    (x: number[], _customer: string) => predictProba(model, x),
   );
-  return (customer: string, day: WeatherDay) => {
-    const f = featuresOf(day);
-    const x = FEATURE_NAMES.map((n) => f[n]);
-    const p = score(x, customer);
-    const window = monitor.observe(f as unknown as Record<string, number>);
-    const q = quoteFor(p);
-    trail.decide({
-      predictionId: lastId,
-      outcome: q.outcome,
-      reason: q.reason,
-      threshold: q.threshold,
-      attributions: attributions(model, x, FEATURE_NAMES),
-      automated: q.outcome !== 'decline',
-      reviewer: q.outcome === 'decline' ? 'underwriter-7' : undefined,
+  const port = await new Promise<number>((ok, fail) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { listening?: number };
+        if (msg.listening !== undefined) ok(msg.listening);
+      } catch {
+        // not a control line
+      }
     });
-    return { predictionId: lastId, ...q, driftRecords: window?.recordIds ?? [] };
+    child.once('exit', (code) =>
+      fail(new Error(`the demo server exited with code ${code} before listening`)),
+    );
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${base}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`demo server ${path}: HTTP ${res.status} ${await res.text()}`);
+    return res;
   };
+  return {
+    async quote(customer, day) {
+      const res = await post('/quote', { customer, features: featuresOf(day) });
+      await res.arrayBuffer();
+      const id = res.headers.get('x-mltrail-prediction-id');
+      if (id === null) throw new Error('the demo server did not return x-mltrail-prediction-id');
+      return id;
+    },
+    async reload(next, dep) {
+      await post('/reload', {
+        modelPath: next.onnxPath,
+        profilePath: next.profilePath,
+        modelVersion: next.model.version,
+        deploymentId: dep.id,
+      });
+    },
+    async flush() {
+      await post('/flush', {});
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+function driftIdsIn(dir: string): string[] {
+  const ids: string[] = [];
+  for (const l of new JournalReader(dir).lines()) {
+    if (!l.text.includes(EVENT_ML_DRIFT_DETECTED)) continue;
+    const r = parseRecordLine(l.text, l);
+    if (r.event === EVENT_ML_DRIFT_DETECTED && r.body !== '')
+      ids.push(String(JSON.parse(r.body)[ATTR_ML_DRIFT_ID]));
+  }
+  return ids;
 }

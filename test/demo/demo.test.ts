@@ -27,6 +27,22 @@ describe('the demo (npm start → mltrail demo)', () => {
     expect(count('ml.drift.detected')).toBeGreaterThan(0);
     expect(count('ml.retraining.triggered')).toBe(1);
 
+    // Predictions come from the ONNX server under `node --import mltrail/register`, on its own chain,
+    // and name the deployed version it matched by model digest.
+    const pred = records.find((r) => r.event === 'ml.prediction')!;
+    const trainingChain = records.find((r) => r.event === 'ml.dataset.registered')!.chain;
+    expect(pred.chain).not.toBe(trainingChain);
+    const predBody = JSON.parse(pred.body);
+    expect(predBody).toEqual(
+      expect.objectContaining({
+        'ml.model.format': 'onnx',
+        'ml.model.version': '1',
+        'ml.prediction.registered': true,
+        'service.name': 'rain-cover-api',
+      }),
+    );
+    expect(predBody['ml.prediction.subject_id'] ?? '').not.toContain('@');
+
     // The retraining names the drift records that caused it, and the v2 run carries the trigger.
     const retrain = JSON.parse(records.find((r) => r.event === 'ml.retraining.triggered')!.body);
     const driftIds = new Set(
