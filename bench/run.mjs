@@ -1,0 +1,61 @@
+// `npm run bench`: runs every benchmark (each a separate process, each measuring its own baseline in the
+// same run), prints a table of ratios and writes bench/results.json as { machine, date, results }.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+
+const quick = process.argv.includes('--quick');
+const benches = [
+  ['predict.mjs', quick ? ['5000'] : ['20000']],
+  ['journal.mjs', quick ? ['20000', '64'] : ['100000', '64']],
+  ['verify.mjs', quick ? ['100000'] : ['1000000']],
+  ['lineage.mjs', quick ? ['100000'] : ['1000000']],
+  ['drift.mjs', []],
+  ['redaction.mjs', []],
+  ['instrumentation.mjs', []],
+];
+const results = [];
+for (const [file, args] of benches) {
+  process.stderr.write(`bench: ${file} ${args.join(' ')}\n`);
+  try {
+    const out = execFileSync(process.execPath, [`bench/${file}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 64 << 20,
+    });
+    for (const line of out.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        results.push(JSON.parse(line));
+      } catch {
+        // not a result line
+      }
+    }
+  } catch (err) {
+    process.stderr.write(`bench: ${file} failed: ${err.message}\n`);
+  }
+}
+const machine = {
+  cpus: cpus().length,
+  model: cpus()[0]?.model,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  platform: process.platform,
+};
+writeFileSync(
+  'bench/results.json',
+  `${JSON.stringify({ machine, date: new Date().toISOString(), results }, null, 2)}\n`,
+);
+const rows = results.map((r) => [
+  r.name,
+  String(r.value),
+  String(r.baseline ?? ''),
+  String(r.ratio ?? ''),
+  r.unit,
+]);
+const widths = [0, 1, 2, 3, 4].map((i) =>
+  Math.max(...[['name', 'value', 'baseline', 'ratio', 'unit'], ...rows].map((row) => row[i].length)),
+);
+for (const row of [['name', 'value', 'baseline', 'ratio', 'unit'], ...rows])
+  console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+console.log('\nwritten to bench/results.json');
