@@ -236,6 +236,16 @@ export function generate(root = ROOT) {
   s += `export const ATTRIBUTE_TYPES: Readonly<Record<string, string>> = {\n${reg.attributes.map((a) => `  ${q(a.id)}: ${q(typeName(a.type))},`).join('\n')}\n};\n`;
   s += doc('Every metric name in the registry and its instrument.');
   s += `export const METRIC_INSTRUMENTS: Readonly<Record<string, string>> = {\n${reg.metrics.map((m) => `  ${q(m.metric_name)}: ${q(m.instrument)},`).join('\n')}\n};\n`;
+  s += doc(
+    'Every metric in the registry: instrument, unit, description and the attributes its data points may carry.\n\n' +
+      'Create instruments from it so code and registry cannot drift apart, e.g.\n' +
+      '`meter.createCounter(METRIC_ML_PREDICTION_COUNT, METRIC_DEFINITIONS[METRIC_ML_PREDICTION_COUNT])`.',
+  );
+  s += `export const METRIC_DEFINITIONS: Readonly<\n  Record<string, { readonly instrument: string; readonly unit: string; readonly description: string; readonly attributes: readonly string[] }>\n> = {\n`;
+  for (const m of reg.metrics) {
+    s += `  ${q(m.metric_name)}: {\n    instrument: ${q(m.instrument)},\n    unit: ${q(String(m.unit))},\n    description: ${q(String(m.brief).trim())},\n    attributes: [${(m.attributes ?? []).map((r) => q(r.ref)).join(', ')}],\n  },\n`;
+  }
+  s += '};\n';
   out['src/semconv/lookup.ts'] = s;
 
   // schemas.ts
@@ -273,7 +283,7 @@ export function generate(root = ROOT) {
     .flatMap((a) => a.type.members.map((m) => enumConst(a, m)));
   s += `export {\n${[...reg.attributes.map((a) => `ATTR_${constName(a.id)}`), ...enumConsts].map((n) => `  ${n},`).join('\n')}\n} from './attributes.js';\n`;
   s += `export {\n${reg.events.map((e) => `  EVENT_${constName(e.name)},`).join('\n')}\n  EVENT_NAMES,\n  type EventName,\n} from './events.js';\n`;
-  s += `export { ATTRIBUTE_TYPES, INDEX_LABEL_ATTRIBUTES, JSON_ATTRIBUTES, LOOKUP_ATTRIBUTES, METRIC_INSTRUMENTS } from './lookup.js';\n`;
+  s += `export {\n  ATTRIBUTE_TYPES,\n  INDEX_LABEL_ATTRIBUTES,\n  JSON_ATTRIBUTES,\n  LOOKUP_ATTRIBUTES,\n  METRIC_DEFINITIONS,\n  METRIC_INSTRUMENTS,\n} from './lookup.js';\n`;
   s += `export {\n${reg.metrics.map((m) => `  METRIC_${constName(m.metric_name)},`).join('\n')}\n} from './metrics.js';\n`;
   s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\n`;
   s += `export {\n${reg.spans.map((sp) => `  SPAN_${constName(ann(sp).span_name)},`).join('\n')}\n  SPAN_NAMES,\n} from './spans.js';\n`;

@@ -213,3 +213,49 @@ export const METRIC_INSTRUMENTS: Readonly<Record<string, string>> = {
   "mltrail.journal.write_errors": "counter",
   "mltrail.validation.failures": "counter",
 };
+/**
+ * Every metric in the registry: instrument, unit, description and the attributes its data points may carry.
+ *
+ * Create instruments from it so code and registry cannot drift apart, e.g.
+ * `meter.createCounter(METRIC_ML_PREDICTION_COUNT, METRIC_DEFINITIONS[METRIC_ML_PREDICTION_COUNT])`.
+ */
+export const METRIC_DEFINITIONS: Readonly<
+  Record<string, { readonly instrument: string; readonly unit: string; readonly description: string; readonly attributes: readonly string[] }>
+> = {
+  "ml.drift.score": {
+    instrument: "gauge",
+    unit: "1",
+    description: "Latest drift score per feature and model version.",
+    attributes: ["ml.drift.feature", "ml.drift.test", "ml.model.name", "ml.model.version"],
+  },
+  "ml.prediction.count": {
+    instrument: "counter",
+    unit: "{prediction}",
+    description: "Predictions made.",
+    attributes: ["ml.model.name", "ml.model.version"],
+  },
+  "ml.prediction.duration": {
+    instrument: "histogram",
+    unit: "s",
+    description: "Inference latency.",
+    attributes: ["ml.model.name", "ml.model.version"],
+  },
+  "ml.prediction.errors": {
+    instrument: "counter",
+    unit: "{error}",
+    description: "Failed predictions.",
+    attributes: ["ml.model.name", "ml.model.version", "error.type"],
+  },
+  "mltrail.journal.write_errors": {
+    instrument: "counter",
+    unit: "{error}",
+    description: "Journal write failures (disk full, I/O errors).",
+    attributes: [],
+  },
+  "mltrail.validation.failures": {
+    instrument: "counter",
+    unit: "{event}",
+    description: "Audit events recorded with schema violations.",
+    attributes: ["event.name"],
+  },
+};
