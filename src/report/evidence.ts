@@ -53,23 +53,87 @@ export class EvidenceNotFoundError extends Error {
   }
 }
 
+// Record kinds there is one of per prediction: a report keeps only those that name its subject, so the
+// memory it needs follows the size of the pipeline, not the traffic.
+const PER_PREDICTION = new Set<string>([sc.EVENT_ML_PREDICTION, sc.EVENT_ML_DECISION, sc.EVENT_ML_FEEDBACK]);
+const PIPELINE = new Set<string>([
+  sc.EVENT_ML_MODEL_REGISTERED,
+  sc.EVENT_ML_TRAINING_COMPLETED,
+  sc.EVENT_ML_EVALUATION_COMPLETED,
+  sc.EVENT_ML_DEPLOYMENT_COMPLETED,
+  sc.EVENT_ML_DRIFT_DETECTED,
+]);
+
+/** The record hashes of each chain by seq, 32 bytes each: the leaves of the inclusion proof. */
+class ChainLeaves {
+  #buf = Buffer.alloc(32 * 1024);
+  #present = new Uint8Array(1024);
+
+  set(seq: number, hashHex: string): void {
+    if (!Number.isSafeInteger(seq) || seq < 0 || hashHex.length !== 64) return;
+    while ((seq + 1) * 32 > this.#buf.length) {
+      const bigger = Buffer.alloc(this.#buf.length * 2);
+      this.#buf.copy(bigger);
+      this.#buf = bigger;
+      const present = new Uint8Array(this.#present.length * 2);
+      present.set(this.#present);
+      this.#present = present;
+    }
+    this.#buf.write(hashHex, seq * 32, 'hex');
+    this.#present[seq] = 1;
+  }
+
+  /** Leaves 0..size-1, or undefined when one of them was not read. */
+  upTo(size: number): Buffer[] | undefined {
+    if (size * 32 > this.#buf.length) return undefined;
+    const out: Buffer[] = [];
+    for (let i = 0; i < size; i++) {
+      if (this.#present[i] !== 1) return undefined;
+      out.push(this.#buf.subarray(i * 32, i * 32 + 32));
+    }
+    return out;
+  }
+}
+
 /**
  * Gathers the evidence for one prediction (its decision, model, training, data, deployments, drift and the
- * integrity proof of its record) or one model version, reading the journal once for records and once to
- * verify it.
+ * integrity proof of its record) or one model version. Streams the journal once for the evidence and once
+ * to verify it; of the per-prediction records it keeps only those naming the subject.
  */
 export function gatherEvidence(dir: string, subject: { prediction?: string; model?: string }): Evidence {
-  const records: AuditRecord[] = [];
-  for (const l of new JournalReader(dir).lines()) records.push(parseRecordLine(l.text, l));
   const graph = new LineageGraph();
-  for (const r of records) graph.add(r);
+  const pipeline: { r: AuditRecord; b: Record<string, unknown> }[] = [];
+  const checkpoints: AuditRecord[] = [];
+  const leaves = new Map<string, ChainLeaves>();
   const body = (r: AuditRecord) =>
     r.body === '' ? { ...r.attrs, erased: true } : (JSON.parse(r.body) as Record<string, unknown>);
+  const predictionId = subject.prediction;
+  // The id as it appears inside a canonical JSON body, for a cheap test before parsing.
+  const needle = predictionId === undefined ? undefined : JSON.stringify(predictionId).slice(1, -1);
+  let predictionRecord: { r: AuditRecord; b: Record<string, unknown> } | undefined;
+  const decisionsFound: Record<string, unknown>[] = [];
+  const feedbackFound: Record<string, unknown>[] = [];
+  for (const l of new JournalReader(dir).lines()) {
+    const r = parseRecordLine(l.text, l);
+    let chainLeaves = leaves.get(r.chain);
+    if (chainLeaves === undefined) leaves.set(r.chain, (chainLeaves = new ChainLeaves()));
+    chainLeaves.set(r.seq, r.hash);
+    if (PER_PREDICTION.has(r.event)) {
+      if (needle === undefined || !r.body.includes(needle)) continue;
+      const b = body(r);
+      if (b[sc.ATTR_ML_PREDICTION_ID] !== predictionId) continue;
+      graph.add(r);
+      if (r.event === sc.EVENT_ML_PREDICTION) predictionRecord ??= { r, b };
+      else if (r.event === sc.EVENT_ML_DECISION) decisionsFound.push(b);
+      else feedbackFound.push(b);
+      continue;
+    }
+    graph.add(r);
+    if (PIPELINE.has(r.event)) pipeline.push({ r, b: body(r) });
+    else if (r.event === sc.EVENT_MLTRAIL_CHECKPOINT) checkpoints.push(r);
+  }
   const where = (event: string, key: string, value: unknown) =>
-    records
-      .filter((r) => r.event === event)
-      .map((r) => ({ r, b: body(r) }))
-      .filter((x) => x.b[key] === value);
+    pipeline.filter((x) => x.r.event === event && x.b[key] === value);
 
   let kind: 'prediction' | 'model';
   let id: string;
@@ -77,15 +141,14 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
   let prediction: Record<string, unknown> | undefined;
   let modelName: string | undefined;
   let modelVersion: string | undefined;
-  if (subject.prediction !== undefined) {
+  if (predictionId !== undefined) {
     kind = 'prediction';
-    id = subject.prediction;
-    const p = where(sc.EVENT_ML_PREDICTION, sc.ATTR_ML_PREDICTION_ID, id)[0];
-    if (p === undefined) throw new EvidenceNotFoundError(`no prediction ${id} in ${dir}`);
-    subjectRecord = p.r;
-    prediction = p.b;
-    modelName = p.b[sc.ATTR_ML_MODEL_NAME] as string | undefined;
-    modelVersion = p.b[sc.ATTR_ML_MODEL_VERSION] as string | undefined;
+    id = predictionId;
+    if (predictionRecord === undefined) throw new EvidenceNotFoundError(`no prediction ${id} in ${dir}`);
+    subjectRecord = predictionRecord.r;
+    prediction = predictionRecord.b;
+    modelName = prediction[sc.ATTR_ML_MODEL_NAME] as string | undefined;
+    modelVersion = prediction[sc.ATTR_ML_MODEL_VERSION] as string | undefined;
   } else if (subject.model !== undefined) {
     kind = 'model';
     const node = graph.resolve(subject.model);
@@ -102,10 +165,12 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
   } else {
     throw new EvidenceNotFoundError('a prediction id or a model version is required');
   }
-  const registered = records
-    .filter((r) => r.event === sc.EVENT_ML_MODEL_REGISTERED)
-    .map((r) => ({ r, b: body(r) }))
-    .find((x) => x.b[sc.ATTR_ML_MODEL_NAME] === modelName && x.b[sc.ATTR_ML_MODEL_VERSION] === modelVersion);
+  const registered = pipeline.find(
+    (x) =>
+      x.r.event === sc.EVENT_ML_MODEL_REGISTERED &&
+      x.b[sc.ATTR_ML_MODEL_NAME] === modelName &&
+      x.b[sc.ATTR_ML_MODEL_VERSION] === modelVersion,
+  );
   if (kind === 'model') subjectRecord = registered?.r;
   const runId = registered?.b[sc.ATTR_ML_RUN_ID];
   const training =
@@ -114,18 +179,17 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
     runId !== undefined
       ? where(sc.EVENT_ML_EVALUATION_COMPLETED, sc.ATTR_ML_RUN_ID, runId).map((x) => x.b)
       : [];
-  const deployments = records
-    .filter((r) => r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED)
-    .map((r) => body(r))
-    .filter((b) => b[sc.ATTR_ML_MODEL_NAME] === modelName);
-  const drift = records
-    .filter((r) => r.event === sc.EVENT_ML_DRIFT_DETECTED)
-    .map((r) => body(r))
-    .filter((b) => b[sc.ATTR_ML_MODEL_NAME] === modelName && b[sc.ATTR_ML_MODEL_VERSION] === modelVersion);
-  const decisions =
-    kind === 'prediction' ? where(sc.EVENT_ML_DECISION, sc.ATTR_ML_PREDICTION_ID, id).map((x) => x.b) : [];
-  const feedback =
-    kind === 'prediction' ? where(sc.EVENT_ML_FEEDBACK, sc.ATTR_ML_PREDICTION_ID, id).map((x) => x.b) : [];
+  const deployments = pipeline
+    .filter((x) => x.r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED && x.b[sc.ATTR_ML_MODEL_NAME] === modelName)
+    .map((x) => x.b);
+  const drift = pipeline
+    .filter(
+      (x) =>
+        x.r.event === sc.EVENT_ML_DRIFT_DETECTED &&
+        x.b[sc.ATTR_ML_MODEL_NAME] === modelName &&
+        x.b[sc.ATTR_ML_MODEL_VERSION] === modelVersion,
+    )
+    .map((x) => x.b);
   const upstream = graph.query(id, 'upstream');
   const downstream = kind === 'prediction' ? graph.query(id, 'downstream') : { nodes: [], edges: [] };
   const lineage: LineageResult = {
@@ -138,15 +202,15 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
     generatedAt: new Date().toISOString(),
     journal: dir,
     prediction,
-    decisions,
-    feedback,
+    decisions: decisionsFound,
+    feedback: feedbackFound,
     model: registered?.b,
     training,
     evaluations,
     deployments,
     drift,
     lineage,
-    integrity: prove(dir, records, subjectRecord),
+    integrity: prove(dir, checkpoints, leaves, subjectRecord),
   };
 }
 
@@ -157,7 +221,12 @@ function dedupeNodes(nodes: LineageNode[]): LineageNode[] {
 }
 
 /** Inclusion of the subject's record in a signed checkpoint, plus a full verification of the journal. */
-function prove(dir: string, records: AuditRecord[], r: AuditRecord | undefined): IntegrityProof {
+function prove(
+  dir: string,
+  checkpoints: AuditRecord[],
+  leaves: Map<string, ChainLeaves>,
+  r: AuditRecord | undefined,
+): IntegrityProof {
   const verifier = new ChainVerifier();
   const summary = readIntoVerifier(dir, verifier);
   const notes = summary.checkpointFiles.map((f) => ({ note: readFileSync(f, 'utf8'), source: f }));
@@ -175,11 +244,11 @@ function prove(dir: string, records: AuditRecord[], r: AuditRecord | undefined):
   };
   if (r === undefined) return proof;
   proof.record = { chain: r.chain, seq: r.seq, hash: r.hash, digest: r.digest };
-  const chain = records.filter((x) => x.chain === r.chain).sort((a, b) => a.seq - b.seq);
+  const chain = checkpoints.filter((x) => x.chain === r.chain).sort((a, b) => a.seq - b.seq);
   // The first checkpoint that covers the record: in the chain itself, else the checkpoint file.
   const candidates: { note: string; source: string; key?: string }[] = [];
   for (const x of chain) {
-    if (x.event !== sc.EVENT_MLTRAIL_CHECKPOINT || x.body === '') continue;
+    if (x.body === '') continue;
     const b = JSON.parse(x.body) as Record<string, unknown>;
     candidates.push({
       note: String(b[sc.ATTR_MLTRAIL_CHECKPOINT_NOTE]),
@@ -201,9 +270,9 @@ function prove(dir: string, records: AuditRecord[], r: AuditRecord | undefined):
       continue;
     }
     if (size <= r.seq) continue;
-    const leaves = chain.slice(0, size).map((x) => Buffer.from(x.hash, 'hex'));
-    if (leaves.length !== size) break;
-    const path = inclusionProof(leaves, r.seq);
+    const chainLeaves = leaves.get(r.chain)?.upTo(size);
+    if (chainLeaves === undefined) break;
+    const path = inclusionProof(chainLeaves, r.seq);
     let signatureValid = false;
     let signer = 'unknown';
     try {
@@ -216,7 +285,8 @@ function prove(dir: string, records: AuditRecord[], r: AuditRecord | undefined):
     proof.checkpoint = { source: c.source, size, root: root.toString('base64'), signer, signatureValid };
     proof.inclusionProof = path.map((p) => p.toString('base64'));
     proof.inclusionValid =
-      verifyInclusion(r.seq, size, Buffer.from(r.hash, 'hex'), path, root) && rootOf(leaves).equals(root);
+      verifyInclusion(r.seq, size, Buffer.from(r.hash, 'hex'), path, root) &&
+      rootOf(chainLeaves).equals(root);
     break;
   }
   proof.verified = proof.inclusionValid && proof.checkpoint?.signatureValid === true && proof.journalIntact;
