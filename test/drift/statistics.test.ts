@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   binShares,
+  chiSquareSf,
   chiSquareTest,
   DriftInputError,
   jensenShannonDistance,
   ksTest,
+  kstwoSf,
   normedWassersteinDistance,
   populationStabilityIndex,
   wassersteinDistance,
@@ -62,6 +64,18 @@ describe('ksTest at sizes in the thousands (exact lattice-path count, tiny p, he
       expect(r.method).toBe(c.method === 'asymp' ? 'asymp' : 'exact');
     });
   }
+});
+
+describe('the distributions behind the p-values match scipy on grids reaching every branch', () => {
+  // Absolute 1e-6 as for every p-value, and 1e-6 relative so deep tails are held to account too.
+  const close = (actual: number, expected: number, what: string) =>
+    expect(Math.abs(actual - expected), what).toBeLessThanOrEqual(1e-6 * Math.min(1, expected) + 1e-300);
+  it(`kstwoSf(d, n) = scipy.stats.kstwo.sf (${oracle.kstwo.length} points, n from 1 to 250 000)`, () => {
+    for (const c of oracle.kstwo) close(kstwoSf(c.d, c.n), c.sf, `n=${c.n} d=${c.d}`);
+  });
+  it(`chiSquareSf(x, df) = scipy.stats.chi2.sf (${oracle.chi2_sf.length} points, df 1 to 250)`, () => {
+    for (const c of oracle.chi2_sf) close(chiSquareSf(c.x, c.df), c.sf, `df=${c.df} x=${c.x}`);
+  });
 });
 
 describe('chiSquareTest matches Evidently/scipy chisquare', () => {

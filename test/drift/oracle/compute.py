@@ -17,7 +17,7 @@ def r(x):
     return [float(v) for v in x]
 
 
-cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": [], "z": [], "ks_generated": [], "evidently": {}}
+cases = {"scipy": scipy.__version__, "numpy": np.__version__, "ks": [], "chisquare": [], "js": [], "wasserstein": [], "psi": [], "z": [], "ks_generated": [], "kstwo": [], "chi2_sf": [], "evidently": {}}
 
 ks_inputs = [
     ("small equal sizes", r(np.round(rng.normal(0, 1, 8), 3)), r(np.round(rng.normal(0.5, 1, 8), 3))),
@@ -107,6 +107,19 @@ for kind in ("shifted 3000 vs 2000", "far apart 1200 vs 900", "heavy ties 2500 v
     for method in ("exact", "asymp", "auto"):
         res = stats.ks_2samp(a, b, method=method)
         cases["ks_generated"].append({"name": kind, "method": method, "statistic": float(res.statistic), "pvalue": float(res.pvalue)})
+
+# The distributions behind the p-values, on grids that reach every branch scipy uses: kstwo.sf(d, n)
+# (closed forms at the ends, Durbin matrix, Smirnov, Pelz-Good for large n) and chi2.sf(x, df) (series and
+# continued fraction of the incomplete gamma, deep tails).
+for n in (1, 2, 5, 20, 100, 140, 141, 500, 1000, 5000, 100000, 250000):
+    for t in (0.3, 0.6, 0.9, 1.2, 1.6, 2.2, 3.5):
+        d = min(t / np.sqrt(n), 0.999)
+        cases["kstwo"].append({"n": n, "d": float(d), "sf": float(stats.kstwo.sf(d, n))})
+    for d in (0.5 / n, 0.75 / n, 1 - 0.5 / n if n > 1 else 0.9):
+        cases["kstwo"].append({"n": n, "d": float(d), "sf": float(stats.kstwo.sf(d, n))})
+for df in (1, 2, 3, 7, 40, 250):
+    for x in (1e-6, 0.1, 0.5, 1, 2.5, 5, 10, 30, 80, 300, 1000):
+        cases["chi2_sf"].append({"df": df, "x": x, "sf": float(stats.chi2.sf(x, df))})
 
 # Evidently itself (its legacy stattests module, what its data drift preset runs), as a second oracle:
 # the PSI binning (Sturges on pooled data) and zero fill, and the default test selection with its scores.
