@@ -55,7 +55,9 @@ export const LOOKUP_ATTRIBUTES: ReadonlySet<string> = new Set([
   "mltrail.access.actor",
   "mltrail.access.command",
   "mltrail.chain.id",
+  "mltrail.checkpoint.size",
   "mltrail.erasure.record_ref",
+  "mltrail.key.id",
   "service.name",
 ]);
 /**
