@@ -8,13 +8,7 @@ import {
 } from '../semconv/index.js';
 import { DriftInputError } from './errors.js';
 import type { NumericFeatureProfile, ReferenceProfile } from './profile.js';
-import {
-  chiSquareTest,
-  jensenShannonDistance,
-  ksTest,
-  normedWassersteinDistance,
-  zTest,
-} from './statistics.js';
+import { chiSquareTest, jensenShannonDistance, ksTest, wassersteinDistance, zTest } from './statistics.js';
 
 /** What the monitor reports for one drifted feature (or the whole data set). */
 export interface DriftDetail {
@@ -256,7 +250,8 @@ export class DriftMonitor {
           drifted: ks.pValue < alpha,
         };
       }
-      const w = normedWassersteinDistance(ref.sample, cur);
+      // Normed by the std of the whole reference (kept in the profile), as Evidently's np.std(reference).
+      const w = wassersteinDistance(ref.sample, cur) / Math.max(ref.std, 0.001);
       return {
         feature,
         test: 'wasserstein',
