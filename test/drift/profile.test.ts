@@ -8,6 +8,7 @@ import {
   DriftInputError,
   DriftMonitor,
   loadProfile,
+  normedWassersteinDistance,
   quantileSorted,
   saveProfile,
 } from '../../src/drift/index.js';
@@ -113,5 +114,21 @@ describe('DriftMonitor windows', () => {
     expect(make({ distanceThreshold: Number.NaN })).toThrow(/distanceThreshold must be > 0/);
     expect(make({ reference: {} as never })).toThrow(/reference must be a profile/);
     expect(make({ window: { size: 10, ms: 0 } })).not.toThrow();
+  });
+
+  it('references larger than sampleSize are tested on evenly spaced order statistics: close, not exact', () => {
+    // 20 000 reference values vs a shifted window; the exact normed distance uses them all.
+    const ref = Array.from({ length: 20_000 }, (_, i) => ((i * 7919) % 20011) / 1000);
+    const cur = Array.from({ length: 200 }, (_, i) => ((i * 104729) % 20011) / 1000 + 1.5);
+    const big = buildProfile(
+      ref.map((x) => ({ x })),
+      { sampleSize: 1000 },
+    );
+    const monitor = new DriftMonitor({ reference: big, window: { size: cur.length } });
+    let r: ReturnType<DriftMonitor['observe']>;
+    for (const x of cur) r = monitor.observe({ x });
+    const exact = normedWassersteinDistance(ref, cur);
+    expect(r?.features[0].test).toBe('wasserstein');
+    expect(Math.abs(r!.features[0].statistic - exact) / exact).toBeLessThan(0.01);
   });
 });
