@@ -7,7 +7,9 @@ import {
   EVENT_ML_PREDICTION,
   EVENT_NAMES,
   type EventBody,
+  INDEX_LABEL_ATTRIBUTES,
   JSON_ATTRIBUTES,
+  LOOKUP_ATTRIBUTES,
   ML_STAGE_NAME_VALUE_PREDICT,
   SPAN_NAMES,
   schemaForEvent,
@@ -194,6 +196,31 @@ describe('limits that apply to every event', () => {
   it('rejects bodies that are not objects', () => {
     for (const v of [null, 'ml.prediction', [], 42]) {
       expect(issues(EVENT_ML_PREDICTION, v).map((i) => [i.path, i.code])).toEqual([['', 'invalid_type']]);
+    }
+  });
+});
+
+describe('where keys end up', () => {
+  it('only service.name, deployment.environment.name and ml.pipeline.name may be Loki index labels', () => {
+    expect([...INDEX_LABEL_ATTRIBUTES].sort()).toEqual([
+      'deployment.environment.name',
+      'ml.pipeline.name',
+      'service.name',
+    ]);
+    for (const k of INDEX_LABEL_ATTRIBUTES) expect(LOOKUP_ATTRIBUTES.has(k), k).toBe(true);
+  });
+
+  it('no JSON document, captured content or free text is copied into attrs / structured metadata', () => {
+    const optIn = new Set(
+      registry.events.flatMap((e) =>
+        (e.attributes ?? []).filter((r) => r.requirement_level === 'opt_in').map((r) => r.ref),
+      ),
+    );
+    expect([...optIn].sort()).toEqual(['ml.prediction.input', 'ml.prediction.output']);
+    for (const k of [...JSON_ATTRIBUTES, ...optIn]) expect(LOOKUP_ATTRIBUTES.has(k), k).toBe(false);
+    for (const k of LOOKUP_ATTRIBUTES) {
+      expect(ATTRIBUTE_TYPES[k], k).toBeDefined();
+      expect(k, 'free text is not a lookup key').not.toMatch(/\.(reason|description|message|note|error)$/);
     }
   });
 });
