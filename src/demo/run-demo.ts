@@ -237,7 +237,7 @@ async function trainEvaluateRegister(
   );
   await saveProfile(profile, profilePath);
   let runId = '';
-  const fit = trail.train(
+  const fitAndExport = trail.train(
     {
       model: 'rain-cover',
       inputs: [train.dataset],
@@ -275,7 +275,7 @@ async function trainEvaluateRegister(
       return { logistic, onnx };
     },
   );
-  const { logistic, onnx } = fit(train.examples);
+  const { logistic, onnx } = fitAndExport(train.examples);
   writeFileSync(onnxPath, onnx, { mode: 0o600 });
   writeFileSync(`${onnxPath}.meta.json`, JSON.stringify({ features: FEATURE_NAMES, ...logistic }), {
     mode: 0o600,
