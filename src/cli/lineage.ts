@@ -41,23 +41,17 @@ export async function run(argv: string[]): Promise<number> {
   if (!['tree', 'mermaid', 'dot'].includes(format))
     throw new CliError(`--format must be tree, mermaid or dot (got "${format}")`);
   const dir = resolveJournalDir(values.journal);
-  let graph: LineageGraph;
-  try {
-    graph = LineageGraph.fromJournal(dir);
-  } catch (err) {
-    throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
-  }
   const direction = values.upstream ? 'upstream' : values.downstream ? 'downstream' : 'both';
   let result: ReturnType<LineageGraph['query']>;
   try {
-    result = graph.query(id, direction);
+    result = LineageGraph.queryJournal(dir, id, direction);
   } catch (err) {
     if (err instanceof UnknownLineageIdError) {
       // A lookup that found nothing is still a look (probing for ids is what an access log must show).
       await recordAccess({ dir, command: 'lineage', argv, resultCount: 0, actor: values.actor });
       throw new CliError(`${err.message} (in ${dir})`, 1);
     }
-    throw err;
+    throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
   await recordAccess({
     dir,
@@ -66,9 +60,38 @@ export async function run(argv: string[]): Promise<number> {
     resultCount: result.nodes.length,
     actor: values.actor,
   });
-  if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if (values.json) writeJson(result);
   else if (format === 'mermaid') process.stdout.write(renderMermaid(result));
   else if (format === 'dot') process.stdout.write(renderDot(result));
   else process.stdout.write(renderTree(result));
   return 0;
+}
+
+/**
+ * `--json` written in pieces, one node or edge per line: an impact query can return millions of nodes, and
+ * one JSON.stringify of all of them would hold the whole text in memory twice.
+ */
+function writeJson(result: ReturnType<LineageGraph['query']>): void {
+  // A reader that stops early (`| head`) is not an error; the access was recorded before any output.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+  });
+  let chunk = `{"root":${JSON.stringify(result.root)},\n"nodes":[\n`;
+  const flush = (force: boolean) => {
+    if (force || chunk.length > 1 << 20) {
+      process.stdout.write(chunk);
+      chunk = '';
+    }
+  };
+  result.nodes.forEach((n, i) => {
+    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify(n)}`;
+    flush(false);
+  });
+  chunk += '\n],\n"edges":[\n';
+  result.edges.forEach((e, i) => {
+    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify(e)}`;
+    flush(false);
+  });
+  chunk += '\n]}\n';
+  flush(true);
 }

@@ -138,6 +138,12 @@ const FACT_KEYS: Record<LineageKind, string[]> = {
   ],
 };
 
+// Top-level `event` of the record kinds there is one of per prediction (inside the body the quotes are
+// escaped, so these never match body text).
+const PER_PREDICTION_EVENTS = [sc.EVENT_ML_PREDICTION, sc.EVENT_ML_DECISION, sc.EVENT_ML_FEEDBACK].map(
+  (e) => `"event":${JSON.stringify(e)},`,
+);
+
 // The kinds at both ends of each relation, to name a node known only from the records that point at it.
 const RELATION_KINDS: Record<string, [LineageKind, LineageKind]> = {
   provides: ['source', 'dataset'],
@@ -175,10 +181,57 @@ export class LineageGraph {
 
   /** Builds the graph from every record of a journal directory. */
   static fromJournal(dir: string): LineageGraph {
+    return LineageGraph.#read(dir, undefined);
+  }
+
+  /**
+   * Answers one query from a journal, reading the per-prediction records (predictions, decisions,
+   * feedback — nearly all of a busy journal) only when the answer needs them: the upstream of a prediction
+   * needs the pipeline and the few records that name it, while the downstream of a dataset or model needs
+   * every prediction it served. Same result as `fromJournal(dir).query(id, direction)`.
+   */
+  static queryJournal(
+    dir: string,
+    id: string,
+    direction: 'upstream' | 'downstream' | 'both' = 'both',
+  ): LineageResult {
+    const needles = new Set([id]);
+    for (let pass = 0; pass < 4; pass++) {
+      const g = LineageGraph.#read(dir, needles);
+      const root = g.resolve(id);
+      // Unknown here may be a prediction named by nothing we kept: the full graph decides (and suggests).
+      if (root === undefined) break;
+      const result = g.query(id, direction);
+      // Predictions served by a model or deployment in the answer: only the full graph has them all.
+      if (
+        direction !== 'upstream' &&
+        g.query(id, 'downstream').nodes.some((n) => n.kind === 'deployment' || n.kind === 'model')
+      )
+        break;
+      // A decision or feedback names its prediction; that prediction's own record holds its upstream.
+      const missing = result.nodes.filter((n) => n.facts.recorded === false && !needles.has(n.id));
+      if (missing.length === 0) return result;
+      for (const n of missing) needles.add(n.id);
+    }
+    return LineageGraph.fromJournal(dir).query(id, direction);
+  }
+
+  static #read(dir: string, needles: Set<string> | undefined): LineageGraph {
     const g = new LineageGraph();
+    // An id inside a record line appears JSON-escaped once (attrs) or twice (inside the body string).
+    const forms =
+      needles === undefined
+        ? undefined
+        : [...needles].flatMap((n) => {
+            const once = JSON.stringify(n).slice(1, -1);
+            return [once, JSON.stringify(once).slice(1, -1)];
+          });
     for (const l of new JournalReader(dir).lines()) {
       // Cheap pre-filter: only ml.* stage events define lineage.
       if (!l.text.includes('"event":"ml.')) continue;
+      if (forms !== undefined && PER_PREDICTION_EVENTS.some((e) => l.text.includes(e))) {
+        if (!forms.some((f) => l.text.includes(f))) continue;
+      }
       g.add(parseRecordLine(l.text, l));
     }
     return g;

@@ -9,6 +9,7 @@ import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import {
   LineageGraph,
+  type LineageResult,
   openLineageFromJournal,
   renderDot,
   renderMermaid,
@@ -265,3 +266,34 @@ describe.skipIf(!sharedDataAvailable('openlineage'))(
     });
   },
 );
+
+describe('LineageGraph.queryJournal reads per-prediction records only when the answer needs them', () => {
+  it('gives exactly the full graph’s answer for every id and direction', async () => {
+    const full = LineageGraph.fromJournal(j.dir);
+    const ids = [
+      j.declined,
+      j.predictions2[2],
+      j.raw.id,
+      j.trainSet.id,
+      'credit-risk@1',
+      j.model2.digest!,
+      j.deployment1.id,
+      j.run2,
+      j.driftIds[0],
+      j.failedRunId,
+      [...full.nodes.values()].find((n) => n.kind === 'decision')!.id,
+      [...full.nodes.values()].find((n) => n.kind === 'feedback')!.id,
+    ];
+    const canon = (r: LineageResult) => ({
+      root: r.root.id,
+      nodes: r.nodes.map((n) => JSON.stringify(n)).sort(),
+      edges: r.edges.map((e) => `${e.from} ${e.relation} ${e.to}`).sort(),
+    });
+    for (const id of ids)
+      for (const direction of ['upstream', 'downstream', 'both'] as const)
+        expect(canon(LineageGraph.queryJournal(j.dir, id, direction)), `${id} ${direction}`).toEqual(
+          canon(full.query(id, direction)),
+        );
+    expect(() => LineageGraph.queryJournal(j.dir, 'credit-risk@3')).toThrow(/did you mean "credit-risk@1"/);
+  });
+});
