@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Counter, diag, type MeterProvider, metrics } from '@opentelemetry/api';
 import {
@@ -63,6 +63,9 @@ export class AuditLog {
   readonly #journal: JournalWriter;
   readonly #timer: NodeJS.Timeout | undefined;
   #sinceTimerCheckpoint = 0;
+  /** Tree size of the checkpoint in the checkpoint file. */
+  #publishedSize = -1;
+  #checkpointFileWrite: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
   constructor(opts: AuditLogOptions = {}) {
@@ -114,10 +117,12 @@ export class AuditLog {
     const durable = this.#journal.append(serializeRecord(records[0]), records[0].seq);
     // Every promise gets a handler, so a failing disk never becomes an unhandled rejection in the host.
     durable.catch(() => undefined);
-    for (let i = 1; i < records.length; i++)
-      this.#journal.append(serializeRecord(records[i]), records[i].seq).catch(() => undefined);
     this.#sinceTimerCheckpoint++;
-    if (records.length > 1) this.#afterCheckpoint();
+    for (let i = 1; i < records.length; i++) {
+      const written = this.#journal.append(serializeRecord(records[i]), records[i].seq);
+      written.catch(() => undefined);
+      this.#afterCheckpoint(written);
+    }
     return { record: records[0], durable };
   }
 
@@ -132,27 +137,49 @@ export class AuditLog {
       if (this.#timer !== undefined) clearInterval(this.#timer);
       if (this.#chain.size > 0 && this.#sinceTimerCheckpoint > 0) this.#checkpoint();
       await this.#journal.close();
+      await this.#checkpointFileWrite;
     })();
     return this.#closing;
   }
 
   #checkpoint(): void {
     const r = this.#chain.checkpoint();
-    this.#journal.append(serializeRecord(r), r.seq).catch(() => undefined);
-    this.#afterCheckpoint();
+    const written = this.#journal.append(serializeRecord(r), r.seq);
+    written.catch(() => undefined);
+    this.#afterCheckpoint(written);
   }
 
-  #afterCheckpoint(): void {
+  /**
+   * Publishes the latest checkpoint in `checkpoint-<chain>.txt` once its record is durable: a file that ran
+   * ahead of the journal would make a crash look like truncation. If the record cannot be written, the file
+   * keeps the previous checkpoint.
+   */
+  #afterCheckpoint(written: Promise<void>): void {
     this.#sinceTimerCheckpoint = 0;
     const latest = this.#chain.latestCheckpoint();
     if (latest === undefined) return;
-    const path = checkpointFile(this.dir, this.#chain.chainId);
-    try {
-      writeFileSync(`${path}.tmp`, latest.note, { mode: 0o600 });
-      renameSync(`${path}.tmp`, path);
-    } catch (err) {
-      diag.error(`mltrail: could not write the checkpoint file ${path}`, err);
-    }
+    this.#checkpointFileWrite = written.then(
+      () => {
+        // Commits complete in order, so a later checkpoint never precedes an earlier one here.
+        if (latest.size <= this.#publishedSize) return;
+        this.#publishedSize = latest.size;
+        const path = checkpointFile(this.dir, this.#chain.chainId);
+        try {
+          // fsync before the rename: after a power cut the file holds this checkpoint or the previous one.
+          const fd = openSync(`${path}.tmp`, 'w', 0o600);
+          try {
+            writeSync(fd, latest.note);
+            fsyncSync(fd);
+          } finally {
+            closeSync(fd);
+          }
+          renameSync(`${path}.tmp`, path);
+        } catch (err) {
+          diag.error(`mltrail: could not write the checkpoint file ${path}`, err);
+        }
+      },
+      () => undefined,
+    );
   }
 
   #recordGap(gap: JournalGap): void {

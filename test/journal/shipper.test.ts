@@ -1,8 +1,12 @@
 import { spawn } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { isTracingSuppressed } from '@opentelemetry/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AuditRecord,
@@ -396,6 +400,38 @@ describe('Shipper against a real HTTP server', () => {
     writeFileSync(seg, full);
     expect(await shipper.drain()).toBe(1);
     expect(rx.acked.map(key)).toEqual(journalRecords(dir).map(key));
+  });
+});
+
+describe('the shipper does not trace itself', () => {
+  it('its HTTP requests run with tracing suppressed (what fetch instrumentation checks), others do not', async () => {
+    const dir = tmp('suppress');
+    await writeJournal(dir, 10);
+    const rx = await receiver();
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    // undici publishes this synchronously in the caller's context; the OTel undici instrumentation
+    // starts its client span here unless tracing is suppressed.
+    const seen: { url: string; suppressed: boolean }[] = [];
+    const onCreate = (msg: unknown) => {
+      const { request } = msg as { request: { origin: string; path: string } };
+      seen.push({
+        url: `${request.origin}${request.path}`,
+        suppressed: isTracingSuppressed(context.active()),
+      });
+    };
+    diagnostics.subscribe('undici:request:create', onCreate);
+    try {
+      await new Shipper({ dir, endpoint: rx.url }).drain();
+      await (await fetch(`${rx.url}/v1/logs`, { method: 'POST', body: '{"resourceLogs":[]}' })).text();
+    } finally {
+      diagnostics.unsubscribe('undici:request:create', onCreate);
+      context.disable();
+    }
+    expect(seen).toEqual([
+      { url: `${rx.url}/v1/logs`, suppressed: true },
+      { url: `${rx.url}/v1/logs`, suppressed: false },
+    ]);
   });
 });
 
