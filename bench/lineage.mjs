@@ -1,6 +1,6 @@
 // Benchmark (not a test): lineage query latency on a 1M-record journal (one model, 1M predictions):
-// build the graph from the journal and query a prediction's upstream. Baseline: reading the same journal
-// lines without building anything. Usage: npm run build && node bench/lineage.mjs [records]
+// a prediction's upstream as `mltrail lineage` answers it, and the impact query (every prediction downstream of
+// the data set, from the whole graph). Baseline: reading the same journal lines without building anything. Usage: npm run build && node bench/lineage.mjs [records]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,10 +37,16 @@ let lines = 0;
 for (const _ of new JournalReader(dir).lines()) lines++;
 const readSecs = (performance.now() - t) / 1000;
 t = performance.now();
-const graph = LineageGraph.fromJournal(dir);
-const r = graph.query(last, 'upstream');
+// What `mltrail lineage <prediction>` runs: per-prediction records are read only when the answer needs them.
+const r = LineageGraph.queryJournal(dir, last, 'upstream');
 const secs = (performance.now() - t) / 1000;
 if (r.nodes.length < 4) throw new Error('lineage query did not reach the dataset');
+// The impact query needs every prediction: the whole graph, then the walk down from the data set.
+t = performance.now();
+const impact = LineageGraph.fromJournal(dir).query(data.id, 'downstream');
+const impactSecs = (performance.now() - t) / 1000;
+if (impact.nodes.filter((n) => n.kind === 'prediction').length !== N)
+  throw new Error('impact query did not list every prediction');
 console.log(
   JSON.stringify({
     name: 'lineage-1m',
@@ -49,6 +55,7 @@ console.log(
     baseline: Number(readSecs.toFixed(2)),
     ratio: Number((secs / readSecs).toFixed(2)),
     records: lines,
+    impactSeconds: Number(impactSecs.toFixed(2)),
   }),
 );
 rmSync(dir, { recursive: true, force: true });
