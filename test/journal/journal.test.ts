@@ -12,6 +12,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
 import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
 import { readIntoVerifier } from '../../src/integrity/record-sources.js';
@@ -129,7 +135,10 @@ describe('JournalReader', () => {
 describe('AuditLog under disk failure', () => {
   it('default mode: the host keeps running, the failure is counted, and a gap record is written on recovery', async () => {
     const dir = tmp('diskfail');
-    const log = new AuditLog({ dir, groupCommitMs: 1, segmentBytes: 600 });
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const log = new AuditLog({ dir, groupCommitMs: 1, segmentBytes: 600, meterProvider });
     log.append(input(0));
     await log.flush();
     const [chain] = readdirSync(join(dir, 'chains'));
@@ -144,6 +153,17 @@ describe('AuditLog under disk failure', () => {
     renameSync(`${cdir}.moved`, cdir);
     await Promise.all(pending);
     await log.close();
+    // The OTel counter saw every failed attempt.
+    await reader.forceFlush();
+    const points = exporter
+      .getMetrics()
+      .at(-1)!
+      .scopeMetrics.flatMap((sm) => sm.metrics)
+      .filter((m) => m.descriptor.name === 'mltrail.journal.write_errors')
+      .flatMap((m) => m.dataPoints as { value: unknown }[]);
+    expect(log.counters.writeErrors).toBeGreaterThan(0);
+    expect(points.map((p) => p.value)).toEqual([log.counters.writeErrors]);
+    await meterProvider.shutdown();
     const records = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
     expect(records.filter((r) => r.event === 'mltrail.journal.gap')).toHaveLength(1);
     expect(JSON.parse(records.find((r) => r.event === 'mltrail.journal.gap')!.body)).toEqual(
