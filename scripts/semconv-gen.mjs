@@ -146,9 +146,12 @@ function zodFor(attr, required = false) {
   if (typeof t === 'object') return `z.enum([${t.members.map((m) => q(String(m.value))).join(', ')}]${pc})`;
   switch (t) {
     case 'string':
-      return ann(attr).json
-        ? `jsonString(${MAX_JSON}${pc})`
-        : `z.string(${p}).max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })`;
+      if (ann(attr).json) return `jsonString(${MAX_JSON}${pc})`;
+      if (ann(attr).format === 'sha256') return `SHA256(${p})`;
+      if (ann(attr).format === 'timestamp') return `TIMESTAMP(${p})`;
+      if (ann(attr).format !== undefined)
+        throw new Error(`attribute ${attr.id}: unknown format ${ann(attr).format}`);
+      return `z.string(${p}).max(${MAX_STRING}, { message: 'longer than ${MAX_STRING} characters' })`;
     case 'int':
       return `z.int(${p})`;
     case 'double':
@@ -252,6 +255,8 @@ export function generate(root = ROOT) {
   s = `${HEADER}import { z } from 'zod';\n\n`;
   s += `const HEX = (n: number) => z.string().regex(new RegExp(\`^[0-9a-f]{\${n}}$\`), { message: \`expected \${n} lower-case hex digits\` });\n\n`;
   s += `/** Names a missing required attribute instead of zod's generic "expected string, received undefined". */\nconst REQUIRED = {\n  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'required attribute is missing' : undefined),\n};\n\n`;
+  s += `/** A content digest as mltrail computes them; lineage joins on exact equality, so the spelling is fixed. */\nconst SHA256 = (params?: typeof REQUIRED) =>\n  z.string(params).regex(/^sha256:[0-9a-f]{64}$/, { message: 'expected sha256:<64 lower-case hex digits>' });\n\n`;
+  s += `/** An instant, as in \`timestamp\`. */\nconst TIMESTAMP = (params?: typeof REQUIRED) =>\n  z.string(params).pipe(z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }));\n\n`;
   s += `/** A string holding JSON (hyperparameters, attributions, metrics). */\nfunction jsonString(max: number, params?: typeof REQUIRED) {\n  return z\n    .string(params)\n    .max(max, { message: \`longer than \${max} characters\` })\n    .refine(\n      (v) => {\n        try {\n          JSON.parse(v);\n          return true;\n        } catch {\n          return false;\n        }\n      },\n      { message: 'expected a JSON string' },\n    );\n}\n\n`;
   s += `/** Keys every event body carries or may carry. */\nconst base = {\n  'event.name': z.string(),\n  timestamp: z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }),\n  trace_id: HEX(32).optional(),\n  span_id: HEX(16).optional(),\n`;
   for (const k of COMMON_OPTIONAL) s += `  ${q(k)}: ${zodFor(reg.attributeMap.get(k))}.optional(),\n`;
@@ -373,6 +378,8 @@ function markdown(reg) {
   s += `- \`string\`: at most ${MAX_STRING} characters. \`string[]\`: at most ${MAX_ARRAY} items of at most ${MAX_STRING} characters.\n`;
   s += `  Attributes holding JSON (\`json\` below) must parse as JSON and may have ${MAX_JSON} characters.\n`;
   s +=
+    '  `sha256` attributes are `sha256:` and 64 lower-case hex digits; `timestamp` attributes ISO 8601 UTC timestamps.\n';
+  s +=
     '- `int`: a safe integer; `double`: a finite number; `boolean`: `true`/`false`; `enum`: one of the listed values.\n';
   s += '- `required` attributes must be present; all others are optional.\n\n';
   s += '## Attributes\n\n';
@@ -391,7 +398,7 @@ function markdown(reg) {
               .flat()
               .map((e) => `\`${cell(JSON.stringify(e))}\``)
               .join(', ');
-      const type = `${typeCell(a)}${ann(a).json ? ' (json)' : ''}`;
+      const type = `${typeCell(a)}${ann(a).json ? ' (json)' : ''}${ann(a).format ? ` (${ann(a).format})` : ''}`;
       s += `| \`${a.id}\` | ${type} | \`${a.id.replaceAll('.', '_')}\` | ${whereCell(a)} | ${cell(a.brief)} | ${ex} |\n`;
     }
     s += '\n';

@@ -600,7 +600,7 @@ export const ATTR_ML_TRAINING_PROFILE_DIGEST = "ml.training.profile_digest" as c
  */
 export const ATTR_ML_TRAINING_SEED = "ml.training.seed" as const;
 /**
- * Digest of the transformation code.
+ * Identity of the transformation code: sha256:<hex> of its source, or a VCS revision such as git:<commit>.
  *
  * Type: `string`. Stability: development.
  */

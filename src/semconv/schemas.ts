@@ -8,6 +8,14 @@ const REQUIRED = {
   error: (issue: { input?: unknown }) => (issue.input === undefined ? 'required attribute is missing' : undefined),
 };
 
+/** A content digest as mltrail computes them; lineage joins on exact equality, so the spelling is fixed. */
+const SHA256 = (params?: typeof REQUIRED) =>
+  z.string(params).regex(/^sha256:[0-9a-f]{64}$/, { message: 'expected sha256:<64 lower-case hex digits>' });
+
+/** An instant, as in `timestamp`. */
+const TIMESTAMP = (params?: typeof REQUIRED) =>
+  z.string(params).pipe(z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }));
+
 /** A string holding JSON (hyperparameters, attributions, metrics). */
 function jsonString(max: number, params?: typeof REQUIRED) {
   return z
@@ -50,14 +58,14 @@ export const mlDatasetRegisteredSchema = z.strictObject({
   "ml.dataset.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "ml.dataset.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.dataset.digest": SHA256(REQUIRED),
   "ml.dataset.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.source": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.row_count": z.int().optional(),
-  "ml.dataset.schema_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.dataset.schema_digest": SHA256().optional(),
   "ml.dataset.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.dataset.role": z.enum(["raw", "train", "validation", "test", "reference"]).optional(),
-  "ml.dataset.profile_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.dataset.profile_digest": SHA256().optional(),
 });
 
 /**
@@ -90,7 +98,7 @@ export const mlDeploymentCompletedSchema = z.strictObject({
   "ml.deployment.deployed_by": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.model.digest": SHA256().optional(),
 });
 
 /**
@@ -109,10 +117,10 @@ export const mlDriftDetectedSchema = z.strictObject({
   "ml.drift.detected": z.boolean().optional(),
   "ml.drift.dataset_drift": z.boolean().optional(),
   "ml.drift.drift_share": z.number().optional(),
-  "ml.drift.window_start": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.drift.window_end": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.drift.window_start": TIMESTAMP().optional(),
+  "ml.drift.window_end": TIMESTAMP().optional(),
   "ml.drift.window_size": z.int().optional(),
-  "ml.drift.reference_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.drift.reference_digest": SHA256().optional(),
   "ml.drift.method": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -157,7 +165,7 @@ export const mlModelRegisteredSchema = z.strictObject({
   'event.name': z.literal("ml.model.registered"),
   "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.model.version": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.digest": SHA256(REQUIRED),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.approved_by": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -169,7 +177,7 @@ export const mlModelRegisteredSchema = z.strictObject({
 export const mlModelUnregisteredSchema = z.strictObject({
   ...base,
   'event.name': z.literal("ml.model.unregistered"),
-  "ml.model.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "ml.model.digest": SHA256(REQUIRED),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -185,7 +193,7 @@ export const mlPredictionSchema = z.strictObject({
   "ml.prediction.latency_ms": z.number(REQUIRED),
   "ml.prediction.output_label": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.output_score": z.number().optional(),
-  "ml.prediction.input_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.prediction.input_digest": SHA256().optional(),
   "ml.prediction.input": jsonString(65536).optional(),
   "ml.prediction.output": jsonString(65536).optional(),
   "ml.prediction.subject_id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -197,7 +205,7 @@ export const mlPredictionSchema = z.strictObject({
   "ml.prediction.registered": z.boolean().optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.model.digest": SHA256().optional(),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.deployment.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "gen_ai.operation.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -239,7 +247,7 @@ export const mlStageFailedSchema = z.strictObject({
   "ml.prediction.latency_ms": z.number().optional(),
   "ml.model.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.model.digest": SHA256().optional(),
   "ml.deployment.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.prediction.subject_id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.transform.id": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -264,7 +272,7 @@ export const mlTrainingCompletedSchema = z.strictObject({
   "ml.run.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.run.type": z.enum(["training", "retraining", "evaluation", "batch_inference"], REQUIRED),
   "ml.model.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "ml.model.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.model.digest": SHA256().optional(),
   "ml.model.format": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.model.uri": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
   "ml.training.algorithm": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
@@ -274,7 +282,7 @@ export const mlTrainingCompletedSchema = z.strictObject({
   "ml.training.seed": z.int().optional(),
   "ml.training.input_dataset_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' }), REQUIRED).max(1024, { message: 'more than 1024 items' }),
   "ml.training.duration_ms": z.number().optional(),
-  "ml.training.profile_digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.training.profile_digest": SHA256().optional(),
   "ml.retraining.trigger_ids": z.array(z.string().max(8192, { message: 'longer than 8192 characters' })).max(1024, { message: 'more than 1024 items' }).optional(),
 });
 
@@ -293,7 +301,7 @@ export const mlTransformCompletedSchema = z.strictObject({
   "ml.dataset.id": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.name": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "ml.dataset.version": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
-  "ml.dataset.digest": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),
+  "ml.dataset.digest": SHA256().optional(),
   "ml.dataset.row_count": z.int().optional(),
   "ml.dataset.role": z.enum(["raw", "train", "validation", "test", "reference"]).optional(),
 });
@@ -306,7 +314,7 @@ export const mltrailAccessSchema = z.strictObject({
   'event.name': z.literal("mltrail.access"),
   "mltrail.access.actor": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "mltrail.access.command": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.access.args_digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.access.args_digest": SHA256(REQUIRED),
   "mltrail.access.result_count": z.int().optional(),
 });
 
@@ -331,7 +339,7 @@ export const mltrailErasureSchema = z.strictObject({
   'event.name': z.literal("mltrail.erasure"),
   "mltrail.erasure.record_ref": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
   "mltrail.erasure.reason": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
-  "mltrail.body.digest": z.string(REQUIRED).max(8192, { message: 'longer than 8192 characters' }),
+  "mltrail.body.digest": SHA256(REQUIRED),
 });
 
 /**

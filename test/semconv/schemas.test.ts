@@ -4,6 +4,7 @@ import { loadRegistry, type RegistryAttribute } from '../../scripts/semconv-gen.
 import {
   ATTR_ML_STAGE_NAME,
   ATTRIBUTE_TYPES,
+  EVENT_ML_DRIFT_DETECTED,
   EVENT_ML_PREDICTION,
   EVENT_NAMES,
   type EventBody,
@@ -163,6 +164,38 @@ describe('limits that apply to every event', () => {
       { path: 'ml.prediction.input', code: 'too_big', message: 'longer than 65536 characters' },
     ]);
     for (const key of JSON_ATTRIBUTES) expect(ATTRIBUTE_TYPES[key], key).toBe('string');
+  });
+
+  it('digests are sha256:<64 lower-case hex>, window bounds ISO 8601 UTC timestamps', () => {
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    expect(issues(EVENT_ML_PREDICTION, { ...body, 'ml.model.digest': digest })).toEqual([]);
+    for (const bad of [
+      `sha256:${'AB'.repeat(32)}`,
+      'sha256:abc',
+      `md5:${'ab'.repeat(16)}`,
+      'ab'.repeat(32),
+    ]) {
+      expect(issues(EVENT_ML_PREDICTION, { ...body, 'ml.model.digest': bad })).toEqual([
+        {
+          path: 'ml.model.digest',
+          code: 'invalid_format',
+          message: 'expected sha256:<64 lower-case hex digits>',
+        },
+      ]);
+    }
+    const drift = {
+      ...head(EVENT_ML_DRIFT_DETECTED),
+      'ml.drift.id': '0193a4c4-7c1e-7a3b-9a51-3f7c2d1e8b90',
+      'ml.drift.window_start': '2026-11-28T07:00:00.000Z',
+    };
+    expect(issues(EVENT_ML_DRIFT_DETECTED, drift)).toEqual([]);
+    expect(issues(EVENT_ML_DRIFT_DETECTED, { ...drift, 'ml.drift.window_start': 'yesterday' })).toEqual([
+      {
+        path: 'ml.drift.window_start',
+        code: 'invalid_format',
+        message: 'expected an ISO 8601 UTC timestamp',
+      },
+    ]);
   });
 
   it('double rejects NaN and Infinity; int rejects fractions and unsafe integers', () => {
