@@ -101,7 +101,7 @@ beforeAll(async () => {
     previous: model,
   });
   await h.trail.train({ model: 'toy', inputs: [trainDs], retraining: trigger }, async () => 'weights-v2')();
-  // Failures: an inference error and a training error are recorded as ml.stage.failed and rethrown.
+  // Failures of every wrapping stage are recorded as ml.stage.failed and rethrown.
   expect(() =>
     h.trail.predict({ model: dep }, () => {
       throw new TypeError('bad tensor shape');
@@ -112,6 +112,16 @@ beforeAll(async () => {
       throw new RangeError('loss is NaN');
     })(),
   ).rejects.toThrow('loss is NaN');
+  expect(() =>
+    h.trail.transform({ name: 'clean', inputs: [raw], output: { name: 'clean' } }, () => {
+      throw new Error('column missing');
+    })(),
+  ).toThrow('column missing');
+  expect(() =>
+    h.trail.evaluate({ run, dataset: trainDs, metric: 'auc', threshold: 0.7 }, () => {
+      throw new Error('no positive labels');
+    })(),
+  ).toThrow('no positive labels');
   await h.trail.flush();
 });
 
@@ -150,12 +160,17 @@ describe('the trail emits what the registry declares', () => {
       expect(recorded, span.name).toEqual([expected]);
     }
     const failed = lines.filter((l) => l.event === EVENT_ML_STAGE_FAILED);
-    expect(failed).toHaveLength(2);
+    expect(failed.map((l) => (l.attrs as Record<string, unknown>)[ATTR_ML_STAGE_NAME])).toEqual([
+      'predict',
+      'train',
+      'transform',
+      'evaluate',
+    ]);
   });
 
   it('every journal body satisfies its event schema, with no validation errors attached', () => {
     const lines = journal();
-    expect(lines.filter((l) => l.event !== EVENT_MLTRAIL_CHECKPOINT)).toHaveLength(14);
+    expect(lines.filter((l) => l.event !== EVENT_MLTRAIL_CHECKPOINT)).toHaveLength(16);
     expect(lines.filter((l) => l.event === EVENT_MLTRAIL_CHECKPOINT).length).toBeGreaterThanOrEqual(3);
     for (const line of lines) {
       const body = JSON.parse(line.body as string) as Record<string, unknown>;
