@@ -319,9 +319,11 @@ function cell(v) {
 }
 
 function typeCell(a) {
-  return typeof a.type === 'object'
-    ? `enum: ${a.type.members.map((m) => `\`${m.value}\``).join(', ')}`
-    : `\`${a.type}\``;
+  const base =
+    typeof a.type === 'object'
+      ? `enum: ${a.type.members.map((m) => `\`${m.value}\``).join(', ')}`
+      : `\`${a.type}\``;
+  return `${base}${ann(a).json ? ' (json)' : ''}${ann(a).format ? ` (${ann(a).format})` : ''}`;
 }
 
 function whereCell(a) {
@@ -398,7 +400,6 @@ function markdown(reg) {
               .flat()
               .map((e) => `\`${cell(JSON.stringify(e))}\``)
               .join(', ');
-      const type = `${typeCell(a)}${ann(a).json ? ' (json)' : ''}${ann(a).format ? ` (${ann(a).format})` : ''}`;
       s += `| \`${a.id}\` | ${type} | \`${a.id.replaceAll('.', '_')}\` | ${whereCell(a)} | ${cell(a.brief)} | ${ex} |\n`;
     }
     s += '\n';
