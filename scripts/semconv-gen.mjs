@@ -400,7 +400,7 @@ function markdown(reg) {
               .flat()
               .map((e) => `\`${cell(JSON.stringify(e))}\``)
               .join(', ');
-      s += `| \`${a.id}\` | ${type} | \`${a.id.replaceAll('.', '_')}\` | ${whereCell(a)} | ${cell(a.brief)} | ${ex} |\n`;
+      s += `| \`${a.id}\` | ${typeCell(a)} | \`${a.id.replaceAll('.', '_')}\` | ${whereCell(a)} | ${cell(a.brief)} | ${ex} |\n`;
     }
     s += '\n';
   }
