@@ -74,13 +74,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values.once) {
     await shipper.drain();
+    await shipper.close();
   } else {
     process.stderr.write(`mltrail ship: following ${shipper.dir} → ${shipper.url} (Ctrl-C to stop)\n`);
     shipper.start();
     await new Promise<void>((resolve) => {
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
     });
-    await shipper.stop();
+    await shipper.close();
   }
   const summary = {
     delivered: shipper.shipped,

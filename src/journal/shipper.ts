@@ -8,6 +8,7 @@ import {
   readFileSync,
   readSync,
   renameSync,
+  rmSync,
   writeSync,
 } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -112,6 +113,7 @@ export class Shipper {
   readonly #initialBackoff: number;
   readonly #maxBackoff: number;
   readonly #cursorPath: string;
+  readonly #lockPath: string;
   #cursor: Cursor;
   #running = false;
   #loop: Promise<void> | undefined;
@@ -142,7 +144,45 @@ export class Shipper {
     this.#initialBackoff = opts.initialBackoffMs ?? 200;
     this.#maxBackoff = opts.maxBackoffMs ?? 30_000;
     this.#cursorPath = cursorFile(this.dir, this.url);
+    this.#lockPath = this.#cursorPath.replace(/\.json$/, '.lock');
+    this.#lock();
     this.#cursor = this.#loadCursor();
+  }
+
+  /**
+   * One shipper per journal and endpoint: two would race on the cursor (and send everything twice). The lock
+   * file holds the owner's pid; a lock whose process is gone (killed, crashed) is taken over.
+   */
+  #lock(): void {
+    mkdirSync(join(this.dir, 'shipper'), { recursive: true, mode: 0o700 });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.#lockPath, 'wx', 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const pid = Number(readFileSync(this.#lockPath, 'utf8').trim());
+      if (pid === process.pid) return;
+      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid))
+        throw new Error(
+          `mltrail shipper: another shipper (pid ${pid}) is shipping ${this.dir} to ${this.url} (lock ${this.#lockPath})`,
+        );
+      rmSync(this.#lockPath, { force: true });
+    }
+    throw new Error(`mltrail shipper: could not take the lock ${this.#lockPath}`);
+  }
+
+  /** Stops (if following) and releases the lock; the next shipper for this endpoint may start. */
+  async close(): Promise<void> {
+    await this.stop();
+    try {
+      if (readFileSync(this.#lockPath, 'utf8').trim() === String(process.pid)) rmSync(this.#lockPath);
+    } catch {
+      // already gone
+    }
   }
 
   /** Ships everything in the journal now; resolves when caught up (retrying failures until they succeed). */
@@ -387,6 +427,16 @@ export class Shipper {
       closeSync(fd);
     }
     renameSync(tmp, this.#cursorPath);
+  }
+}
+
+/** Whether a process exists (EPERM: it does, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

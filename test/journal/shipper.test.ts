@@ -403,6 +403,34 @@ describe('Shipper against a real HTTP server', () => {
   });
 });
 
+describe('one shipper per journal and endpoint', () => {
+  it('refuses to start while another live process holds the lock, takes over a dead one', async () => {
+    const dir = tmp('lock');
+    await writeJournal(dir, 5);
+    const rx = await receiver();
+    const lock = cursorFile(dir, `${rx.url}/v1/logs`).replace(/\.json$/, '.lock');
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    await new Promise((r) => other.once('spawn', r));
+    try {
+      await new Shipper({ dir, endpoint: rx.url }).close();
+      writeFileSync(lock, String(other.pid));
+      expect(() => new Shipper({ dir, endpoint: rx.url })).toThrow(
+        new RegExp(`another shipper \\(pid ${other.pid}\\) is shipping`),
+      );
+      // Another endpoint has its own cursor and lock.
+      await new Shipper({ dir, endpoint: `${rx.url}/other/v1/logs` }).close();
+    } finally {
+      other.kill('SIGKILL');
+      await new Promise((r) => other.once('exit', r));
+    }
+    const shipper = new Shipper({ dir, endpoint: rx.url });
+    expect(readFileSync(lock, 'utf8')).toBe(String(process.pid));
+    expect(await shipper.drain()).toBe(6);
+    await shipper.close();
+    expect(existsSync(lock)).toBe(false);
+  });
+});
+
 describe('the shipper does not trace itself', () => {
   it('its HTTP requests run with tracing suppressed (what fetch instrumentation checks), others do not', async () => {
     const dir = tmp('suppress');
