@@ -123,7 +123,10 @@ export function archivedLogRecords(
 ): { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] {
   if (!existsSync(path)) return [];
   const out: { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] = [];
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
+  const text = readFileSync(path, 'utf8');
+  // The collector may be mid-write: only complete (newline-terminated) lines are records yet.
+  const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+  for (const line of complete.split('\n')) {
     if (line.trim() === '') continue;
     const doc = JSON.parse(line);
     for (const rl of doc.resourceLogs ?? []) {
