@@ -138,11 +138,13 @@ const FACT_KEYS: Record<LineageKind, string[]> = {
   ],
 };
 
-// Top-level `event` of the record kinds there is one of per prediction (inside the body the quotes are
-// escaped, so these never match body text).
-const PER_PREDICTION_EVENTS = [sc.EVENT_ML_PREDICTION, sc.EVENT_ML_DECISION, sc.EVENT_ML_FEEDBACK].map(
-  (e) => `"event":${JSON.stringify(e)},`,
-);
+// The record kinds there is one of per prediction: nearly all of a busy journal.
+const PER_PREDICTION_EVENTS = new Set<string>([
+  sc.EVENT_ML_PREDICTION,
+  sc.EVENT_ML_DECISION,
+  sc.EVENT_ML_FEEDBACK,
+]);
+const EVENT_KEY = '"event":"';
 
 // The kinds at both ends of each relation, to name a node known only from the records that point at it.
 const RELATION_KINDS: Record<string, [LineageKind, LineageKind]> = {
@@ -222,15 +224,24 @@ export class LineageGraph {
     const forms =
       needles === undefined
         ? undefined
-        : [...needles].flatMap((n) => {
-            const once = JSON.stringify(n).slice(1, -1);
-            return [once, JSON.stringify(once).slice(1, -1)];
-          });
+        : [
+            ...new Set(
+              [...needles].flatMap((n) => {
+                const once = JSON.stringify(n).slice(1, -1);
+                return [once, JSON.stringify(once).slice(1, -1)];
+              }),
+            ),
+          ];
     for (const l of new JournalReader(dir).lines()) {
-      // Cheap pre-filter: only ml.* stage events define lineage.
-      if (!l.text.includes('"event":"ml.')) continue;
-      if (forms !== undefined && PER_PREDICTION_EVENTS.some((e) => l.text.includes(e))) {
-        if (!forms.some((f) => l.text.includes(f))) continue;
+      // Cheap pre-filter on the raw line: only ml.* stage events define lineage. The top-level "event" key
+      // comes before the body (inside the body, quotes are escaped), so one short scan finds it.
+      const at = l.text.indexOf(EVENT_KEY);
+      if (at < 0 || !l.text.startsWith('ml.', at + EVENT_KEY.length)) continue;
+      if (forms !== undefined) {
+        const end = l.text.indexOf('"', at + EVENT_KEY.length);
+        if (PER_PREDICTION_EVENTS.has(l.text.slice(at + EVENT_KEY.length, end))) {
+          if (!forms.some((f) => l.text.includes(f))) continue;
+        }
       }
       g.add(parseRecordLine(l.text, l));
     }
