@@ -182,6 +182,11 @@ export function generate(root = ROOT) {
     );
     s += `export const ATTR_${constName(a.id)} = ${q(a.id)} as const;\n`;
   }
+  // The namespace prefixes, for code that tells mltrail's own keys and events from others' by prefix.
+  s += doc('Prefix of every ML lifecycle attribute and event (`ml.`).');
+  s += `export const ML_NAMESPACE = 'ml.' as const;\n`;
+  s += doc('Prefix of every attribute and event the audit trail adds itself (`mltrail.`).');
+  s += `export const MLTRAIL_NAMESPACE = 'mltrail.' as const;\n`;
   // Enum members as constants too (OTel JS style `<KEY>_VALUE_<MEMBER>`), so callers never spell a value.
   for (const a of reg.attributes.filter((x) => typeof x.type === 'object')) {
     s += '\n';
@@ -286,7 +291,7 @@ export function generate(root = ROOT) {
   const enumConsts = reg.attributes
     .filter((a) => typeof a.type === 'object')
     .flatMap((a) => a.type.members.map((m) => enumConst(a, m)));
-  s += `export {\n${[...reg.attributes.map((a) => `ATTR_${constName(a.id)}`), ...enumConsts].map((n) => `  ${n},`).join('\n')}\n} from './attributes.js';\n`;
+  s += `export {\n${[...reg.attributes.map((a) => `ATTR_${constName(a.id)}`), ...enumConsts, 'ML_NAMESPACE', 'MLTRAIL_NAMESPACE'].map((n) => `  ${n},`).join('\n')}\n} from './attributes.js';\n`;
   s += `export {\n${reg.events.map((e) => `  EVENT_${constName(e.name)},`).join('\n')}\n  EVENT_NAMES,\n  type EventName,\n} from './events.js';\n`;
   s += `export {\n  ATTRIBUTE_TYPES,\n  INDEX_LABEL_ATTRIBUTES,\n  JSON_ATTRIBUTES,\n  LOOKUP_ATTRIBUTES,\n  METRIC_DEFINITIONS,\n  METRIC_INSTRUMENTS,\n} from './lookup.js';\n`;
   s += `export {\n${reg.metrics.map((m) => `  METRIC_${constName(m.metric_name)},`).join('\n')}\n} from './metrics.js';\n`;
@@ -360,7 +365,10 @@ function markdown(reg) {
     '- TypeScript constants (`mltrail/semconv`): `ATTR_<KEY>`, `EVENT_<NAME>`, `SPAN_<NAME>`, `METRIC_<NAME>` with dots and\n';
   s +=
     '  underscores turned into `_` and upper-cased (`ml.prediction.id` → `ATTR_ML_PREDICTION_ID`); enum members as\n';
-  s += '  `<KEY>_VALUE_<MEMBER>` (`ML_STAGE_NAME_VALUE_TRAIN`).\n\n';
+  s +=
+    '  `<KEY>_VALUE_<MEMBER>` (`ML_STAGE_NAME_VALUE_TRAIN`); the prefixes as `ML_NAMESPACE` / `MLTRAIL_NAMESPACE`. No\n';
+  s +=
+    '  string literal in `src/` outside `src/semconv/` starts with `ml.` or `mltrail.` (a test checks it).\n\n';
   s += '## Where a key ends up\n\n';
   s +=
     '- Every attribute of an event is in the record **body** (canonical JSON), the evidence that is hashed.\n';

@@ -785,6 +785,14 @@ export const ATTR_MLTRAIL_VALIDATION_ERRORS = "mltrail.validation.errors" as con
  * Type: `string`. Stability: development.
  */
 export const ATTR_SERVICE_NAME = "service.name" as const;
+/**
+ * Prefix of every ML lifecycle attribute and event (`ml.`).
+ */
+export const ML_NAMESPACE = 'ml.' as const;
+/**
+ * Prefix of every attribute and event the audit trail adds itself (`mltrail.`).
+ */
+export const MLTRAIL_NAMESPACE = 'mltrail.' as const;
 
 /**
  * `raw`

@@ -11,7 +11,9 @@ import {
   INDEX_LABEL_ATTRIBUTES,
   JSON_ATTRIBUTES,
   LOOKUP_ATTRIBUTES,
+  ML_NAMESPACE,
   ML_STAGE_NAME_VALUE_PREDICT,
+  MLTRAIL_NAMESPACE,
   SPAN_NAMES,
   schemaForEvent,
 } from '../../src/semconv/index.js';
@@ -259,6 +261,13 @@ describe('where keys end up', () => {
 });
 
 describe('typed constants', () => {
+  it('every registry name outside the reused OTel keys is under ML_NAMESPACE or MLTRAIL_NAMESPACE', () => {
+    const ours = [...Object.keys(ATTRIBUTE_TYPES), ...EVENT_NAMES].filter(
+      (k) => !registry.attributeMap.get(k)?.group.endsWith('.reused'),
+    );
+    for (const k of ours) expect(k.startsWith(ML_NAMESPACE) || k.startsWith(MLTRAIL_NAMESPACE), k).toBe(true);
+  });
+
   it('enum members and span names agree with the registry', () => {
     expect(ML_STAGE_NAME_VALUE_PREDICT).toBe('predict');
     expect(SPAN_NAMES[ML_STAGE_NAME_VALUE_PREDICT]).toBe('ml.predict');
