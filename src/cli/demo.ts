@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { runDemo } from '../demo/run-demo.js';
 import { ChainVerifier } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
-import { JournalReader } from '../journal/index.js';
+import { JournalReader, Shipper } from '../journal/index.js';
 import { LineageGraph, renderTree } from '../lineage/index.js';
 import { gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { ATTR_ML_DECISION_OUTCOME } from '../semconv/index.js';
@@ -53,11 +53,19 @@ export async function run(argv: string[]): Promise<number> {
   const verifier = new ChainVerifier();
   readIntoVerifier(dir, verifier);
   const report = verifier.finish();
+  // With an OTLP endpoint configured, the same run goes to the collector/stack (the whole journal, every chain).
+  let shipped = '';
+  if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) {
+    const shipper = new Shipper({ dir });
+    const n = await shipper.drain();
+    shipped = `shipped ${n} record(s) to ${shipper.url}\n`;
+  }
   if (!report.ok)
     throw new CliError(`the demo journal in ${dir} did not verify; run "mltrail verify ${dir}"`, 1);
   let out = `\nmltrail demo finished in ${((Date.now() - started) / 1000).toFixed(1)}s — journal ${result.dir}\n\n`;
   out += 'records per event\n';
   for (const [event, n] of [...counts].sort((a, b) => b[1] - a[1])) out += `  ${event.padEnd(26)} ${n}\n`;
+  out += shipped;
   out += `\nintegrity: ${report.records} records in ${report.chains.length} chain(s) verified, `;
   out += `${report.chains.reduce((s, c) => s + c.checkpointsVerified, 0)} signed checkpoint(s) checked\n`;
   for (const m of result.models)

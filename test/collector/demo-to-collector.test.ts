@@ -1,0 +1,52 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
+import { readIntoVerifier } from '../../src/integrity/record-sources.js';
+import { JournalReader } from '../../src/journal/index.js';
+import {
+  archivedLogRecords,
+  collectorAvailable,
+  collectorSkipReason,
+  startTestCollector,
+} from './harness.js';
+
+describe.skipIf(!collectorAvailable())(
+  `the demo with OTEL_EXPORTER_OTLP_ENDPOINT set (${collectorSkipReason})`,
+  () => {
+    it('ships the same run to the collector: every journal record arrives and the archive verifies', async () => {
+      const collector = await startTestCollector();
+      try {
+        const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-otlp-')), 'journal');
+        const env = {
+          ...process.env,
+          OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
+          OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${collector.token}`,
+        };
+        const code = await new Promise<number>((resolve) => {
+          execFile(process.execPath, ['dist/cli/main.js', 'demo', '--journal', dir], { env }, (err) =>
+            resolve(err === null ? 0 : 1),
+          );
+        });
+        expect(code).toBe(0);
+        const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+        const keys = (recs: { attributes: Record<string, unknown> }[]) =>
+          new Set(recs.map((r) => `${r.attributes['mltrail.chain.id']}:${r.attributes['mltrail.seq']}`));
+        for (let i = 0; i < 100; i++) {
+          if (keys(archivedLogRecords(collector.archive)).size >= journal.length) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const archived = keys(archivedLogRecords(collector.archive));
+        for (const r of journal)
+          expect(archived.has(`${r.chain}:${r.seq}`), `${r.chain}:${r.seq}`).toBe(true);
+        const v = new ChainVerifier();
+        readIntoVerifier(collector.archive, v);
+        expect(v.finish().ok).toBe(true);
+      } finally {
+        await collector.stop();
+      }
+    });
+  },
+);
