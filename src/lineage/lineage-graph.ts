@@ -236,7 +236,7 @@ export class LineageGraph {
       // Cheap pre-filter on the raw line: only ml.* stage events define lineage. The top-level "event" key
       // comes before the body (inside the body, quotes are escaped), so one short scan finds it.
       const at = l.text.indexOf(EVENT_KEY);
-      if (at < 0 || !l.text.startsWith('ml.', at + EVENT_KEY.length)) continue;
+      if (at < 0 || !l.text.startsWith(sc.ML_NAMESPACE, at + EVENT_KEY.length)) continue;
       if (forms !== undefined) {
         const end = l.text.indexOf('"', at + EVENT_KEY.length);
         if (PER_PREDICTION_EVENTS.has(l.text.slice(at + EVENT_KEY.length, end))) {
