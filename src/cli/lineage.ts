@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { readLokiRecords } from '../integrity/loki-source.js';
 import {
   LineageGraph,
   renderDot,
@@ -9,11 +11,12 @@ import {
 import { recordAccess } from './access-record.js';
 import { CliError, resolveJournalDir } from './command.js';
 
-const HELP = `usage: mltrail lineage <id> [--journal DIR] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
+const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
 
 Shows where anything came from and what came of it: a prediction id, a model version (name@version or its
 sha256 digest), a dataset version, a run, a deployment, a drift event. --downstream from a dataset version
 lists the models trained on it and every prediction they made (impact analysis).
+  --loki URL --query Q [--tenant T]   read the records from Loki's query API instead of the journal
 exit: 0 found, 1 unknown id (with close matches), 2 usage or I/O error
 `;
 
@@ -28,6 +31,9 @@ export async function run(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       format: { type: 'string' },
       actor: { type: 'string' },
+      loki: { type: 'string' },
+      query: { type: 'string' },
+      tenant: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -42,24 +48,39 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`--format must be tree, mermaid or dot (got "${format}")`);
   const dir = resolveJournalDir(values.journal);
   const direction = values.upstream ? 'upstream' : values.downstream ? 'downstream' : 'both';
+  if (values.loki !== undefined && values.query === undefined)
+    throw new CliError('--loki needs --query (a LogQL stream selector)');
+  const source = values.loki !== undefined ? `Loki ${values.loki} ${values.query}` : dir;
+  // With --loki the access is recorded in the local journal when there is one.
+  const access = async (resultCount: number) => {
+    const recorded = await recordAccess({ dir, command: 'lineage', argv, resultCount, actor: values.actor });
+    if (!recorded && values.loki !== undefined && !existsSync(dir))
+      process.stderr.write(`mltrail: note: this access was not recorded (no journal directory ${dir})\n`);
+  };
   let result: ReturnType<LineageGraph['query']>;
   try {
-    result = LineageGraph.queryJournal(dir, id, direction);
+    if (values.loki !== undefined) {
+      const graph = new LineageGraph();
+      let malformed = 0;
+      await readLokiRecords(
+        { url: values.loki, query: values.query!, tenant: values.tenant },
+        { record: (r) => graph.add(r), problem: () => malformed++ },
+      );
+      if (malformed > 0)
+        process.stderr.write(
+          `mltrail: ${malformed} Loki entries are not audit records (run mltrail verify --loki)\n`,
+        );
+      result = graph.query(id, direction);
+    } else result = LineageGraph.queryJournal(dir, id, direction);
   } catch (err) {
     if (err instanceof UnknownLineageIdError) {
       // A lookup that found nothing is still a look (probing for ids is what an access log must show).
-      await recordAccess({ dir, command: 'lineage', argv, resultCount: 0, actor: values.actor });
-      throw new CliError(`${err.message} (in ${dir})`, 1);
+      await access(0);
+      throw new CliError(`${err.message} (in ${source})`, 1);
     }
-    throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
+    throw new CliError(`cannot read the audit records in ${source}: ${(err as Error).message}`);
   }
-  await recordAccess({
-    dir,
-    command: 'lineage',
-    argv,
-    resultCount: result.nodes.length,
-    actor: values.actor,
-  });
+  await access(result.nodes.length);
   if (values.json) writeJson(result);
   else if (format === 'mermaid') process.stdout.write(renderMermaid(result));
   else if (format === 'dot') process.stdout.write(renderDot(result));

@@ -6,7 +6,7 @@ import {
   ATTR_MLTRAIL_SEQ,
 } from '../semconv/index.js';
 import type { ChainVerifier } from './chain-verifier.js';
-import { checkRecord } from './record.js';
+import { type AuditRecord, checkRecord } from './record.js';
 
 /** Options for reading audit records back from Loki's query API. */
 export interface LokiSourceOptions {
@@ -37,6 +37,23 @@ export async function readLokiIntoVerifier(
   opts: LokiSourceOptions,
   verifier: ChainVerifier,
 ): Promise<number> {
+  return readLokiRecords(opts, {
+    record: (r, where) => verifier.add(r, where, false),
+    problem: (p) => verifier.addProblem(p),
+  });
+}
+
+/** Where {@link readLokiRecords} delivers records (in timestamp order) and the entries it cannot read. */
+export interface LokiRecordSink {
+  record(r: AuditRecord, where: { file: string; line: number }): void;
+  problem(p: { kind: 'malformed'; location: string; message: string }): void;
+}
+
+/**
+ * Reads every audit record matching the query from Loki's `query_range` (forward, paginated) — the same
+ * records `mltrail verify --loki` checks, for any reader of audit data (e.g. the lineage graph).
+ */
+export async function readLokiRecords(opts: LokiSourceOptions, sink: LokiRecordSink): Promise<number> {
   const pageSize = opts.pageSize ?? 5000;
   let start = BigInt((opts.start ?? new Date(Date.now() - 30 * 86_400_000)).getTime()) * 1_000_000n;
   const end = BigInt((opts.end ?? new Date()).getTime()) * 1_000_000n;
@@ -67,9 +84,9 @@ export async function readLokiIntoVerifier(
       total++;
       const where = { file: `loki:${e.ts}`, line: total };
       try {
-        verifier.add(toRecord(e.ts, e.line, e.meta, where), where, false);
+        sink.record(toRecord(e.ts, e.line, e.meta, where), where);
       } catch (err) {
-        verifier.addProblem({ kind: 'malformed', location: where.file, message: (err as Error).message });
+        sink.problem({ kind: 'malformed', location: where.file, message: (err as Error).message });
       }
     }
     if (entries.length < pageSize) return total;
