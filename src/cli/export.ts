@@ -7,7 +7,7 @@ import { CliError, resolveJournalDir } from './command.js';
 const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
 
 Writes the trail's pipeline runs as OpenLineage RunEvents (spec 2-0-2), one JSON event per line (NDJSON):
-START/COMPLETE for transforms, training runs and evaluations, FAIL for failed stages, with input/output
+START/COMPLETE for transforms, training runs and evaluations, START/FAIL for failed stages, with input/output
 datasets, standard facets and the mltrail_ml run facet. stdout without --out.
 `;
 

@@ -31,7 +31,7 @@ interface DatasetInfo {
 
 /**
  * Converts an mltrail journal into OpenLineage RunEvents: each transform, training run and evaluation
- * becomes a START and a COMPLETE event (FAIL for `ml.stage.failed`), with input and output datasets and the
+ * becomes a START and a COMPLETE event (START and FAIL for `ml.stage.failed`), with input and output datasets and the
  * standard facets mltrail knows (version, dataSource, documentation, ownership, errorMessage), plus the
  * `mltrail_ml` run facet carrying ML specifics and the journal position of the audit record.
  */
@@ -225,6 +225,17 @@ export function* openLineageEvents(records: Iterable<AuditRecord>): Generator<Ru
           s(sc.ATTR_ML_RUN_ID) ?? s(sc.ATTR_ML_TRANSFORM_ID) ?? s(sc.ATTR_ML_EVALUATION_ID),
           r,
         );
+        // A START first, so consumers see the run's whole life (START → FAIL) as for any other run.
+        yield {
+          eventType: 'START',
+          eventTime: r.ts,
+          producer: PRODUCER,
+          schemaURL: OPENLINEAGE_SCHEMA_URL,
+          run: { runId },
+          job: { namespace, name: `${pipeline}.${stage}`, facets: jobFacets(undefined) },
+          inputs: [],
+          outputs: [],
+        };
         yield {
           eventType: 'FAIL',
           eventTime: r.ts,

@@ -245,13 +245,18 @@ describe.skipIf(!sharedDataAvailable('openlineage'))(
           }
         }
       }
-      // Two transforms, two successful training runs, two evaluations: a START and a COMPLETE each.
+      // Two transforms, two successful training runs, two evaluations: a START and a COMPLETE each; the
+      // failed retraining attempt: a START and a FAIL.
       const byType = (t: string) => events.filter((e) => e.eventType === t);
-      expect(byType('START').length).toBe(6);
+      expect(byType('START').length).toBe(7);
       expect(byType('COMPLETE').length).toBe(6);
       const fail = byType('FAIL');
       expect(fail.length).toBe(1);
       expect(fail[0].run.runId).toBe(j.failedRunId);
+      expect(events.filter((e) => e.run.runId === j.failedRunId).map((e) => e.eventType)).toEqual([
+        'START',
+        'FAIL',
+      ]);
       expect(fail[0].run.facets.errorMessage.message).toBe('RangeError: did not converge in 0 epochs');
       const train1 = events.find((e) => e.eventType === 'COMPLETE' && e.run.runId === j.run1);
       expect(train1.inputs.map((d: { name: string }) => d.name)).toEqual(['applications-train']);
