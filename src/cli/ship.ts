@@ -75,6 +75,11 @@ export async function run(argv: string[]): Promise<number> {
   if (values.once) {
     await shipper.drain();
     await shipper.close();
+    if (shipper.lockedBy !== undefined)
+      throw new CliError(
+        `another process (pid ${shipper.lockedBy}) is shipping ${shipper.dir} to ${shipper.url}; nothing sent`,
+        1,
+      );
   } else {
     process.stderr.write(`mltrail ship: following ${shipper.dir} → ${shipper.url} (Ctrl-C to stop)\n`);
     shipper.start();

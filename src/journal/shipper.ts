@@ -114,6 +114,7 @@ export class Shipper {
   readonly #maxBackoff: number;
   readonly #cursorPath: string;
   readonly #lockPath: string;
+  #locked = false;
   #cursor: Cursor;
   #running = false;
   #loop: Promise<void> | undefined;
@@ -126,6 +127,8 @@ export class Shipper {
   failures = 0;
   /** Records the endpoint acknowledged but reported as rejected (OTLP partial success). */
   rejected = 0;
+  /** The pid of the process shipping this journal to this endpoint instead of this one, if any. */
+  lockedBy: number | undefined;
 
   constructor(opts: ShipperOptions = {}) {
     this.dir = resolveDir(opts.dir);
@@ -145,39 +148,52 @@ export class Shipper {
     this.#maxBackoff = opts.maxBackoffMs ?? 30_000;
     this.#cursorPath = cursorFile(this.dir, this.url);
     this.#lockPath = this.#cursorPath.replace(/\.json$/, '.lock');
-    this.#lock();
     this.#cursor = this.#loadCursor();
   }
 
   /**
-   * One shipper per journal and endpoint: two would race on the cursor (and send everything twice). The lock
-   * file holds the owner's pid; a lock whose process is gone (killed, crashed) is taken over.
+   * One process ships a journal to an endpoint at a time: several processes may share a journal directory,
+   * and two shippers would race on the cursor and send everything twice. The lock file holds the owner's
+   * pid; the others skip their rounds until the owner is gone (closed, or dead: its lock is taken over).
+   * Taking the lock re-reads the cursor, which the previous owner advanced.
    */
-  #lock(): void {
+  #tryLock(): boolean {
+    if (this.#locked) return true;
     mkdirSync(join(this.dir, 'shipper'), { recursive: true, mode: 0o700 });
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(this.#lockPath, 'wx', 0o600);
         writeSync(fd, String(process.pid));
         closeSync(fd);
-        return;
+        break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const pid = Number(readFileSync(this.#lockPath, 'utf8').trim());
-      if (pid === process.pid) return;
-      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid))
-        throw new Error(
-          `mltrail shipper: another shipper (pid ${pid}) is shipping ${this.dir} to ${this.url} (lock ${this.#lockPath})`,
-        );
+      let pid = Number.NaN;
+      try {
+        pid = Number(readFileSync(this.#lockPath, 'utf8').trim());
+      } catch {
+        // released meanwhile: try again
+      }
+      if (pid === process.pid) break;
+      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
+        this.lockedBy = pid;
+        return false;
+      }
       rmSync(this.#lockPath, { force: true });
+      if (attempt === 1) return false;
     }
-    throw new Error(`mltrail shipper: could not take the lock ${this.#lockPath}`);
+    this.#locked = true;
+    this.lockedBy = undefined;
+    this.#cursor = this.#loadCursor();
+    return true;
   }
 
-  /** Stops (if following) and releases the lock; the next shipper for this endpoint may start. */
+  /** Stops (if following) and releases the lock, so another process's shipper takes over at once. */
   async close(): Promise<void> {
     await this.stop();
+    if (!this.#locked) return;
+    this.#locked = false;
     try {
       if (readFileSync(this.#lockPath, 'utf8').trim() === String(process.pid)) rmSync(this.#lockPath);
     } catch {
@@ -185,8 +201,13 @@ export class Shipper {
     }
   }
 
-  /** Ships everything in the journal now; resolves when caught up (retrying failures until they succeed). */
+  /**
+   * Ships everything in the journal now; resolves when caught up (retrying failures until they succeed).
+   * Returns 0 without shipping while another live process ships this journal to this endpoint
+   * ({@link Shipper.lockedBy}).
+   */
   async drain(): Promise<number> {
+    if (!this.#tryLock()) return 0;
     let total = 0;
     for (;;) {
       const batch = this.#nextBatch();

@@ -1,9 +1,17 @@
 import { spawn } from 'node:child_process';
 import diagnostics from 'node:diagnostics_channel';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { isTracingSuppressed } from '@opentelemetry/core';
@@ -404,28 +412,31 @@ describe('Shipper against a real HTTP server', () => {
 });
 
 describe('one shipper per journal and endpoint', () => {
-  it('refuses to start while another live process holds the lock, takes over a dead one', async () => {
+  it('while another live process ships, this one waits; it takes over a dead owner, with its cursor', async () => {
     const dir = tmp('lock');
     await writeJournal(dir, 5);
     const rx = await receiver();
     const lock = cursorFile(dir, `${rx.url}/v1/logs`).replace(/\.json$/, '.lock');
     const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     await new Promise((r) => other.once('spawn', r));
+    const shipper = new Shipper({ dir, endpoint: rx.url });
     try {
-      await new Shipper({ dir, endpoint: rx.url }).close();
+      mkdirSync(dirname(lock), { recursive: true });
       writeFileSync(lock, String(other.pid));
-      expect(() => new Shipper({ dir, endpoint: rx.url })).toThrow(
-        new RegExp(`another shipper \\(pid ${other.pid}\\) is shipping`),
-      );
+      expect(await shipper.drain()).toBe(0);
+      expect(shipper.lockedBy).toBe(other.pid);
+      expect(rx.requests).toBe(0);
       // Another endpoint has its own cursor and lock.
-      await new Shipper({ dir, endpoint: `${rx.url}/other/v1/logs` }).close();
+      const elsewhere = new Shipper({ dir, endpoint: (await receiver()).url });
+      expect(await elsewhere.drain()).toBe(6);
+      await elsewhere.close();
     } finally {
       other.kill('SIGKILL');
       await new Promise((r) => other.once('exit', r));
     }
-    const shipper = new Shipper({ dir, endpoint: rx.url });
-    expect(readFileSync(lock, 'utf8')).toBe(String(process.pid));
     expect(await shipper.drain()).toBe(6);
+    expect(shipper.lockedBy).toBeUndefined();
+    expect(readFileSync(lock, 'utf8')).toBe(String(process.pid));
     await shipper.close();
     expect(existsSync(lock)).toBe(false);
   });
