@@ -153,6 +153,8 @@ export class JournalWriter {
 
   #schedule(ms: number): void {
     if (this.#closed || this.#timer !== undefined || this.#flushing !== undefined) return;
+    // While the disk fails, new appends do not shortcut the retry backoff.
+    if (this.#failure !== undefined) ms = Math.max(ms, this.#retryMs);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#kick();
