@@ -144,7 +144,14 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
   if (predictionId !== undefined) {
     kind = 'prediction';
     id = predictionId;
-    if (predictionRecord === undefined) throw new EvidenceNotFoundError(`no prediction ${id} in ${dir}`);
+    if (predictionRecord === undefined) {
+      const named = graph.resolve(id);
+      throw new EvidenceNotFoundError(
+        named?.kind === 'prediction'
+          ? `prediction ${id} has no record in ${dir} (erased under GDPR Art. 17, or not in this journal); ${graph.outputsOf(id).length} decision/feedback record(s) name it: mltrail lineage ${id}`
+          : `no prediction ${id} in ${dir}`,
+      );
+    }
     subjectRecord = predictionRecord.r;
     prediction = predictionRecord.b;
     modelName = prediction[sc.ATTR_ML_MODEL_NAME] as string | undefined;

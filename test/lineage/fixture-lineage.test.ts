@@ -193,6 +193,12 @@ describe('lineage graph from a trail journal', () => {
     const decision = edges.find((e) => e.from === other.declined && e.relation === 'decided')!.to;
     expect(nodes.find((n) => n.id === decision)?.facts['ml.decision.outcome']).toBe('decline');
     expect(cli(['verify', other.dir]).status).toBe(0);
+    // The evidence report cannot be made from an erased record, and says why.
+    const report = cli(['report', '--prediction', other.declined, '--journal', other.dir]);
+    expect(report.status).toBe(1);
+    expect(report.stderr).toMatch(
+      /has no record in .* \(erased under GDPR Art\. 17, or not in this journal\); 1 decision\/feedback record\(s\) name it/,
+    );
   });
 });
 
