@@ -13,6 +13,7 @@ const benches = [
   ['drift.mjs', []],
   ['redaction.mjs', []],
   ['instrumentation.mjs', []],
+  ['server.mjs', quick ? ['3'] : ['8']],
 ];
 const results = [];
 for (const [file, args] of benches) {
