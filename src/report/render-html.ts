@@ -1,4 +1,4 @@
-import type { LineageKind, LineageNode, LineageResult } from '../lineage/index.js';
+import type { LineageEdge, LineageKind, LineageNode, LineageResult } from '../lineage/index.js';
 import * as sc from '../semconv/index.js';
 import type { Evidence } from './evidence.js';
 
@@ -95,9 +95,18 @@ export function lineageSvg(l: LineageResult): string {
     if (ordered.length > MAX_PER_LAYER)
       more.push({ x: left + MAX_PER_LAYER * (W + gapX), y, count: ordered.length - MAX_PER_LAYER });
   }
+  // Edges that skip a layer go around the right of the drawing, so they never look like they leave or enter
+  // the boxes they pass behind.
+  const skips = (e: LineageEdge) => {
+    const a = pos.get(e.from);
+    const b = pos.get(e.to);
+    return a !== undefined && b !== undefined && b.y - a.y > H + gapY + 1;
+  };
+  const right = Math.max(0, ...[...pos.values()].map((p) => p.x + W));
+  const svgWidth = edges.some(skips) ? Math.max(width, right + 190) : width;
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" style="display:block;margin:0 auto;max-width:100%;height:auto" role="img" aria-label="lineage graph">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${svgWidth} ${height}" width="${svgWidth}" height="${height}" style="display:block;margin:0 auto;max-width:100%;height:auto" role="img" aria-label="lineage graph">`,
   );
   parts.push(
     '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>',
@@ -106,6 +115,15 @@ export function lineageSvg(l: LineageResult): string {
     const a = pos.get(e.from);
     const b = pos.get(e.to);
     if (a === undefined || b === undefined) continue;
+    if (skips(e)) {
+      const [x1, y1, x2, y2] = [a.x + W, a.y + 10 + H / 2, b.x + W, b.y + 10 + H / 2];
+      const out = right + 70;
+      parts.push(
+        `<path d="M${x1},${y1} C${out},${y1} ${out},${y2} ${x2 + 1},${y2}" fill="none" stroke="#64748b" stroke-width="1.2" stroke-dasharray="5 3" marker-end="url(#arrow)"><title>${escapeHtml(e.relation)}</title></path>`,
+        `<text x="${0.25 * ((x1 + x2) / 2) + 0.75 * out + 6}" y="${(y1 + y2) / 2 + 4}" class="rel">${escapeHtml(e.relation)}</text>`,
+      );
+      continue;
+    }
     const [x1, y1, x2, y2] = [a.x + W / 2, a.y + 10 + H, b.x + W / 2, b.y + 10];
     const my = (y1 + y2) / 2;
     parts.push(
@@ -150,7 +168,7 @@ function boxText(n: LineageNode): { label: string; sub: string } {
     else if (name.length > 38) sub = `…${name.slice(-38)}`;
     else sub = '';
   }
-  return { label: cut(name, 38), sub: cut(sub, 42) };
+  return { label: cut(name, 34), sub: cut(sub, 40) };
 }
 
 function attributionSvg(attributions: Record<string, number>): string {
