@@ -2,6 +2,12 @@ import type { LineageResult } from './lineage-graph.js';
 
 const SHOW_PER_LEVEL = 12;
 
+// Record values reach the auditor's terminal: control characters (ANSI escapes, newlines, carriage returns)
+// are shown as \uXXXX so a record cannot rewrite or hide lines of the tree.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const printable = (s: string) =>
+  s.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 /** A readable terminal tree: upstream (what it came from) above, downstream (what came of it) below. */
 export function renderTree(r: LineageResult): string {
   const byId = new Map(r.nodes.map((n) => [n.id, n]));
@@ -13,12 +19,12 @@ export function renderTree(r: LineageResult): string {
   }
   const describe = (id: string) => {
     const n = byId.get(id);
-    if (n === undefined) return id;
+    if (n === undefined) return printable(id);
     const facts = Object.entries(n.facts)
       .filter(([, v]) => typeof v !== 'object')
       .slice(0, 4)
       .map(([k, v]) => `${k.split('.').pop()}=${String(v).length > 80 ? `${String(v).slice(0, 77)}…` : v}`);
-    return `${n.label} [${n.id}]${facts.length > 0 ? ` ${facts.join(' ')}` : ''}`;
+    return printable(`${n.label} [${n.id}]${facts.length > 0 ? ` ${facts.join(' ')}` : ''}`);
   };
   const lines: string[] = [describe(r.root.id)];
   const walk = (id: string, dir: 'up' | 'down', prefix: string, seen: Set<string>) => {
@@ -30,7 +36,7 @@ export function renderTree(r: LineageResult): string {
     shown.forEach((e, i) => {
       const last = i === shown.length - 1 && next.length <= SHOW_PER_LEVEL;
       const arrow = dir === 'up' ? '←' : '→';
-      lines.push(`${prefix}${last ? '└─' : '├─'} ${arrow} ${e.rel}: ${describe(e.id)}`);
+      lines.push(`${prefix}${last ? '└─' : '├─'} ${arrow} ${printable(e.rel)}: ${describe(e.id)}`);
       if (!seen.has(e.id)) {
         seen.add(e.id);
         walk(e.id, dir, `${prefix}${last ? '   ' : '│  '}`, seen);

@@ -13,6 +13,7 @@ import {
   openLineageFromJournal,
   renderDot,
   renderMermaid,
+  renderTree,
   UnknownLineageIdError,
 } from '../../src/lineage/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
@@ -154,6 +155,20 @@ describe('lineage graph from a trail journal', () => {
     const mermaid = renderMermaid(result);
     const mLine = mermaid.split('\n').find((l) => l.includes('quoted'))!;
     expect(mLine).toMatch(/^ {2}n\d+\["[^"]*"\]$/);
+  });
+
+  it('the terminal tree shows control characters in record values as escapes (no terminal injection)', () => {
+    const r = graph.query(j.declined, 'upstream');
+    const evil = '\u001b[2J\u001b[31mAPPROVED\rfake line\nsecond';
+    const result = {
+      ...r,
+      nodes: r.nodes.map((n) => (n.id === r.root.id ? { ...n, label: evil, facts: { note: evil } } : n)),
+    };
+    const tree = renderTree(result);
+    expect(tree).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+    expect(tree.split('\n')[0]).toBe(
+      `\\u001b[2J\\u001b[31mAPPROVED\\u000dfake line\\u000asecond [${j.declined}] note=\\u001b[2J\\u001b[31mAPPROVED\\u000dfake line\\u000asecond`,
+    );
   });
 
   it('the terminal tree shows the path with key facts', () => {
