@@ -202,4 +202,57 @@ describe.skipIf(!collectorAvailable())(`the real collector binary (${collectorSk
     expect(String(bypass.attributes['ml.decision.reason'])).not.toMatch(/4111 1111 1111 1111/);
     expect(bypass.attributes['customer.ssn']).toBeUndefined();
   });
+
+  it('never cuts a body over the Loki line limit: it reaches the archive whole and flagged; attribute count is capped, chain fields kept', async () => {
+    const loggerProvider = new LoggerProvider({
+      // The SDK's own default (128) would drop attributes before the collector sees them.
+      logRecordLimits: { attributeCountLimit: 1000 },
+      processors: [
+        new SimpleLogRecordProcessor({
+          exporter: new OTLPLogExporter({
+            url: `${collector.httpEndpoint}/v1/logs`,
+            headers: { Authorization: `Bearer ${collector.token}` },
+          }),
+        }),
+      ],
+    });
+    // A client that bypassed the SDK (which keeps bodies under 256 KB) sends a 300 KB audit-shaped body and
+    // more allowed attributes than Loki's 128-entry structured-metadata limit.
+    const body = `{"event.name":"ml.prediction","ml.prediction.input":"${'a'.repeat(300_000)}"}`;
+    const chain = {
+      'mltrail.chain.id': 'oversized-chain',
+      'mltrail.seq': 7,
+      'mltrail.prev_hash': 'p'.repeat(64),
+      'mltrail.hash': 'h'.repeat(64),
+      'mltrail.body.digest': 'd'.repeat(64),
+    };
+    const allowed: string[] = parse(readFileSync(productionConfig, 'utf8')).processors.redaction.allowed_keys;
+    const many = Object.fromEntries(
+      allowed
+        .filter((k) => !(k in chain))
+        .slice(0, 140)
+        .map((k) => [k, 'v']),
+    );
+    expect(Object.keys(many).length).toBe(140);
+    loggerProvider.getLogger('oversized').emit({ body, attributes: { ...many, ...chain } });
+    await loggerProvider.forceFlush();
+    await loggerProvider.shutdown();
+
+    const find = () =>
+      archivedLogRecords(collector.archive).find(
+        (x) => x.attributes['mltrail.chain.id'] === 'oversized-chain',
+      );
+    await until(() => find() !== undefined, 'the oversized record in the archive');
+    const a = find()!;
+    expect(a.body).toBe(body);
+    expect(a.attributes['mltrail.collector.oversized']).toBe(true);
+    // 100 kept by limit() (chain fields first), plus the flag set after it.
+    expect(Object.keys(a.attributes).length).toBe(101);
+    for (const [k, v] of Object.entries(chain))
+      expect(a.attributes[k], k).toBe(typeof v === 'number' ? String(v) : v);
+
+    // An ordinary record is not flagged.
+    const small = archivedLogRecords(collector.archive).find((x) => x.body === 'raw log line');
+    if (small !== undefined) expect(small.attributes['mltrail.collector.oversized']).toBeUndefined();
+  });
 });

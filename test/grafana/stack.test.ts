@@ -229,4 +229,15 @@ describe('Loki label shaping (static)', () => {
     expect(loki.schema_config.configs[0]).toEqual(expect.objectContaining({ store: 'tsdb', schema: 'v13' }));
     expect(loki.auth_enabled).toBe(true);
   });
+
+  it('Loki never stores a cut body (a cut body no longer matches its hash) and its metadata limits fit the collector caps', () => {
+    const loki = parse(readFileSync('grafana/loki.yaml', 'utf8'));
+    expect(loki.limits_config.max_line_size_truncate).toBe(false);
+    expect(loki.limits_config.max_structured_metadata_entries_count).toBeGreaterThan(100);
+    const collector = parse(readFileSync('collector/config.yaml', 'utf8'));
+    const statements: string[] = collector.processors['transform/loki'].log_statements[0].statements;
+    expect(statements).toContain('truncate_all(log.attributes, 8192)');
+    expect(statements.some((s) => s.startsWith('limit(log.attributes, 100,'))).toBe(true);
+    expect(statements.some((s) => /^set\(log\.body\b|log\.body\s*,/.test(s))).toBe(false);
+  });
 });
