@@ -203,6 +203,43 @@ describe('docker-compose.yml (static)', () => {
     expect(published.sort()).toEqual(['collector:4317:4317', 'collector:4318:4318', 'grafana:3000:3000']);
   });
 
+  it('Grafana provisioning uses only the env syntax Grafana expands ($VAR, ${VAR}), each set for the grafana service', () => {
+    const env = (compose.services.grafana.environment ?? {}) as Record<string, string>;
+    for (const dir of ['datasources', 'dashboards', 'alerting']) {
+      for (const f of readdirSync(join('grafana/provisioning', dir))) {
+        // $$ is Grafana's literal dollar (template variables such as $${__value.raw}).
+        const text = readFileSync(join('grafana/provisioning', dir, f), 'utf8')
+          .split('\n')
+          .filter((l) => !l.trimStart().startsWith('#'))
+          .join('\n')
+          .replaceAll('$$', '');
+        for (const m of text.matchAll(/\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g)) {
+          const name = m[1] ?? m[2];
+          expect(name, `${dir}/${f}: ${m[0]}`).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
+          expect(
+            env[name],
+            `${dir}/${f}: ${name} is not set for grafana in docker-compose.yml`,
+          ).toBeDefined();
+        }
+      }
+    }
+  });
+
+  it('the collector image runs as nonroot and owns the data directory its volume is mounted on', () => {
+    const dockerfile = readFileSync('collector/Dockerfile', 'utf8');
+    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    expect(finalStage).toMatch(/^USER 65532:65532$/m);
+    expect(finalStage).toMatch(/^COPY --from=build --chown=65532:65532 \S+ \/var\/lib\/mltrail-collector$/m);
+    const volume = compose.services.collector.volumes.find((v: string) => v.startsWith('collector-data:'));
+    expect(volume).toBe('collector-data:/var/lib/mltrail-collector');
+    for (const v of ['MLTRAIL_STORAGE_DIR', 'MLTRAIL_ARCHIVE_PATH'])
+      expect(compose.services.collector.environment[v], v).toMatch(/^\/var\/lib\/mltrail-collector\//);
+    // The image builds the same manifest with the same ocb release as collector/build.sh.
+    const ocb = /OCB_VERSION=(\S+)/.exec(readFileSync('collector/build.sh', 'utf8'))![1];
+    expect(dockerfile).toContain(`go.opentelemetry.io/collector/cmd/builder@${ocb}`);
+    expect(dockerfile).toMatch(/^COPY builder-config\.yaml /m);
+  });
+
   it('declares every named volume a service uses, and every config file it mounts exists', () => {
     const declared = new Set(Object.keys(compose.volumes));
     for (const [name, s] of Object.entries(services)) {
