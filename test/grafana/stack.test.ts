@@ -203,7 +203,7 @@ describe('docker-compose.yml (static)', () => {
     expect(published.sort()).toEqual(['collector:4317:4317', 'collector:4318:4318', 'grafana:3000:3000']);
   });
 
-  it('Grafana provisioning uses only the env syntax Grafana expands ($VAR, ${VAR}), each set for the grafana service', () => {
+  it('Grafana provisioning uses only plain env references (the syntax Grafana expands), each set for the grafana service', () => {
     const env = (compose.services.grafana.environment ?? {}) as Record<string, string>;
     for (const dir of ['datasources', 'dashboards', 'alerting']) {
       for (const f of readdirSync(join('grafana/provisioning', dir))) {
