@@ -273,7 +273,7 @@ class TrailImpl implements Trail {
   async dataset(spec: DatasetSpec): Promise<DatasetVersion> {
     const digest = await this.#safeDigest(spec);
     const version = spec.version ?? (digest !== undefined ? digest.slice(7, 19) : undefined);
-    const id = spec.id ?? (version !== undefined ? `${spec.name}@${version}` : uuidv7());
+    const id = spec.id ?? (version !== undefined ? `${text(spec.name)}@${version}` : uuidv7());
     const rowCount = spec.rowCount ?? spec.rows?.length;
     let schemaDigest: string | undefined;
     if (spec.schema !== undefined) schemaDigest = this.#digestJson(spec.schema);
@@ -332,7 +332,7 @@ class TrailImpl implements Trail {
       runId,
       spanContext,
     };
-    this.registry.models.set(`${spec.name}@${spec.version}`, model);
+    this.registry.models.set(`${text(spec.name)}@${text(spec.version)}`, model);
     return model;
   }
 
@@ -391,7 +391,7 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_FEEDBACK_ID]: id,
       [sc.ATTR_ML_PREDICTION_ID]: spec.predictionId,
       [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH]:
-        spec.groundTruth === undefined ? undefined : String(spec.groundTruth),
+        spec.groundTruth === undefined ? undefined : text(spec.groundTruth),
       [sc.ATTR_ML_FEEDBACK_CORRECT]: spec.correct,
       [sc.ATTR_ML_FEEDBACK_SOURCE]: spec.source,
     };
@@ -539,7 +539,7 @@ class TrailImpl implements Trail {
           const content = spec.output.content?.(value) ?? defaultContent(value);
           const digest = self.#digestSync(content);
           const version = spec.output.version ?? (digest !== undefined ? digest.slice(7, 19) : id);
-          const outId = spec.output.id ?? `${spec.output.name}@${version}`;
+          const outId = spec.output.id ?? `${text(spec.output.name)}@${version}`;
           const rowCount = spec.output.rowCount ?? content.rows?.length;
           const inputIds = spec.inputs.map((d) => d.id);
           const fields = {
@@ -779,7 +779,7 @@ class TrailImpl implements Trail {
           ...inputFields,
           ...outputFields,
           [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
-          [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: out?.label === undefined ? undefined : String(out.label),
+          [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: out?.label === undefined ? undefined : text(out.label),
           [sc.ATTR_ML_PREDICTION_OUTPUT_SCORE]: out?.score,
         };
         span.setAttributes(
@@ -1067,6 +1067,15 @@ function defaultContent(value: unknown): ContentSource {
 
 function safeJson(value: unknown): unknown {
   return toJsonSafeQuiet(value);
+}
+
+/** String(v) that never throws (null-prototype objects, throwing toString): the host's values are untrusted. */
+function text(v: unknown): string {
+  try {
+    return typeof v === 'string' ? v : String(v);
+  } catch {
+    return '[unprintable]';
+  }
 }
 
 function round3(ms: number): number {
