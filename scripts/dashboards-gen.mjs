@@ -281,6 +281,23 @@ function rule(uid, title, datasource, expr, summary, labels) {
   };
 }
 
+/**
+ * Missing records per chain within a window: (max seq - min seq + 1) - records seen. A chain is written in
+ * seq order with non-decreasing timestamps and shipped in that order, so the records of any time window (even
+ * one the shipper has not finished) form a contiguous run unless some are missing. A heuristic alarm: a
+ * duplicate delivery in the same window can hide a gap; `mltrail verify` is the definitive check.
+ */
+function chainGapExpr(window) {
+  const seq = `mltrail_seq`;
+  const chain = `mltrail_chain_id`;
+  const sel = `${ALL} | ${seq}!=""`;
+  const unwrapped = `${sel} | unwrap ${seq} | __error__="" [${window}]`;
+  return (
+    `max_over_time(${unwrapped}) by (${chain}) - min_over_time(${unwrapped}) by (${chain}) + 1` +
+    ` - sum by (${chain}) (count_over_time(${sel} [${window}]))`
+  );
+}
+
 function alertRules() {
   return {
     apiVersion: 1,
@@ -313,6 +330,14 @@ function alertRules() {
             LOKI,
             `sum(count_over_time(${ALL} | event_name="mltrail.journal.gap" [10m]))`,
             'A journal write failure (mltrail.journal.gap) was recorded: records may be missing from a chain',
+            { severity: 'critical' },
+          ),
+          rule(
+            'mltrail-chain-gap',
+            'Audit chain sequence gap',
+            LOKI,
+            chainGapExpr('10m'),
+            'A chain in Loki has sequence numbers missing in the last 10 minutes: run mltrail verify (the collector archive may hold the records)',
             { severity: 'critical' },
           ),
         ],

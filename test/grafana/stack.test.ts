@@ -7,7 +7,10 @@ import { parse } from 'yaml';
 import { generate, promName } from '../../scripts/dashboards-gen.mjs';
 import {
   ATTR_ML_DRIFT_FEATURE,
+  ATTR_MLTRAIL_CHAIN_ID,
+  ATTR_MLTRAIL_SEQ,
   ATTRIBUTE_TYPES,
+  EVENT_MLTRAIL_JOURNAL_GAP,
   EVENT_NAMES,
   METRIC_INSTRUMENTS,
   METRIC_ML_DRIFT_SCORE,
@@ -166,6 +169,23 @@ describe('dashboards and alert rules (static checks with the real parsers)', () 
     expect(score).toContain(ATTR_ML_DRIFT_FEATURE.replaceAll('.', '_'));
     const alert = rules.groups[0].rules.find((r: { uid: string }) => r.uid === 'mltrail-drift-detected');
     expect(alert.data[0].model.expr).toContain('event_name="ml.drift.detected"');
+  });
+
+  it('the integrity alarms watch journal gaps and per-chain sequence gaps with the registry names', () => {
+    const byUid = (uid: string) => rules.groups[0].rules.find((r: { uid: string }) => r.uid === uid);
+    expect(byUid('mltrail-integrity').data[0].model.expr).toContain(
+      `event_name="${EVENT_MLTRAIL_JOURNAL_GAP}"`,
+    );
+    const gap = byUid('mltrail-chain-gap').data[0].model.expr as string;
+    const seq = ATTR_MLTRAIL_SEQ.replaceAll('.', '_');
+    const chain = ATTR_MLTRAIL_CHAIN_ID.replaceAll('.', '_');
+    expect(gap).toContain(`unwrap ${seq}`);
+    // Each of the three per-chain terms is grouped by the chain id, so vector matching pairs them per chain.
+    expect(gap.split(`by (${chain})`).length - 1).toBe(3);
+    expect(byUid('mltrail-chain-gap').data[2].model.conditions[0].evaluator).toEqual({
+      type: 'gt',
+      params: [0],
+    });
   });
 
   it('generated files are not stale (npm run dashboards)', () => {
