@@ -390,8 +390,7 @@ class TrailImpl implements Trail {
     const fields = {
       [sc.ATTR_ML_FEEDBACK_ID]: id,
       [sc.ATTR_ML_PREDICTION_ID]: spec.predictionId,
-      [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH]:
-        spec.groundTruth === undefined ? undefined : text(spec.groundTruth),
+      [sc.ATTR_ML_FEEDBACK_GROUND_TRUTH]: spec.groundTruth === undefined ? undefined : text(spec.groundTruth),
       [sc.ATTR_ML_FEEDBACK_CORRECT]: spec.correct,
       [sc.ATTR_ML_FEEDBACK_SOURCE]: spec.source,
     };
