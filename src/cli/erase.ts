@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { canonicalize, parseRecordLine, serializeRecord } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
@@ -42,21 +42,20 @@ export async function run(argv: string[]): Promise<number> {
   const dir = resolveJournalDir(values.journal);
   const [, chain, seqText] = m;
   const seq = Number(seqText);
-  let found: { file: string; line: number } | undefined;
+  let found: { file: string; line: number; offset: number; text: string } | undefined;
   for (const l of new JournalReader(dir).lines()) {
     if (!l.text.includes(chain)) continue;
     const r = parseRecordLine(l.text, l);
     if (r.chain === chain && r.seq === seq) {
       if (r.erased_by !== undefined) throw new CliError(`${ref} is already erased (by ${r.erased_by})`, 1);
-      found = { file: l.file, line: l.line };
+      found = { file: l.file, line: l.line, offset: l.offset, text: l.text };
       break;
     }
   }
   if (found === undefined) throw new CliError(`no record ${ref} in ${dir}`, 1);
 
   // Record the erasure first: if rewriting the segment fails, the trail still says what was requested.
-  const lines = readFileSync(found.file, 'utf8').split('\n');
-  const target = parseRecordLine(lines[found.line - 1], found);
+  const target = parseRecordLine(found.text, found);
   const log = new AuditLog({ dir });
   const ts = new Date().toISOString();
   const { record } = log.append({
@@ -75,15 +74,28 @@ export async function run(argv: string[]): Promise<number> {
   });
   await log.close();
 
-  lines[found.line - 1] = serializeRecord({
+  // Overwrite the line in place, padded with spaces to its exact length (JSON allows trailing whitespace):
+  // the segment keeps its inode and size, so a process still appending to it and the shipper's byte cursor
+  // are unaffected. Copies already shipped (Loki, archives) must be erased where they are kept.
+  const tombstone = serializeRecord({
     ...target,
     body: '',
     attrs: {},
     erased_by: `${record.chain}:${record.seq}`,
   });
-  const tmp = `${found.file}.erase-tmp`;
-  writeFileSync(tmp, lines.join('\n'), { mode: 0o600 });
-  renameSync(tmp, found.file);
+  const pad = Buffer.byteLength(found.text, 'utf8') - Buffer.byteLength(tombstone, 'utf8');
+  if (pad < 0) {
+    throw new CliError(
+      `${ref}: the tombstone is longer than the record; nothing was changed (the erasure record was written)`,
+    );
+  }
+  const fd = openSync(found.file, 'r+');
+  try {
+    writeSync(fd, tombstone + ' '.repeat(pad), found.offset, 'utf8');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   process.stdout.write(
     `erased ${ref} (digest ${target.digest}); erasure record ${record.chain}:${record.seq}\n`,
   );
