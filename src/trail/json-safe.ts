@@ -76,13 +76,30 @@ function copy(
   seen.add(obj);
   try {
     if (Array.isArray(obj)) {
-      return obj.map((v, i) => {
+      // Array.from visits holes of sparse arrays too (as undefined → null), which map() would skip.
+      return Array.from(obj, (v, i) => {
         const c = copy(v, [...path, i], issues, seen, depth + 1);
         return c === undefined ? null : c;
       });
     }
     if (obj instanceof Map) {
-      return copy(Object.fromEntries(obj), path, issues, seen, depth);
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of obj) {
+        let key: string;
+        try {
+          key = typeof k === 'string' ? k : String(k);
+        } catch {
+          key = '[unprintable key]';
+          issues.push({
+            code: 'not_serialisable',
+            path,
+            message: 'a Map key could not be converted to a string',
+          });
+        }
+        const c = copy(v, [...path, key], issues, seen, depth + 1);
+        if (c !== undefined) out[key] = c;
+      }
+      return out;
     }
     if (obj instanceof Set) {
       return copy([...obj], path, issues, seen, depth);

@@ -35,7 +35,7 @@ describe('hostile input', () => {
           expect(err).toBeInstanceOf(RecordFormatError);
         }
       }),
-      { numRuns: 500 },
+      { numRuns: 500, seed: 20261128 },
     );
   });
 
@@ -93,7 +93,7 @@ describe('hostile input', () => {
           ).resolves.toBeDefined();
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 150, seed: 20261128 },
     );
     await trail.shutdown();
   });
