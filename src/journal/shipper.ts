@@ -17,6 +17,7 @@ import { suppressTracing } from '@opentelemetry/core';
 import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
 import {
   ATTR_DEPLOYMENT_ENVIRONMENT_NAME,
+  ATTR_ML_PIPELINE_NAME,
   ATTR_MLTRAIL_BODY_DIGEST,
   ATTR_MLTRAIL_CHAIN_ID,
   ATTR_MLTRAIL_HASH,
@@ -480,6 +481,20 @@ function anyValue(v: string | number | boolean | string[]): AnyValue {
   return Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v };
 }
 
+function firstBodyValue(list: readonly AuditRecord[], key: string): string | undefined {
+  const needle = `${JSON.stringify(key)}:`;
+  for (const r of list) {
+    if (!r.body.includes(needle)) continue;
+    try {
+      const v = (JSON.parse(r.body) as Record<string, unknown>)[key];
+      if (typeof v === 'string') return v;
+    } catch {
+      // an unparseable body: try the next record
+    }
+  }
+  return undefined;
+}
+
 /** Maps journal records to an OTLP/JSON ExportLogsServiceRequest, one resource per chain. */
 export function toOtlp(records: readonly AuditRecord[]): unknown {
   const byChain = new Map<string, AuditRecord[]>();
@@ -506,6 +521,11 @@ export function toOtlp(records: readonly AuditRecord[]): unknown {
           key: ATTR_DEPLOYMENT_ENVIRONMENT_NAME,
           value: { stringValue: JSON.parse(`"${env[1]}"`) },
         });
+      // The pipeline is the third Loki index label, and Loki only indexes resource attributes: lift it from
+      // the first body that names it (it is constant per chain: one process, one trail).
+      const pipeline = firstBodyValue(list, ATTR_ML_PIPELINE_NAME);
+      if (pipeline !== undefined)
+        resource.push({ key: ATTR_ML_PIPELINE_NAME, value: { stringValue: pipeline } });
       return {
         resource: { attributes: resource },
         scopeLogs: [
