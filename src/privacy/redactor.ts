@@ -675,7 +675,7 @@ class PolicyRedactor implements Redactor {
     if (this.#detectors.length === 0 || text.length < 3) return text;
     // Shorter than the shortest IPv4 address and without "@" or ":": no built-in detector can match.
     if (text.length < 7 && !this.#userPatterns && !text.includes('@') && !text.includes(':')) return text;
-    if (text.length <= 64 && MLTRAIL_ID.test(text)) return text;
+    if (text.length <= 71 && MLTRAIL_ID.test(text)) return text; // 71 = "sha256:" + 64 hex digits
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
