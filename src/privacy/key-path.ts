@@ -102,7 +102,7 @@ function unquote(inner: string, fail: (why: string) => never): string {
 /**
  * Renders a location (object keys and array indices) the way rules are written: dotted names, and
  * brackets for indices and for keys that are not plain names (those with dots keep their flat form so the
- * rendered path names the key that exists, e.g. `["ml.prediction.input"].customer.email`).
+ * rendered path names the key that exists, e.g. `["payload.input"].customer.email`).
  */
 export function renderPath(parts: readonly (string | number)[]): string {
   let out = '';

@@ -25,7 +25,7 @@ export type DetectorAction = 'mask' | 'hash' | 'off';
  * The outermost location a rule matches decides; at one location the first rule listed wins.
  */
 export interface RedactionRule {
-  /** pino-style path: `user.email`, `items[*].card`, `["ml.prediction.subject_id"]`, `**.password`. */
+  /** pino-style path: `user.email`, `items[*].card`, `["dotted.key.name"]`, `**.password`. */
   path: string;
   action: RuleAction;
   /** Censor for `mask`; defaults to the redactor's censor. */

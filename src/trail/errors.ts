@@ -2,7 +2,7 @@
 export interface EventIssue {
   /** A zod issue code (`invalid_type`, `too_big`, ...) or `not_serialisable`. */
   code: string;
-  /** Where in the event body, e.g. `["ml.training.hyperparameters"]`. */
+  /** Where in the event body, e.g. `["a.dotted.attribute.key"]` (a semconv key). */
   path: (string | number)[];
   message: string;
 }
