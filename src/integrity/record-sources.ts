@@ -93,7 +93,34 @@ function decompress(file: string): string {
   const buf = readFileSync(file);
   if (file.endsWith('.gz')) return zlib.gunzipSync(buf).toString('utf8');
   if (file.endsWith('.zst')) return zlib.zstdDecompressSync(buf).toString('utf8');
+  if (buf.length >= 8 && buf.readUInt32LE(4) === ZSTD_MAGIC) return zstdMessages(buf);
   return buf.toString('utf8');
+}
+
+/** The first four bytes of a zstd frame, read little-endian. */
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/**
+ * The collector's file exporter with `compression: zstd` (the bundled archive, whatever its file name)
+ * writes each export as a 4-byte big-endian length and one zstd frame holding one OTLP JSON message. Each
+ * becomes a line; a message cut short (the collector died mid-write) becomes a torn last line.
+ */
+function zstdMessages(buf: Buffer): string {
+  const lines: string[] = [];
+  let at = 0;
+  while (at + 4 <= buf.length) {
+    const end = at + 4 + buf.readUInt32BE(at);
+    if (end > buf.length) break;
+    try {
+      lines.push(zlib.zstdDecompressSync(buf.subarray(at + 4, end)).toString('utf8'), '\n');
+    } catch (err) {
+      // Stays a line, so verify reports it as malformed where it is.
+      lines.push(`(the zstd message at byte ${at} does not decompress: ${(err as Error).message})\n`);
+    }
+    at = end;
+  }
+  if (at < buf.length) lines.push(`(${buf.length - at} bytes of a cut zstd message)`);
+  return lines.join('');
 }
 
 function addLine(text: string, file: string, line: number, verifier: ChainVerifier): void {

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { zstdDecompressSync } from 'node:zlib';
 import { parse, stringify } from 'yaml';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,15 +49,24 @@ export interface TestCollector {
 
 /**
  * Writes the test config — collector/config.yaml with every network exporter replaced by an uncompressed
- * file exporter in a temp dir — and starts the real binary on free loopback ports.
+ * file exporter in a temp dir — and starts the real binary on free loopback ports. With
+ * `archive: 'production'` the audit archive keeps the production exporter settings (rotation, zstd; only
+ * the path moves into the temp dir), which crash tests need: the buffered test exporter loses what it holds
+ * in memory when the process is killed, the production one does not.
  */
-export async function startTestCollector(opts: { dir?: string } = {}): Promise<TestCollector> {
+export async function startTestCollector(
+  opts: { dir?: string; archive?: 'buffered' | 'production' } = {},
+): Promise<TestCollector> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mltrail-collector-'));
   const config = parse(readFileSync(productionConfig, 'utf8'));
-  const archive = join(dir, 'archive.jsonl');
+  const production = opts.archive === 'production';
+  const archive = production ? join(dir, 'archive', 'audit.jsonl') : join(dir, 'archive.jsonl');
+  if (production) mkdirSync(join(dir, 'archive'), { recursive: true });
   const traces = join(dir, 'traces.jsonl');
   config.exporters = {
-    'file/archive': { path: archive, format: 'json', flush_interval: '100ms' },
+    'file/archive': production
+      ? { ...config.exporters['file/archive'], path: archive }
+      : { path: archive, format: 'json', flush_interval: '100ms' },
     'file/traces': { path: traces, format: 'json', flush_interval: '100ms' },
     'file/metrics': { path: join(dir, 'metrics.jsonl'), format: 'json', flush_interval: '100ms' },
   };
@@ -117,13 +127,31 @@ export async function startTestCollector(opts: { dir?: string } = {}): Promise<T
   return c;
 }
 
+/**
+ * The JSON lines of a file exporter's output. A zstd-compressed one (the production archive) is a sequence
+ * of messages, each a 4-byte big-endian length and one zstd frame; a message cut short by a crash is not a
+ * record yet.
+ */
+function archiveText(path: string): string {
+  const buf = readFileSync(path);
+  if (buf.length < 8 || buf.readUInt32LE(4) !== 0xfd2fb528) return buf.toString('utf8');
+  const lines: string[] = [];
+  for (let at = 0; at + 4 <= buf.length; ) {
+    const end = at + 4 + buf.readUInt32BE(at);
+    if (end > buf.length) break;
+    lines.push(`${zstdDecompressSync(buf.subarray(at + 4, end)).toString('utf8')}\n`);
+    at = end;
+  }
+  return lines.join('');
+}
+
 /** Every OTLP log record in a file exporter's output (JSON lines of ExportLogsServiceRequest). */
 export function archivedLogRecords(
   path: string,
 ): { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] {
   if (!existsSync(path)) return [];
   const out: { attributes: Record<string, unknown>; body: unknown; raw: Record<string, unknown> }[] = [];
-  const text = readFileSync(path, 'utf8');
+  const text = archiveText(path);
   // The collector may be mid-write: only complete (newline-terminated) lines are records yet.
   const complete = text.slice(0, text.lastIndexOf('\n') + 1);
   for (const line of complete.split('\n')) {

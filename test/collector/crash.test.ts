@@ -1,0 +1,142 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
+import { readIntoVerifier } from '../../src/integrity/record-sources.js';
+import { AuditLog, cursorFile, JournalReader, Shipper } from '../../src/journal/index.js';
+import {
+  archivedLogRecords,
+  collectorAvailable,
+  collectorSkipReason,
+  productionConfig,
+  startTestCollector,
+} from './harness.js';
+
+async function writeJournal(dir: string, n: number): Promise<void> {
+  const log = new AuditLog({ dir, checkpointEvery: 1000 });
+  for (let i = 0; i < n; i++) {
+    const ts = new Date().toISOString();
+    log.append({
+      event: 'ml.prediction',
+      sev: 'INFO',
+      ts,
+      attrs: { 'ml.prediction.id': `p-${i}` },
+      body: canonicalize({
+        'event.name': 'ml.prediction',
+        timestamp: ts,
+        'service.name': 'crash-test',
+        'ml.prediction.id': `p-${i}`,
+        'ml.prediction.latency_ms': 1,
+      }),
+    });
+  }
+  await log.close();
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+const keyOf = (r: { attributes: Record<string, unknown> }) =>
+  `${r.attributes['mltrail.chain.id']}:${r.attributes['mltrail.seq']}`;
+
+describe('the archive exporter writes before it acknowledges (static)', () => {
+  it('keeps rotation on: each export is one unbuffered write to the file, not a user-space buffer', () => {
+    // Without `rotation` the v0.161 file exporter wraps the file in a 4 KiB bufio.Writer flushed only on a
+    // timer or when full, so a killed collector loses records it had already acknowledged.
+    const archive = parse(readFileSync(productionConfig, 'utf8')).exporters['file/archive'];
+    expect(archive.rotation).toEqual(expect.objectContaining({ max_megabytes: expect.any(Number) }));
+    expect(archive.flush_interval).toBeUndefined();
+    expect(archive.append).toBeUndefined();
+  });
+});
+
+describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collectorSkipReason})`, () => {
+  it('SIGKILL while the shipper sends: every acknowledged record is in the archive; after a restart on the same storage all are, and it verifies', async () => {
+    const collector = await startTestCollector({ archive: 'production' });
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-collector-crash-'));
+    await writeJournal(dir, 20_000);
+    const lines = [...new JournalReader(dir).lines()];
+    const journal = lines.map((l) => ({
+      segment: relative(dir, l.file),
+      line: l.line,
+      record: parseRecordLine(l.text),
+    }));
+    expect(journal).toHaveLength(20_020); // 20 000 records + a checkpoint after every 1000
+
+    const shipper = new Shipper({
+      dir,
+      endpoint: collector.httpEndpoint,
+      headers: { Authorization: `Bearer ${collector.token}` },
+      batchSize: 100,
+      initialBackoffMs: 50,
+      maxBackoffMs: 200,
+    });
+    const draining = shipper.drain();
+    try {
+      await until(() => shipper.shipped >= 3000, 'a partial delivery');
+      await collector.stop('SIGKILL');
+      const failuresAtKill = shipper.failures;
+
+      // What the collector acknowledged is what the shipper's persisted cursor covers (it advances only on
+      // a 2xx). Every one of those records is in the archive the killed process left behind.
+      const cursor = JSON.parse(readFileSync(cursorFile(dir, shipper.url), 'utf8')) as {
+        segments: Record<string, { lines: number }>;
+      };
+      const acked = journal.filter((j) => j.line <= (cursor.segments[j.segment]?.lines ?? 0));
+      expect(acked.length).toBeGreaterThanOrEqual(3000);
+      expect(acked.length).toBeLessThan(journal.length);
+      const afterKill = new Set(archivedLogRecords(collector.archive).map(keyOf));
+      const lostAcked = acked
+        .map((j) => `${j.record.chain}:${j.record.seq}`)
+        .filter((k) => !afterKill.has(k));
+      expect(lostAcked).toEqual([]);
+      // Nothing beyond what was sent: the archive holds the acknowledged records plus at most the batch
+      // that was in flight when the process died.
+      expect(afterKill.size).toBeLessThanOrEqual(acked.length + 100);
+
+      // The shipper keeps retrying the unacknowledged batch against the dead endpoint.
+      await until(() => shipper.failures > failuresAtKill, 'a failed attempt while the collector is down');
+      await collector.start();
+      expect(await draining).toBe(journal.length);
+    } finally {
+      await shipper.close();
+    }
+    await until(
+      () => new Set(archivedLogRecords(collector.archive).map(keyOf)).size >= journal.length,
+      'the rest in the archive',
+    );
+    await collector.stop();
+
+    const archived = archivedLogRecords(collector.archive);
+    const stored = new Set(archived.map(keyOf));
+    const missing = journal.map((j) => `${j.record.chain}:${j.record.seq}`).filter((k) => !stored.has(k));
+    expect(missing).toEqual([]);
+    expect(stored.size).toBe(journal.length);
+    // Re-sent batches are duplicates (same chain and seq, same hash), never different records.
+    expect(archived.length).toBeGreaterThanOrEqual(journal.length);
+
+    const v = new ChainVerifier();
+    readIntoVerifier(collector.archive, v);
+    const report = v.finish();
+    expect(report.problems).toEqual([]);
+    expect(report.chains.map((c) => ({ records: c.records, problems: c.problems }))).toEqual([
+      { records: journal.length, problems: [] },
+    ]);
+    // And the auditor's command reads the production (zstd) archive as it is.
+    const cli = spawnSync(process.execPath, ['dist/cli/main.js', 'verify', collector.archive, '--json'], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
+    expect(cli.stderr).toBe('');
+    expect(cli.status).toBe(0);
+    expect(JSON.parse(cli.stdout).chains[0].records).toBe(journal.length);
+  }, 180_000);
+});
