@@ -286,6 +286,95 @@ export function generate(root = ROOT) {
   s += `/** The body schema of an event, or undefined for a name the registry does not define. */\nexport function schemaForEvent(name: string): z.ZodType<Record<string, unknown>> | undefined {\n  return Object.hasOwn(EVENT_SCHEMAS, name) ? EVENT_SCHEMAS[name] : undefined;\n}\n`;
   out['src/semconv/schemas.ts'] = s;
 
+  // fast-check.ts: the same constraints as the zod schemas, as data, for a check with no allocation on the
+  // hot path. It only ever answers "certainly valid"; anything else goes to zod for the precise issues.
+  const fastKind = (attr) => {
+    const t = attr.type;
+    if (typeof t === 'object') return `[${t.members.map((m) => q(String(m.value))).join(', ')}]`;
+    if (t === 'string') {
+      if (ann(attr).json) return q('json');
+      if (ann(attr).format === 'sha256') return q('sha256');
+      if (ann(attr).format === 'timestamp') return q('ts');
+      return q('str');
+    }
+    return q({ int: 'int', double: 'num', boolean: 'bool', 'string[]': 'strs' }[t]);
+  };
+  s = `${HEADER}/** A value shape the fast acceptor checks; an array lists the allowed enum values. */\n`;
+  s += `type Kind = 'str' | 'sha256' | 'ts' | 'json' | 'int' | 'num' | 'bool' | 'strs' | 'hex32' | 'hex16' | readonly string[];\n\n`;
+  s += `interface Spec {\n  kinds: Map<string, Kind>;\n  required: Set<string>;\n}\n\n`;
+  s += `const BASE: [string, Kind][] = [\n  ['timestamp', 'ts'],\n  ['trace_id', 'hex32'],\n  ['span_id', 'hex16'],\n`;
+  for (const k of COMMON_OPTIONAL) s += `  [${q(k)}, ${fastKind(reg.attributeMap.get(k))}],\n`;
+  s += `];\n\n`;
+  s += `function spec(own: [string, Kind][], required: string[]): Spec {\n  return { kinds: new Map([...BASE, ...own]), required: new Set(['timestamp', ...required]) };\n}\n\n`;
+  s += `const SPECS: Record<string, Spec> = {\n`;
+  for (const e of reg.events) {
+    const own = [];
+    const req = [];
+    for (const ref of e.attributes ?? []) {
+      if (COMMON_OPTIONAL.includes(ref.ref) && !isRequired(ref)) continue;
+      own.push(`[${q(ref.ref)}, ${fastKind(reg.attributeMap.get(ref.ref))}]`);
+      if (isRequired(ref)) req.push(q(ref.ref));
+    }
+    s += `  ${q(e.name)}: spec(\n    [${own.join(', ')}],\n    [${req.join(', ')}],\n  ),\n`;
+  }
+  s += `};\n\n`;
+  s += `const SHA256_RE = /^sha256:[0-9a-f]{64}$/;\nconst HEX32_RE = /^[0-9a-f]{32}$/;\nconst HEX16_RE = /^[0-9a-f]{16}$/;\nconst ISO_RE = /^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$/;\n\n`;
+  s += `function ok(kind: Kind, v: unknown): boolean {
+  switch (kind) {
+    case 'str':
+      return typeof v === 'string' && v.length <= ${MAX_STRING};
+    case 'sha256':
+      return typeof v === 'string' && SHA256_RE.test(v);
+    case 'hex32':
+      return typeof v === 'string' && HEX32_RE.test(v);
+    case 'hex16':
+      return typeof v === 'string' && HEX16_RE.test(v);
+    case 'ts':
+      // Only the exact form Date#toISOString writes, and only real instants (the round trip proves it).
+      return typeof v === 'string' && ISO_RE.test(v) && new Date(v).toISOString() === v;
+    case 'json':
+      if (typeof v !== 'string' || v.length > ${MAX_JSON}) return false;
+      try {
+        JSON.parse(v);
+        return true;
+      } catch {
+        return false;
+      }
+    case 'int':
+      return Number.isSafeInteger(v);
+    case 'num':
+      return typeof v === 'number' && Number.isFinite(v);
+    case 'bool':
+      return typeof v === 'boolean';
+    case 'strs':
+      if (!Array.isArray(v) || v.length > ${MAX_ARRAY}) return false;
+      for (const x of v) if (typeof x !== 'string' || x.length > ${MAX_STRING}) return false;
+      return true;
+    default:
+      return typeof v === 'string' && kind.includes(v);
+  }
+}
+
+/**
+ * True only when the event's zod schema (\`schemaForEvent(name)\`) certainly accepts \`body\`; false means
+ * "ask the schema", which gives the precise issues. Same constraints, generated from the same registry, but
+ * no allocation: audit records are validated on every prediction.
+ */
+export function acceptsEventBody(name: string, body: Record<string, unknown>): boolean {
+  const sp = Object.hasOwn(SPECS, name) ? SPECS[name] : undefined;
+  if (sp === undefined || body['event.name'] !== name) return false;
+  let required = 0;
+  for (const k of Object.keys(body)) {
+    if (k === 'event.name') continue;
+    const kind = sp.kinds.get(k);
+    if (kind === undefined || !ok(kind, body[k])) return false;
+    if (sp.required.has(k)) required++;
+  }
+  return required === sp.required.size;
+}
+`;
+  out['src/semconv/fast-check.ts'] = s;
+
   // index.ts
   s = HEADER;
   const enumConsts = reg.attributes
@@ -295,7 +384,7 @@ export function generate(root = ROOT) {
   s += `export {\n${reg.events.map((e) => `  EVENT_${constName(e.name)},`).join('\n')}\n  EVENT_NAMES,\n  type EventName,\n} from './events.js';\n`;
   s += `export {\n  ATTRIBUTE_TYPES,\n  INDEX_LABEL_ATTRIBUTES,\n  JSON_ATTRIBUTES,\n  LOOKUP_ATTRIBUTES,\n  METRIC_DEFINITIONS,\n  METRIC_INSTRUMENTS,\n} from './lookup.js';\n`;
   s += `export {\n${reg.metrics.map((m) => `  METRIC_${constName(m.metric_name)},`).join('\n')}\n} from './metrics.js';\n`;
-  s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\n`;
+  s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\nexport { acceptsEventBody } from './fast-check.js';\n`;
   s += `export {\n${reg.spans.map((sp) => `  SPAN_${constName(ann(sp).span_name)},`).join('\n')}\n  SPAN_NAMES,\n} from './spans.js';\n`;
   out['src/semconv/index.ts'] = s;
 

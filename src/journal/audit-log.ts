@@ -114,13 +114,12 @@ export class AuditLog {
   append(input: AuditEventInput): AppendedRecord {
     const records = this.#chain.append(input);
     // The record's own promise: a checkpoint sealed after it is written in the same or a later commit.
+    // The journal's promises already carry a handler, so a failing disk never becomes an unhandled
+    // rejection in the host; records committed together share one promise.
     const durable = this.#journal.append(serializeRecord(records[0]), records[0].seq);
-    // Every promise gets a handler, so a failing disk never becomes an unhandled rejection in the host.
-    durable.catch(() => undefined);
     this.#sinceTimerCheckpoint++;
     for (let i = 1; i < records.length; i++) {
       const written = this.#journal.append(serializeRecord(records[i]), records[i].seq);
-      written.catch(() => undefined);
       this.#afterCheckpoint(written);
     }
     return { record: records[0], durable };

@@ -35,12 +35,29 @@ export interface JournalGap {
   fromTag?: number;
 }
 
-interface Pending {
-  /** undefined marks a flush barrier. */
-  line: string | undefined;
-  tag?: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
+/**
+ * Lines that share one durability promise: everything appended between two commits (or flushes). One
+ * promise per group instead of one per line keeps the append path allocation-free for the caller.
+ */
+class Group {
+  readonly lines: string[] = [];
+  /** The tag of the first line (for the AuditLog: its seq). */
+  firstTag: number | undefined;
+  /** A flush barrier: no lines; rejects when the commit it waits for fails. */
+  readonly barrier: boolean;
+  readonly promise: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: Error) => void;
+
+  constructor(barrier: boolean) {
+    this.barrier = barrier;
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // Callers decide whether to observe durability; an unobserved failure must never crash the host.
+    this.promise.catch(() => undefined);
+  }
 }
 
 /** The directory holding a chain's segments. */
@@ -75,7 +92,9 @@ export class JournalWriter {
   readonly #failClosed: boolean;
   readonly #writeErrors: Counter | undefined;
   readonly #onRecovered: ((gap: JournalGap) => void) | undefined;
-  #queue: Pending[] = [];
+  #queue: Group[] = [];
+  /** Lines waiting in #queue (for the in-memory bound). */
+  #queuedLines = 0;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #file: FileHandle | undefined;
@@ -113,16 +132,23 @@ export class JournalWriter {
    */
   append(line: string, tag?: number): Promise<void> {
     if (this.#closed) return Promise.reject(new Error(`mltrail: journal ${this.#chainDir} is closed`));
-    if (this.#failure !== undefined && this.#queue.length >= this.#maxBuffered) {
+    if (this.#failure !== undefined && this.#queuedLines >= this.#maxBuffered) {
       this.#failure.dropped++;
       this.dropped++;
       return Promise.reject(
         new Error('mltrail: journal buffer full while the disk is failing; record dropped'),
       );
     }
-    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line, tag, resolve, reject }));
-    this.#schedule(this.#groupCommitMs);
-    return p;
+    let g = this.#queue.length > 0 ? this.#queue[this.#queue.length - 1] : undefined;
+    if (g === undefined || g.barrier) {
+      g = new Group(false);
+      this.#queue.push(g);
+    }
+    if (g.lines.length === 0) g.firstTag = tag;
+    g.lines.push(line);
+    this.#queuedLines++;
+    if (this.#timer === undefined) this.#schedule(this.#groupCommitMs);
+    return g.promise;
   }
 
   /**
@@ -131,9 +157,10 @@ export class JournalWriter {
    */
   flush(): Promise<void> {
     if (this.#queue.length === 0 && this.#flushing === undefined) return Promise.resolve();
-    const p = new Promise<void>((resolve, reject) => this.#queue.push({ line: undefined, resolve, reject }));
+    const barrier = new Group(true);
+    this.#queue.push(barrier);
     this.#kick();
-    return p;
+    return barrier.promise;
   }
 
   /** Flushes and closes the current segment. Safe to call twice. */
@@ -142,7 +169,7 @@ export class JournalWriter {
     try {
       await this.flush();
     } catch (err) {
-      diag.error(`mltrail: closing the journal with ${this.#queue.length} unwritten record(s)`, err);
+      diag.error(`mltrail: closing the journal with ${this.#queuedLines} unwritten record(s)`, err);
     } finally {
       this.#closed = true;
       if (this.#timer !== undefined) clearTimeout(this.#timer);
@@ -181,17 +208,14 @@ export class JournalWriter {
   async #commit(): Promise<void> {
     const batch = this.#queue;
     this.#queue = [];
-    let text = '';
-    let lines = 0;
-    for (const p of batch) {
-      if (p.line === undefined) continue;
-      text += `${p.line}\n`;
-      lines++;
-    }
+    const lines = this.#queuedLines;
+    this.#queuedLines = 0;
     if (lines === 0) {
-      for (const p of batch) p.resolve();
+      for (const g of batch) g.resolve();
       return;
     }
+    let text = '';
+    for (const g of batch) for (const line of g.lines) text += `${line}\n`;
     const bytes = Buffer.from(text, 'utf8');
     let file: FileHandle | undefined;
     let before = 0;
@@ -205,11 +229,11 @@ export class JournalWriter {
       await file.datasync();
       this.syncs++;
     } catch (err) {
-      await this.#fail(err as Error, batch, file, before);
+      await this.#fail(err as Error, batch, lines, file, before);
       return;
     }
     this.written += lines;
-    for (const p of batch) p.resolve();
+    for (const g of batch) g.resolve();
     if (this.#failure !== undefined) this.#recovered();
   }
 
@@ -267,7 +291,13 @@ export class JournalWriter {
     return max;
   }
 
-  async #fail(err: Error, batch: Pending[], file: FileHandle | undefined, before: number): Promise<void> {
+  async #fail(
+    err: Error,
+    batch: Group[],
+    lines: number,
+    file: FileHandle | undefined,
+    before: number,
+  ): Promise<void> {
     this.#writeErrors?.add(1);
     this.writeErrors++;
     if (this.#failure === undefined) {
@@ -275,7 +305,7 @@ export class JournalWriter {
         first: `${(err as NodeJS.ErrnoException).code ?? 'EIO'}: ${err.message}`,
         failures: 0,
         dropped: 0,
-        fromTag: batch.find((p) => p.line !== undefined)?.tag,
+        fromTag: batch.find((g) => g.lines.length > 0)?.firstTag,
       };
       diag.error(
         `mltrail: journal write failed (${this.#failure.first}); records are kept in memory and retried`,
@@ -295,15 +325,21 @@ export class JournalWriter {
     this.#file = undefined;
     this.#advance = !reuse;
     const error = new Error(`mltrail: journal write failed: ${err.message}`);
-    const keep: Pending[] = [];
-    for (const p of batch) {
-      if (p.line === undefined) p.reject(error);
+    const keep: Group[] = [];
+    for (const g of batch) {
+      if (g.barrier) g.reject(error);
       else if (this.#failClosed) {
-        p.reject(error);
-        keep.push({ line: p.line, resolve: () => {}, reject: () => {} });
-      } else keep.push(p);
+        g.reject(error);
+        // The lines are still written when the disk recovers; their callers were told it failed.
+        const retry = new Group(false);
+        retry.firstTag = g.firstTag;
+        retry.lines.push(...g.lines);
+        keep.push(retry);
+      } else keep.push(g);
     }
+    // Appends made during this commit went to new groups behind the kept ones: order is preserved.
     this.#queue = [...keep, ...this.#queue];
+    this.#queuedLines += lines;
     this.#retryMs = Math.min(this.#retryMs * 2, 5_000);
   }
 

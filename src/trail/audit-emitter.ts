@@ -18,6 +18,8 @@ import {
   ATTR_MLTRAIL_SEQ,
   ATTR_MLTRAIL_VALIDATION_ERRORS,
   ATTR_SERVICE_NAME,
+  acceptsEventBody,
+  EVENT_SCHEMAS,
   LOOKUP_ATTRIBUTES,
   schemaForEvent,
 } from '../semconv/index.js';
@@ -88,6 +90,7 @@ export class AuditEmitter {
   readonly #strict: boolean;
   readonly #common: Record<string, string>;
   readonly #validationFailures: Counter | undefined;
+  #guarded: Promise<void> | undefined;
 
   constructor(opts: {
     sink: AuditSink;
@@ -126,7 +129,8 @@ export class AuditEmitter {
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) raw[k] = v;
     const safe = toJsonSafe(raw, [], issues) as Record<string, unknown>;
 
-    const schema = schemaForEvent(event);
+    // The allocation-free check accepts almost every real record; zod runs only to name what is wrong.
+    const schema = acceptsEventBody(event, safe) ? undefined : schemaForEvent(event);
     if (schema !== undefined) {
       const parsed = schema.safeParse(safe);
       if (!parsed.success) {
@@ -138,7 +142,7 @@ export class AuditEmitter {
           });
         }
       }
-    } else {
+    } else if (!Object.hasOwn(EVENT_SCHEMAS, event)) {
       issues.push({ code: 'unknown_event', path: ['event.name'], message: `no schema for event "${event}"` });
     }
     if (issues.length > 0) {
@@ -198,8 +202,12 @@ export class AuditEmitter {
         new AuditWriteError(`mltrail: ${event} could not be journaled`, { cause: err }),
       );
     }
-    // The caller decides whether to await; an unobserved rejection must not crash the host.
-    durable.catch(() => undefined);
+    // The caller decides whether to await; an unobserved rejection must not crash the host. Records
+    // committed together share one promise (the journal's group commit): guard each promise once.
+    if (durable !== this.#guarded) {
+      this.#guarded = durable;
+      durable.catch(() => undefined);
+    }
 
     if (this.#logger !== undefined) {
       try {

@@ -105,7 +105,8 @@ function copy(
       return copy([...obj], path, issues, seen, depth);
     }
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(obj)) {
+    // Members are copied in RFC 8785 order, so canonical JSON of the copy needs no second sorting pass.
+    for (const key of Object.keys(obj).sort()) {
       let v: unknown;
       try {
         v = (obj as Record<string, unknown>)[key];
@@ -117,8 +118,18 @@ function copy(
         });
         continue;
       }
-      const c = copy(v, [...path, key], issues, seen, depth + 1);
-      if (c !== undefined) out[key] = c;
+      // Plain strings, finite numbers and booleans are kept as they are (the common case: no path array).
+      const c =
+        (typeof v === 'string' && v.length <= MAX_STRING_CHARS) ||
+        (typeof v === 'number' && Number.isFinite(v)) ||
+        typeof v === 'boolean'
+          ? v
+          : copy(v, [...path, key], issues, seen, depth + 1);
+      if (c === undefined) continue;
+      // A member named __proto__ must stay a member, not replace the copy's prototype.
+      if (key === '__proto__')
+        Object.defineProperty(out, key, { value: c, enumerable: true, writable: true, configurable: true });
+      else out[key] = c;
     }
     return out;
   } finally {

@@ -204,6 +204,8 @@ class TrailImpl implements Trail {
   readonly #strict: boolean;
   readonly #failClosed: boolean;
   readonly #capture: CaptureMode;
+  /** The last durability promise given a failure reporter (records committed together share one). */
+  #reported: Promise<void> | undefined;
   readonly #actor: string | undefined;
   readonly #redactor: BodyRedactor | undefined;
 
@@ -916,13 +918,17 @@ class TrailImpl implements Trail {
     const all = who !== undefined ? { ...fields, [sc.ATTR_ML_ACTOR_ID]: who } : fields;
     try {
       const emitted = this.#emitter.emit(event, sev, all, span?.spanContext());
-      const durable = emitted.durable.catch((err: unknown) => {
+      // A write failure must be reported, never surface as an unhandled rejection that would crash the
+      // host. Records committed together share one promise, so each promise is observed once.
+      if (emitted.durable !== this.#reported) {
+        this.#reported = emitted.durable;
+        emitted.durable.catch((err: unknown) => diag.error(`mltrail: could not record ${event}`, err));
+      }
+      // Only fail-closed async calls await durability; they get the error wrapped.
+      if (!this.#failClosed) return emitted.durable;
+      return emitted.durable.catch((err: unknown) => {
         throw new AuditWriteError(`mltrail: the ${event} record could not be made durable`, { cause: err });
       });
-      // Only fail-closed async calls await this promise; everywhere else a write failure must be reported,
-      // not surface as an unhandled rejection that would crash the host process.
-      durable.catch((err: unknown) => diag.error(`mltrail: could not record ${event}`, err));
-      return durable;
     } catch (err) {
       if (this.#strict) throw err;
       diag.error(`mltrail: could not record ${event}`, err);

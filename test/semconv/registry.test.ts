@@ -52,6 +52,7 @@ describe('generated semconv module', () => {
       'docs/semconv.md',
       'src/semconv/attributes.ts',
       'src/semconv/events.ts',
+      'src/semconv/fast-check.ts',
       'src/semconv/index.ts',
       'src/semconv/lookup.ts',
       'src/semconv/metrics.ts',
