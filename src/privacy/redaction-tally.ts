@@ -2,28 +2,39 @@ import type { RedactionSummary } from './redactor.js';
 
 const MAX_LISTED_PATHS = 64;
 
-/** One redaction call's bookkeeping: what changed where, counted exactly, paths listed up to a cap. */
+type Kind = 'masked' | 'removed' | 'hashed' | 'truncated';
+
+/**
+ * One redaction call's bookkeeping: what changed where, counted exactly, paths listed up to a cap. Most
+ * calls change nothing, so the path lists and the per-rule counts are only allocated on the first change.
+ */
 export class RedactionTally {
-  readonly masked = new Set<string>();
-  readonly removed = new Set<string>();
-  readonly hashed = new Set<string>();
-  readonly truncated = new Set<string>();
+  masked: string[] | undefined;
+  removed: string[] | undefined;
+  hashed: string[] | undefined;
+  truncated: string[] | undefined;
   maskedCount = 0;
   removedCount = 0;
   hashedCount = 0;
   truncatedCount = 0;
   nodes = 0;
-  readonly byRule: Record<string, number> = {};
+  byRule: Record<string, number> | undefined;
   readonly seen = new Set<object>();
+  /** The location being visited (keys and indices), pushed and popped by the walk; rendered only on a change. */
+  readonly path: (string | number)[] = [];
 
-  note(kind: 'masked' | 'removed' | 'hashed' | 'truncated', path: string, rule: string | undefined): void {
-    const set = this[kind];
-    if (set.size < MAX_LISTED_PATHS) set.add(path);
+  note(kind: Kind, path: string, rule: string | undefined): void {
+    const list = this[kind];
+    if (list === undefined) this[kind] = [path];
+    else if (list.length < MAX_LISTED_PATHS && !list.includes(path)) list.push(path);
     if (kind === 'masked') this.maskedCount++;
     else if (kind === 'removed') this.removedCount++;
     else if (kind === 'hashed') this.hashedCount++;
     else this.truncatedCount++;
-    if (rule !== undefined) this.byRule[rule] = (this.byRule[rule] ?? 0) + 1;
+    if (rule !== undefined) {
+      if (this.byRule === undefined) this.byRule = {};
+      this.byRule[rule] = (this.byRule[rule] ?? 0) + 1;
+    }
   }
 
   get changes(): number {
@@ -32,14 +43,14 @@ export class RedactionTally {
 
   summary(): RedactionSummary {
     return {
-      masked: [...this.masked],
-      removed: [...this.removed],
-      hashed: [...this.hashed],
-      truncated: [...this.truncated],
+      masked: this.masked ?? [],
+      removed: this.removed ?? [],
+      hashed: this.hashed ?? [],
+      truncated: this.truncated ?? [],
       maskedCount: this.maskedCount,
       removedCount: this.removedCount,
       hashedCount: this.hashedCount,
-      byRule: { ...this.byRule },
+      byRule: this.byRule ?? {},
     };
   }
 }

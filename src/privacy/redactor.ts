@@ -7,6 +7,7 @@ import {
   type Detector,
   type DetectorName,
   luhnValid,
+  mayHoldBuiltinMatch,
 } from './detectors.js';
 import { RedactionConfigError } from './errors.js';
 import { compileKeyPath, type PathStep, renderPath } from './key-path.js';
@@ -143,8 +144,12 @@ const DEFAULT_MAX_STRING = 1 << 20;
 const NAME_RE = /^[a-z0-9_]{1,64}$/;
 // Whole strings of the shapes mltrail writes (UUIDs, sha256 digests, trace/span ids with a hex letter, ISO
 // timestamps) hold nothing to detect; skipping them saves most of the scanning in an audit body.
-const MLTRAIL_ID =
-  /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sha256:[0-9a-f]{64}|(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+const HEX_ID_RE = /^(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?$/;
+const TIMESTAMP_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
+/** Distinct keys whose rule transitions are remembered before the memory starts again. */
+const MAX_REMEMBERED_KEYS = 8192;
 
 interface CompiledRule {
   label: string;
@@ -156,12 +161,27 @@ interface CompiledRule {
 
 interface ActiveDetector {
   detector: Detector;
+  /** This redactor's own copy of the detector's pattern (its `lastIndex` is scanning state). */
+  pattern: RegExp;
+  /** `u` or `v` flag: an empty match advances by a code point, as `matchAll` does. */
+  fullUnicode: boolean;
   action: 'mask' | 'hash';
   mask: string;
 }
 
+/** A set of NFA states, with where each key seen so far leads from it. */
+interface StateSet {
+  readonly states: number[];
+  readonly next: Map<string | number, Transition>;
+}
+
+/** Where one key leads: the next state set, or the rule that matched there (-1: none). */
+interface Transition {
+  readonly set: StateSet;
+  readonly rule: number;
+}
+
 const REMOVE = Symbol('remove');
-type Parts = readonly (string | number)[];
 
 /**
  * Builds a redactor: rules compiled once, detectors chosen once, key resolved once. Throws
@@ -183,8 +203,17 @@ class PolicyRedactor implements Redactor {
   /** Rules of the form `**.name` (most of them), matched by a map lookup per name part, not the NFA. */
   readonly #anywhere = new Map<string, number>();
   readonly #anywhereIgnoreCase = new Map<string, number>();
+  readonly #hasAnywhere: boolean;
+  /** Whether some `**.name` rule names a digit-only part, i.e. could match an array index. */
+  readonly #numericAnywhere: boolean;
   readonly #nfaRoots: number[];
+  readonly #empty: StateSet = { states: [], next: new Map() };
+  readonly #nowhere: Transition = { set: this.#empty, rule: -1 };
+  readonly #interned = new Map<string, StateSet>();
+  #root: StateSet;
+  #transitions = 0;
   readonly #detectors: ActiveDetector[];
+  readonly #cardDetector: ActiveDetector | undefined;
   readonly #pseudonymizer: Pseudonymizer | undefined;
   readonly #censor: string;
   readonly #parseJson: boolean;
@@ -193,7 +222,6 @@ class PolicyRedactor implements Redactor {
   readonly #maxNodes: number;
   readonly #protected: RegExp;
   readonly #userPatterns: boolean;
-  readonly #splitCache = new Map<string, readonly string[]>();
 
   constructor(options: RedactorOptions) {
     this.#censor = options.censor ?? '[REDACTED]';
@@ -214,6 +242,7 @@ class PolicyRedactor implements Redactor {
     }
 
     this.#detectors = this.#chooseDetectors(options);
+    this.#cardDetector = this.#detectors.find((d) => d.detector.name === 'payment_card');
     this.#userPatterns = (options.patterns ?? []).length > 0;
 
     const wantsHash =
@@ -244,6 +273,11 @@ class PolicyRedactor implements Redactor {
       } else roots.push(i << 8);
     });
     this.#nfaRoots = roots;
+    this.#hasAnywhere = this.#anywhere.size + this.#anywhereIgnoreCase.size > 0;
+    this.#numericAnywhere = [...this.#anywhere.keys(), ...this.#anywhereIgnoreCase.keys()].some((k) =>
+      /^\d+$/.test(k),
+    );
+    this.#root = roots.length === 0 ? this.#empty : this.#stateSet(this.#closure(roots));
     const censors = new Set([this.#censor, ...this.#rules.map((r) => r.censor)]);
     // Masks and pseudonyms already in a value are never scanned again, which makes redaction idempotent.
     this.#protected = new RegExp(
@@ -259,13 +293,13 @@ class PolicyRedactor implements Redactor {
 
   redact(value: unknown): Redacted<unknown> {
     const tally = new RedactionTally();
-    const out = this.#walk(value, [], this.#rootStates(), 0, tally);
+    const out = this.#walk(value, this.#root, 0, tally);
     return { value: out === REMOVE ? undefined : out, summary: tally.summary() };
   }
 
   redactString(value: string): Redacted<string> {
     const tally = new RedactionTally();
-    const out = this.#string(String(value), [], this.#rootStates(), 0, tally);
+    const out = this.#string(String(value), this.#root, 0, tally);
     return { value: out, summary: tally.summary() };
   }
 
@@ -318,7 +352,13 @@ class PolicyRedactor implements Redactor {
             d.name,
           );
         }
-        out.push({ detector: d, action, mask: `[REDACTED:${d.name}]` });
+        out.push({
+          detector: d,
+          pattern: new RegExp(d.pattern.source, d.pattern.flags),
+          fullUnicode: /[uv]/.test(d.pattern.flags),
+          action,
+          mask: `[REDACTED:${d.name}]`,
+        });
       }
     }
     for (const p of options.patterns ?? []) {
@@ -357,15 +397,54 @@ class PolicyRedactor implements Redactor {
           name,
         );
       }
-      out.push({ detector: { name, pattern: re }, action, mask: `[REDACTED:${name}]` });
+      out.push({
+        detector: { name, pattern: re },
+        pattern: re,
+        fullUnicode: /[uv]/.test(re.flags),
+        action,
+        mask: `[REDACTED:${name}]`,
+      });
     }
     return out;
   }
 
   // ---- rule matching (a small NFA over name parts; a state is ruleIndex << 8 | stepIndex)
+  //
+  // The NFA runs once per (state set, key): each state set remembers where every key it has seen leads,
+  // and state sets are interned, so walking a body of keys seen before is one map lookup per key.
 
-  #rootStates(): number[] {
-    return this.#nfaRoots.length === 0 ? [] : this.#closure(this.#nfaRoots);
+  #stateSet(states: number[]): StateSet {
+    if (states.length === 0) return this.#empty;
+    const id = states.length === 1 ? String(states[0]) : [...states].sort((a, b) => a - b).join(',');
+    let set = this.#interned.get(id);
+    if (set === undefined) {
+      set = { states, next: new Map() };
+      this.#interned.set(id, set);
+    }
+    return set;
+  }
+
+  #step(from: StateSet, key: string | number): Transition {
+    if (from === this.#empty && (!this.#hasAnywhere || (typeof key === 'number' && !this.#numericAnywhere)))
+      return this.#nowhere;
+    let t = from.next.get(key);
+    if (t === undefined) {
+      // Keys come from data: bound what is remembered (and start again from scratch, never grow).
+      if (this.#transitions >= MAX_REMEMBERED_KEYS) this.#forget();
+      const { states, rule } = this.#advance(from.states, key);
+      t = { set: rule >= 0 ? this.#empty : this.#stateSet(states), rule };
+      from.next.set(key, t);
+      this.#transitions++;
+    }
+    return t;
+  }
+
+  #forget(): void {
+    this.#interned.clear();
+    this.#empty.next.clear();
+    this.#root = this.#nfaRoots.length === 0 ? this.#empty : this.#stateSet(this.#closure(this.#nfaRoots));
+    this.#root.next.clear();
+    this.#transitions = 0;
   }
 
   #closure(states: number[]): number[] {
@@ -384,9 +463,9 @@ class PolicyRedactor implements Redactor {
 
   /** Advances through the name parts of one key; returns the new states and the winning rule, if any. */
   #advance(states: readonly number[], key: string | number): { states: number[]; rule: number } {
-    const anywhere = this.#anywhere.size + this.#anywhereIgnoreCase.size > 0;
+    const anywhere = this.#hasAnywhere;
     if (states.length === 0 && !anywhere) return { states: [], rule: -1 };
-    const parts = typeof key === 'number' ? [String(key)] : this.#split(key);
+    const parts = typeof key === 'number' ? [String(key)] : key.split('.');
     let current = states as number[];
     for (const part of parts) {
       let lower: string | undefined;
@@ -428,28 +507,18 @@ class PolicyRedactor implements Redactor {
     return { states: current, rule: -1 };
   }
 
-  #split(key: string): readonly string[] {
-    let parts = this.#splitCache.get(key);
-    if (parts === undefined) {
-      parts = key.split('.');
-      if (this.#splitCache.size >= 4096) this.#splitCache.clear();
-      this.#splitCache.set(key, parts);
-    }
-    return parts;
-  }
+  // ---- traversal (the current location is tally.path; it is rendered only when something changes)
 
-  // ---- traversal
-
-  #walk(value: unknown, parts: Parts, states: number[], depth: number, tally: RedactionTally): unknown {
+  #walk(value: unknown, states: StateSet, depth: number, tally: RedactionTally): unknown {
     if (++tally.nodes > this.#maxNodes) {
-      tally.note('truncated', renderPath(parts), undefined);
+      tally.note('truncated', renderPath(tally.path), undefined);
       return '[Truncated]';
     }
     switch (typeof value) {
       case 'string':
-        return this.#string(value, parts, states, depth, tally);
+        return this.#string(value, states, depth, tally);
       case 'number':
-        return this.#number(value, parts, tally);
+        return this.#number(value, tally);
       case 'boolean':
       case 'bigint':
         return value;
@@ -461,11 +530,11 @@ class PolicyRedactor implements Redactor {
     if (value === null) return null;
     const obj = value as object;
     if (depth >= this.#maxDepth) {
-      tally.note('truncated', renderPath(parts), undefined);
+      tally.note('truncated', renderPath(tally.path), undefined);
       return '[MaxDepth]';
     }
     if (tally.seen.has(obj)) {
-      tally.note('truncated', renderPath(parts), undefined);
+      tally.note('truncated', renderPath(tally.path), undefined);
       return '[Circular]';
     }
     if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
@@ -474,55 +543,57 @@ class PolicyRedactor implements Redactor {
       return obj instanceof DataView ? `[DataView ${obj.byteLength} bytes]` : (obj as Uint8Array).slice();
     tally.seen.add(obj);
     try {
-      if (Array.isArray(obj)) return this.#array(obj, parts, states, depth, tally);
+      if (Array.isArray(obj)) return this.#array(obj, states, depth, tally);
       if (obj instanceof Map)
         return this.#entries(
           [...obj].map(([k, v]) => [String(k), v]),
-          parts,
           states,
           depth,
           tally,
         );
-      if (obj instanceof Set) return this.#array([...obj], parts, states, depth, tally);
-      const entries: [string, unknown][] = [];
-      for (const k of Object.keys(obj)) {
-        try {
-          entries.push([k, (obj as Record<string, unknown>)[k]]);
-        } catch {
-          entries.push([k, '[Unreadable]']);
-        }
-      }
-      return this.#entries(entries, parts, states, depth, tally);
+      if (obj instanceof Set) return this.#array([...obj], states, depth, tally);
+      return this.#object(obj as Record<string, unknown>, states, depth, tally);
     } finally {
       tally.seen.delete(obj);
     }
   }
 
-  #array(
-    arr: readonly unknown[],
-    parts: Parts,
-    states: number[],
-    depth: number,
-    tally: RedactionTally,
-  ): unknown[] {
+  #array(arr: readonly unknown[], states: StateSet, depth: number, tally: RedactionTally): unknown[] {
     const out: unknown[] = [];
     for (let i = 0; i < arr.length; i++) {
-      const v = this.#child(arr[i], [...parts, i], states, i, depth, tally);
+      const v = this.#child(arr[i], states, i, depth, tally);
       if (v !== REMOVE) out.push(v);
     }
     return out;
   }
 
-  #entries(
-    entries: [string, unknown][],
-    parts: Parts,
-    states: number[],
-    depth: number,
-    tally: RedactionTally,
-  ): object {
+  #object(obj: Record<string, unknown>, states: StateSet, depth: number, tally: RedactionTally): object {
+    const keys = Object.keys(obj);
+    // Every value is read before any is visited, as a getter may change its siblings.
+    const values = new Array<unknown>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      try {
+        values[i] = obj[keys[i]];
+      } catch {
+        values[i] = '[Unreadable]';
+      }
+    }
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      const c = this.#child(values[i], states, k, depth, tally);
+      if (c === REMOVE) continue;
+      if (k === '__proto__')
+        Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+      else out[k] = c;
+    }
+    return out;
+  }
+
+  #entries(entries: [string, unknown][], states: StateSet, depth: number, tally: RedactionTally): object {
     const out: Record<string, unknown> = {};
     for (const [k, v] of entries) {
-      const c = this.#child(v, [...parts, k], states, k, depth, tally);
+      const c = this.#child(v, states, k, depth, tally);
       if (c === REMOVE) continue;
       if (k === '__proto__')
         Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
@@ -533,50 +604,53 @@ class PolicyRedactor implements Redactor {
 
   #child(
     value: unknown,
-    parts: Parts,
-    states: number[],
+    states: StateSet,
     key: string | number,
     depth: number,
     tally: RedactionTally,
   ): unknown {
-    const { states: next, rule } = this.#advance(states, key);
-    if (rule < 0) return this.#walk(value, parts, next, depth + 1, tally);
-    return this.#apply(this.#rules[rule], value, parts, depth, tally);
+    const { set, rule } = this.#step(states, key);
+    tally.path.push(key);
+    const out =
+      rule < 0
+        ? this.#walk(value, set, depth + 1, tally)
+        : this.#apply(this.#rules[rule], value, depth, tally);
+    tally.path.pop();
+    return out;
   }
 
-  #apply(rule: CompiledRule, value: unknown, parts: Parts, depth: number, tally: RedactionTally): unknown {
-    const path = renderPath(parts);
+  #apply(rule: CompiledRule, value: unknown, depth: number, tally: RedactionTally): unknown {
     if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return REMOVE;
     switch (rule.action) {
       case 'allow':
-        return this.#copy(value, parts, depth + 1, tally);
+        return this.#copy(value, depth + 1, tally);
       case 'remove':
-        tally.note('removed', path, rule.label);
+        tally.note('removed', renderPath(tally.path), rule.label);
         return REMOVE;
       case 'hash':
         if (this.#pseudonymizer !== undefined) {
           if (typeof value === 'string' && this.#pseudonymizer.isOwnPseudonym(value)) return value;
-          tally.note('hashed', path, rule.label);
+          tally.note('hashed', renderPath(tally.path), rule.label);
           return this.#pseudonymizer.pseudonym(
             typeof value === 'string'
               ? value
-              : stableText(this.#copy(value, parts, depth + 1, new RedactionTally())),
+              : stableText(this.#copy(value, depth + 1, new RedactionTally())),
           );
         }
         if (value === rule.censor) return value;
-        tally.note('masked', path, rule.label);
+        tally.note('masked', renderPath(tally.path), rule.label);
         return rule.censor;
       default:
         if (value === rule.censor) return value;
-        tally.note('masked', path, rule.label);
+        tally.note('masked', renderPath(tally.path), rule.label);
         return rule.censor;
     }
   }
 
   /** A bounded copy with no rules and no detectors (for `allow`, and to hash structured values). */
-  #copy(value: unknown, parts: Parts, depth: number, tally: RedactionTally): unknown {
+  #copy(value: unknown, depth: number, tally: RedactionTally): unknown {
     if (++tally.nodes > this.#maxNodes) return '[Truncated]';
-    if (typeof value === 'string') return this.#cut(value, parts, tally);
+    if (typeof value === 'string') return this.#cut(value, tally);
     if (typeof value !== 'object' || value === null)
       return typeof value === 'function' || typeof value === 'symbol' ? REMOVE : value;
     if (depth >= this.#maxDepth) return '[MaxDepth]';
@@ -592,7 +666,9 @@ class PolicyRedactor implements Redactor {
         const out: unknown[] = [];
         let i = 0;
         for (const v of value) {
-          const c = this.#copy(v, [...parts, i++], depth + 1, tally);
+          tally.path.push(i++);
+          const c = this.#copy(v, depth + 1, tally);
+          tally.path.pop();
           if (c !== REMOVE) out.push(c);
         }
         return out;
@@ -606,7 +682,9 @@ class PolicyRedactor implements Redactor {
         } catch {
           v = '[Unreadable]';
         }
-        const c = this.#copy(v, [...parts, k], depth + 1, tally);
+        tally.path.push(k);
+        const c = this.#copy(v, depth + 1, tally);
+        tally.path.pop();
         if (c === REMOVE) continue;
         if (k === '__proto__')
           Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
@@ -618,39 +696,33 @@ class PolicyRedactor implements Redactor {
     }
   }
 
-  #number(value: number, parts: Parts, tally: RedactionTally): unknown {
+  #number(value: number, tally: RedactionTally): unknown {
     // A card number stored as a number is still a card number; features are never this shape.
-    if (!Number.isSafeInteger(value) || value < 1e12) return value;
-    const card = this.#detectors.find((d) => d.detector.name === 'payment_card');
+    if (value < 1e12 || !Number.isSafeInteger(value)) return value;
+    const card = this.#cardDetector;
     if (card === undefined) return value;
     const digits = String(value);
     if (!cardNetworkPrefix(digits) || !luhnValid(digits)) return value;
-    return this.#replacement(card, digits, renderPath(parts), tally);
+    return this.#replacement(card, digits, renderPath(tally.path), tally);
   }
 
-  #cut(value: string, parts: Parts, tally: RedactionTally): string {
+  #cut(value: string, tally: RedactionTally): string {
     if (value.length <= this.#maxString) return value;
-    tally.note('truncated', renderPath(parts), undefined);
+    tally.note('truncated', renderPath(tally.path), undefined);
     return `${value.slice(0, this.#maxString)}[truncated ${value.length - this.#maxString} chars]`;
   }
 
-  #string(value: string, parts: Parts, states: number[], depth: number, tally: RedactionTally): string {
-    const text = this.#cut(value, parts, tally);
+  #string(value: string, states: StateSet, depth: number, tally: RedactionTally): string {
+    const text = this.#cut(value, tally);
     if (this.#parseJson && depth < this.#maxDepth) {
-      const fromJson = this.#jsonString(text, parts, states, depth, tally);
+      const fromJson = this.#jsonString(text, states, depth, tally);
       if (fromJson !== undefined) return fromJson;
     }
-    return this.#scan(text, parts, tally);
+    return this.#scan(text, tally);
   }
 
   /** Redacts a string holding a JSON object or array as JSON (rules continue into it); undefined if not JSON. */
-  #jsonString(
-    text: string,
-    parts: Parts,
-    states: number[],
-    depth: number,
-    tally: RedactionTally,
-  ): string | undefined {
+  #jsonString(text: string, states: StateSet, depth: number, tally: RedactionTally): string | undefined {
     const first = firstNonSpace(text);
     if (first !== '{' && first !== '[') return undefined;
     let parsed: unknown;
@@ -661,7 +733,7 @@ class PolicyRedactor implements Redactor {
     }
     if (parsed === null || typeof parsed !== 'object') return undefined;
     const before = tally.changes;
-    const out = this.#walk(parsed, parts, states, depth + 1, tally);
+    const out = this.#walk(parsed, states, depth + 1, tally);
     if (tally.changes === before) return text;
     try {
       return canonicalize(out);
@@ -671,31 +743,46 @@ class PolicyRedactor implements Redactor {
   }
 
   /** Runs every detector over the unprotected parts of a string, replacing only what matched. */
-  #scan(text: string, parts: Parts, tally: RedactionTally): string {
-    if (this.#detectors.length === 0 || text.length < 3) return text;
-    // Shorter than the shortest IPv4 address and without "@" or ":": no built-in detector can match.
-    if (text.length < 7 && !this.#userPatterns && !text.includes('@') && !text.includes(':')) return text;
-    if (text.length <= 71 && MLTRAIL_ID.test(text)) return text; // 71 = "sha256:" + 64 hex digits
+  #scan(text: string, tally: RedactionTally): string {
+    const n = text.length;
+    if (this.#detectors.length === 0 || n < 3) return text;
+    if (!this.#userPatterns) {
+      // Values no built-in detector can match (short names, labels, versions without a digit run) and
+      // the ids mltrail writes itself are settled here, before any detector runs.
+      if (!mayHoldBuiltinMatch(text)) return text;
+      if (n < 7 && !text.includes('@') && !text.includes(':')) return text;
+    }
+    if (n <= 71 && isMltrailId(text)) return text;
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
     for (let pass = 0; pass < 3; pass++) {
       const before = tally.changes;
-      current = this.#scanOnce(current, parts, tally);
+      current = this.#scanOnce(current, tally);
       if (tally.changes === before) break;
     }
     return current;
   }
 
-  #scanOnce(text: string, parts: Parts, tally: RedactionTally): string {
+  #scanOnce(text: string, tally: RedactionTally): string {
+    // Hints are substring tests, so a detector whose hint fails on the whole text fails on every piece.
+    let candidates: ActiveDetector[] | undefined;
+    for (const active of this.#detectors) {
+      const hint = active.detector.hint;
+      if (hint !== undefined && !hint(text)) continue;
+      if (candidates === undefined) candidates = [active];
+      else candidates.push(active);
+    }
+    if (candidates === undefined) return text;
     let pieces: string[];
     let fixed: boolean[];
     if (text.includes('pii:') || text.includes('[')) {
       pieces = [];
       fixed = [];
       let last = 0;
-      this.#protected.lastIndex = 0;
-      for (const m of text.matchAll(this.#protected)) {
+      const re = this.#protected;
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
         if (m.index > last) {
           pieces.push(text.slice(last, m.index));
           fixed.push(false);
@@ -713,48 +800,58 @@ class PolicyRedactor implements Redactor {
       fixed = [false];
     }
     let path: string | undefined;
-    for (const active of this.#detectors) {
-      const { detector } = active;
-      const nextPieces: string[] = [];
-      const nextFixed: boolean[] = [];
+    for (const active of candidates) {
+      const { detector, pattern } = active;
+      // Built lazily: most detectors find nothing, and then the pieces stay as they are.
+      let nextPieces: string[] | undefined;
+      let nextFixed: boolean[] | undefined;
       for (let i = 0; i < pieces.length; i++) {
         const piece = pieces[i];
-        if (fixed[i] || (detector.hint !== undefined && !detector.hint(piece))) {
-          nextPieces.push(piece);
-          nextFixed.push(fixed[i]);
-          continue;
-        }
         let last = 0;
-        detector.pattern.lastIndex = 0;
-        for (const m of piece.matchAll(detector.pattern)) {
-          if (m[0] === '') continue;
-          let ranges: Array<[number, number]>;
-          if (detector.validate === undefined || detector.validate(m[0])) ranges = [[0, m[0].length]];
-          else if (detector.locate !== undefined) ranges = detector.locate(m[0]);
-          else continue;
-          for (const [s, e] of ranges) {
-            const start = m.index + s;
-            if (start < last) continue;
-            if (start > last) {
-              nextPieces.push(piece.slice(last, start));
-              nextFixed.push(false);
+        if (!fixed[i] && (detector.hint === undefined || detector.hint(piece))) {
+          pattern.lastIndex = 0;
+          for (let m = pattern.exec(piece); m !== null; m = pattern.exec(piece)) {
+            const match = m[0];
+            if (match === '') {
+              pattern.lastIndex = advanceIndex(piece, pattern.lastIndex, active.fullUnicode);
+              continue;
             }
-            path ??= renderPath(parts);
-            nextPieces.push(this.#replacement(active, piece.slice(start, m.index + e), path, tally));
-            nextFixed.push(true);
-            last = m.index + e;
+            const at = m.index;
+            let ranges: Array<[number, number]>;
+            if (detector.validate === undefined || detector.validate(match)) ranges = [[0, match.length]];
+            else if (detector.locate !== undefined) ranges = detector.locate(match);
+            else continue;
+            for (const [s, e] of ranges) {
+              const start = at + s;
+              if (start < last) continue;
+              if (nextPieces === undefined || nextFixed === undefined) {
+                nextPieces = pieces.slice(0, i);
+                nextFixed = fixed.slice(0, i);
+              }
+              if (start > last) {
+                nextPieces.push(piece.slice(last, start));
+                nextFixed.push(false);
+              }
+              path ??= renderPath(tally.path);
+              nextPieces.push(this.#replacement(active, piece.slice(start, at + e), path, tally));
+              nextFixed.push(true);
+              last = at + e;
+            }
           }
         }
+        if (nextPieces === undefined || nextFixed === undefined) continue;
         if (last === 0) {
           nextPieces.push(piece);
-          nextFixed.push(false);
+          nextFixed.push(fixed[i]);
         } else if (last < piece.length) {
           nextPieces.push(piece.slice(last));
           nextFixed.push(false);
         }
       }
-      pieces = nextPieces;
-      fixed = nextFixed;
+      if (nextPieces !== undefined && nextFixed !== undefined) {
+        pieces = nextPieces;
+        fixed = nextFixed;
+      }
     }
     return pieces.length === 1 ? pieces[0] : pieces.join('');
   }
@@ -782,6 +879,30 @@ function firstNonSpace(s: string): string | undefined {
     if (c !== ' ' && c !== '\n' && c !== '\t' && c !== '\r') return c;
   }
   return undefined;
+}
+
+function isMltrailId(s: string): boolean {
+  switch (s.length) {
+    case 16:
+      return HEX_ID_RE.test(s);
+    case 32:
+      return HEX_ID_RE.test(s) || TIMESTAMP_RE.test(s);
+    case 36:
+      return UUID_RE.test(s);
+    case 71: // "sha256:" + 64 hex digits
+      return DIGEST_RE.test(s);
+    default:
+      return s.length >= 20 && s.length <= 35 && TIMESTAMP_RE.test(s);
+  }
+}
+
+/** Where a global pattern resumes after an empty match (ECMAScript AdvanceStringIndex). */
+function advanceIndex(s: string, index: number, fullUnicode: boolean): number {
+  if (!fullUnicode || index + 1 >= s.length) return index + 1;
+  const c = s.charCodeAt(index);
+  if (c < 0xd800 || c > 0xdbff) return index + 1;
+  const d = s.charCodeAt(index + 1);
+  return d >= 0xdc00 && d <= 0xdfff ? index + 2 : index + 1;
 }
 
 function escapeRegExp(s: string): string {
