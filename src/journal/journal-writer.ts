@@ -93,6 +93,8 @@ export class JournalWriter {
   readonly #writeErrors: Counter | undefined;
   readonly #onRecovered: ((gap: JournalGap) => void) | undefined;
   #queue: Group[] = [];
+  /** Encoding buffer reused by every commit. */
+  #scratch = Buffer.allocUnsafe(64 * 1024);
   /** Lines waiting in #queue (for the in-memory bound). */
   #queuedLines = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -214,9 +216,7 @@ export class JournalWriter {
       for (const g of batch) g.resolve();
       return;
     }
-    let text = '';
-    for (const g of batch) for (const line of g.lines) text += `${line}\n`;
-    const bytes = Buffer.from(text, 'utf8');
+    const bytes = this.#encode(batch);
     let file: FileHandle | undefined;
     let before = 0;
     try {
@@ -235,6 +235,31 @@ export class JournalWriter {
     this.written += lines;
     for (const g of batch) g.resolve();
     if (this.#failure !== undefined) this.#recovered();
+  }
+
+  /**
+   * The batch as UTF-8 lines, encoded line by line into one reused buffer: concatenating thousands of
+   * lines into a string first would build a rope that must be flattened before it is encoded.
+   */
+  #encode(batch: Group[]): Buffer {
+    let buf = this.#scratch;
+    let off = 0;
+    for (const g of batch) {
+      for (const line of g.lines) {
+        // A UTF-16 code unit never takes more than 3 bytes in UTF-8, plus the newline.
+        const need = off + line.length * 3 + 1;
+        if (need > buf.length) {
+          const bigger = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+          buf.copy(bigger, 0, 0, off);
+          buf = bigger;
+        }
+        off += buf.write(line, off, 'utf8');
+        buf[off++] = 10;
+      }
+    }
+    // Keep a moderately sized buffer for the next commit (commits never overlap); let huge ones go.
+    this.#scratch = buf.length <= 4 << 20 ? buf : this.#scratch;
+    return buf.subarray(0, off);
   }
 
   async #segmentFor(bytes: number): Promise<FileHandle> {

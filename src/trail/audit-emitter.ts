@@ -126,7 +126,10 @@ export class AuditEmitter {
       raw.trace_id = span.traceId;
       raw.span_id = span.spanId;
     }
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) raw[k] = v;
+    for (const k of Object.keys(fields)) {
+      const v = fields[k];
+      if (v !== undefined) raw[k] = v;
+    }
     const safe = toJsonSafe(raw, [], issues) as Record<string, unknown>;
 
     // The allocation-free check accepts almost every real record; zod runs only to name what is wrong.
@@ -176,8 +179,9 @@ export class AuditEmitter {
     }
 
     const attrs: Record<string, string | number | boolean | string[]> = {};
-    for (const [k, v] of Object.entries(body)) {
+    for (const k of Object.keys(body)) {
       if (!LOOKUP_ATTRIBUTES.has(k)) continue;
+      const v = body[k];
       if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') attrs[k] = v;
       else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) attrs[k] = v as string[];
     }

@@ -1033,7 +1033,8 @@ function links(...from: readonly (SpanContext | undefined)[]): Link[] {
 /** Span attributes take primitives and homogeneous arrays only; JSON strings stay strings. */
 function spanAttrs(fields: Record<string, unknown>): Record<string, string | number | boolean | string[]> {
   const out: Record<string, string | number | boolean | string[]> = {};
-  for (const [k, v] of Object.entries(fields)) {
+  for (const k of Object.keys(fields)) {
+    const v = fields[k];
     if (typeof v === 'string' || typeof v === 'boolean') out[k] = v;
     else if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
     else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
@@ -1044,7 +1045,10 @@ function spanAttrs(fields: Record<string, unknown>): Record<string, string | num
 /** Drops undefined values so they do not hide fields an instrumentation supplied under the same key. */
 function definedOnly(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
+  for (const k of Object.keys(fields)) {
+    const v = fields[k];
+    if (v !== undefined) out[k] = v;
+  }
   return out;
 }
 
