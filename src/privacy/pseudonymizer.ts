@@ -1,4 +1,4 @@
-import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, hash, type KeyObject } from 'node:crypto';
 
 /** The environment variable the pseudonym key is read from when no `key` option is given. */
 export const PSEUDONYM_KEY_ENV = 'MLTRAIL_PSEUDONYM_KEY';
@@ -8,6 +8,17 @@ export const MIN_PSEUDONYM_KEY_BYTES = 16;
 
 /** Matches a pseudonym this package writes: `pii:<8 hex key id>:<43 base64url chars>`. */
 export const PSEUDONYM_PATTERN = /^pii:[0-9a-f]{8}:[A-Za-z0-9_-]{43}$/;
+
+const SHA256_BLOCK = 64;
+
+/** Whether this Node's one-shot `crypto.hash` returns bytes (the HMAC fast path needs them). */
+const ONE_SHOT_BYTES = (() => {
+  try {
+    return Buffer.isBuffer(hash('sha256', '', 'buffer'));
+  } catch {
+    return false;
+  }
+})();
 
 /**
  * Turns values into keyed pseudonyms, `pii:<keyId>:<base64url(HMAC-SHA256(key, value))>`. The same value
@@ -21,6 +32,13 @@ export class Pseudonymizer {
   // A KeyObject made once: handing raw bytes to every createHmac call re-imports the key each time.
   readonly #key: KeyObject;
   readonly #prefix: string;
+  /**
+   * HMAC (RFC 2104) as two one-shot SHA-256 calls over key blocks XORed once here: a `createHmac` object
+   * per value costs more than the hashing. `#inner` is ipad-key then room for the value, `#outer` is
+   * opad-key then the inner digest. Undefined where `crypto.hash` cannot return bytes (then createHmac).
+   */
+  readonly #inner: Buffer | undefined;
+  readonly #outer: Buffer | undefined;
 
   constructor(key: string | Uint8Array) {
     const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : Uint8Array.from(key);
@@ -28,11 +46,28 @@ export class Pseudonymizer {
     this.#key = createSecretKey(bytes);
     this.keyId = pseudonymKeyId(bytes);
     this.#prefix = `pii:${this.keyId}:`;
+    if (ONE_SHOT_BYTES) {
+      const block = bytes.length > SHA256_BLOCK ? createHash('sha256').update(bytes).digest() : bytes;
+      this.#inner = Buffer.alloc(SHA256_BLOCK + 256, 0x36);
+      this.#outer = Buffer.alloc(SHA256_BLOCK + 32, 0x5c);
+      for (let i = 0; i < block.length; i++) {
+        this.#inner[i] ^= block[i];
+        this.#outer[i] ^= block[i];
+      }
+    }
   }
 
   /** The pseudonym of a string (hashed as its UTF-8 bytes). */
   pseudonym(value: string): string {
-    return this.#prefix + createHmac('sha256', this.#key).update(value, 'utf8').digest('base64url');
+    const inner = this.#inner;
+    const outer = this.#outer;
+    // A value that may not fit the scratch room (3 UTF-8 bytes per UTF-16 unit at most) takes createHmac.
+    if (inner === undefined || outer === undefined || value.length * 3 > inner.length - SHA256_BLOCK)
+      return this.#prefix + createHmac('sha256', this.#key).update(value, 'utf8').digest('base64url');
+    const n = inner.write(value, SHA256_BLOCK, 'utf8');
+    (hash('sha256', inner.subarray(0, SHA256_BLOCK + n), 'buffer') as Buffer).copy(outer, SHA256_BLOCK);
+    inner.fill(0x36, SHA256_BLOCK, SHA256_BLOCK + n); // the value does not linger in the scratch room
+    return this.#prefix + hash('sha256', outer, 'base64url');
   }
 
   /** True when `value` is a pseudonym made with this key (so hashing again would lose the link). */

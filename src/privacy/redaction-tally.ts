@@ -20,6 +20,8 @@ export class RedactionTally {
   nodes = 0;
   byRule: Record<string, number> | undefined;
   readonly seen = new Set<object>();
+  /** Pseudonyms made in this call, by the value hashed (so a repeated value costs one HMAC). */
+  pseudonyms: Map<string, string> | undefined;
   /** The location being visited (keys and indices), pushed and popped by the walk; rendered only on a change. */
   readonly path: (string | number)[] = [];
 

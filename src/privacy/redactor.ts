@@ -144,9 +144,6 @@ const DEFAULT_MAX_STRING = 1 << 20;
 const NAME_RE = /^[a-z0-9_]{1,64}$/;
 // Whole strings of the shapes mltrail writes (UUIDs, sha256 digests, trace/span ids with a hex letter, ISO
 // timestamps) hold nothing to detect; skipping them saves most of the scanning in an audit body.
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
-const HEX_ID_RE = /^(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?$/;
 const TIMESTAMP_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
 /** Distinct keys whose rule transitions are remembered before the memory starts again. */
 const MAX_REMEMBERED_KEYS = 8192;
@@ -631,10 +628,11 @@ class PolicyRedactor implements Redactor {
         if (this.#pseudonymizer !== undefined) {
           if (typeof value === 'string' && this.#pseudonymizer.isOwnPseudonym(value)) return value;
           tally.note('hashed', renderPath(tally.path), rule.label);
-          return this.#pseudonymizer.pseudonym(
+          return this.#pseudonym(
             typeof value === 'string'
               ? value
               : stableText(this.#copy(value, depth + 1, new RedactionTally())),
+            tally,
           );
         }
         if (value === rule.censor) return value;
@@ -859,10 +857,23 @@ class PolicyRedactor implements Redactor {
   #replacement(active: ActiveDetector, match: string, path: string, tally: RedactionTally): string {
     if (active.action === 'hash' && this.#pseudonymizer !== undefined) {
       tally.note('hashed', path, active.detector.name);
-      return this.#pseudonymizer.pseudonym(active.detector.normalize?.(match) ?? match);
+      return this.#pseudonym(active.detector.normalize?.(match) ?? match, tally);
     }
     tally.note('masked', path, active.detector.name);
     return active.mask;
+  }
+
+  /**
+   * One HMAC per distinct value in a call (a subject id is often also in the captured input). The memory
+   * lives as long as the call: raw values are never kept across calls.
+   */
+  #pseudonym(value: string, tally: RedactionTally): string {
+    const known = tally.pseudonyms?.get(value);
+    if (known !== undefined) return known;
+    const out = (this.#pseudonymizer as Pseudonymizer).pseudonym(value);
+    if (tally.pseudonyms === undefined) tally.pseudonyms = new Map();
+    tally.pseudonyms.set(value, out);
+    return out;
   }
 }
 
@@ -884,16 +895,37 @@ function firstNonSpace(s: string): string | undefined {
 function isMltrailId(s: string): boolean {
   switch (s.length) {
     case 16:
-      return HEX_ID_RE.test(s);
+      return isHexId(s);
     case 32:
-      return HEX_ID_RE.test(s) || TIMESTAMP_RE.test(s);
-    case 36:
-      return UUID_RE.test(s);
+      return isHexId(s) || TIMESTAMP_RE.test(s);
+    case 36: // a UUID: 8-4-4-4-12 lower-case hex digits
+      for (let i = 0; i < 36; i++) {
+        const c = s.charCodeAt(i);
+        if (i === 8 || i === 13 || i === 18 || i === 23 ? c !== 45 : !isLowerHex(c)) return false;
+      }
+      return true;
     case 71: // "sha256:" + 64 hex digits
-      return DIGEST_RE.test(s);
+      if (!s.startsWith('sha256:')) return false;
+      for (let i = 7; i < 71; i++) if (!isLowerHex(s.charCodeAt(i))) return false;
+      return true;
     default:
       return s.length >= 20 && s.length <= 35 && TIMESTAMP_RE.test(s);
   }
+}
+
+function isLowerHex(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+}
+
+/** 16 or 32 lower-case hex digits with at least one letter (a trace or span id, not a digit run). */
+function isHexId(s: string): boolean {
+  let letter = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 97 && c <= 102) letter = true;
+    else if (c < 48 || c > 57) return false;
+  }
+  return letter;
 }
 
 /** Where a global pattern resumes after an empty match (ECMAScript AdvanceStringIndex). */

@@ -280,11 +280,29 @@ describe('the optimised redactor gives exactly what the reference redactor gives
     });
   });
 
-  it('pseudonyms are HMAC-SHA256 of the value under the key, base64url', () => {
-    const p = new Pseudonymizer(KEY);
-    for (const v of ['', 'c-1', 'jane@example.org', 'ü'.repeat(300), 'x'.repeat(5000)]) {
-      const mac = createHmac('sha256', Buffer.from(KEY, 'utf8')).update(v, 'utf8').digest('base64url');
-      expect(p.pseudonym(v)).toBe(`pii:${pseudonymKeyId(KEY)}:${mac}`);
+  it('pseudonyms are HMAC-SHA256 of the value under the key, base64url (short, long and binary keys)', () => {
+    const keys = [
+      KEY,
+      'k'.repeat(64),
+      'long-key-'.repeat(20),
+      Uint8Array.from({ length: 40 }, (_, i) => i * 7),
+    ];
+    const values = ['', 'c-1', 'jane@example.org', 'ü€😀'.repeat(21), 'ü'.repeat(300), 'x'.repeat(5000)];
+    for (const key of keys) {
+      const p = new Pseudonymizer(key);
+      for (const v of values) {
+        const mac = createHmac('sha256', typeof key === 'string' ? Buffer.from(key, 'utf8') : key)
+          .update(v, 'utf8')
+          .digest('base64url');
+        expect(p.pseudonym(v)).toBe(`pii:${pseudonymKeyId(key)}:${mac}`);
+      }
     }
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 120 }), (v) => {
+        const mac = createHmac('sha256', Buffer.from(KEY, 'utf8')).update(v, 'utf8').digest('base64url');
+        expect(new Pseudonymizer(KEY).pseudonym(v)).toBe(`pii:${pseudonymKeyId(KEY)}:${mac}`);
+      }),
+      { numRuns: 300, seed: SEED },
+    );
   });
 });
