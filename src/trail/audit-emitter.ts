@@ -91,6 +91,8 @@ export class AuditEmitter {
   readonly #common: Record<string, string>;
   readonly #validationFailures: Counter | undefined;
   #guarded: Promise<void> | undefined;
+  #isoMs = Number.NaN;
+  #iso = '';
 
   constructor(opts: {
     sink: AuditSink;
@@ -115,11 +117,16 @@ export class AuditEmitter {
     fields: Record<string, unknown>,
     span?: SpanContext,
   ): EmittedRecord {
-    const now = new Date();
+    const now = Date.now();
+    // Many records share a millisecond: format its ISO form once.
+    if (now !== this.#isoMs) {
+      this.#isoMs = now;
+      this.#iso = new Date(now).toISOString();
+    }
     const issues: EventIssue[] = [];
     const raw: Record<string, unknown> = {
       'event.name': event,
-      timestamp: now.toISOString(),
+      timestamp: this.#iso,
       ...this.#common,
     };
     if (span !== undefined && span.traceId !== '00000000000000000000000000000000') {
