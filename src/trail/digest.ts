@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 
 /** A content digest in the form every mltrail record uses: `sha256:<lower-case hex>`. */
@@ -6,7 +6,8 @@ export type Digest = `sha256:${string}`;
 
 /** The sha256 digest of raw bytes (a UTF-8 string is hashed as its bytes). */
 export function digestBytes(data: Uint8Array | string): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  // One-shot hashing: about half the cost of a Hash object for the small inputs of a prediction.
+  return `sha256:${hash('sha256', data)}`;
 }
 
 /** The sha256 digest of a file's bytes, streamed so large data sets do not sit in memory. */
