@@ -8,7 +8,7 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { BatchLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { AuditLog, Shipper } from '../journal/index.js';
 import { createRedactor, RedactingLogRecordProcessor, RedactingSpanProcessor } from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
@@ -66,11 +66,16 @@ function start(options: RegisterOptions): AutoInstrumentation {
   });
   // Span and log data pass the privacy room's redaction before any exporter sees them. The OTLP/HTTP
   // exporters send JSON, which every OTLP/HTTP receiver accepts; they read endpoints and headers from the
-  // standard OTEL_EXPORTER_OTLP_* variables. Without an exporter, spans still get real ids (predictions and
-  // decisions share a trace) but nothing is sent anywhere.
+  // standard OTEL_EXPORTER_OTLP_* variables. Without a trace exporter no span leaves the process, so there
+  // is nothing to redact: a no-op processor keeps the tracer provider, so spans still get real ids
+  // (predictions and decisions share a trace), at no cost per span.
   const redactor = createRedactor();
-  const spanProcessors: SpanProcessor[] = [new RedactingSpanProcessor({ redactor })];
-  if (options.otlpTraces) spanProcessors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }));
+  const spanProcessors: SpanProcessor[] = options.otlpTraces
+    ? [
+        new RedactingSpanProcessor({ redactor }),
+        new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }),
+      ]
+    : [new NoopSpanProcessor()];
   const sdk = new NodeSDK({
     spanProcessors,
     logRecordProcessors: options.otlpLogs

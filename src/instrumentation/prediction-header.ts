@@ -1,12 +1,25 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { EventEmitter } from 'node:events';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { AsyncResource } from 'node:async_hooks';
+import http, { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import { diag } from '@opentelemetry/api';
 import type { Trail } from '../trail/index.js';
 
 type Emit = (this: unknown, event: string | symbol, ...args: unknown[]) => boolean;
-type WriteHead = ServerResponse['writeHead'];
+type Listener = (...args: unknown[]) => unknown;
+type AddListener = (this: object, event: string | symbol, listener: Listener) => unknown;
+type WriteHead = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
+
+/** What the glue knows about one request/response pair. */
+interface RequestScope {
+  /** The scope's prediction ids: the trail's live array, so later predictions show up. */
+  readonly ids: readonly string[];
+}
+
+const ADDERS = ['on', 'addListener', 'prependListener'] as const;
+const ONCE_ADDERS = [
+  ['once', 'on'],
+  ['prependOnceListener', 'prependListener'],
+] as const;
 
 /**
  * The HTTP glue: every incoming request runs in a prediction scope of the trail, and the ids of the
@@ -14,12 +27,23 @@ type WriteHead = ServerResponse['writeHead'];
  * offered to the HTTP server span through {@link PredictionHeaderGlue.idsOf}. The header is set at the last
  * moment headers can still change: when the response writes its head (explicitly or implicitly on the
  * first write/end).
+ *
+ * Everything is patched once on the prototypes (the servers' `emit`, and the listener adders and
+ * `writeHead` of `IncomingMessage`/`ServerResponse`), never per request: a request costs two WeakMap
+ * entries, and its objects keep the shape Node's HTTP code is optimised for.
  */
 export class PredictionHeaderGlue {
   readonly #trail: () => Trail | undefined;
   readonly #header: string;
-  readonly #ids = new WeakMap<object, readonly string[]>();
-  readonly #patched: { proto: { emit: Emit }; original: Emit }[] = [];
+  readonly #scopes = new WeakMap<object, RequestScope>();
+  readonly #patched: {
+    target: Record<string, unknown>;
+    name: string;
+    had: boolean;
+    original: unknown;
+    wrapped: unknown;
+  }[] = [];
+  #enabled = false;
 
   constructor(options: { trail: () => Trail | undefined; header: string }) {
     this.#trail = options.trail;
@@ -28,39 +52,68 @@ export class PredictionHeaderGlue {
 
   /** The prediction ids recorded while handling the request of `response` (or of `request`). */
   idsOf(message: IncomingMessage | ServerResponse): readonly string[] {
-    return this.#ids.get(message) ?? [];
+    return this.#scopes.get(message)?.ids ?? [];
   }
 
-  /** Wraps `emit('request')` of the http and https servers. Idempotent. */
+  /** Patches the http and https servers and the request/response prototypes. Idempotent. */
   enable(): void {
+    this.#enabled = true;
     if (this.#patched.length > 0) return;
-    for (const proto of [http.Server.prototype, https.Server.prototype] as unknown as { emit: Emit }[]) {
-      const original = proto.emit;
-      proto.emit = this.#wrapEmit(original);
-      this.#patched.push({ proto, original });
+    for (const proto of [http.Server.prototype, https.Server.prototype]) {
+      this.#patch(proto, 'emit', (original) => this.#wrapEmit(original as Emit));
+    }
+    for (const proto of [IncomingMessage.prototype, ServerResponse.prototype]) {
+      // The once-wrappers add through the unwrapped adders, so a listener is bound once.
+      const adders = proto as unknown as Record<string, AddListener>;
+      const unwrapped = { on: adders.on, prependListener: adders.prependListener };
+      for (const name of ADDERS) {
+        this.#patch(proto, name, (original) => this.#wrapAdd(original as AddListener));
+      }
+      for (const [name, adder] of ONCE_ADDERS) {
+        const add = unwrapped[adder];
+        if (typeof add !== 'function') continue;
+        this.#patch(proto, name, (original) => this.#wrapAddOnce(original as AddListener, add));
+      }
+    }
+    this.#patch(ServerResponse.prototype, 'writeHead', (original) =>
+      this.#wrapWriteHead(original as WriteHead),
+    );
+  }
+
+  /**
+   * Stops the glue: restores what {@link enable} patched where nobody patched over it since; where someone
+   * did (the HTTP instrumentation wraps the same `emit`), the wrapper stays and passes calls through.
+   */
+  disable(): void {
+    this.#enabled = false;
+    for (const { target, name, had, original, wrapped } of this.#patched.splice(0).reverse()) {
+      if (target[name] !== wrapped) continue;
+      if (had) target[name] = original;
+      else delete target[name];
     }
   }
 
-  /** Restores the servers' `emit`. */
-  disable(): void {
-    for (const { proto, original } of this.#patched.splice(0)) proto.emit = original;
+  #patch(proto: object, name: string, wrap: (original: unknown) => unknown): void {
+    const target = proto as Record<string, unknown>;
+    const original = target[name];
+    if (typeof original !== 'function') return;
+    const had = Object.hasOwn(target, name);
+    const wrapped = wrap(original);
+    this.#patched.push({ target, name, had, original, wrapped });
+    target[name] = wrapped;
   }
 
   #wrapEmit(original: Emit): Emit {
     const glue = this;
     return function emit(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
       if (event !== 'request') return Reflect.apply(original, this, [event, ...args]) as boolean;
-      const trail = glue.#trail();
+      const trail = glue.#enabled ? glue.#trail() : undefined;
       if (trail === undefined) return Reflect.apply(original, this, [event, ...args]) as boolean;
       return trail.withPredictionScope(() => {
         try {
-          const ids = trail.currentPredictionIds();
-          const [request, response] = args as [IncomingMessage, ServerResponse];
-          glue.#ids.set(request, ids);
-          glue.#ids.set(response, ids);
-          glue.#hookResponse(response, ids);
-          bindListeners(request);
-          bindListeners(response);
+          const scope: RequestScope = { ids: trail.currentPredictionIds() };
+          glue.#scopes.set(args[0] as object, scope);
+          glue.#scopes.set(args[1] as object, scope);
         } catch (err) {
           diag.error('mltrail: could not attach the prediction header hook', err);
         }
@@ -69,13 +122,53 @@ export class PredictionHeaderGlue {
     };
   }
 
-  #hookResponse(response: ServerResponse, ids: readonly string[]): void {
+  /**
+   * Event listeners run in the async context of whoever emits the event (the socket), not of whoever added
+   * them; a handler that reads the body in `req.on('end')` would lose the prediction scope. Listeners added
+   * to a scoped request/response are bound to the context they were added in. The bound function carries
+   * the original as `listener` (as Node's own `once` wrappers do), so `removeListener(original)` and
+   * `listeners()` work unchanged.
+   */
+  #wrapAdd(original: AddListener): AddListener {
+    const scopes = this.#scopes;
+    return function addListener(this: object, event: string | symbol, listener: Listener) {
+      if (typeof listener !== 'function' || !scopes.has(this)) {
+        return Reflect.apply(original, this, [event, listener]);
+      }
+      return Reflect.apply(original, this, [event, bindToCurrentContext(listener)]);
+    };
+  }
+
+  /** `once` for scoped emitters: one wrapper that removes itself, runs in context and names the original. */
+  #wrapAddOnce(original: AddListener, add: AddListener): AddListener {
+    const scopes = this.#scopes;
+    return function addOnceListener(this: object, event: string | symbol, listener: Listener) {
+      if (typeof listener !== 'function' || !scopes.has(this)) {
+        return Reflect.apply(original, this, [event, listener]);
+      }
+      const resource = new AsyncResource('MltrailPredictionScope');
+      let fired = false;
+      const once = function (
+        this: { removeListener(e: string | symbol, l: Listener): unknown },
+        ...a: unknown[]
+      ) {
+        if (fired) return undefined;
+        fired = true;
+        this.removeListener(event, once);
+        return resource.runInAsyncScope(listener, this, ...a);
+      };
+      (once as { listener?: Listener }).listener = listener;
+      return Reflect.apply(add, this, [event, once]);
+    };
+  }
+
+  #wrapWriteHead(original: WriteHead): WriteHead {
+    const scopes = this.#scopes;
     const header = this.#header;
-    const originalWriteHead = response.writeHead;
-    // An own property on this response only; the prototype stays untouched.
-    response.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
+    return function writeHead(this: ServerResponse, ...args: unknown[]) {
       try {
-        if (ids.length > 0 && !this.headersSent) {
+        const ids = scopes.get(this)?.ids;
+        if (ids !== undefined && ids.length > 0 && !this.headersSent) {
           // Node merges setHeader() headers into writeHead(status, headers) objects; a raw header array
           // cannot be merged, so such a response is left as the app wrote it.
           if (!Array.isArray(args[args.length - 1])) this.setHeader(header, ids.join(','));
@@ -83,43 +176,20 @@ export class PredictionHeaderGlue {
       } catch (err) {
         diag.error('mltrail: could not set the prediction header', err);
       }
-      return Reflect.apply(originalWriteHead, this, args) as ServerResponse;
-    } as WriteHead;
+      return Reflect.apply(original, this, args);
+    };
   }
 }
 
-const ADDERS = ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener'] as const;
-const REMOVERS = ['off', 'removeListener'] as const;
-
 /**
- * Event listeners run in the async context of whoever emits the event (the socket), not of whoever added
- * them; a handler that reads the body in `req.on('end')` would lose the prediction scope. Listeners added
- * to this request/response while the scope is active are bound to the context they were added in.
+ * A listener that runs in the async context current now. One AsyncResource per listener: cheap, unlike
+ * `AsyncLocalStorage.bind`, whose bound functions carry a deprecated accessor built on every call.
  */
-function bindListeners(emitter: EventEmitter): void {
-  const bound = new WeakMap<(...a: unknown[]) => unknown, (...a: unknown[]) => unknown>();
-  const target = emitter as unknown as Record<string, (...a: unknown[]) => unknown>;
-  for (const name of ADDERS) {
-    const original = target[name];
-    if (typeof original !== 'function') continue;
-    target[name] = function add(this: unknown, event: unknown, listener: unknown) {
-      if (typeof listener !== 'function') return Reflect.apply(original, this, [event, listener]);
-      const fn = listener as (...a: unknown[]) => unknown;
-      let b = bound.get(fn);
-      if (b === undefined) {
-        b = AsyncLocalStorage.bind(fn);
-        bound.set(fn, b);
-      }
-      return Reflect.apply(original, this, [event, b]);
-    };
-  }
-  for (const name of REMOVERS) {
-    const original = target[name];
-    if (typeof original !== 'function') continue;
-    target[name] = function remove(this: unknown, event: unknown, listener: unknown) {
-      const b =
-        typeof listener === 'function' ? bound.get(listener as (...a: unknown[]) => unknown) : undefined;
-      return Reflect.apply(original, this, [event, b ?? listener]);
-    };
-  }
+function bindToCurrentContext(listener: Listener): Listener {
+  const resource = new AsyncResource('MltrailPredictionScope');
+  const bound = function (this: unknown, ...args: unknown[]) {
+    return resource.runInAsyncScope(listener, this, ...args);
+  };
+  (bound as { listener?: Listener }).listener = listener;
+  return bound;
 }
