@@ -144,6 +144,9 @@ const DEFAULT_MAX_STRING = 1 << 20;
 const NAME_RE = /^[a-z0-9_]{1,64}$/;
 // Whole strings of the shapes mltrail writes (UUIDs, sha256 digests, trace/span ids with a hex letter, ISO
 // timestamps) hold nothing to detect; skipping them saves most of the scanning in an audit body.
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+const HEX_ID_RE = /^(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?$/;
 const TIMESTAMP_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
 /** Distinct keys whose rule transitions are remembered before the memory starts again. */
 const MAX_REMEMBERED_KEYS = 8192;
@@ -893,39 +896,19 @@ function firstNonSpace(s: string): string | undefined {
 }
 
 function isMltrailId(s: string): boolean {
+  // Dispatched on length, so each string meets at most two anchored patterns.
   switch (s.length) {
     case 16:
-      return isHexId(s);
+      return HEX_ID_RE.test(s);
     case 32:
-      return isHexId(s) || TIMESTAMP_RE.test(s);
-    case 36: // a UUID: 8-4-4-4-12 lower-case hex digits
-      for (let i = 0; i < 36; i++) {
-        const c = s.charCodeAt(i);
-        if (i === 8 || i === 13 || i === 18 || i === 23 ? c !== 45 : !isLowerHex(c)) return false;
-      }
-      return true;
+      return HEX_ID_RE.test(s) || TIMESTAMP_RE.test(s);
+    case 36:
+      return UUID_RE.test(s);
     case 71: // "sha256:" + 64 hex digits
-      if (!s.startsWith('sha256:')) return false;
-      for (let i = 7; i < 71; i++) if (!isLowerHex(s.charCodeAt(i))) return false;
-      return true;
+      return DIGEST_RE.test(s);
     default:
       return s.length >= 20 && s.length <= 35 && TIMESTAMP_RE.test(s);
   }
-}
-
-function isLowerHex(c: number): boolean {
-  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
-}
-
-/** 16 or 32 lower-case hex digits with at least one letter (a trace or span id, not a digit run). */
-function isHexId(s: string): boolean {
-  let letter = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 97 && c <= 102) letter = true;
-    else if (c < 48 || c > 57) return false;
-  }
-  return letter;
 }
 
 /** Where a global pattern resumes after an empty match (ECMAScript AdvanceStringIndex). */
