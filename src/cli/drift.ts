@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { parseRecordLine } from '../integrity/index.js';
 import { JournalReader } from '../journal/index.js';
 import {
@@ -18,7 +17,7 @@ import {
   EVENT_ML_RETRAINING_TRIGGERED,
 } from '../semconv/index.js';
 import { recordAccess } from './access-record.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail drift [--journal DIR] [--model NAME] [--json]
 
@@ -49,20 +48,19 @@ interface VersionSummary {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const parsed = parseCommand(
+    argv,
+    HELP,
+    {
       journal: { type: 'string' },
       model: { type: 'string' },
       json: { type: 'boolean' },
       actor: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+    0,
+  );
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   const dir = resolveJournalDir(values.journal);
   const versions = new Map<string, VersionSummary>();
   const driftToVersion = new Map<string, VersionSummary>();

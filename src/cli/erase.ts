@@ -1,5 +1,4 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { canonicalize, parseRecordLine, serializeRecord } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
 import {
@@ -9,7 +8,7 @@ import {
   ATTR_MLTRAIL_ERASURE_RECORD_REF,
   EVENT_MLTRAIL_ERASURE,
 } from '../semconv/index.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail erase <chain>:<seq> --reason TEXT [--journal DIR] [--actor WHO]
 
@@ -19,20 +18,13 @@ and the reason is appended to the journal. "mltrail verify" then reports the rec
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      journal: { type: 'string' },
-      reason: { type: 'string' },
-      actor: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const parsed = parseCommand(argv, HELP, {
+    journal: { type: 'string' },
+    reason: { type: 'string' },
+    actor: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   const ref = positionals[0];
   const m = ref === undefined ? null : /^([0-9a-f-]{36}):(\d+)$/.exec(ref);
   if (m === null)

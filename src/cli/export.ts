@@ -1,8 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { openLineageFromJournal } from '../lineage/index.js';
 import { recordAccess } from './access-record.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
 
@@ -12,20 +11,13 @@ datasets, standard facets and the mltrail_ml run facet. stdout without --out.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      journal: { type: 'string' },
-      out: { type: 'string' },
-      actor: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const parsed = parseCommand(argv, HELP, {
+    journal: { type: 'string' },
+    out: { type: 'string' },
+    actor: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals[0] !== 'openlineage')
     throw new CliError(`unknown export format "${positionals[0] ?? ''}"\n\n${HELP}`);
   const dir = resolveJournalDir(values.journal);

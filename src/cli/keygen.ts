@@ -1,8 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { generateSigner } from '../integrity/index.js';
-import { CliError } from './command.js';
+import { CliError, parseCommand } from './command.js';
 
 const HELP = `usage: mltrail keygen [--out FILE] [--name NAME]
 
@@ -12,14 +11,17 @@ overwrite) or stdout; the verifier key (give it to whoever checks your trail: ml
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(
+    argv,
+    HELP,
+    {
+      out: { type: 'string' },
+      name: { type: 'string' },
+    },
+    0,
+  );
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   const name = values.name ?? `mltrail-${hostname().replace(/[^A-Za-z0-9.-]/g, '-')}`;
   let generated: ReturnType<typeof generateSigner>;
   try {

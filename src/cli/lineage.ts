@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { readLokiRecords } from '../integrity/loki-source.js';
 import {
   LineageGraph,
@@ -9,7 +8,7 @@ import {
   UnknownLineageIdError,
 } from '../lineage/index.js';
 import { recordAccess } from './access-record.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
 
@@ -21,26 +20,19 @@ exit: 0 found, 1 unknown id (with close matches), 2 usage or I/O error
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      journal: { type: 'string' },
-      upstream: { type: 'boolean' },
-      downstream: { type: 'boolean' },
-      json: { type: 'boolean' },
-      format: { type: 'string' },
-      actor: { type: 'string' },
-      loki: { type: 'string' },
-      query: { type: 'string' },
-      tenant: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const parsed = parseCommand(argv, HELP, {
+    journal: { type: 'string' },
+    upstream: { type: 'boolean' },
+    downstream: { type: 'boolean' },
+    json: { type: 'boolean' },
+    format: { type: 'string' },
+    actor: { type: 'string' },
+    loki: { type: 'string' },
+    query: { type: 'string' },
+    tenant: { type: 'string' },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   const id = positionals[0];
   if (id === undefined) throw new CliError(`an id is required\n\n${HELP}`);
   const format = values.format ?? 'tree';

@@ -1,8 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { EvidenceNotFoundError, gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { recordAccess } from './access-record.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail report (--prediction ID | --model NAME@VERSION) [--out report.html] [--journal DIR] [--json]
 
@@ -14,22 +13,21 @@ exit: 0 written (even when the proof fails: the report says so), 1 subject not f
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const parsed = parseCommand(
+    argv,
+    HELP,
+    {
       prediction: { type: 'string' },
       model: { type: 'string' },
       out: { type: 'string' },
       journal: { type: 'string' },
       json: { type: 'boolean' },
       actor: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+    0,
+  );
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   if ((values.prediction === undefined) === (values.model === undefined)) {
     throw new CliError(`give exactly one of --prediction or --model\n\n${HELP}`);
   }
