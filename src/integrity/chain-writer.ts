@@ -117,14 +117,14 @@ export class ChainWriter {
       ts: input.ts,
       event: input.event,
       sev: input.sev,
-      ...(input.traceId !== undefined ? { trace_id: input.traceId } : {}),
-      ...(input.spanId !== undefined ? { span_id: input.spanId } : {}),
       attrs: input.attrs,
       body: input.body,
       digest,
       prev: this.#prev,
       hash,
     };
+    if (input.traceId !== undefined) record.trace_id = input.traceId;
+    if (input.spanId !== undefined) record.span_id = input.spanId;
     this.#tree.appendLeafHash(Buffer.from(hash, 'hex'));
     this.#prev = hash;
     return record;
