@@ -11,14 +11,8 @@ export const PSEUDONYM_PATTERN = /^pii:[0-9a-f]{8}:[A-Za-z0-9_-]{43}$/;
 
 const SHA256_BLOCK = 64;
 
-/** Whether this Node's one-shot `crypto.hash` returns bytes (the HMAC fast path needs them). */
-const ONE_SHOT_BYTES = (() => {
-  try {
-    return Buffer.isBuffer(hash('sha256', '', 'buffer'));
-  } catch {
-    return false;
-  }
-})();
+/** Whether this Node has the one-shot `crypto.hash` (the HMAC fast path needs it). */
+const ONE_SHOT = typeof hash === 'function';
 
 /**
  * Turns values into keyed pseudonyms, `pii:<keyId>:<base64url(HMAC-SHA256(key, value))>`. The same value
@@ -35,7 +29,7 @@ export class Pseudonymizer {
   /**
    * HMAC (RFC 2104) as two one-shot SHA-256 calls over key blocks XORed once here: a `createHmac` object
    * per value costs more than the hashing. `#inner` is ipad-key then room for the value, `#outer` is
-   * opad-key then the inner digest. Undefined where `crypto.hash` cannot return bytes (then createHmac).
+   * opad-key then the inner digest. Undefined where there is no `crypto.hash` (then createHmac).
    */
   readonly #inner: Buffer | undefined;
   readonly #outer: Buffer | undefined;
@@ -46,7 +40,7 @@ export class Pseudonymizer {
     this.#key = createSecretKey(bytes);
     this.keyId = pseudonymKeyId(bytes);
     this.#prefix = `pii:${this.keyId}:`;
-    if (ONE_SHOT_BYTES) {
+    if (ONE_SHOT) {
       const block = bytes.length > SHA256_BLOCK ? createHash('sha256').update(bytes).digest() : bytes;
       this.#inner = Buffer.alloc(SHA256_BLOCK + 256, 0x36);
       this.#outer = Buffer.alloc(SHA256_BLOCK + 32, 0x5c);
@@ -65,7 +59,9 @@ export class Pseudonymizer {
     if (inner === undefined || outer === undefined || value.length * 3 > inner.length - SHA256_BLOCK)
       return this.#prefix + createHmac('sha256', this.#key).update(value, 'utf8').digest('base64url');
     const n = inner.write(value, SHA256_BLOCK, 'utf8');
-    (hash('sha256', inner.subarray(0, SHA256_BLOCK + n), 'buffer') as Buffer).copy(outer, SHA256_BLOCK);
+    // The inner digest travels as a 'binary' (latin1) string, one char per byte: on Node 24 crypto.hash
+    // returns a string encoding faster than a Buffer.
+    outer.write(hash('sha256', inner.subarray(0, SHA256_BLOCK + n), 'binary'), SHA256_BLOCK, 'latin1');
     inner.fill(0x36, SHA256_BLOCK, SHA256_BLOCK + n); // the value does not linger in the scratch room
     return this.#prefix + hash('sha256', outer, 'base64url');
   }
