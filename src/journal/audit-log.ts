@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Counter, diag, type MeterProvider, metrics } from '@opentelemetry/api';
 import {
@@ -65,7 +65,11 @@ export class AuditLog {
   #sinceTimerCheckpoint = 0;
   /** Tree size of the checkpoint in the checkpoint file. */
   #publishedSize = -1;
-  #checkpointFileWrite: Promise<void> = Promise.resolve();
+  /** The newest checkpoint whose record is durable (what the file should hold). */
+  #durableSize = -1;
+  #durableNote = '';
+  /** The file publication in progress, if any. */
+  #checkpointFileWrite: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(opts: AuditLogOptions = {}) {
@@ -136,7 +140,7 @@ export class AuditLog {
       if (this.#timer !== undefined) clearInterval(this.#timer);
       if (this.#chain.size > 0 && this.#sinceTimerCheckpoint > 0) this.#checkpoint();
       await this.#journal.close();
-      await this.#checkpointFileWrite;
+      while (this.#checkpointFileWrite !== undefined) await this.#checkpointFileWrite;
     })();
     return this.#closing;
   }
@@ -157,28 +161,45 @@ export class AuditLog {
     this.#sinceTimerCheckpoint = 0;
     const latest = this.#chain.latestCheckpoint();
     if (latest === undefined) return;
-    this.#checkpointFileWrite = written.then(
+    written.then(
       () => {
         // Commits complete in order, so a later checkpoint never precedes an earlier one here.
-        if (latest.size <= this.#publishedSize) return;
-        this.#publishedSize = latest.size;
-        const path = checkpointFile(this.dir, this.#chain.chainId);
-        try {
-          // fsync before the rename: after a power cut the file holds this checkpoint or the previous one.
-          const fd = openSync(`${path}.tmp`, 'w', 0o600);
-          try {
-            writeSync(fd, latest.note);
-            fsyncSync(fd);
-          } finally {
-            closeSync(fd);
-          }
-          renameSync(`${path}.tmp`, path);
-        } catch (err) {
-          diag.error(`mltrail: could not write the checkpoint file ${path}`, err);
-        }
+        if (latest.size <= this.#durableSize) return;
+        this.#durableSize = latest.size;
+        this.#durableNote = latest.note;
+        this.#checkpointFileWrite ??= this.#publish().finally(() => {
+          this.#checkpointFileWrite = undefined;
+        });
       },
       () => undefined,
     );
+  }
+
+  /**
+   * Writes the newest durable checkpoint to the checkpoint file, off the event loop (the host keeps
+   * serving while the file is fsync'd), and repeats while newer ones became durable meanwhile: only the
+   * latest matters, so checkpoints arriving faster than a file can be synced are coalesced.
+   */
+  async #publish(): Promise<void> {
+    const path = checkpointFile(this.dir, this.#chain.chainId);
+    while (this.#durableSize > this.#publishedSize) {
+      const size = this.#durableSize;
+      const note = this.#durableNote;
+      try {
+        // fsync before the rename: after a power cut the file holds this checkpoint or the previous one.
+        const file = await open(`${path}.tmp`, 'w', 0o600);
+        try {
+          await file.writeFile(note);
+          await file.sync();
+        } finally {
+          await file.close();
+        }
+        await rename(`${path}.tmp`, path);
+      } catch (err) {
+        diag.error(`mltrail: could not write the checkpoint file ${path}`, err);
+      }
+      this.#publishedSize = size;
+    }
   }
 
   #recordGap(gap: JournalGap): void {
