@@ -774,25 +774,25 @@ class TrailImpl implements Trail {
         } catch (err) {
           diag.error('mltrail: predict() outputContent/resultFields callback threw', err);
         }
-        const fields = {
-          ...extra,
-          ...definedOnly(base),
-          ...inputFields,
-          ...outputFields,
-          [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
-          [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: out?.label === undefined ? undefined : text(out.label),
-          [sc.ATTR_ML_PREDICTION_OUTPUT_SCORE]: out?.score,
-        };
-        span.setAttributes(
-          spanAttrs({
-            ...extra,
-            ...base,
-            [sc.ATTR_ML_PREDICTION_INPUT_DIGEST]: inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST],
-            [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
-            [sc.ATTR_ML_PREDICTION_OUTPUT_LABEL]: fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL],
-            [sc.ATTR_ML_PREDICTION_OUTPUT_SCORE]: out?.score,
-          }),
+        const label = out?.label === undefined ? undefined : text(out.label);
+        // One object for the record; span attributes are set from the same values without intermediate
+        // copies (this runs on every prediction).
+        const fields: Record<string, unknown> = { ...extra };
+        assignDefined(fields, base);
+        Object.assign(fields, inputFields, outputFields);
+        fields[sc.ATTR_ML_PREDICTION_LATENCY_MS] = latency;
+        fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL] = label;
+        fields[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE] = out?.score;
+        setSpanAttrs(span, extra);
+        setSpanAttrs(span, base);
+        setSpanAttr(
+          span,
+          sc.ATTR_ML_PREDICTION_INPUT_DIGEST,
+          inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST],
         );
+        setSpanAttr(span, sc.ATTR_ML_PREDICTION_LATENCY_MS, latency);
+        setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, label);
+        setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, out?.score);
         const emitted = self.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span);
         safeCall(() =>
           spec.onRecorded?.({
@@ -1042,14 +1042,23 @@ function spanAttrs(fields: Record<string, unknown>): Record<string, string | num
   return out;
 }
 
-/** Drops undefined values so they do not hide fields an instrumentation supplied under the same key. */
-function definedOnly(fields: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(fields)) {
-    const v = fields[k];
-    if (v !== undefined) out[k] = v;
+/** Sets the values {@link spanAttrs} keeps, one by one (no intermediate object). */
+function setSpanAttrs(span: Span, fields: Record<string, unknown>): void {
+  for (const k of Object.keys(fields)) setSpanAttr(span, k, fields[k]);
+}
+
+function setSpanAttr(span: Span, k: string, v: unknown): void {
+  if (typeof v === 'string' || typeof v === 'boolean') span.setAttribute(k, v);
+  else if (typeof v === 'number' && Number.isFinite(v)) span.setAttribute(k, v);
+  else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) span.setAttribute(k, v as string[]);
+}
+
+/** Copies the defined values of `from` into `to`, so undefined never hides a field supplied earlier. */
+function assignDefined(to: Record<string, unknown>, from: Record<string, unknown>): void {
+  for (const k of Object.keys(from)) {
+    const v = from[k];
+    if (v !== undefined) to[k] = v;
   }
-  return out;
 }
 
 function endSpan(span: Span): void {
