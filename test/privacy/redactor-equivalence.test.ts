@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { canonicalize } from '../../src/integrity/index.js';
 import { mayHoldBuiltinMatch } from '../../src/privacy/detectors.js';
 import {
   BUILTIN_DETECTORS,
@@ -118,7 +119,13 @@ const separator = fc.constantFrom('', ' ', ', ', ':', '.', '-', '\n', '[', ']', 
 
 /** Free text: fragments of personal data, ids and random characters glued by separators. */
 const text = fc
-  .array(fc.tuple(fc.oneof(planted, harmless, fc.string({ maxLength: 12 })), separator), { maxLength: 5 })
+  .array(
+    fc.tuple(
+      fc.oneof(planted, harmless, fc.string({ maxLength: 12 }), fc.string({ unit: 'binary', maxLength: 6 })),
+      separator,
+    ),
+    { maxLength: 5 },
+  )
   .map((parts) => parts.map(([p, s]) => p + s).join(''));
 
 const keyName = fc.constantFrom(
@@ -138,6 +145,10 @@ const keyName = fc.constantFrom(
   ATTR_ML_PREDICTION_SUBJECT_ID,
   ATTR_ML_PREDICTION_INPUT,
   '0',
+  '9',
+  '10',
+  'Zeta',
+  'é',
   '__proto__',
   'constructor',
 );
@@ -157,9 +168,19 @@ const value = fc.letrec((tie) => ({
     fc.array(tie('node'), { maxLength: 5 }),
     fc.dictionary(keyName, tie('node'), { maxKeys: 6 }),
     fc.dictionary(keyName, tie('node'), { maxKeys: 4 }).map((o) => JSON.stringify(o)),
+    fc.dictionary(keyName, tie('node'), { maxKeys: 4 }).map((o) => jsonText(o)),
     fc.array(tie('node'), { maxLength: 3 }).map((a) => ` ${JSON.stringify(a)}`),
   ),
 })).node;
+
+/** Canonical JSON, as the trail captures inputs (falls back to JSON.stringify for values it refuses). */
+function jsonText(v: unknown): string {
+  try {
+    return canonicalize(v);
+  } catch {
+    return JSON.stringify(v);
+  }
+}
 
 /** A prediction body of the shape the trail writes, with a captured input that may hold planted values. */
 const body = fc
@@ -170,7 +191,7 @@ const body = fc
     'ml.model.name': 'credit-risk',
     'ml.model.version': '7',
     [ATTR_ML_PREDICTION_SUBJECT_ID]: note,
-    [ATTR_ML_PREDICTION_INPUT]: JSON.stringify({ features: [0.1, 3, 12], customer, note }),
+    [ATTR_ML_PREDICTION_INPUT]: jsonText({ features: [0.1, 3, 12], customer, note }),
     extra,
     timestamp: '2026-11-28T07:00:00.000Z',
   }));
