@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { canonicalize, parseRecordLine, serializeRecord } from '../integrity/index.js';
+import { canonicalize, parseRecordLine, RecordFormatError, serializeRecord } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
 import {
   ATTR_ML_ACTOR_ID,
@@ -37,7 +37,14 @@ export async function run(argv: string[]): Promise<number> {
   let found: { file: string; line: number; offset: number; text: string } | undefined;
   for (const l of new JournalReader(dir).lines()) {
     if (!l.text.includes(chain)) continue;
-    const r = parseRecordLine(l.text, l);
+    let r: ReturnType<typeof parseRecordLine>;
+    try {
+      r = parseRecordLine(l.text, l);
+    } catch (err) {
+      // A line that is not a record cannot be the one to erase; `mltrail verify` reports it where it is.
+      if (err instanceof RecordFormatError) continue;
+      throw err;
+    }
     if (r.chain === chain && r.seq === seq) {
       if (r.erased_by !== undefined) throw new CliError(`${ref} is already erased (by ${r.erased_by})`, 1);
       found = { file: l.file, line: l.line, offset: l.offset, text: l.text };

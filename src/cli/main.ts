@@ -58,6 +58,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof CliError) {
       process.stderr.write(`mltrail: ${err.message}\n`);
       process.exitCode = err.exitCode;
+    } else if ((err as Error | null)?.name === 'RecordFormatError') {
+      // A malformed journal or archive line: bad input whose message names the file and line, not a bug.
+      process.stderr.write(`mltrail: ${(err as Error).message}\n`);
+      process.exitCode = 2;
     } else if (isUsageError(err)) {
       // parseArgs rejects unknown or malformed flags: a usage error, not an internal one.
       const name = process.argv[2] ?? '';

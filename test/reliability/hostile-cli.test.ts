@@ -1,0 +1,233 @@
+import { spawn } from 'node:child_process';
+import {
+  appendFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
+
+/**
+ * Every CLI command that reads a journal, run as a real child process (heap capped at 256 MB) on copies of a
+ * realistic journal into which hostile lines were written: garbage, invalid UTF-8, huge and deeply nested
+ * lines, NaN/Infinity literals, records with fields of the wrong type. Fixed seeds: CI sees the same cases.
+ */
+
+const HEAP = '--max-old-space-size=256';
+
+interface Run {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI; the kill timer is only a guard against a hang (a hang fails the test), never a measurement. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [HEAP, 'dist/cli/main.js', ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const guard = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('close', (status, signal) => {
+      clearTimeout(guard);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
+/** No crash: the process ended by itself, with a documented exit code and no stack trace or internal error. */
+function expectClean(r: Run, allowed: number[], what: string): void {
+  const context = `${what}: exit ${r.status} ${r.signal ?? ''}\n${r.stderr.slice(0, 2000)}`;
+  expect(r.signal, context).toBeNull();
+  expect(allowed, context).toContain(r.status);
+  expect(r.stderr, context).not.toMatch(/^\s+at .*:\d+:\d+\)?$/m);
+  expect(r.stderr, context).not.toMatch(
+    /internal error|is not a function|Cannot read propert|is not iterable|Maximum call stack|heap out of memory/,
+  );
+}
+
+/** An error the user can act on names where: a file and line, or the field that was wrong. */
+function expectLocatedError(r: Run, what: string): void {
+  expect(r.stderr, what).toMatch(/^mltrail( \w+)?: /);
+  expect(r.stderr, what).toMatch(/\.ndjson:\d+|field "|line \d+/);
+}
+
+const CHAIN = '01a20000-0000-7000-8000-00000000bad0';
+
+/** Bytes that print short in a counterexample. */
+function described(b: Buffer): Buffer {
+  return Object.assign(b, {
+    [fc.toStringMethod]: () =>
+      `<${b.length} bytes: ${JSON.stringify(b.subarray(0, 160).toString('latin1'))}${b.length > 160 ? '…' : ''}>`,
+  });
+}
+
+/** One hostile line (bytes, no newline). */
+function hostileLine(sample: Record<string, unknown>): fc.Arbitrary<Buffer> {
+  // Blank lines are not content (readers skip them); everything else must be noticed.
+  return hostileBytes(sample)
+    .filter((b) => b.toString('latin1').trim() !== '')
+    .map(described);
+}
+
+function hostileBytes(sample: Record<string, unknown>): fc.Arbitrary<Buffer> {
+  const text = (s: string) => Buffer.from(s);
+  const recordWith = (key: string, value: string) =>
+    text(JSON.stringify({ ...sample, [key]: '\u0000' }).replace('"\\u0000"', value));
+  return fc.oneof(
+    fc.string({ maxLength: 200 }).map(text),
+    fc.json({ maxDepth: 4 }).map(text),
+    fc.string({ unit: 'binary', maxLength: 200 }).map(text),
+    // Invalid UTF-8, sometimes inside a record-shaped line.
+    fc
+      .tuple(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.boolean())
+      .map(([bytes, inRecord]) =>
+        inRecord
+          ? Buffer.concat([
+              text(`{"chain":"${CHAIN}","event":"ml.prediction","body":"`),
+              Buffer.from([0xff, ...bytes]),
+              text('"}'),
+            ])
+          : Buffer.from([0xc3, 0x28, ...bytes]),
+      ),
+    // A real record with one field replaced by another JSON value, or a NaN/Infinity literal.
+    fc
+      .tuple(
+        fc.constantFrom(...Object.keys(sample)),
+        fc.oneof(
+          fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? 'null'),
+          fc.constantFrom('NaN', 'Infinity', '-Infinity', '1e999', '-0', '9007199254740993'),
+        ),
+      )
+      .map(([key, value]) => recordWith(key, value)),
+    // Deeply nested: raw, or as a record's body (which verify, lineage and the report parse).
+    fc
+      .tuple(fc.integer({ min: 1_000, max: 200_000 }), fc.boolean())
+      .map(([depth, asBody]) =>
+        asBody
+          ? recordWith(
+              'body',
+              JSON.stringify(`{"event.name":"ml.prediction","x":${'['.repeat(depth)}${']'.repeat(depth)}}`),
+            )
+          : text(`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`),
+      ),
+    // Huge: a record-shaped line of megabytes.
+    fc
+      .integer({ min: 1 << 20, max: 6 << 20 })
+      .map((n) => text(`{"chain":"${CHAIN}","event":"ml.prediction","body":"${'a'.repeat(n)}"}`)),
+  );
+}
+
+describe('the CLI on journals with hostile lines', () => {
+  let base: TrailJournal;
+  let sample: Record<string, unknown>;
+  let server: Server;
+  let endpoint = '';
+  let received = 0;
+
+  beforeAll(async () => {
+    base = await buildTrailJournal();
+    const [chain] = readdirSync(join(base.dir, 'chains'));
+    const lines = readFileSync(join(base.dir, 'chains', chain, '000001.ndjson'), 'utf8').split('\n');
+    sample = JSON.parse(lines.find((l) => l.includes('"event":"ml.prediction"'))!);
+    // A real OTLP/HTTP endpoint that accepts everything, for `mltrail ship`.
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => {
+        body += d;
+      });
+      req.on('end', () => {
+        received += (body.match(/"timeUnixNano"/g) ?? []).length;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+  });
+
+  it('verify, lineage, drift, export, report, erase and ship: a located error or a result, never a crash, a hang or an unbounded heap', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(hostileLine(sample), { minLength: 1, maxLength: 4 }),
+        fc.boolean(),
+        async (hostile, tornTail) => {
+          const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-hostile-cli-')), 'journal');
+          cpSync(base.dir, dir, { recursive: true });
+          const [chain] = readdirSync(join(dir, 'chains'));
+          const bytes = Buffer.concat(hostile.flatMap((l) => [l, Buffer.from('\n')]));
+          const payload = tornTail ? bytes.subarray(0, bytes.length - 1) : bytes;
+          // Behind the real chain's records, and as a chain of its own.
+          appendFileSync(join(dir, 'chains', chain, '000001.ndjson'), payload);
+          mkdirSync(join(dir, 'chains', CHAIN));
+          writeFileSync(join(dir, 'chains', CHAIN, '000001.ndjson'), payload);
+
+          const verify = await cli(['verify', dir, '--json']);
+          expectClean(verify, [1], 'verify');
+          const report = JSON.parse(verify.stdout);
+          const located = [
+            ...report.problems,
+            ...report.chains.flatMap((c: { problems: unknown[] }) => c.problems),
+          ];
+          expect(located.length).toBeGreaterThan(0);
+          // The real chain's own records still verify up to where the hostile lines begin.
+          expect(
+            report.chains.find((c: { chain: string }) => c.chain === chain).records,
+          ).toBeGreaterThanOrEqual(40);
+
+          const runs: [string, string[], number[]][] = [
+            ['lineage', ['lineage', base.declined, '--journal', dir, '--json'], [0, 1, 2]],
+            ['drift', ['drift', '--journal', dir, '--json'], [0, 1, 2]],
+            [
+              'export',
+              ['export', 'openlineage', '--journal', dir, '--out', join(dir, '..', 'ol.ndjson')],
+              [0, 2],
+            ],
+            [
+              'report',
+              ['report', '--prediction', base.declined, '--journal', dir, '--out', join(dir, '..', 'r.html')],
+              [0, 1, 2],
+            ],
+            ['erase', ['erase', `${chain}:3`, '--reason', 'hostile-input test', '--journal', dir], [0, 1, 2]],
+          ];
+          for (const [what, args, allowed] of runs) {
+            const r = await cli(args);
+            expectClean(r, allowed, what);
+            if (r.status === 2) expectLocatedError(r, what);
+          }
+
+          const before = received;
+          const ship = await cli(['ship', '--once', '--json', '--journal', dir, '--endpoint', endpoint]);
+          expectClean(ship, [0], 'ship');
+          // Every line that is a record was delivered (the hostile ones that parse as records too); the rest
+          // were reported and skipped, never a stall.
+          const delivered = JSON.parse(ship.stdout).delivered;
+          expect(delivered).toBe(received - before);
+          expect(delivered).toBeGreaterThanOrEqual(40);
+        },
+      ),
+      { numRuns: 12, seed: 20261128 },
+    );
+  }, 900_000);
+});
