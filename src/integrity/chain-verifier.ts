@@ -8,8 +8,10 @@ import {
   EVENT_MLTRAIL_ERASURE,
 } from '../semconv/index.js';
 import { canonicalize } from './canonical-json.js';
-import { CompactMerkleTree } from './merkle.js';
+import { CompactMerkleTree, EMPTY_ROOT } from './merkle.js';
+import { MerkleFolder } from './merkle-folder.js';
 import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
+import { RecordLineScanner, storeBinary, tableHexEquals } from './record-scanner.js';
 import {
   type Checkpoint,
   type NoteVerifier,
@@ -78,6 +80,7 @@ export interface ChainVerifierOptions {
   checkpoints?: readonly { note: string; source: string }[];
 }
 
+/** A record kept with its strings: anything not in the compact table (see {@link ChainState}). */
 interface Entry {
   hash: string;
   prev: string;
@@ -87,11 +90,47 @@ interface Entry {
   chain: string;
   seq: number;
   erasedBy?: string;
+  /** Its link to the previous record was checked when it arrived (the previous seq was already there). */
+  linked: boolean;
+  linkBroken: boolean;
 }
 
+/** Slot flags of the compact table. */
+const COMPACT = 1;
+const FULL = 2;
+const LINK_BROKEN = 4;
+/** The compact table grows by doubling up to this many seqs per chain; seqs beyond are kept as entries. */
+const MAX_TABLE = 1 << 26;
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * What the verifier keeps per chain. Nearly every record arrives in seq order with its hash and digest
+ * intact: those take one slot of a table indexed by seq (32-byte hash, 32-byte digest, location), with no
+ * per-record object, and their link and Merkle leaf are settled as they arrive. Everything else — erased,
+ * out of order, tampered or far-off seqs — is an {@link Entry}, and the chain is walked again at the end.
+ */
 interface ChainState {
+  chain: string;
+  /** The seq of slot 0: the first seq seen. */
+  base: number;
+  cap: number;
+  flags: Uint8Array;
+  hashes: Uint8Array;
+  digests: Uint8Array;
+  /** Location of a compact slot: index into the verifier's file names (+1; 0 = none) and line. */
+  files: Uint32Array;
+  lines: Uint32Array;
   entries: Map<number, Entry>;
+  /** Seqs held (compact or entry). */
+  count: number;
+  /** The highest seq held (-1 before the first). */
   lastAdded: number;
+  /**
+   * The Merkle tree of the records so far while they arrived as seq 0, 1, 2, … (undefined once one did
+   * not: the tree is then rebuilt at the end), with its roots at the seqs of checkpoint records.
+   */
+  tree: MerkleFolder | undefined;
+  roots: Map<number, Buffer>;
   checkpoints: { seq: number; note: string; vkey: string; location: string }[];
   duplicates: number;
   problems: Problem[];
@@ -110,6 +149,13 @@ export class ChainVerifier {
   readonly #trusted: Map<string, NoteVerifier> | undefined;
   readonly #external: { note: string; source: string }[];
   readonly #erasures = new Map<string, { digest: string; location: string }>();
+  readonly #files: string[] = [];
+  readonly #fileIds = new Map<string, number>();
+  readonly #scanner = new RecordLineScanner();
+  #lastFile = '';
+  #lastFileId = 0;
+  #lastChain: ChainState | undefined;
+  #lastChainBytes = Buffer.alloc(0);
   #records = 0;
 
   constructor(opts: ChainVerifierOptions = {}) {
@@ -136,6 +182,78 @@ export class ChainVerifier {
   }
 
   /**
+   * Adds one journal line straight from its bytes (`buf[start, end)`, valid UTF-8, no newline) when it is
+   * the next record of a chain already seen and verifies cleanly — nearly every line of a journal segment —
+   * and returns true. Returns false, having recorded nothing, for anything else: the caller then parses the
+   * line with `parseRecordLine()` and calls {@link add}, which reports precisely.
+   */
+  addJournalLine(buf: Buffer, start: number, end: number, file: string, line: number): boolean {
+    const sc = this.#scanner;
+    if (!sc.check(buf, start, end)) return false;
+    return this.acceptCheckedLine(
+      buf,
+      sc.chainStart,
+      sc.chainEnd,
+      sc.seq,
+      sc.prevHex,
+      sc.recordHash,
+      sc.digest,
+      file,
+      line,
+    );
+  }
+
+  /**
+   * The part of {@link addJournalLine} that needs this verifier's state, for a line whose own checks
+   * (`RecordLineScanner.check()`) passed, possibly on another thread: the chain, the seq and the link to
+   * the previous record. False, having recorded nothing, when the strict path must decide.
+   */
+  acceptCheckedLine(
+    buf: Buffer,
+    chainStart: number,
+    chainEnd: number,
+    seq: number,
+    prevHex: number,
+    recordHash: string,
+    digest: string,
+    file: string,
+    line: number,
+  ): boolean {
+    let st = this.#lastChain;
+    if (
+      st === undefined ||
+      this.#lastChainBytes.length !== chainEnd - chainStart ||
+      this.#lastChainBytes.compare(buf, chainStart, chainEnd) !== 0
+    ) {
+      st = this.#chains.get(buf.toString('utf8', chainStart, chainEnd));
+      // A chain's first record goes through add(), which creates its state.
+      if (st === undefined) return false;
+      this.#lastChain = st;
+      this.#lastChainBytes = Buffer.from(buf.subarray(chainStart, chainEnd));
+    }
+    if (seq !== st.lastAdded + 1) return false;
+    const slot = seq - st.base;
+    if (slot >= st.cap && !grow(st, slot)) return false;
+    // The link: only to a compact previous record (an entry's hash is a string; add() compares those).
+    const prevSlot = slot - 1;
+    if (prevSlot < 0 || st.flags[prevSlot] !== COMPACT) return false;
+    if (!tableHexEquals(st.hashes, prevSlot * 32, buf, prevHex)) return false;
+    this.#records++;
+    storeBinary(recordHash, st.hashes, slot * 32);
+    storeBinary(digest, st.digests, slot * 32);
+    st.flags[slot] = COMPACT;
+    st.files[slot] = this.#fileId(file);
+    st.lines[slot] = line;
+    st.count++;
+    st.lastAdded = seq;
+    if (st.tree !== undefined) {
+      if (seq === st.tree.size) st.tree.appendBinary(recordHash);
+      else st.tree = undefined;
+    }
+    return true;
+  }
+
+  /**
    * Adds one record. `ordered` (default true) says the source is append-only in seq order (a journal
    * segment), so a lower seq after a higher one is reported as reordered; archives and Loki deliver records
    * in arrival order and pass false.
@@ -147,7 +265,7 @@ export class ChainVerifier {
     const problem = (kind: ProblemKind, message: string) =>
       st.problems.push({ kind, chain: r.chain, seq: r.seq, location: locate(r, where), message });
     const bodyHash = hash('sha256', r.body);
-    const existing = st.entries.get(r.seq);
+    const existing = this.#entryAt(st, r.seq);
     if (existing !== undefined) {
       if (existing.hash === r.hash && existing.bodyHash === bodyHash && existing.digest === r.digest) {
         st.duplicates++;
@@ -168,26 +286,17 @@ export class ChainVerifier {
     }
     if (ordered && r.seq <= st.lastAdded)
       problem('reordered', `seq ${r.seq} stored after seq ${st.lastAdded}`);
-    st.lastAdded = Math.max(st.lastAdded, r.seq);
     const expectedHash = recordHash(r.chain, r.seq, r.prev, r.digest);
     if (expectedHash !== r.hash)
       problem('modified', 'record hash does not match its chain fields (chain, seq, prev, digest)');
+    const digestOk = `sha256:${bodyHash}` === r.digest;
     if (r.erased_by === undefined) {
-      if (`sha256:${bodyHash}` !== r.digest) problem('modified', 'body does not match its digest');
+      if (!digestOk) problem('modified', 'body does not match its digest');
       else this.#checkAttrs(r, problem);
     } else if (r.body !== '') {
       problem('bad-erasure', `record is marked erased by ${r.erased_by} but still has a body`);
     }
-    st.entries.set(r.seq, {
-      hash: r.hash,
-      prev: r.prev,
-      digest: r.digest,
-      bodyHash,
-      where,
-      chain: r.chain,
-      seq: r.seq,
-      erasedBy: r.erased_by,
-    });
+    this.#store(st, r, where, bodyHash, expectedHash === r.hash && digestOk && r.erased_by === undefined);
     if (r.event === EVENT_MLTRAIL_CHECKPOINT && r.erased_by === undefined) {
       const body = safeParse(r.body);
       const note = body?.[ATTR_MLTRAIL_CHECKPOINT_NOTE];
@@ -203,6 +312,108 @@ export class ChainVerifier {
         this.#erasures.set(ref, { digest, location: locate(r, where) });
       else problem('bad-erasure', 'erasure record without a record ref or digest');
     }
+  }
+
+  /**
+   * Keeps a new (not duplicate) record. Its link to the previous seq is checked now when that seq is already
+   * there (records in order), otherwise when the chain is walked at the end.
+   */
+  #store(
+    st: ChainState,
+    r: AuditRecord,
+    where: RecordLocation | undefined,
+    bodyHash: string,
+    clean: boolean,
+  ) {
+    const seq = r.seq;
+    const linked = st.count > 0 && seq === st.lastAdded + 1;
+    let linkBroken = false;
+    if (linked) {
+      const prevSlot = seq - 1 - st.base;
+      if (prevSlot >= 0 && prevSlot < st.cap && st.flags[prevSlot] & COMPACT)
+        linkBroken = r.prev !== slotHex(st.hashes, prevSlot);
+      else linkBroken = r.prev !== st.entries.get(seq - 1)?.hash;
+    }
+    if (st.count === 0) st.base = seq;
+    const slot = seq - st.base;
+    const inTable = slot >= 0 && (slot < st.cap || grow(st, slot));
+    // A compact slot keeps no prev: only records whose link is settled now (or that have none) take one.
+    if (inTable && clean && (linked || seq === 0)) {
+      st.hashes.set(Buffer.from(r.hash, 'hex'), slot * 32);
+      st.digests.set(Buffer.from(bodyHash, 'hex'), slot * 32);
+      st.flags[slot] = COMPACT | (linkBroken ? LINK_BROKEN : 0);
+      st.files[slot] = where !== undefined ? this.#fileId(where.file) : 0;
+      st.lines[slot] = where !== undefined ? where.line : 0;
+    } else {
+      st.entries.set(seq, {
+        hash: r.hash,
+        prev: r.prev,
+        digest: r.digest,
+        bodyHash,
+        where,
+        chain: r.chain,
+        seq,
+        erasedBy: r.erased_by,
+        linked,
+        linkBroken,
+      });
+      if (inTable) st.flags[slot] = FULL;
+    }
+    st.count++;
+    st.lastAdded = Math.max(st.lastAdded, seq);
+    if (st.tree !== undefined) {
+      // Leaves whose hash field is not plain hex are left to the exact rebuild at the end.
+      if (seq === st.tree.size && HEX64.test(r.hash)) {
+        if (r.event === EVENT_MLTRAIL_CHECKPOINT) st.roots.set(seq, st.tree.root());
+        st.tree.appendFromTable(Buffer.from(r.hash, 'hex'), 0);
+      } else st.tree = undefined;
+    }
+  }
+
+  /** The record held at `seq`, as an entry (compact slots are expanded). */
+  #entryAt(st: ChainState, seq: number): Entry | undefined {
+    if (st.count === 0) return undefined;
+    const slot = seq - st.base;
+    if (slot >= 0 && slot < st.cap) {
+      const f = st.flags[slot];
+      if (f === 0) return undefined;
+      if (f & COMPACT) return this.#expand(st, slot);
+    }
+    return st.entries.get(seq);
+  }
+
+  #expand(st: ChainState, slot: number): Entry {
+    const bodyHash = slotHex(st.digests, slot);
+    return {
+      hash: slotHex(st.hashes, slot),
+      // Not kept: a compact record's link was checked when it arrived.
+      prev: '',
+      digest: `sha256:${bodyHash}`,
+      bodyHash,
+      where: this.#slotWhere(st, slot),
+      chain: st.chain,
+      seq: st.base + slot,
+      linked: true,
+      linkBroken: (st.flags[slot] & LINK_BROKEN) !== 0,
+    };
+  }
+
+  #slotWhere(st: ChainState, slot: number): RecordLocation | undefined {
+    const id = st.files[slot];
+    return id > 0 ? { file: this.#files[id - 1], line: st.lines[slot] } : undefined;
+  }
+
+  #fileId(file: string): number {
+    if (file === this.#lastFile && this.#lastFileId > 0) return this.#lastFileId;
+    let id = this.#fileIds.get(file);
+    if (id === undefined) {
+      this.#files.push(file);
+      id = this.#files.length;
+      this.#fileIds.set(file, id);
+    }
+    this.#lastFile = file;
+    this.#lastFileId = id;
+    return id;
   }
 
   /** Finishes verification and returns the report. */
@@ -228,61 +439,140 @@ export class ChainVerifier {
     return { ok, records: this.#records, chains, problems: this.#problems };
   }
 
+  /**
+   * Calls `visit` for every held seq in order (compact slots as `entry` undefined). With `skipSettled`,
+   * compact slots whose link held are passed over: the caller knows the chain is gap-free from seq 0.
+   */
+  #walk(
+    st: ChainState,
+    skipSettled: boolean,
+    visit: (seq: number, slot: number, entry: Entry | undefined) => void,
+  ): void {
+    const outside = [...st.entries.keys()]
+      .filter((s) => s < st.base || s - st.base >= st.cap)
+      .sort((a, b) => a - b);
+    let o = 0;
+    while (o < outside.length && outside[o] < st.base) visit(outside[o], -1, st.entries.get(outside[o++]));
+    const flags = st.flags;
+    for (let slot = 0; slot < st.cap; slot++) {
+      const f = flags[slot];
+      if (f === 0 || (skipSettled && f === COMPACT)) continue;
+      visit(st.base + slot, slot, f & COMPACT ? undefined : st.entries.get(st.base + slot));
+    }
+    while (o < outside.length) visit(outside[o], -1, st.entries.get(outside[o++]));
+  }
+
   #finishChain(
     chain: string,
     st: ChainState,
     external: { checkpoint: Checkpoint; note: string; source: string }[],
   ): ChainReport {
-    const seqs = [...st.entries.keys()].sort((a, b) => a - b);
     const problem = (kind: ProblemKind, message: string, seq?: number, location?: string) =>
       st.problems.push({ kind, chain, seq, location, message });
-    const tree = new CompactMerkleTree();
-    const roots = new Map<number, Buffer>();
     const wanted = new Set<number>([
       ...st.checkpoints.map((c) => c.seq),
       ...external.map((e) => e.checkpoint.size),
     ]);
+    const where = (seq: number, slot: number, e: Entry | undefined): string =>
+      e !== undefined ? locate(e, e.where) : locate({ chain, seq }, this.#slotWhere(st, slot));
     const erased: number[] = [];
-    let expected = 0;
-    let prevHash: string | undefined;
-    if (wanted.has(0)) roots.set(0, tree.root());
-    for (const seq of seqs) {
-      const e = st.entries.get(seq)!;
-      if (seq !== expected) {
+    const checkErasure = (seq: number, e: Entry) => {
+      const er = this.#erasures.get(`${chain}:${seq}`);
+      if (er === undefined)
         problem(
-          'missing',
-          `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} missing before seq ${seq}`,
-          expected,
-          locate(e, e.where),
+          'bad-erasure',
+          `erased by ${e.erasedBy} but no mltrail.erasure record for ${chain}:${seq} was found`,
+          seq,
+          where(seq, -1, e),
         );
-        prevHash = undefined;
-        // Keep the tree aligned to seq so checkpoint roots after a gap are still checked as far as possible.
-        while (tree.size < seq) tree.appendLeafHash(Buffer.alloc(32));
+      else if (er.digest !== e.digest)
+        problem(
+          'bad-erasure',
+          `the erasure record at ${er.location} names a different digest`,
+          seq,
+          where(seq, -1, e),
+        );
+      else erased.push(seq);
+    };
+    const roots = new Map<number, Buffer>();
+    let expected = 0;
+    const streamed = st.tree;
+    if (
+      streamed !== undefined &&
+      [...wanted].every((s) => s >= streamed.size || s === 0 || st.roots.has(s))
+    ) {
+      // Every record arrived in seq order from 0: no gaps, links and roots settled on arrival. Only the
+      // records kept as entries (and broken links) need a look.
+      expected = streamed.size;
+      for (const s of wanted) {
+        if (s === 0) roots.set(0, EMPTY_ROOT);
+        else if (s === streamed.size) roots.set(s, streamed.root());
+        else if (st.roots.has(s)) roots.set(s, st.roots.get(s)!);
       }
-      if (prevHash !== undefined && e.prev !== prevHash)
-        problem('modified', 'prev does not match the hash of the previous record', seq, locate(e, e.where));
-      if (e.erasedBy !== undefined) {
-        const er = this.#erasures.get(`${chain}:${seq}`);
-        if (er === undefined)
+      this.#walk(st, true, (seq, slot, e) => {
+        if (e === undefined ? (st.flags[slot] & LINK_BROKEN) !== 0 : e.linkBroken)
           problem(
-            'bad-erasure',
-            `erased by ${e.erasedBy} but no mltrail.erasure record for ${chain}:${seq} was found`,
+            'modified',
+            'prev does not match the hash of the previous record',
             seq,
-            locate(e, e.where),
+            where(seq, slot, e),
           );
-        else if (er.digest !== e.digest)
+        if (e?.erasedBy !== undefined) checkErasure(seq, e);
+      });
+    } else {
+      let tree: CompactMerkleTree | undefined = new CompactMerkleTree();
+      // The previous record's hash: a compact slot, or an entry's string.
+      let prevSlot = -1;
+      let prevHash: string | undefined;
+      let havePrev = false;
+      if (wanted.has(0)) roots.set(0, tree.root());
+      this.#walk(st, false, (seq, slot, e) => {
+        if (seq !== expected) {
           problem(
-            'bad-erasure',
-            `the erasure record at ${er.location} names a different digest`,
-            seq,
-            locate(e, e.where),
+            'missing',
+            `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} missing before seq ${seq}`,
+            expected,
+            where(seq, slot, e),
           );
-        else erased.push(seq);
-      }
-      tree.appendLeafHash(Buffer.from(e.hash, 'hex'));
-      if (wanted.has(tree.size)) roots.set(tree.size, tree.root());
-      prevHash = e.hash;
-      expected = seq + 1;
+          havePrev = false;
+          // No root past a gap can match a checkpoint (the missing leaves are unknown), so the tree stops
+          // here and every later checkpoint is reported as not matching. (Padding it with zero leaves up to
+          // the next seq, as before, never finished for a seq like 2^53 in a hostile file.)
+          tree = undefined;
+        }
+        const broken =
+          e === undefined
+            ? (st.flags[slot] & LINK_BROKEN) !== 0
+            : e.linked
+              ? e.linkBroken
+              : havePrev && e.prev !== (prevSlot >= 0 ? slotHex(st.hashes, prevSlot) : prevHash);
+        if (broken)
+          problem(
+            'modified',
+            'prev does not match the hash of the previous record',
+            seq,
+            where(seq, slot, e),
+          );
+        if (e?.erasedBy !== undefined) checkErasure(seq, e);
+        if (tree !== undefined) {
+          tree.appendLeafHash(
+            e === undefined
+              ? Buffer.from(st.hashes.buffer, st.hashes.byteOffset + slot * 32, 32)
+              : Buffer.from(e.hash, 'hex'),
+          );
+          if (wanted.has(tree.size)) roots.set(tree.size, tree.root());
+        }
+        havePrev = true;
+        prevSlot = e === undefined ? slot : -1;
+        prevHash = e?.hash;
+        expected = seq + 1;
+      });
+    }
+    let first = -1;
+    let last = -1;
+    if (st.count > 0) {
+      first = Math.min(st.base, ...[...st.entries.keys()]);
+      last = st.lastAdded;
     }
     const keys = new Set<string>();
     let verified = 0;
@@ -352,9 +642,9 @@ export class ChainVerifier {
     for (const x of external) checkNote(x.note, undefined, x.checkpoint.size, x.source, true);
     return {
       chain,
-      records: seqs.length,
-      firstSeq: seqs[0] ?? -1,
-      lastSeq: seqs.at(-1) ?? -1,
+      records: st.count,
+      firstSeq: first,
+      lastSeq: last,
       checkpointsVerified: verified,
       keys: [...keys],
       erased,
@@ -426,11 +716,53 @@ export class ChainVerifier {
   #state(chain: string): ChainState {
     let st = this.#chains.get(chain);
     if (st === undefined) {
-      st = { entries: new Map(), lastAdded: -1, checkpoints: [], duplicates: 0, problems: [] };
+      st = {
+        chain,
+        base: 0,
+        cap: 0,
+        flags: new Uint8Array(0),
+        hashes: new Uint8Array(0),
+        digests: new Uint8Array(0),
+        files: new Uint32Array(0),
+        lines: new Uint32Array(0),
+        entries: new Map(),
+        count: 0,
+        lastAdded: -1,
+        tree: new MerkleFolder(),
+        roots: new Map(),
+        checkpoints: [],
+        duplicates: 0,
+        problems: [],
+      };
       this.#chains.set(chain, st);
     }
     return st;
   }
+}
+
+/** Makes room for `slot` in the compact table, doubling it; false when the seq is too far off for a table. */
+function grow(st: ChainState, slot: number): boolean {
+  let cap = Math.max(st.cap, 1024);
+  if (slot >= 2 * cap + 65536) return false;
+  while (cap <= slot) cap *= 2;
+  if (cap > MAX_TABLE) return false;
+  const flags = new Uint8Array(cap);
+  flags.set(st.flags);
+  const hashes = new Uint8Array(cap * 32);
+  hashes.set(st.hashes);
+  const digests = new Uint8Array(cap * 32);
+  digests.set(st.digests);
+  const files = new Uint32Array(cap);
+  files.set(st.files);
+  const lines = new Uint32Array(cap);
+  lines.set(st.lines);
+  Object.assign(st, { cap, flags, hashes, digests, files, lines });
+  return true;
+}
+
+/** The hash held in a compact slot, as hex. */
+function slotHex(table: Uint8Array, slot: number): string {
+  return Buffer.from(table.buffer, table.byteOffset + slot * 32, 32).toString('hex');
 }
 
 function locate(r: { chain: string; seq: number }, where: RecordLocation | undefined): string {

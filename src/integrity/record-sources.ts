@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
@@ -30,14 +31,23 @@ export function readIntoVerifier(
   if (st.isDirectory() && listSegments(path).length > 0) {
     const reader = new JournalReader(path);
     let lastFile = '';
-    for (const l of reader.lines()) {
-      if (l.file !== lastFile) {
+    for (const c of reader.chunks()) {
+      if (c.file !== lastFile) {
         summary.files++;
-        lastFile = l.file;
+        lastFile = c.file;
       }
-      summary.lines++;
-      if ((summary.lines & 0xffff) === 0) onProgress?.(summary.lines);
-      addLine(l.text, l.file, l.line, verifier);
+      // Lines are read from their bytes when the chunk is valid UTF-8 (nearly always; simdutf checks it at
+      // memory speed), otherwise decoded as text like any other source.
+      const bytes = isUtf8(c.buf.subarray(c.start, c.end));
+      let line = c.line;
+      for (let start = c.start; start < c.end; line++) {
+        const nl = c.buf.indexOf(10, start);
+        summary.lines++;
+        if ((summary.lines & 0xffff) === 0) onProgress?.(summary.lines);
+        if (!bytes || !verifier.addJournalLine(c.buf, start, nl, c.file, line))
+          addLine(c.buf.toString('utf8', start, nl), c.file, line, verifier);
+        start = nl + 1;
+      }
     }
     for (const t of reader.torn) {
       verifier.addProblem({ kind: 'torn-line', location: `${t.file}:${t.line}`, message: t.message });

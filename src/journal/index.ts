@@ -1,5 +1,6 @@
 export { type AppendedRecord, AuditLog, type AuditLogOptions, checkpointFile } from './audit-log.js';
 export {
+  type JournalChunk,
   type JournalLine,
   JournalReader,
   listSegments,

@@ -14,6 +14,18 @@ export interface JournalLine {
   offset: number;
 }
 
+/** Complete lines of a segment as bytes: see {@link JournalReader.chunks}. */
+export interface JournalChunk {
+  buf: Buffer;
+  start: number;
+  end: number;
+  file: string;
+  /** 1-based line number of the first line in the chunk. */
+  line: number;
+  /** Byte offset in the file of `buf[start]`. */
+  offset: number;
+}
+
 /** A last line without its newline: what a crash mid-write leaves. */
 export interface TornTail {
   file: string;
@@ -56,12 +68,35 @@ export class JournalReader {
 
   /** Every complete line of every segment. */
   *lines(): Generator<JournalLine> {
-    for (const { files } of listSegments(this.dir)) {
-      for (const file of files) yield* this.#fileLines(file);
+    for (const c of this.chunks()) {
+      let line = c.line;
+      let start = c.start;
+      while (start < c.end) {
+        const nl = c.buf.indexOf(10, start);
+        yield {
+          text: c.buf.toString('utf8', start, nl),
+          file: c.file,
+          line,
+          offset: c.offset + start - c.start,
+        };
+        line++;
+        start = nl + 1;
+      }
     }
   }
 
-  *#fileLines(file: string): Generator<JournalLine> {
+  /**
+   * Every segment as runs of complete lines, for readers that work on bytes: each chunk is
+   * `buf[start, end)`, whole lines each ending in a newline, the first one being line `line` of `file` at
+   * byte `offset`. The buffer is reused: a chunk is valid only until the next one is asked for.
+   */
+  *chunks(): Generator<JournalChunk> {
+    for (const { files } of listSegments(this.dir)) {
+      for (const file of files) yield* this.#fileChunks(file);
+    }
+  }
+
+  *#fileChunks(file: string): Generator<JournalChunk> {
     // Streams the segment through one large buffer: memory stays bounded by the chunk (plus the longest
     // line) whatever the segment size, and lines are sliced out without per-line reads.
     const fd = openSync(file, 'r');
@@ -73,13 +108,12 @@ export class JournalReader {
       for (;;) {
         const n = readSync(fd, buf, len, buf.length - len, base + len);
         len += n;
+        const last = len > 0 ? buf.lastIndexOf(10, len - 1) : -1;
         let start = 0;
-        for (;;) {
-          const nl = buf.indexOf(10, start);
-          if (nl < 0 || nl >= len) break;
-          line++;
-          yield { text: buf.toString('utf8', start, nl), file, line, offset: base + start };
-          start = nl + 1;
+        if (last >= 0) {
+          yield { buf, start: 0, end: last + 1, file, line: line + 1, offset: base };
+          line += countNewlines(buf, 0, last + 1);
+          start = last + 1;
         }
         if (n === 0) {
           if (start < len)
@@ -107,6 +141,12 @@ export class JournalReader {
       closeSync(fd);
     }
   }
+}
+
+function countNewlines(buf: Buffer, start: number, end: number): number {
+  let n = 0;
+  for (let at = buf.indexOf(10, start); at >= 0 && at < end; at = buf.indexOf(10, at + 1)) n++;
+  return n;
 }
 
 /** Cuts every torn last line found in a journal directory. Returns what was cut. */

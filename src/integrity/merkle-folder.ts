@@ -1,0 +1,68 @@
+import { hash } from 'node:crypto';
+import { EMPTY_ROOT } from './merkle.js';
+
+/**
+ * The RFC 6962 tree hash over leaf hashes appended in order, like {@link CompactMerkleTree}, for the
+ * verifier's hot loop: leaves arrive as bytes in a table or as 32-character binary strings, the compact
+ * range lives in one preallocated byte array, and every interior node is one one-shot SHA-256 of a reused
+ * 65-byte buffer with a binary-string result (a Buffer result allocates a backing store per call).
+ */
+export class MerkleFolder {
+  #size = 0;
+  /** Roots of the perfect subtrees, largest (leftmost) first, 32 bytes each; `#depth` of them. */
+  readonly #stack = new Uint8Array(64 * 32);
+  #depth = 0;
+  /** `0x01 || left || right`; a new leaf is written into the right half. */
+  readonly #node = Buffer.alloc(65);
+
+  constructor() {
+    this.#node[0] = 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends the leaf hash held in `table[at, at + 32)`. */
+  appendFromTable(table: Uint8Array, at: number): void {
+    const node = this.#node;
+    for (let i = 0; i < 32; i++) node[33 + i] = table[at + i];
+    this.#fold();
+  }
+
+  /** Appends a leaf hash given as a 32-character binary string. */
+  appendBinary(leaf: string): void {
+    const node = this.#node;
+    for (let i = 0; i < 32; i++) node[33 + i] = leaf.charCodeAt(i);
+    this.#fold();
+  }
+
+  /** The root at the current size. */
+  root(): Buffer {
+    if (this.#depth === 0) return EMPTY_ROOT;
+    const node = this.#node;
+    const stack = this.#stack;
+    const right = Buffer.from(stack.subarray((this.#depth - 1) * 32, this.#depth * 32));
+    for (let d = this.#depth - 2; d >= 0; d--) {
+      node.set(stack.subarray(d * 32, d * 32 + 32), 1);
+      node.set(right, 33);
+      right.write(hash('sha256', node, 'binary'), 'latin1');
+    }
+    return right;
+  }
+
+  /** Folds the leaf in the node's right half into the stack. */
+  #fold(): void {
+    const node = this.#node;
+    const stack = this.#stack;
+    for (let n = this.#size; n & 1; n >>= 1) {
+      const at = --this.#depth * 32;
+      for (let i = 0; i < 32; i++) node[1 + i] = stack[at + i];
+      const h = hash('sha256', node, 'binary');
+      for (let i = 0; i < 32; i++) node[33 + i] = h.charCodeAt(i);
+    }
+    const at = this.#depth++ * 32;
+    for (let i = 0; i < 32; i++) stack[at + i] = node[33 + i];
+    this.#size++;
+  }
+}

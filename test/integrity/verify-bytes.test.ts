@@ -1,0 +1,188 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ChainVerifier,
+  ChainWriter,
+  canonicalize,
+  generateSigner,
+  parseRecordLine,
+  RecordFormatError,
+  serializeRecord,
+  type VerifyReport,
+} from '../../src/integrity/index.js';
+import { readIntoVerifier } from '../../src/integrity/record-sources.js';
+import { EVENT_ML_PREDICTION } from '../../src/semconv/index.js';
+
+// `mltrail verify` reads journal lines from their bytes and takes the strict parser only for lines that
+// are not the clean next record of their chain. Whatever a segment holds, the report must be exactly the
+// one the strict parser gives for every line: same problems, same order, same locations.
+
+const { signer } = generateSigner('mltrail-test');
+const root = mkdtempSync(join(tmpdir(), 'mltrail-verify-bytes-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Journal lines of `chains` interleaved chains, with checkpoints, a few bodies needing every escape. */
+function lines(n: number, chains: number): string[] {
+  const writers = Array.from({ length: chains }, () => new ChainWriter({ signer, checkpointEvery: 5 }));
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = writers[i % chains];
+    const ts = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+    const note = ['plain', 'quote " and \\ backslash', 'tab\tnew\nline', 'é ü 雨 🌧', 'ctl \u0001', '/'][
+      i % 6
+    ];
+    const body = canonicalize({
+      'event.name': EVENT_ML_PREDICTION,
+      timestamp: ts,
+      'ml.prediction.id': `p-${i}`,
+      'ml.prediction.latency_ms': 1.25 + i,
+      note,
+    });
+    const attrs: Record<string, string | number | boolean> = { 'ml.prediction.id': `p-${i}` };
+    for (const r of w.append({ event: EVENT_ML_PREDICTION, sev: 'INFO', ts, attrs, body }))
+      out.push(serializeRecord(r));
+  }
+  for (const w of writers) out.push(serializeRecord(w.checkpoint()));
+  return out;
+}
+
+function strictReport(text: string, file: string): VerifyReport {
+  const v = new ChainVerifier();
+  const parts = text.split('\n');
+  parts.pop();
+  parts.forEach((l, i) => {
+    try {
+      v.add(parseRecordLine(l, { file, line: i + 1 }), { file, line: i + 1 });
+    } catch (err) {
+      if (!(err instanceof RecordFormatError)) throw err;
+      v.addProblem({ kind: 'malformed', location: `${file}:${i + 1}`, message: err.message });
+    }
+  });
+  return v.finish();
+}
+
+let runs = 0;
+function bytesReport(content: Buffer): { report: VerifyReport; file: string } {
+  const dir = join(root, `j${runs++}`);
+  const segDir = join(dir, 'chains', 'c');
+  mkdirSync(segDir, { recursive: true });
+  const file = join(segDir, '000001.ndjson');
+  writeFileSync(file, content);
+  const v = new ChainVerifier();
+  readIntoVerifier(dir, v);
+  return { report: v.finish(), file };
+}
+
+const edit = fc.oneof(
+  fc.record({
+    op: fc.constant('char' as const),
+    line: fc.nat(),
+    at: fc.nat(),
+    ch: fc.constantFrom('0', 'f', 'A', '"', '\\', '}', ',', ' ', 'é', '\u0001', '1', 'x'),
+  }),
+  fc.record({
+    op: fc.constantFrom('swap' as const, 'dup' as const, 'delete' as const),
+    line: fc.nat(),
+    at: fc.nat(),
+  }),
+  fc.record({ op: fc.constantFrom('escape' as const, 'erase' as const, 'attr' as const), line: fc.nat() }),
+);
+
+function apply(ls: string[], e: Record<string, unknown>): void {
+  const i = (e.line as number) % ls.length;
+  const j = ((e.at as number) ?? 0) % ls.length;
+  switch (e.op) {
+    case 'char': {
+      const l = ls[i];
+      const k = (e.at as number) % l.length;
+      ls[i] = l.slice(0, k) + (e.ch as string) + l.slice(k + 1);
+      break;
+    }
+    case 'swap':
+      [ls[i], ls[j]] = [ls[j], ls[i]];
+      break;
+    case 'dup':
+      ls.splice(j, 0, ls[i]);
+      break;
+    case 'delete':
+      if (ls.length > 1) ls.splice(i, 1);
+      break;
+    case 'escape':
+      // The same text written with \u escapes: the strict parser reads the same record.
+      ls[i] = ls[i].replace('"body":"{', '"body":"\\u007b').replace('"sev":"INFO"', '"sev":"\\u0049NFO"');
+      break;
+    case 'erase': {
+      const r = tryParse(ls[i]);
+      if (r === undefined) break;
+      ls[i] = JSON.stringify({ ...r, body: '', attrs: {}, erased_by: `${r.chain}:999` });
+      break;
+    }
+    case 'attr': {
+      const r = tryParse(ls[i]);
+      if (r === undefined) break;
+      ls[i] = JSON.stringify({
+        ...r,
+        attrs: { ...(r.attrs as object), 'ml.prediction.latency_ms': 2.5, n: true },
+      });
+      break;
+    }
+  }
+}
+
+function tryParse(line: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
+describe('verify from bytes = verify with the strict parser', () => {
+  it('intact journals of interleaved chains, with escapes and non-ASCII bodies', () => {
+    for (const chains of [1, 3]) {
+      const text = `${lines(40, chains).join('\n')}\n`;
+      const { report, file } = bytesReport(Buffer.from(text));
+      expect(report.ok).toBe(true);
+      expect(report.chains).toHaveLength(chains);
+      expect(report).toEqual(strictReport(text, file));
+    }
+  });
+
+  it('any mix of edits, swaps, duplicates, deletions, escapes and erasures gives the same report', () => {
+    const base = lines(30, 2);
+    fc.assert(
+      fc.property(fc.array(edit, { minLength: 1, maxLength: 4 }), (edits) => {
+        const ls = [...base];
+        for (const e of edits) apply(ls, e as Record<string, unknown>);
+        const text = `${ls.join('\n')}\n`;
+        const { report, file } = bytesReport(Buffer.from(text));
+        expect(report).toEqual(strictReport(text, file));
+      }),
+      { numRuns: 200, seed: 20261128 },
+    );
+  });
+
+  it('a segment with invalid UTF-8 is read as text, like the strict parser reads it', () => {
+    const ls = lines(12, 1);
+    const bytes = Buffer.from(`${ls.join('\n')}\n`);
+    const at = bytes.indexOf('p-3');
+    bytes[at] = 0xff;
+    const { report, file } = bytesReport(bytes);
+    expect(report.ok).toBe(false);
+    expect(report).toEqual(strictReport(bytes.toString('utf8'), file));
+  });
+
+  it('a seq near 2^53 after a gap is reported as missing records, and verify finishes', () => {
+    const ls = lines(12, 1);
+    const last = JSON.parse(ls[5]);
+    ls.splice(6, 0, JSON.stringify({ ...last, seq: Number.MAX_SAFE_INTEGER }));
+    const text = `${ls.join('\n')}\n`;
+    const { report, file } = bytesReport(Buffer.from(text));
+    expect(report.chains[0].problems.map((p) => p.kind)).toContain('missing');
+    expect(report.chains[0].lastSeq).toBe(Number.MAX_SAFE_INTEGER);
+    expect(report).toEqual(strictReport(text, file));
+  });
+});
