@@ -148,6 +148,8 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 const HEX_ID_RE = /^(?=[0-9]*[a-f])[0-9a-f]{16}(?:[0-9a-f]{16})?$/;
 const TIMESTAMP_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
+/** Longer keys are matched every time instead of remembered. */
+const MAX_REMEMBERED_KEY_CHARS = 256;
 /** Distinct keys whose rule transitions are remembered before the memory starts again. */
 const MAX_REMEMBERED_KEYS = 8192;
 
@@ -427,6 +429,14 @@ class PolicyRedactor implements Redactor {
   #step(from: StateSet, key: string | number): Transition {
     if (from === this.#empty && (!this.#hasAnywhere || (typeof key === 'number' && !this.#numericAnywhere)))
       return this.#nowhere;
+    if (typeof key === 'string' && key.length > MAX_REMEMBERED_KEY_CHARS) {
+      // A long key (data used as a key) is matched afresh, not kept.
+      const { states, rule } = this.#advance(from.states, key);
+      return {
+        set: rule >= 0 || states.length === 0 ? this.#empty : { states, next: new Map() },
+        rule,
+      };
+    }
     let t = from.next.get(key);
     if (t === undefined) {
       // Keys come from data: bound what is remembered (and start again from scratch, never grow).
