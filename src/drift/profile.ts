@@ -157,9 +157,29 @@ export async function saveProfile(profile: ReferenceProfile, path: string): Prom
 
 /** Reads a profile and checks its digest, so drift is measured against exactly the recorded profile. */
 export async function loadProfile(path: string): Promise<ReferenceProfile> {
-  const p = JSON.parse(await readFile(path, 'utf8')) as ReferenceProfile;
+  let p: ReferenceProfile;
+  try {
+    p = JSON.parse(await readFile(path, 'utf8')) as ReferenceProfile;
+  } catch (err) {
+    if (!(err instanceof SyntaxError || err instanceof RangeError)) throw err;
+    throw new DriftInputError(`${path}: not a JSON reference profile (${err.message})`);
+  }
+  if (typeof p !== 'object' || p === null || Array.isArray(p))
+    throw new DriftInputError(
+      `${path}: a reference profile is a JSON object, not ${Array.isArray(p) ? 'an array' : String(p)}`,
+    );
+  if (typeof p.features !== 'object' || p.features === null || Array.isArray(p.features))
+    throw new DriftInputError(`${path}: field "features" must be an object of feature profiles`);
+  for (const [name, f] of Object.entries(p.features))
+    if (typeof f !== 'object' || f === null || Array.isArray(f))
+      throw new DriftInputError(`${path}: field "features.${name}" must be an object`);
   const { digest, ...body } = p;
-  const actual = digestBytes(canonicalize(body));
+  let actual: string;
+  try {
+    actual = digestBytes(canonicalize(body));
+  } catch (err) {
+    throw new DriftInputError(`${path}: ${(err as Error).message}`);
+  }
   if (actual !== digest)
     throw new DriftInputError(`${path}: profile digest ${digest} does not match its content (${actual})`);
   return p;

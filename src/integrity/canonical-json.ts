@@ -28,7 +28,15 @@ export function canonicalize(value: unknown): string {
   // the explicit writer, which also produces the precise error.
   const ready = prepare(value, 0);
   if (ready !== IRREGULAR) return JSON.stringify(ready);
-  return write(value, '$', new Set());
+  try {
+    return write(value, '$', new Set());
+  } catch (err) {
+    // Nesting deeper than the call stack, or an output longer than a string can be: the caller's value,
+    // so the same typed error as every other value that has no canonical form.
+    if (err instanceof RangeError)
+      throw new CanonicalJsonError(`value cannot be written (${err.message})`, '$');
+    throw err;
+  }
 }
 
 const IRREGULAR: unique symbol = Symbol('irregular');

@@ -556,7 +556,7 @@ class PolicyRedactor implements Redactor {
       if (Array.isArray(obj)) return this.#array(obj, states, depth, tally);
       if (obj instanceof Map)
         return this.#entries(
-          [...obj].map(([k, v]) => [String(k), v]),
+          [...obj].map(([k, v]) => [mapKey(k), v]),
           states,
           depth,
           tally,
@@ -940,5 +940,15 @@ function stableText(value: unknown): string {
     return canonicalize(value);
   } catch {
     return String(value);
+  }
+}
+
+/** A Map key as an object member name; a key that cannot become a string (no prototype, a throwing toString) must not throw into the caller. */
+function mapKey(k: unknown): string {
+  if (typeof k === 'string') return k;
+  try {
+    return String(k);
+  } catch {
+    return '[unprintable key]';
   }
 }
