@@ -146,20 +146,75 @@ export interface Trail {
 export class TrailRegistry {
   readonly datasets = new Map<string, DatasetVersion>();
   readonly runs = new Map<string, TrainingRun>();
-  readonly models = new Map<string, ModelVersion>();
-  readonly deployments = new Map<string, Deployment>();
+  readonly models: Map<string, ModelVersion> = new VersionedMap<string, ModelVersion>(() =>
+    this.#byDigest.clear(),
+  );
+  readonly deployments: Map<string, Deployment> = new VersionedMap<string, Deployment>(() =>
+    this.#byDigest.clear(),
+  );
+  /**
+   * Digest lookups run on every instrumented inference call: answers are cached until the models or
+   * deployments change (a registry loaded from a long journal holds thousands of deployments).
+   */
+  readonly #byDigest = new Map<
+    string,
+    { model: ModelVersion | undefined; deployment: Deployment | undefined }
+  >();
 
   /** The registered model version with this digest, if any. */
   modelByDigest(digest: string): ModelVersion | undefined {
-    for (const m of this.models.values()) if (m.digest === digest) return m;
-    return undefined;
+    return this.#lookup(digest).model;
   }
 
   /** The latest deployment of a model version with this digest, if any. */
   deploymentByDigest(digest: string): Deployment | undefined {
-    let found: Deployment | undefined;
-    for (const d of this.deployments.values()) if (d.model.digest === digest) found = d;
-    return found;
+    return this.#lookup(digest).deployment;
+  }
+
+  #lookup(digest: string) {
+    let hit = this.#byDigest.get(digest);
+    if (hit === undefined) {
+      let model: ModelVersion | undefined;
+      for (const m of this.models.values()) {
+        if (m.digest === digest) {
+          model = m;
+          break;
+        }
+      }
+      let deployment: Deployment | undefined;
+      for (const d of this.deployments.values()) if (d.model.digest === digest) deployment = d;
+      hit = { model, deployment };
+      // Bounded: digests that are asked for but never registered must not grow the cache forever.
+      if (this.#byDigest.size >= 1024) this.#byDigest.clear();
+      this.#byDigest.set(digest, hit);
+    }
+    return hit;
+  }
+}
+
+/** A Map that reports every change, so caches derived from it can be dropped. */
+class VersionedMap<K, V> extends Map<K, V> {
+  readonly #changed: () => void;
+
+  constructor(changed: () => void) {
+    super();
+    this.#changed = changed;
+  }
+
+  override set(key: K, value: V): this {
+    // Map's constructor calls set() before #changed exists; there is nothing cached yet then.
+    this.#changed?.();
+    return super.set(key, value);
+  }
+
+  override delete(key: K): boolean {
+    this.#changed();
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.#changed();
+    super.clear();
   }
 }
 
