@@ -1,7 +1,7 @@
 // Benchmark (not a test): an audited trail.predict() — span, audit record, redaction, hash chain, journal
 // append with group commit — against (a) the bare OpenTelemetry SDK doing a span plus a log record with
 // batch processors and no-op exporters, and (b) pino writing the same record as one JSON line to a file.
-// Throughput in calls/s, median of 5 runs of N calls. Usage: npm run build && node bench/predict.mjs [N]
+// Throughput in calls/s and CPU µs per call, medians of 5 interleaved runs of N calls (after one warm-up run each). Usage: npm run build && node bench/predict.mjs [N]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,17 +33,21 @@ function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
-async function rate(fn) {
-  const rates = [];
-  for (let r = 0; r < RUNS; r++) {
-    const t = performance.now();
-    for (let i = 0; i < N; i++) {
-      fn(i);
-      if (i % 2000 === 1999) await new Promise((res) => setImmediate(res));
-    }
-    rates.push(N / ((performance.now() - t) / 1000));
+/**
+ * One timed run of N calls: calls/s (wall) and CPU µs per call (user + system of this process, which
+ * includes the fdatasync work of the journal and is steadier than wall time on a shared machine). `settle`
+ * is timed too, so work a side defers (batch export, buffered writes, group commit) is counted.
+ */
+async function run(fn, settle) {
+  const t = performance.now();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) {
+    fn(i);
+    if (i % 2000 === 1999) await new Promise((res) => setImmediate(res));
   }
-  return median(rates);
+  await settle();
+  const c = process.cpuUsage(c0);
+  return { rate: N / ((performance.now() - t) / 1000), cpu: (c.user + c.system) / N };
 }
 
 // Baseline: bare OTel SDK, span + log record.
@@ -51,7 +55,7 @@ const tp = new TracerProvider({ spanProcessors: [new BatchSpanProcessor({ export
 const lp = new LoggerProvider({ processors: [new BatchLogRecordProcessor({ exporter: noopLogExporter })] });
 const tracer = tp.getTracer('bench');
 const logger = lp.getLogger('bench');
-const otel = await rate((i) => {
+const otelCall = (i) => {
   const span = tracer.startSpan('ml.predict', {
     attributes: { 'ml.prediction.id': `p-${i}`, 'ml.model.name': 'rain', 'ml.model.version': '1' },
   });
@@ -62,13 +66,17 @@ const otel = await rate((i) => {
     attributes: { 'ml.prediction.id': `p-${i}` },
   });
   span.end();
-});
+};
+const otelSettle = async () => {
+  await tp.forceFlush();
+  await lp.forceFlush();
+};
 
 // Baseline: pino, one JSON line per prediction to a file.
 const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-predict-'));
 const dest = pino.destination({ dest: join(dir, 'pino.log'), sync: false, minLength: 4096 });
 const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, dest);
-const pinoRate = await rate((i) => {
+const pinoCall = (i) => {
   const p = model(features);
   log.info({
     'event.name': 'ml.prediction',
@@ -78,8 +86,8 @@ const pinoRate = await rate((i) => {
     'ml.model.version': '1',
     input: features,
   });
-});
-dest.flushSync();
+};
+const pinoSettle = async () => dest.flushSync();
 
 // mltrail: audited predict through the real journal (group commit), default redaction and digest capture.
 const provider = new TracerProvider({
@@ -92,8 +100,25 @@ const trail = await createTrail({
 });
 const reg = await trail.register({ name: 'rain', version: '1', data: 'weights' });
 const predict = trail.predict({ model: reg, output: (p) => ({ score: p }) }, model);
-const audited = await rate(() => predict(features));
+const auditedCall = () => predict(features);
+const auditedSettle = () => trail.flush();
+
+// Rounds interleave the three sides, so a noisy neighbour affects all of them alike; medians per side.
+const sides = { otel: [], pino: [], audited: [] };
+await run(otelCall, otelSettle);
+await run(pinoCall, pinoSettle);
+await run(auditedCall, auditedSettle);
+for (let r = 0; r < RUNS; r++) {
+  sides.otel.push(await run(otelCall, otelSettle));
+  sides.pino.push(await run(pinoCall, pinoSettle));
+  sides.audited.push(await run(auditedCall, auditedSettle));
+}
 await trail.shutdown();
+const m = (side, k) => median(sides[side].map((x) => x[k]));
+const otel = m('otel', 'rate');
+const pinoRate = m('pino', 'rate');
+const audited = m('audited', 'rate');
+const cpu = { otel: m('otel', 'cpu'), pino: m('pino', 'cpu'), audited: m('audited', 'cpu') };
 void trace;
 void logs;
 
@@ -104,6 +129,9 @@ const results = [
     value: Math.round(audited),
     baseline: Math.round(otel),
     ratio: Number((audited / otel).toFixed(3)),
+    cpu_us_per_call: Number(cpu.audited.toFixed(2)),
+    baseline_cpu_us_per_call: Number(cpu.otel.toFixed(2)),
+    cpu_ratio: Number((cpu.otel / cpu.audited).toFixed(3)),
   },
   {
     name: 'predict-vs-pino',
@@ -111,6 +139,9 @@ const results = [
     value: Math.round(audited),
     baseline: Math.round(pinoRate),
     ratio: Number((audited / pinoRate).toFixed(3)),
+    cpu_us_per_call: Number(cpu.audited.toFixed(2)),
+    baseline_cpu_us_per_call: Number(cpu.pino.toFixed(2)),
+    cpu_ratio: Number((cpu.pino / cpu.audited).toFixed(3)),
   },
 ];
 for (const r of results) console.log(JSON.stringify(r));
