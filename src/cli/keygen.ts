@@ -32,7 +32,11 @@ export async function run(argv: string[]): Promise<number> {
   if (values.out !== undefined) {
     if (existsSync(values.out))
       throw new CliError(`${values.out} exists; refusing to overwrite a signing key`);
-    writeFileSync(values.out, `${generated.privateKey}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      writeFileSync(values.out, `${generated.privateKey}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      throw new CliError(`cannot write the signing key to ${values.out}: ${(err as Error).message}`);
+    }
     process.stderr.write(`private key written to ${values.out} (0600)\n`);
   } else {
     process.stdout.write(`${generated.privateKey}\n`);

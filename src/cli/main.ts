@@ -58,8 +58,9 @@ main(process.argv.slice(2)).then(
     if (err instanceof CliError) {
       process.stderr.write(`mltrail: ${err.message}\n`);
       process.exitCode = err.exitCode;
-    } else if ((err as Error | null)?.name === 'RecordFormatError') {
-      // A malformed journal or archive line: bad input whose message names the file and line, not a bug.
+    } else if (['RecordFormatError', 'NoteError'].includes((err as Error | null)?.name ?? '')) {
+      // A malformed journal or archive line (the message names the file and line), or a signing key,
+      // verifier key or checkpoint that does not parse (it names which): bad input, not a bug.
       process.stderr.write(`mltrail: ${(err as Error).message}\n`);
       process.exitCode = 2;
     } else if (isUsageError(err)) {

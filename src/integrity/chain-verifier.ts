@@ -143,6 +143,9 @@ interface ChainState {
  * truncated relative to a checkpoint, erasures without their erasure record, and attrs that disagree with
  * the body. Exact duplicates (at-least-once delivery) are fine.
  */
+/** Problems not tied to a chain (torn or malformed lines) listed one by one before they are only counted. */
+const MAX_LISTED_PROBLEMS = 10_000;
+
 export class ChainVerifier {
   readonly #chains = new Map<string, ChainState>();
   readonly #problems: Problem[] = [];
@@ -178,8 +181,16 @@ export class ChainVerifier {
   /** Reports a problem found while reading (torn line, malformed record). */
   addProblem(problem: Problem): void {
     if (problem.chain !== undefined) this.#state(problem.chain).problems.push(problem);
-    else this.#problems.push(problem);
+    else if (this.#problems.length < MAX_LISTED_PROBLEMS) this.#problems.push(problem);
+    else {
+      // A file of garbage must not cost memory per line: past the limit, one entry counts the rest.
+      this.#unlisted ??= { kind: problem.kind, location: problem.location, message: '' };
+      if (this.#unlistedCount++ === 0) this.#problems.push(this.#unlisted);
+      this.#unlisted.message = `${this.#unlistedCount} more torn or malformed lines from here on are not listed (the first ${MAX_LISTED_PROBLEMS} are)`;
+    }
   }
+  #unlisted: Problem | undefined;
+  #unlistedCount = 0;
 
   /**
    * Adds one journal line straight from its bytes (`buf[start, end)`, valid UTF-8, no newline) when it is

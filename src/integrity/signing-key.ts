@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { diag } from '@opentelemetry/api';
-import { generateSigner, type NoteSigner, parseSigner } from './signed-note.js';
+import { generateSigner, NoteError, type NoteSigner, parseSigner } from './signed-note.js';
 
 /** The file a generated signing key is kept in, inside the journal directory. */
 export const GENERATED_KEY_FILE = 'signing-key.private';
@@ -29,7 +29,17 @@ export function loadSigningKey(opts: SigningKeyOptions = {}): NoteSigner {
   if (opts.file !== undefined) return parseSigner(readFileSync(opts.file, 'utf8'));
   const env = process.env.MLTRAIL_SIGNING_KEY;
   if (env !== undefined && env.trim() !== '') {
-    return parseSigner(env.startsWith('PRIVATE+KEY+') ? env : readFileSync(env, 'utf8'));
+    if (env.startsWith('PRIVATE+KEY+')) return parseSigner(env);
+    let text: string;
+    try {
+      text = readFileSync(env, 'utf8');
+    } catch (err) {
+      // Never echo the value: it may be a mistyped key rather than a path.
+      throw new NoteError(
+        `signing key: MLTRAIL_SIGNING_KEY is neither a PRIVATE+KEY+… string nor a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+      );
+    }
+    return parseSigner(text);
   }
   const dir = opts.dir ?? process.env.MLTRAIL_DIR ?? '.mltrail';
   const path = join(dir, GENERATED_KEY_FILE);

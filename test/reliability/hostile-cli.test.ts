@@ -11,6 +11,7 @@ import {
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { zstdCompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
@@ -230,4 +231,88 @@ describe('the CLI on journals with hostile lines', () => {
       { numRuns: 12, seed: 20261128 },
     );
   }, 900_000);
+
+  it('key, checkpoint and archive files that do not parse: exit 2 or 1 with a message naming them, nothing written', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-hostile-files-')), 'journal');
+    cpSync(base.dir, dir, { recursive: true });
+    const [chain] = readdirSync(join(dir, 'chains'));
+    const segment = join(dir, 'chains', chain, '000001.ndjson');
+    const before = readFileSync(segment);
+
+    const keygen = await cli(['keygen', '--out', join(dir, 'no-such-dir', 'key')]);
+    expectClean(keygen, [2], 'keygen');
+    expect(keygen.stderr).toMatch(/^mltrail: cannot write the signing key to .*no-such-dir.*ENOENT/);
+
+    const trusted = await cli(['verify', dir, '--trusted-key', 'not-a-key']);
+    expectClean(trusted, [2], 'verify --trusted-key');
+    expect(trusted.stderr).toMatch(/^mltrail: verifier key "not-a-key"/);
+
+    for (const key of ['garbage', 'PRIVATE+KEY+x+00000000+AAAA', 'PRIVATE+KEY+x+00000000+%%%']) {
+      const erase = await cli(['erase', `${chain}:3`, '--reason', 'test', '--journal', dir], {
+        MLTRAIL_SIGNING_KEY: key,
+      });
+      expectClean(erase, [2], `erase with signing key ${key}`);
+      expect(erase.stderr).toMatch(/^mltrail: signing key: /);
+      // A mistyped key is never echoed (it may be most of a real one).
+      expect(erase.stderr).not.toContain(key);
+    }
+    // Nothing was erased and no erasure record was written.
+    expect(readFileSync(segment)).toEqual(before);
+    expect(readdirSync(join(dir, 'chains'))).toEqual([chain]);
+
+    const garbageCheckpoint = join(dir, '..', 'held-checkpoint.txt');
+    writeFileSync(garbageCheckpoint, Buffer.from([0xff, 0x00, 0x0a, 0x41]));
+    const since = await cli(['verify', dir, '--since-checkpoint', garbageCheckpoint, '--json']);
+    expectClean(since, [1], 'verify --since-checkpoint');
+    expect(JSON.stringify(JSON.parse(since.stdout))).toContain('held-checkpoint.txt');
+
+    // The collector's zstd archive: a message that does not decompress and a last one cut short by a crash.
+    const message = (text: string) => {
+      const frame = zstdCompressSync(Buffer.from(text));
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(frame.length);
+      return Buffer.concat([len, frame]);
+    };
+    const good = message('{"resourceLogs":[]}');
+    const corrupt = Buffer.from(good);
+    corrupt.fill(0x41, 12);
+    const archive = join(dir, '..', 'audit.jsonl');
+    writeFileSync(archive, Buffer.concat([good, corrupt, good, good.subarray(0, good.length - 3)]));
+    const zst = await cli(['verify', archive, '--json']);
+    expectClean(zst, [1], 'verify zstd archive');
+    const problems = JSON.parse(zst.stdout).problems as { kind: string; location: string }[];
+    expect(problems.map((p) => p.kind).sort()).toEqual(['malformed', 'torn-line']);
+    for (const p of problems) expect(p.location).toMatch(/audit\.jsonl:\d+$/);
+  }, 120_000);
+
+  it('bounded memory: verify, lineage and export stream a 100 MB journal of garbage lines and a 64 MB line in a 256 MB heap', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-hostile-big-')), 'journal');
+    cpSync(base.dir, dir, { recursive: true });
+    mkdirSync(join(dir, 'chains', CHAIN));
+    const big = join(dir, 'chains', CHAIN, '000001.ndjson');
+    const chunk = Buffer.from(
+      `${'{"garbage":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}\n'.repeat(20_000)}`,
+    );
+    for (let written = 0; written < 100 << 20; written += chunk.length) appendFileSync(big, chunk);
+    appendFileSync(big, `{"event":"ml.prediction","body":"${'a'.repeat(64 << 20)}"}\n`);
+    const verify = await cli(['verify', dir, '--json']);
+    expectClean(verify, [1], 'verify');
+    // One problem per line for the first 10 000, then one entry counting the rest: not a heap per line.
+    const problems = JSON.parse(verify.stdout).problems as { message: string }[];
+    expect(problems).toHaveLength(10_001);
+    expect(problems.at(-1)!.message).toMatch(/^\d+ more torn or malformed lines from here on are not listed/);
+    const lineage = await cli(['lineage', base.declined, '--journal', dir, '--json']);
+    expectClean(lineage, [0, 2], 'lineage');
+    if (lineage.status === 2) expectLocatedError(lineage, 'lineage');
+    const exported = await cli([
+      'export',
+      'openlineage',
+      '--journal',
+      dir,
+      '--out',
+      join(dir, '..', 'ol.ndjson'),
+    ]);
+    expectClean(exported, [0, 2], 'export');
+    if (exported.status === 2) expectLocatedError(exported, 'export');
+  }, 300_000);
 });
