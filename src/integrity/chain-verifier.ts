@@ -11,7 +11,7 @@ import { canonicalize } from './canonical-json.js';
 import { CompactMerkleTree, EMPTY_ROOT } from './merkle.js';
 import { MerkleFolder } from './merkle-folder.js';
 import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
-import { RecordLineScanner, storeBinary, tableHexEquals } from './record-scanner.js';
+import { RecordLineScanner, tableHexEquals } from './record-scanner.js';
 import {
   type Checkpoint,
   type NoteVerifier,
@@ -207,8 +207,8 @@ export class ChainVerifier {
       sc.chainEnd,
       sc.seq,
       sc.prevHex,
-      sc.recordHash,
-      sc.digest,
+      sc.sums,
+      0,
       file,
       line,
     );
@@ -216,8 +216,9 @@ export class ChainVerifier {
 
   /**
    * The part of {@link addJournalLine} that needs this verifier's state, for a line whose own checks
-   * (`RecordLineScanner.check()`) passed, possibly on another thread: the chain, the seq and the link to
-   * the previous record. False, having recorded nothing, when the strict path must decide.
+   * (`RecordLineScanner.check()`, possibly on another thread) passed: the chain, the seq and the link to the
+   * previous record. `sums[at, at + 64)` holds the record hash and the body digest. False, having recorded
+   * nothing, when the strict path must decide.
    */
   acceptCheckedLine(
     buf: Buffer,
@@ -225,8 +226,8 @@ export class ChainVerifier {
     chainEnd: number,
     seq: number,
     prevHex: number,
-    recordHash: string,
-    digest: string,
+    sums: Uint8Array,
+    at: number,
     file: string,
     line: number,
   ): boolean {
@@ -250,15 +251,20 @@ export class ChainVerifier {
     if (prevSlot < 0 || st.flags[prevSlot] !== COMPACT) return false;
     if (!tableHexEquals(st.hashes, prevSlot * 32, buf, prevHex)) return false;
     this.#records++;
-    storeBinary(recordHash, st.hashes, slot * 32);
-    storeBinary(digest, st.digests, slot * 32);
+    const hashes = st.hashes;
+    const digests = st.digests;
+    const to = slot * 32;
+    for (let i = 0; i < 32; i++) {
+      hashes[to + i] = sums[at + i];
+      digests[to + i] = sums[at + 32 + i];
+    }
     st.flags[slot] = COMPACT;
     st.files[slot] = this.#fileId(file);
     st.lines[slot] = line;
     st.count++;
     st.lastAdded = seq;
     if (st.tree !== undefined) {
-      if (seq === st.tree.size) st.tree.appendBinary(recordHash);
+      if (seq === st.tree.size) st.tree.appendFromTable(sums, at);
       else st.tree = undefined;
     }
     return true;

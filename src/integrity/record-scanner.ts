@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
-import { EVENT_MLTRAIL_CHECKPOINT, EVENT_MLTRAIL_ERASURE } from '../semconv/index.js';
+// The events module alone: a worker thread loads this file, and the semconv index brings in zod.
+import { EVENT_MLTRAIL_CHECKPOINT, EVENT_MLTRAIL_ERASURE } from '../semconv/events.js';
 
 const ascii = (s: string) => Buffer.from(s, 'latin1');
 
@@ -53,7 +54,7 @@ export class RecordLineScanner {
   body: Buffer = Buffer.allocUnsafe(4096);
   bodyLength = 0;
   /** `0x00 || leaf data` of the record hash: `leaf.subarray(0, leafLength)`. */
-  leaf: Buffer = Buffer.allocUnsafe(512);
+  leaf: Buffer = Buffer.concat([LEAF_PREFIX], 512);
   leafLength = 0;
   chainStart = 0;
   chainEnd = 0;
@@ -66,9 +67,8 @@ export class RecordLineScanner {
   readonly attrs = new Int32Array(MAX_ATTRS * 2);
   attrCount = 0;
 
-  /** SHA-256 of the body and the record hash of the last {@link check}ed line, as 32-character binary strings. */
-  digest = '';
-  recordHash = '';
+  /** The record hash (bytes 0..31) and the body's SHA-256 (32..63) of the last {@link check}ed line. */
+  readonly sums = new Uint8Array(64);
 
   /**
    * Scans `buf[start, end)` (one line without its newline) and checks what needs no other record: the
@@ -85,8 +85,8 @@ export class RecordLineScanner {
       if (body.indexOf(buf.subarray(this.attrs[2 * i], this.attrs[2 * i + 1])) < 0) return false;
     const recordHash = hash('sha256', this.leaf.subarray(0, this.leafLength), 'binary');
     if (!hexEquals(recordHash, buf, this.hashHex)) return false;
-    this.digest = digest;
-    this.recordHash = recordHash;
+    storeBinary(recordHash, this.sums, 0);
+    storeBinary(digest, this.sums, 32);
     return true;
   }
 
@@ -244,16 +244,20 @@ export class RecordLineScanner {
   /** `0x00 || "mltrail-record-v1\n" chain "\n" seq "\n" prev "\n" digest "\n"`, from the line's bytes. */
   #leafData(buf: Buffer, seqStart: number, digits: number): void {
     const need = LEAF_PREFIX.length + (this.chainEnd - this.chainStart) + digits + 64 + 64 + 4;
-    if (this.leaf.length < need) this.leaf = Buffer.allocUnsafe(2 * need);
+    if (this.leaf.length < need) {
+      this.leaf = Buffer.allocUnsafe(2 * need);
+      LEAF_PREFIX.copy(this.leaf, 0);
+    }
+    // Byte loops: Buffer#copy costs more than these few dozen bytes.
     const leaf = this.leaf;
-    let o = LEAF_PREFIX.copy(leaf, 0);
-    o += buf.copy(leaf, o, this.chainStart, this.chainEnd);
+    let o = LEAF_PREFIX.length;
+    for (let i = this.chainStart; i < this.chainEnd; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    o += buf.copy(leaf, o, seqStart, seqStart + digits);
+    for (let i = seqStart; i < seqStart + digits; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    o += buf.copy(leaf, o, this.prevHex, this.prevHex + 64);
+    for (let i = this.prevHex; i < this.prevHex + 64; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    o += buf.copy(leaf, o, this.digestHex, this.digestHex + 64);
+    for (let i = this.digestHex; i < this.digestHex + 64; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
     this.leafLength = o;
   }

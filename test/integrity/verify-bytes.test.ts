@@ -185,4 +185,50 @@ describe('verify from bytes = verify with the strict parser', () => {
     expect(report.chains[0].lastSeq).toBe(Number.MAX_SAFE_INTEGER);
     expect(report).toEqual(strictReport(text, file));
   });
+
+  it('with a second thread (the compiled package: a worker runs compiled code) the report is the same', async () => {
+    // Loaded from dist/ (built by the global setup), whose LineChecker can start its worker.
+    const dist = new URL('../../dist/integrity/', import.meta.url);
+    const integrity = (await import(
+      new URL('index.js', dist).href
+    )) as typeof import('../../src/integrity/index.js');
+    const sources = (await import(
+      new URL('record-sources.js', dist).href
+    )) as typeof import('../../src/integrity/record-sources.js');
+    // Counts the lines the worker checked (accepted without going through addJournalLine on this thread).
+    class Counting extends integrity.ChainVerifier {
+      fromWorker = 0;
+      #inside = false;
+      override addJournalLine(...a: Parameters<ChainVerifier['addJournalLine']>): boolean {
+        this.#inside = true;
+        try {
+          return super.addJournalLine(...a);
+        } finally {
+          this.#inside = false;
+        }
+      }
+      override acceptCheckedLine(...a: Parameters<ChainVerifier['acceptCheckedLine']>): boolean {
+        if (!this.#inside) this.fromWorker++;
+        return super.acceptCheckedLine(...a);
+      }
+    }
+    const base = lines(60, 3);
+    fc.assert(
+      fc.property(fc.array(edit, { minLength: 0, maxLength: 4 }), (edits) => {
+        const ls = [...base];
+        for (const e of edits) apply(ls, e as Record<string, unknown>);
+        const text = `${ls.join('\n')}\n`;
+        const dir = join(root, `w${runs++}`);
+        mkdirSync(join(dir, 'chains', 'c'), { recursive: true });
+        writeFileSync(join(dir, 'chains', 'c', '000001.ndjson'), text);
+        const one = new integrity.ChainVerifier();
+        sources.readIntoVerifier(dir, one, undefined, { parallel: false });
+        const two = new Counting();
+        sources.readIntoVerifier(dir, two, undefined, { parallel: true });
+        expect(two.finish()).toEqual(one.finish());
+        expect(two.fromWorker).toBeGreaterThan(0);
+      }),
+      { numRuns: 25, seed: 20261128 },
+    );
+  });
 });
