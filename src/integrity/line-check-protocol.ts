@@ -1,19 +1,27 @@
-/** Slots of the control array shared by `LineChecker` and its worker thread. */
+/**
+ * Slots of the control array shared by `LineChecker` and its worker thread: {@link SLOT_INTS} per job slot.
+ */
 export const Control = {
   /** One of {@link State}. */
   State: 0,
-  /** End (exclusive) of the submitted lines in the data buffer; they start at 0. */
-  End: 1,
-  /** Lines checked successfully: entries in the fields and sums arrays. */
-  Count: 2,
-  /** Microseconds the worker spent on the last job (to balance the next one). */
-  Elapsed: 3,
+  /** Start and end (exclusive) of the lines to check in the slot's data buffer. */
+  Start: 1,
+  End: 2,
+  /** Lines checked successfully: entries in the slot's fields and sums arrays. */
+  Count: 3,
+  /** Microseconds the worker spent on the job (to balance the next ones). */
+  Elapsed: 4,
 } as const;
+
+export const SLOT_INTS = 8;
+
+/** Two job slots: the worker checks one while the reading thread fills or links the other. */
+export const SLOTS = 2;
 
 export const State = { Idle: 0, Job: 1, Done: 2, Failed: 3, Exit: 4 } as const;
 
 /**
- * Per checked line, in the fields array: offset of the line in the data buffer, chain start and end,
+ * Per checked line, in a slot's fields array: offset of the line in the data buffer, chain start and end,
  * seq, offset of the prev hex digits. Its record hash and body digest are 64 bytes of the sums array.
  */
 export const FIELDS = 5;
@@ -21,10 +29,10 @@ export const FIELDS = 5;
 /** A checked line is at least this long (three 64-digit hex fields and the keys around them). */
 export const MIN_CHECKED_LINE = 256;
 
-/** The shared memory of one worker. */
+/** The shared memory of one worker, per slot where it is an array. */
 export interface SharedBuffers {
   control: SharedArrayBuffer;
-  data: SharedArrayBuffer;
-  fields: SharedArrayBuffer;
-  sums: SharedArrayBuffer;
+  data: SharedArrayBuffer[];
+  fields: SharedArrayBuffer[];
+  sums: SharedArrayBuffer[];
 }

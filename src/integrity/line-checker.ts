@@ -2,41 +2,55 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { Control, FIELDS, MIN_CHECKED_LINE, type SharedBuffers, State } from './line-check-protocol.js';
+import {
+  Control,
+  FIELDS,
+  MIN_CHECKED_LINE,
+  type SharedBuffers,
+  SLOT_INTS,
+  SLOTS,
+  State,
+} from './line-check-protocol.js';
 
 /** How long to wait for the worker before checking its lines on this thread instead (it never takes this long). */
 const STALL_MS = 30_000;
 
 /**
- * Checks journal lines on a second thread while the reading thread handles the others (`mltrail verify`
- * on a large journal). What a line's own checks need — parsing, the body digest, the attrs, the record hash
- * — is independent of every other line; the verifier then only links each result to its chain in order.
- * Synchronous for the caller: lines go through shared memory and the threads meet with `Atomics.wait`.
- * If the worker cannot start or fails, the caller checks the lines itself: results never depend on it.
+ * Checks journal lines on a second thread (`mltrail verify` on a large journal). What a line's own checks
+ * need — parsing, the body digest, the attrs, the record hash — is independent of every other line; the
+ * verifier then only links each result to its chain, in order. Two job slots, each with its data and
+ * results in shared memory: the caller fills one while the worker checks the other. Synchronous for the
+ * caller (the threads meet with `Atomics.wait`). If the worker cannot start or fails, the caller checks
+ * the lines itself: results never depend on it.
  */
 export class LineChecker {
-  /** The submitted lines, copied. */
-  readonly data: Buffer;
-  /** {@link FIELDS} numbers per checked line (see line-check-protocol). */
-  readonly fields: Float64Array;
-  /** Record hash and body digest, 64 bytes per checked line. */
-  readonly sums: Uint8Array;
+  /** Per slot: the lines (the caller copies them in), and the results. */
+  readonly data: Buffer[];
+  readonly fields: Float64Array[];
+  readonly sums: Uint8Array[];
+  /** Results a slot has room for. */
+  readonly capacity: number;
   readonly #control: Int32Array;
   readonly #worker: Worker;
   #failed = false;
 
   private constructor(url: URL, bytes: number) {
-    const capacity = Math.floor(bytes / MIN_CHECKED_LINE) + 1;
+    this.capacity = Math.floor(bytes / MIN_CHECKED_LINE) + 1;
     const shared: SharedBuffers = {
-      control: new SharedArrayBuffer(4 * 4),
-      data: new SharedArrayBuffer(bytes),
-      fields: new SharedArrayBuffer(capacity * FIELDS * 8),
-      sums: new SharedArrayBuffer(capacity * 64),
+      control: new SharedArrayBuffer(SLOTS * SLOT_INTS * 4),
+      data: [],
+      fields: [],
+      sums: [],
     };
+    for (let s = 0; s < SLOTS; s++) {
+      shared.data.push(new SharedArrayBuffer(bytes));
+      shared.fields.push(new SharedArrayBuffer(this.capacity * FIELDS * 8));
+      shared.sums.push(new SharedArrayBuffer(this.capacity * 64));
+    }
     this.#control = new Int32Array(shared.control);
-    this.data = Buffer.from(shared.data);
-    this.fields = new Float64Array(shared.fields);
-    this.sums = new Uint8Array(shared.sums);
+    this.data = shared.data.map((b) => Buffer.from(b));
+    this.fields = shared.fields.map((b) => new Float64Array(b));
+    this.sums = shared.sums.map((b) => new Uint8Array(b));
     this.#worker = new Worker(url, { workerData: shared });
     this.#worker.unref();
     // An error the worker could not catch (it could not load): its lines are checked here.
@@ -44,8 +58,8 @@ export class LineChecker {
   }
 
   /**
-   * A checker with room for `bytes` of lines per job, or undefined where a second thread would not help
-   * (one CPU) or cannot run (no compiled worker next to this module, as when running from the sources).
+   * A checker with slots of `bytes`, or undefined where a second thread would not help (one CPU) or
+   * cannot run (no compiled worker next to this module, as when running from the TypeScript sources).
    */
   static start(bytes: number): LineChecker | undefined {
     if (availableParallelism() < 2) return undefined;
@@ -58,49 +72,54 @@ export class LineChecker {
     }
   }
 
-  /** Starts checking `buf[start, end)` (whole lines). False when it does not fit or the worker failed. */
-  submit(buf: Buffer, start: number, end: number): boolean {
-    if (this.#failed || end - start > this.data.length) return false;
-    buf.copy(this.data, 0, start, end);
-    this.#control[Control.End] = end - start;
-    Atomics.store(this.#control, Control.State, State.Job);
-    Atomics.notify(this.#control, Control.State);
-    return true;
-  }
-
-  /** Milliseconds the worker spent on the last job it finished. */
-  get elapsed(): number {
-    return this.#control[Control.Elapsed] / 1000;
+  get failed(): boolean {
+    return this.#failed;
   }
 
   /**
-   * Waits for the submitted lines and returns how many were checked (their entries in `fields`/`sums`, in
-   * line order), or -1 when the worker failed: then the caller checks those lines itself.
+   * Starts checking the lines `data[slot][start, end)` (possibly none). Every slot handed out must be
+   * submitted, in slot order, and waited for before it is filled again.
    */
-  wait(): number {
+  submit(slot: number, start: number, end: number): void {
+    const at = slot * SLOT_INTS;
+    this.#control[at + Control.Start] = start;
+    this.#control[at + Control.End] = end;
+    Atomics.store(this.#control, at + Control.State, State.Job);
+    Atomics.notify(this.#control, at + Control.State);
+  }
+
+  /**
+   * Waits for a slot and returns how many lines were checked (entries in its fields/sums, in line order),
+   * or -1 when the worker failed: the caller then checks those lines itself.
+   */
+  wait(slot: number): number {
+    const at = slot * SLOT_INTS;
     const started = performance.now();
     for (;;) {
-      const state = Atomics.load(this.#control, Control.State);
+      const state = Atomics.load(this.#control, at + Control.State);
       if (state === State.Done) {
-        this.#control[Control.State] = State.Idle;
-        return this.#control[Control.Count];
+        this.#control[at + Control.State] = State.Idle;
+        return this.#control[at + Control.Count];
       }
-      if (state !== State.Job || this.#failed) {
+      if (state !== State.Job || this.#failed || performance.now() - started > STALL_MS) {
         this.#fail();
         return -1;
       }
-      if (performance.now() - started > STALL_MS) {
-        this.#fail();
-        return -1;
-      }
-      Atomics.wait(this.#control, Control.State, State.Job, 1000);
+      Atomics.wait(this.#control, at + Control.State, State.Job, 1000);
     }
+  }
+
+  /** Milliseconds the worker spent on the slot's last job. */
+  elapsed(slot: number): number {
+    return this.#control[slot * SLOT_INTS + Control.Elapsed] / 1000;
   }
 
   /** Stops the worker. */
   close(): void {
-    Atomics.store(this.#control, Control.State, State.Exit);
-    Atomics.notify(this.#control, Control.State);
+    for (let s = 0; s < SLOTS; s++) {
+      Atomics.store(this.#control, s * SLOT_INTS + Control.State, State.Exit);
+      Atomics.notify(this.#control, s * SLOT_INTS + Control.State);
+    }
     void this.#worker.terminate();
   }
 

@@ -1,11 +1,9 @@
-import { isUtf8 } from 'node:buffer';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { JournalReader, listSegments } from '../journal/index.js';
+import { listSegments } from '../journal/index.js';
 import type { ChainVerifier } from './chain-verifier.js';
-import { FIELDS } from './line-check-protocol.js';
-import { LineChecker } from './line-checker.js';
+import { feedJournal } from './journal-feed.js';
 import { type OtlpLogRecord, parseOtlpLogRecord } from './otlp-record.js';
 import { parseRecordLine, RecordFormatError } from './record.js';
 
@@ -24,12 +22,9 @@ export interface ReadOptions {
    * (the thread costs a few tens of milliseconds to start) and the machine has more than one CPU.
    */
   parallel?: boolean;
+  /** Read size of journal segments (default 8 MiB). */
+  chunkBytes?: number;
 }
-
-/** Journals smaller than this are read on one thread. */
-const PARALLEL_MIN_BYTES = 16 * 1024 * 1024;
-/** Bytes of lines handed to the worker per chunk at most (the journal reader's chunks are 8 MiB). */
-const WORKER_BYTES = 8 * 1024 * 1024;
 
 /**
  * Feeds every audit record under `path` into the verifier: a journal directory (chains/…/*.ndjson), a
@@ -46,75 +41,18 @@ export function readIntoVerifier(
   const summary: ReadSummary = { files: 0, lines: 0, checkpointFiles: [] };
   const st = statSync(path);
   if (st.isDirectory() && listSegments(path).length > 0) {
-    const reader = new JournalReader(path);
-    const segments = listSegments(path).flatMap((c) => c.files);
-    const big = segments.reduce((n, f) => n + statSync(f).size, 0) >= PARALLEL_MIN_BYTES;
-    const checker = (opts.parallel ?? big) ? LineChecker.start(WORKER_BYTES) : undefined;
-    // The share of each chunk's bytes the worker checks, balanced from the time each side took.
-    let share = 0.5;
-    let lastFile = '';
-    try {
-      for (const c of reader.chunks()) {
-        if (c.file !== lastFile) {
-          summary.files++;
-          lastFile = c.file;
-        }
-        // Lines are read from their bytes when the chunk is valid UTF-8 (nearly always; simdutf checks it
-        // at memory speed), otherwise decoded as text like any other source.
-        const bytes = isUtf8(c.buf.subarray(c.start, c.end));
-        let split = c.end;
-        if (checker !== undefined && bytes) {
-          const nl = c.buf.indexOf(10, c.start + Math.floor((c.end - c.start) * (1 - share)));
-          if (nl >= 0 && nl + 1 < c.end && checker.submit(c.buf, nl + 1, c.end)) split = nl + 1;
-        }
-        const mainStarted = performance.now();
-        let line = c.line;
-        for (let start = c.start; start < split; line++) {
-          const nl = c.buf.indexOf(10, start);
+    const reader = feedJournal(
+      path,
+      {
+        verifier,
+        onFile: () => summary.files++,
+        onLine: () => {
           if ((++summary.lines & 0xffff) === 0) onProgress?.(summary.lines);
-          if (!bytes || !verifier.addJournalLine(c.buf, start, nl, c.file, line))
-            addLine(c.buf.toString('utf8', start, nl), c.file, line, verifier);
-          start = nl + 1;
-        }
-        if (checker === undefined || split === c.end) continue;
-        const mainMs = performance.now() - mainStarted;
-        const checked = checker.wait();
-        if (checked >= 0 && mainMs > 0 && checker.elapsed > 0) {
-          // Time per byte on each side; the next chunk is split so both would finish together.
-          const mainCost = mainMs / (split - c.start);
-          const workerCost = checker.elapsed / (c.end - split);
-          const target = mainCost / (mainCost + workerCost);
-          share = Math.min(0.9, Math.max(0.1, (share + target) / 2));
-        }
-        const { fields, sums } = checker;
-        let r = 0;
-        for (let start = split; start < c.end; line++) {
-          const nl = c.buf.indexOf(10, start);
-          if ((++summary.lines & 0xffff) === 0) onProgress?.(summary.lines);
-          let done = false;
-          if (checked < 0) done = verifier.addJournalLine(c.buf, start, nl, c.file, line);
-          else if (r < checked && fields[r * FIELDS] === start - split) {
-            const f = r * FIELDS;
-            done = verifier.acceptCheckedLine(
-              c.buf,
-              split + fields[f + 1],
-              split + fields[f + 2],
-              fields[f + 3],
-              split + fields[f + 4],
-              sums,
-              r * 64,
-              c.file,
-              line,
-            );
-            r++;
-          }
-          if (!done) addLine(c.buf.toString('utf8', start, nl), c.file, line, verifier);
-          start = nl + 1;
-        }
-      }
-    } finally {
-      checker?.close();
-    }
+        },
+        strict: (text, file, line) => addLine(text, file, line, verifier),
+      },
+      opts,
+    );
     for (const t of reader.torn) {
       verifier.addProblem({ kind: 'torn-line', location: `${t.file}:${t.line}`, message: t.message });
     }

@@ -62,8 +62,12 @@ export class JournalReader {
   readonly dir: string;
   readonly torn: TornTail[] = [];
 
-  constructor(dir: string) {
+  readonly #chunkBytes: number;
+
+  /** `chunkBytes`: the read size (default 8 MiB); lines longer than it are still read whole. */
+  constructor(dir: string, opts: { chunkBytes?: number } = {}) {
     this.dir = dir;
+    this.#chunkBytes = Math.max(1, opts.chunkBytes ?? CHUNK);
   }
 
   /** Every complete line of every segment. */
@@ -101,7 +105,7 @@ export class JournalReader {
     // line) whatever the segment size, and lines are sliced out without per-line reads.
     const fd = openSync(file, 'r');
     try {
-      let buf = Buffer.allocUnsafe(CHUNK);
+      let buf = Buffer.allocUnsafe(this.#chunkBytes);
       let len = 0; // valid bytes in buf
       let base = 0; // file offset of buf[0]
       let line = 0;
