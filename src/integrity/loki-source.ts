@@ -58,6 +58,7 @@ export async function readLokiRecords(opts: LokiSourceOptions, sink: LokiRecordS
   let start = BigInt((opts.start ?? new Date(Date.now() - 30 * 86_400_000)).getTime()) * 1_000_000n;
   const end = BigInt((opts.end ?? new Date()).getTime()) * 1_000_000n;
   let total = 0;
+  let pages = 0;
   for (;;) {
     const url = new URL('/loki/api/v1/query_range', opts.url);
     url.searchParams.set('query', opts.query);
@@ -73,13 +74,17 @@ export async function readLokiRecords(opts: LokiSourceOptions, sink: LokiRecordS
     const res = await fetch(url, { headers });
     if (!res.ok)
       throw new Error(`Loki ${url.origin}: HTTP ${res.status} ${(await res.text()).slice(0, 300)}`);
-    const body = (await res.json()) as { data?: { result?: LokiStream[] } };
     const entries: { ts: bigint; line: string; meta: Record<string, string> }[] = [];
-    for (const s of body.data?.result ?? []) {
+    for (const s of lokiStreams(await res.text(), url.origin)) {
       for (const [ts, line, extra] of s.values)
         entries.push({ ts: BigInt(ts), line, meta: { ...s.stream, ...extra?.structuredMetadata } });
     }
     entries.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+    if (pages++ > 0 && entries.length >= pageSize && entries[entries.length - 1].ts <= start)
+      // A full page that does not move past its first timestamp would be read again forever.
+      throw new Error(
+        `Loki ${url.origin}: ${entries.length} entries share the timestamp ${start} ns, more than one page holds; raise the page size`,
+      );
     for (const e of entries) {
       total++;
       const where = { file: `loki:${e.ts}`, line: total };
@@ -93,6 +98,45 @@ export async function readLokiRecords(opts: LokiSourceOptions, sink: LokiRecordS
     // Next page starts after the last timestamp; entries sharing it are re-read and count as duplicates.
     start = entries[entries.length - 1].ts;
   }
+}
+
+/**
+ * The streams of a `query_range` answer, checked for the shape the reader relies on: anything else (an
+ * answer from something that is not Loki, or a broken one) is an error that says what was wrong, never an
+ * empty result that would verify as intact.
+ */
+function lokiStreams(text: string, origin: string): LokiStream[] {
+  let body: { status?: unknown; data?: { result?: unknown } } | null;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new Error(
+      `Loki ${origin}: the answer is not JSON (${(err as Error).message}): ${text.slice(0, 100)}`,
+    );
+  }
+  const result = body?.data?.result;
+  if (body?.status !== 'success' || !Array.isArray(result))
+    throw new Error(
+      `Loki ${origin}: not a query_range answer (expected status "success" and a data.result array)`,
+    );
+  result.forEach((s: Partial<LokiStream> | null, i) => {
+    if (typeof s !== 'object' || s === null || !Array.isArray(s.values))
+      throw new Error(`Loki ${origin}: data.result[${i}].values is not an array`);
+    if (s.stream !== undefined && (typeof s.stream !== 'object' || s.stream === null))
+      throw new Error(`Loki ${origin}: data.result[${i}].stream is not an object`);
+    s.values.forEach((v, j) => {
+      if (
+        !Array.isArray(v) ||
+        typeof v[0] !== 'string' ||
+        !/^\d{1,20}$/.test(v[0]) ||
+        typeof v[1] !== 'string'
+      )
+        throw new Error(
+          `Loki ${origin}: data.result[${i}].values[${j}] is not a [nanosecond timestamp, line] pair`,
+        );
+    });
+  });
+  return result as LokiStream[];
 }
 
 function toRecord(

@@ -315,4 +315,54 @@ describe('the CLI on journals with hostile lines', () => {
     expectClean(exported, [0, 2], 'export');
     if (exported.status === 2) expectLocatedError(exported, 'export');
   }, 300_000);
+
+  it('verify --loki and lineage --loki against answers that are not Loki\'s: exit 2 naming what was wrong, never "intact", never a hang', async () => {
+    const page = (n: number) =>
+      JSON.stringify({
+        status: 'success',
+        data: {
+          resultType: 'streams',
+          result: [{ stream: {}, values: Array.from({ length: n }, () => ['1000', '{}']) }],
+        },
+      });
+    const answers: Record<string, [number, string]> = {
+      garbage: [200, 'not json at all'],
+      empty: [200, ''],
+      deep: [200, `${'['.repeat(200_000)}${']'.repeat(200_000)}`],
+      'not loki': [200, '{"hello":"world"}'],
+      'wrong stream': [200, '{"status":"success","data":{"result":[{"stream":5,"values":[]}]}}'],
+      'wrong values': [
+        200,
+        '{"status":"success","data":{"result":[{"stream":{},"values":[[1,2],"x",null]}]}}',
+      ],
+      'NaN timestamp': [
+        200,
+        '{"status":"success","data":{"result":[{"stream":{},"values":[["NaN","{}"]]}]}}',
+      ],
+      'the same full page forever': [200, page(10)],
+      'bad gateway': [502, '<html>502 Bad Gateway</html>'],
+    };
+    let answer: [number, string] = [200, ''];
+    const loki = createServer((_req, res) => {
+      res.writeHead(answer[0], { 'content-type': 'application/json' }).end(answer[1]);
+    });
+    await new Promise<void>((r) => loki.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(loki.address() as { port: number }).port}`;
+    try {
+      for (const [what, a] of Object.entries(answers)) {
+        answer = a;
+        const args = ['--loki', url, '--query', '{service_name="x"}', '--page-size', '10'];
+        const verify = await cli(['verify', ...args]);
+        expectClean(verify, [2], `verify --loki, ${what}`);
+        expect(verify.stderr, what).toMatch(/^mltrail: .*Loki http:\/\/127\.0\.0\.1:\d+: \S/);
+        // lineage reads Loki's default page (5000): ten entries are one page, not an endless one.
+        if (what === 'the same full page forever') continue;
+        const lineage = await cli(['lineage', 'some-id', ...args.slice(0, 4)]);
+        expectClean(lineage, [2], `lineage --loki, ${what}`);
+        expect(lineage.stderr, what).toMatch(/Loki http:\/\/127\.0\.0\.1:\d+/);
+      }
+    } finally {
+      await new Promise((r) => loki.close(r));
+    }
+  }, 180_000);
 });
