@@ -303,9 +303,17 @@ describe('AuditLog when the memory bound is hit during an outage', () => {
     const body = JSON.parse(gap!.body);
     expect(body['mltrail.gap.lost_count']).toBe(log.counters.dropped);
     expect(body['mltrail.gap.from_seq']).toBe(1);
-    // Never a silent gap: the dropped seqs are missing, and verify says so.
+    // Never a silent gap: exactly the dropped seqs are missing, and verify says so ("seq a..b missing ...").
     const missing = verifyDir(dir).chains[0].problems.filter((p) => p.kind === 'missing');
     expect(missing.length).toBeGreaterThan(0);
+    const missingSeqs = missing.reduce((n, p) => {
+      const m = /^seq (\d+)(?:\.\.(\d+))? missing/.exec(p.message)!;
+      return n + Number(m[2] ?? m[1]) - Number(m[1]) + 1;
+    }, 0);
+    expect(missingSeqs).toBe(log.counters.dropped);
+    expect(new Set(records.map((r) => r.seq)).size + log.counters.dropped).toBe(
+      Math.max(...records.map((r) => r.seq)) + 1,
+    );
   });
 });
 
