@@ -1,8 +1,11 @@
 // Benchmark (not a test): `mltrail verify` records/s against the per-record hashing floor — one-shot
-// crypto.hash('sha256', line) over each journal line — on the same records. Usage:
-//   npm run build && node bench/verify.mjs [records]      (default 1 000 000)
+// crypto.hash('sha256', line) over each journal line — on the same records, read from the same files the
+// same way (the journal reader's chunks). Two journals: typical prediction records (a four-member body and
+// one lookup attr, ~560-byte lines) and the smallest records the trail writes (event name and timestamp,
+// no attrs). Floor and verify runs alternate, so noise from other jobs falls on both; medians of 3.
+//   npm run build && node bench/verify.mjs [records]      (default 1 000 000 per journal)
 import { hash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -13,86 +16,114 @@ import {
   serializeRecord,
 } from '../dist/integrity/index.js';
 import { readIntoVerifier } from '../dist/integrity/record-sources.js';
-import { JournalWriter } from '../dist/journal/index.js';
+import { JournalReader, JournalWriter, listSegments } from '../dist/journal/index.js';
+import { EVENT_ML_PREDICTION } from '../dist/semconv/index.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
-const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-verify-'));
 const { signer } = generateSigner('bench');
-const chain = new ChainWriter({ signer, checkpointEvery: 10_000 });
-const writer = new JournalWriter({
-  dir,
-  chainId: chain.chainId,
-  groupCommitMs: 50,
-  segmentBytes: 256 * 1024 * 1024,
-});
-process.stderr.write(`writing ${N.toLocaleString()} records…\n`);
-for (let i = 0; i < N; i++) {
-  const ts = new Date(1_764_000_000_000 + i).toISOString();
-  const body = canonicalize({
-    'event.name': 'ml.prediction',
-    timestamp: ts,
-    'ml.prediction.id': `p-${i}`,
-    'ml.prediction.latency_ms': 1.25,
+
+async function writeJournal(small) {
+  const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-verify-'));
+  const chain = new ChainWriter({ signer, checkpointEvery: 10_000 });
+  const writer = new JournalWriter({
+    dir,
+    chainId: chain.chainId,
+    groupCommitMs: 50,
+    segmentBytes: 256 * 1024 * 1024,
   });
-  for (const r of chain.append({
-    event: 'ml.prediction',
-    sev: 'INFO',
-    ts,
-    attrs: { 'ml.prediction.id': `p-${i}` },
-    body,
-  }))
-    writer.append(serializeRecord(r));
-  if (i % 100_000 === 99_999) await writer.flush();
+  for (let i = 0; i < N; i++) {
+    const ts = new Date(1_764_000_000_000 + i).toISOString();
+    const event = small
+      ? { 'event.name': EVENT_ML_PREDICTION, timestamp: ts }
+      : {
+          'event.name': EVENT_ML_PREDICTION,
+          timestamp: ts,
+          'ml.prediction.id': `p-${i}`,
+          'ml.prediction.latency_ms': 1.25,
+        };
+    const attrs = small ? {} : { 'ml.prediction.id': `p-${i}` };
+    for (const r of chain.append({
+      event: EVENT_ML_PREDICTION,
+      sev: 'INFO',
+      ts,
+      attrs,
+      body: canonicalize(event),
+    }))
+      writer.append(serializeRecord(r));
+    if (i % 100_000 === 99_999) await writer.flush();
+  }
+  await writer.close();
+  return dir;
 }
-await writer.close();
-const segDir = join(dir, 'chains', chain.chainId);
-const files = readdirSync(segDir).map((f) => join(segDir, f));
-const bytes = files.reduce((s, f) => s + readFileSync(f).length, 0);
-const lines = files.flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean));
-process.stderr.write(
-  `${lines.length.toLocaleString()} lines, ${Math.round(bytes / lines.length)} bytes/line\n`,
-);
+
+/** One hash per line, reading the segments exactly as verify does. */
+function floor(dir) {
+  let lines = 0;
+  for (const c of new JournalReader(dir).chunks()) {
+    for (let start = c.start; start < c.end; lines++) {
+      const nl = c.buf.indexOf(10, start);
+      hash('sha256', c.buf.subarray(start, nl));
+      start = nl + 1;
+    }
+  }
+  return lines;
+}
+
+function verify(dir, parallel) {
+  const v = new ChainVerifier();
+  readIntoVerifier(dir, v, undefined, { parallel });
+  const report = v.finish();
+  if (!report.ok) throw new Error('benchmark journal did not verify');
+  return report.records;
+}
+
+function timed(fn) {
+  const t = performance.now();
+  const n = fn();
+  return { n, secs: (performance.now() - t) / 1000 };
+}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
-const runs = 3;
-const floor = [];
-for (let r = 0; r < runs; r++) {
-  const t = performance.now();
-  for (const f of files) {
-    const buf = readFileSync(f);
-    let start = 0;
-    for (;;) {
-      const nl = buf.indexOf(10, start);
-      if (nl < 0) break;
-      hash('sha256', buf.subarray(start, nl));
-      start = nl + 1;
-    }
+
+for (const [name, small] of [
+  ['verify-vs-sha256', false],
+  ['verify-vs-sha256-small', true],
+]) {
+  process.stderr.write(`${name}: writing ${N.toLocaleString()} records…\n`);
+  const dir = await writeJournal(small);
+  const bytes = listSegments(dir)
+    .flatMap((c) => c.files)
+    .reduce((s, f) => s + statSync(f).size, 0);
+  const floorRate = [];
+  const verifyRate = [];
+  const oneThreadRate = [];
+  const seconds = [];
+  let records = 0;
+  for (let r = 0; r < 3; r++) {
+    const f = timed(() => floor(dir));
+    floorRate.push(f.n / f.secs);
+    const v = timed(() => verify(dir, undefined));
+    verifyRate.push(v.n / v.secs);
+    seconds.push(v.secs);
+    records = v.n;
+    const o = timed(() => verify(dir, false));
+    oneThreadRate.push(o.n / o.secs);
   }
-  floor.push(lines.length / ((performance.now() - t) / 1000));
+  const result = {
+    name,
+    unit: 'records/s',
+    value: Math.round(median(verifyRate)),
+    baseline: Math.round(median(floorRate)),
+    ratio: Number((median(verifyRate) / median(floorRate)).toFixed(3)),
+    seconds: Number(median(seconds).toFixed(2)),
+    records,
+    bytesPerLine: Math.round(bytes / records),
+    oneThread: Math.round(median(oneThreadRate)),
+    oneThreadRatio: Number((median(oneThreadRate) / median(floorRate)).toFixed(3)),
+  };
+  console.log(JSON.stringify(result));
+  rmSync(dir, { recursive: true, force: true });
 }
-const verify = [];
-let endToEnd = 0;
-for (let r = 0; r < runs; r++) {
-  const t = performance.now();
-  const v = new ChainVerifier();
-  readIntoVerifier(dir, v);
-  const report = v.finish();
-  const secs = (performance.now() - t) / 1000;
-  if (!report.ok) throw new Error('benchmark journal did not verify');
-  verify.push(lines.length / secs);
-  endToEnd = secs;
-}
-const result = {
-  name: 'verify-vs-sha256',
-  unit: 'records/s',
-  value: Math.round(median(verify)),
-  baseline: Math.round(median(floor)),
-  ratio: Number((median(verify) / median(floor)).toFixed(3)),
-  seconds: Number(endToEnd.toFixed(2)),
-  records: lines.length,
-};
-console.log(JSON.stringify(result));
-rmSync(dir, { recursive: true, force: true });

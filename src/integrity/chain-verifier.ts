@@ -232,11 +232,7 @@ export class ChainVerifier {
     line: number,
   ): boolean {
     let st = this.#lastChain;
-    if (
-      st === undefined ||
-      this.#lastChainBytes.length !== chainEnd - chainStart ||
-      this.#lastChainBytes.compare(buf, chainStart, chainEnd) !== 0
-    ) {
+    if (st === undefined || !sameBytes(this.#lastChainBytes, buf, chainStart, chainEnd)) {
       st = this.#chains.get(buf.toString('utf8', chainStart, chainEnd));
       // A chain's first record goes through add(), which creates its state.
       if (st === undefined) return false;
@@ -774,6 +770,13 @@ function grow(st: ChainState, slot: number): boolean {
   const lines = new Uint32Array(cap);
   lines.set(st.lines);
   Object.assign(st, { cap, flags, hashes, digests, files, lines });
+  return true;
+}
+
+/** True when `a` equals `b[start, end)` (a byte loop: Buffer#compare costs more for a chain id). */
+function sameBytes(a: Uint8Array, b: Uint8Array, start: number, end: number): boolean {
+  if (a.length !== end - start) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[start + i]) return false;
   return true;
 }
 

@@ -3,7 +3,7 @@ import { EMPTY_ROOT } from './merkle.js';
 
 /**
  * The RFC 6962 tree hash over leaf hashes appended in order, like {@link CompactMerkleTree}, for the
- * verifier's hot loop: leaves arrive as bytes in a table or as 32-character binary strings, the compact
+ * verifier's hot loop: leaves are read from a table of 32-byte hashes, the compact
  * range lives in one preallocated byte array, and every interior node is one one-shot SHA-256 of a reused
  * 65-byte buffer with a binary-string result (a Buffer result allocates a backing store per call).
  */
@@ -25,15 +25,15 @@ export class MerkleFolder {
 
   /** Appends the leaf hash held in `table[at, at + 32)`. */
   appendFromTable(table: Uint8Array, at: number): void {
+    if ((this.#size & 1) === 0) {
+      // An even size folds nothing: the leaf goes straight onto the stack.
+      const to = this.#depth++ * 32;
+      for (let i = 0; i < 32; i++) this.#stack[to + i] = table[at + i];
+      this.#size++;
+      return;
+    }
     const node = this.#node;
     for (let i = 0; i < 32; i++) node[33 + i] = table[at + i];
-    this.#fold();
-  }
-
-  /** Appends a leaf hash given as a 32-character binary string. */
-  appendBinary(leaf: string): void {
-    const node = this.#node;
-    for (let i = 0; i < 32; i++) node[33 + i] = leaf.charCodeAt(i);
     this.#fold();
   }
 

@@ -79,15 +79,11 @@ export class RecordLineScanner {
     if (!this.scan(buf, start, end)) return false;
     const body = this.body.subarray(0, this.bodyLength);
     // Binary-string digests: far cheaper than Buffer results, which allocate a backing store per call.
-    const digest = hash('sha256', body, 'binary');
-    if (!hexEquals(digest, buf, this.digestHex)) return false;
+    if (!hexEqualsStore(hash('sha256', body, 'binary'), buf, this.digestHex, this.sums, 32)) return false;
     for (let i = 0; i < this.attrCount; i++)
       if (body.indexOf(buf.subarray(this.attrs[2 * i], this.attrs[2 * i + 1])) < 0) return false;
     const recordHash = hash('sha256', this.leaf.subarray(0, this.leafLength), 'binary');
-    if (!hexEquals(recordHash, buf, this.hashHex)) return false;
-    storeBinary(recordHash, this.sums, 0);
-    storeBinary(digest, this.sums, 32);
-    return true;
+    return hexEqualsStore(recordHash, buf, this.hashHex, this.sums, 0);
   }
 
   /** Scans `buf[start, end)` (one line without its newline). False: use the strict parser instead. */
@@ -243,31 +239,41 @@ export class RecordLineScanner {
 
   /** `0x00 || "mltrail-record-v1\n" chain "\n" seq "\n" prev "\n" digest "\n"`, from the line's bytes. */
   #leafData(buf: Buffer, seqStart: number, digits: number): void {
-    const need = LEAF_PREFIX.length + (this.chainEnd - this.chainStart) + digits + 64 + 64 + 4;
+    const chainStart = this.chainStart;
+    const chainEnd = this.chainEnd;
+    const prev = this.prevHex;
+    const digest = this.digestHex;
+    const need = LEAF_PREFIX.length + (chainEnd - chainStart) + digits + 64 + 64 + 4;
     if (this.leaf.length < need) {
       this.leaf = Buffer.allocUnsafe(2 * need);
       LEAF_PREFIX.copy(this.leaf, 0);
     }
-    // Byte loops: Buffer#copy costs more than these few dozen bytes.
+    // Byte loops over locals: Buffer#copy costs more than these few dozen bytes.
     const leaf = this.leaf;
     let o = LEAF_PREFIX.length;
-    for (let i = this.chainStart; i < this.chainEnd; i++) leaf[o++] = buf[i];
+    for (let i = chainStart; i < chainEnd; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    for (let i = seqStart; i < seqStart + digits; i++) leaf[o++] = buf[i];
+    for (let i = seqStart, e = seqStart + digits; i < e; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    for (let i = this.prevHex; i < this.prevHex + 64; i++) leaf[o++] = buf[i];
+    for (let i = 0; i < 64; i++) leaf[o + i] = buf[prev + i];
+    o += 64;
     leaf[o++] = 0x0a;
-    for (let i = this.digestHex; i < this.digestHex + 64; i++) leaf[o++] = buf[i];
+    for (let i = 0; i < 64; i++) leaf[o + i] = buf[digest + i];
+    o += 64;
     leaf[o++] = 0x0a;
     this.leafLength = o;
   }
 }
 
-/** True when the 32-byte binary string `bytes`, written as lower-case hex, equals `buf[at, at + 64)`. */
-export function hexEquals(bytes: string, buf: Uint8Array, at: number): boolean {
+/**
+ * True when the 32-byte binary string `bytes`, written as lower-case hex, equals `buf[at, at + 64)`; the
+ * bytes are written to `out[to, to + 32)` on the way.
+ */
+function hexEqualsStore(bytes: string, buf: Uint8Array, at: number, out: Uint8Array, to: number): boolean {
   for (let i = 0; i < 32; i++) {
     const b = bytes.charCodeAt(i);
     if (buf[at + 2 * i] !== HEX[b >> 4] || buf[at + 2 * i + 1] !== HEX[b & 15]) return false;
+    out[to + i] = b;
   }
   return true;
 }
@@ -279,11 +285,6 @@ export function tableHexEquals(table: Uint8Array, from: number, buf: Uint8Array,
     if (buf[at + 2 * i] !== HEX[b >> 4] || buf[at + 2 * i + 1] !== HEX[b & 15]) return false;
   }
   return true;
-}
-
-/** Writes a 32-byte binary string into `table` at `at`. */
-export function storeBinary(bytes: string, table: Uint8Array, at: number): void {
-  for (let i = 0; i < 32; i++) table[at + i] = bytes.charCodeAt(i);
 }
 
 /** The offset after `lit` when `buf` holds it at `p`, else -1. */
