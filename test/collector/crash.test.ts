@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
@@ -138,5 +140,67 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
     expect(cli.stderr).toBe('');
     expect(cli.status).toBe(0);
     expect(JSON.parse(cli.stdout).chains[0].records).toBe(journal.length);
+  }, 180_000);
+
+  it("the Loki path: records acknowledged while Loki refuses them survive a SIGKILL in the fsync'd queue and all reach Loki after the restart", async () => {
+    // A server playing Loki's OTLP endpoint: refuses (503) until it is "up", then keeps every record.
+    const work = mkdtempSync(join(tmpdir(), 'mltrail-loki-queue-'));
+    const received = join(work, 'loki.jsonl');
+    let up = false;
+    let refused = 0;
+    const loki = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        if (!up) {
+          refused++;
+          res.writeHead(503).end('not ready');
+          return;
+        }
+        const raw = Buffer.concat(chunks);
+        const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
+        appendFileSync(received, `${body.toString('utf8').replace(/\n/g, '')}\n`);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => loki.listen(0, '127.0.0.1', r));
+    const collector = await startTestCollector({
+      loki: `http://127.0.0.1:${(loki.address() as { port: number }).port}/otlp`,
+    });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'mltrail-loki-queue-journal-'));
+      await writeJournal(dir, 5_000);
+      const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+      const shipper = new Shipper({
+        dir,
+        endpoint: collector.httpEndpoint,
+        headers: { Authorization: `Bearer ${collector.token}` },
+      });
+      // The collector acknowledges everything: the records are in its persistent queue, not yet in Loki.
+      expect(await shipper.drain()).toBe(journal.length);
+      await shipper.close();
+      await until(() => refused > 0, 'a delivery attempt Loki refused');
+      expect(archivedLogRecords(received)).toEqual([]);
+
+      await collector.stop('SIGKILL');
+      up = true;
+      await collector.start();
+      await until(
+        () => new Set(archivedLogRecords(received).map(keyOf)).size >= journal.length,
+        'the queued records in Loki',
+      );
+      const inLoki = new Set(archivedLogRecords(received).map(keyOf));
+      expect(journal.map((r) => `${r.chain}:${r.seq}`).filter((k) => !inLoki.has(k))).toEqual([]);
+      const v = new ChainVerifier();
+      readIntoVerifier(received, v);
+      const report = v.finish();
+      expect(report.problems).toEqual([]);
+      expect(report.chains.map((c) => ({ records: c.records, problems: c.problems }))).toEqual([
+        { records: journal.length, problems: [] },
+      ]);
+    } finally {
+      await collector.stop();
+      await new Promise((r) => loki.close(r));
+    }
   }, 180_000);
 });

@@ -55,7 +55,15 @@ export interface TestCollector {
  * in memory when the process is killed, the production one does not.
  */
 export async function startTestCollector(
-  opts: { dir?: string; archive?: 'buffered' | 'production' } = {},
+  opts: {
+    dir?: string;
+    archive?: 'buffered' | 'production';
+    /**
+     * Keep the production Loki exporter (its fsync'd persistent queue and retries) and point it at this OTLP
+     * base URL, e.g. a test server playing Loki; it sends JSON so the test can read what arrives.
+     */
+    loki?: string;
+  } = {},
 ): Promise<TestCollector> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mltrail-collector-'));
   const config = parse(readFileSync(productionConfig, 'utf8'));
@@ -63,14 +71,19 @@ export async function startTestCollector(
   const archive = production ? join(dir, 'archive', 'audit.jsonl') : join(dir, 'archive.jsonl');
   if (production) mkdirSync(join(dir, 'archive'), { recursive: true });
   const traces = join(dir, 'traces.jsonl');
+  const loki = config.exporters['otlp_http/loki'];
   config.exporters = {
+    ...(opts.loki !== undefined
+      ? { 'otlp_http/loki': { ...loki, endpoint: opts.loki, encoding: 'json' } }
+      : {}),
     'file/archive': production
       ? { ...config.exporters['file/archive'], path: archive }
       : { path: archive, format: 'json', flush_interval: '100ms' },
     'file/traces': { path: traces, format: 'json', flush_interval: '100ms' },
     'file/metrics': { path: join(dir, 'metrics.jsonl'), format: 'json', flush_interval: '100ms' },
   };
-  config.service.pipelines.logs.exporters = ['file/archive'];
+  config.service.pipelines.logs.exporters =
+    opts.loki !== undefined ? ['otlp_http/loki', 'file/archive'] : ['file/archive'];
   config.service.pipelines.traces.exporters = ['file/traces'];
   config.service.pipelines.metrics.exporters = ['file/metrics'];
   config.service.telemetry = { logs: { level: 'warn' }, metrics: { level: 'none' } };
