@@ -171,6 +171,7 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
       const dir = mkdtempSync(join(tmpdir(), 'mltrail-loki-queue-journal-'));
       await writeJournal(dir, 5_000);
       const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+      expect(journal).toHaveLength(5_005); // and a checkpoint after every 1000
       const shipper = new Shipper({
         dir,
         endpoint: collector.httpEndpoint,
