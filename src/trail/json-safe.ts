@@ -69,8 +69,9 @@ function copy(
   if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
   if (ArrayBuffer.isView(obj)) {
     if (obj instanceof DataView) return `[DataView ${obj.byteLength} bytes]`;
-    return Array.from(obj as unknown as ArrayLike<number | bigint>, (n) =>
-      typeof n === 'bigint' ? n.toString() : n,
+    // Float arrays can hold NaN and ±Infinity: each element takes the number rule (a string, with an issue).
+    return Array.from(obj as unknown as ArrayLike<number | bigint>, (n, i) =>
+      typeof n === 'bigint' ? n.toString() : copy(n, [...path, i], issues, seen, depth + 1),
     );
   }
   seen.add(obj);

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildProfile, DriftInputError, loadProfile, saveProfile } from '../../src/drift/index.js';
+import {
+  buildProfile,
+  DriftInputError,
+  DriftMonitor,
+  loadProfile,
+  saveProfile,
+} from '../../src/drift/index.js';
 import {
   CanonicalJsonError,
   ChainVerifier,
@@ -11,7 +17,7 @@ import {
   parseRecordLine,
 } from '../../src/integrity/index.js';
 import { readIntoVerifier } from '../../src/integrity/record-sources.js';
-import { AuditLog, JournalReader } from '../../src/journal/index.js';
+import { AuditLog, JournalReader, toOtlp } from '../../src/journal/index.js';
 import { createRedactor } from '../../src/privacy/index.js';
 import { createTrail } from '../../src/trail/index.js';
 
@@ -47,6 +53,10 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constant(null).map(cyclic),
   fc.tuple(fc.integer({ min: 100, max: 50_000 }), fc.boolean()).map(([d, a]) => nested(d, a)),
   fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0),
+  fc.constantFrom(
+    Float64Array.from([Number.POSITIVE_INFINITY, Number.NaN]),
+    new Map([['k', Float32Array.from([Number.NaN])]]),
+  ),
   fc.record({
     x: fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY),
     s: fc.constantFrom('\ud800', 'a\udfffb', '\udc00\ud800'),
@@ -130,6 +140,23 @@ describe('hostile values through the public APIs', () => {
     expect(v.finish().ok).toBe(true);
   }, 120_000);
 
+  it('NaN and Infinity inside typed arrays are recorded as strings with an issue, not thrown into the host (found by fuzzing)', async () => {
+    const dir = tmp('hostile-typed');
+    const trail = await createTrail({ serviceName: 'typed', sink: new AuditLog({ dir }) });
+    const attributions = new Map([
+      ['income', Float64Array.from([Number.POSITIVE_INFINITY, Number.NaN, 0.5])],
+    ]);
+    expect(() =>
+      trail.decide({ predictionId: 'p-1', outcome: 'deny', attributions: attributions as never }),
+    ).not.toThrow();
+    await trail.shutdown();
+    const decision = [...new JournalReader(dir).lines()]
+      .map((l) => parseRecordLine(l.text))
+      .find((r) => r.event === 'ml.decision')!;
+    const body = JSON.parse(decision.body);
+    expect(JSON.parse(body['ml.decision.attributions'])).toEqual({ income: ['Infinity', 'NaN', 0.5] });
+  });
+
   it('loadProfile: a malformed, deep, wrong-typed or tampered profile is a DriftInputError naming the file; a saved one loads', async () => {
     const dir = tmp('hostile-profile');
     const good = join(dir, 'good.json');
@@ -196,5 +223,94 @@ describe('hostile values through the public APIs', () => {
     expect(() => reader.loadRegistry(dir)).not.toThrow();
     expect([...reader.registry.models.keys()].sort()).toEqual(['a@1', 'b@2']);
     await reader.shutdown();
+  });
+
+  it('the drift monitor never throws on hostile feature values, and the drift records it writes verify', async () => {
+    const dir = tmp('hostile-drift');
+    const trail = await createTrail({ serviceName: 'drift', sink: new AuditLog({ dir }) });
+    const reference = buildProfile(
+      Array.from({ length: 200 }, (_, i) => ({ income: 1000 + (i % 50), region: i % 3 ? 'north' : 'south' })),
+    );
+    const windows: unknown[] = [];
+    const monitor = new DriftMonitor({
+      reference,
+      model: { name: 'm', version: '1' },
+      window: { size: 10 },
+      sink: trail,
+      onWindow: (w) => windows.push(w),
+    });
+    fc.assert(
+      fc.property(hostileValue, hostileValue, (income, region) => {
+        expect(() => monitor.observe({ income, region } as Record<string, unknown>, income)).not.toThrow();
+      }),
+      { numRuns: 200, seed: 20261128 },
+    );
+    expect(windows.length).toBeGreaterThanOrEqual(20);
+    await trail.shutdown();
+    const v = new ChainVerifier();
+    readIntoVerifier(dir, v);
+    expect(v.finish().ok).toBe(true);
+  }, 60_000);
+
+  it('a collector archive with hostile OTLP records: verify reports them as malformed and still counts every intact record', async () => {
+    const dir = tmp('hostile-otlp');
+    // A real record, as the shipper sends it.
+    const journalDir = tmp('hostile-otlp-journal');
+    const log = new AuditLog({ dir: journalDir, checkpointEvery: 1000 });
+    const ts = new Date().toISOString();
+    log.append({
+      event: 'ml.feedback',
+      sev: 'INFO',
+      ts,
+      attrs: {},
+      body: canonicalize({ 'event.name': 'ml.feedback', timestamp: ts, 'ml.feedback.id': 'f-1' }),
+    });
+    await log.close();
+    const real = [...new JournalReader(journalDir).lines()].map((l) => parseRecordLine(l.text));
+    const realOtlp = (toOtlp(real) as { resourceLogs: { scopeLogs: { logRecords: unknown[] }[] }[] })
+      .resourceLogs[0].scopeLogs[0].logRecords;
+    const intact = {
+      timeUnixNano: '1764316800000000000',
+      body: { stringValue: '{}' },
+      attributes: [{ key: 'event.name', value: { stringValue: 'ml.feedback' } }],
+    };
+    const withChain = (lr: Record<string, unknown>, seq: unknown) => ({
+      ...lr,
+      attributes: [
+        ...(Array.isArray(lr.attributes) ? lr.attributes : [lr.attributes]),
+        { key: 'mltrail.chain.id', value: { stringValue: 'hostile-chain' } },
+        { key: 'mltrail.seq', value: seq },
+      ],
+    });
+    const hostileRecord = fc.oneof(
+      fc.jsonValue({ maxDepth: 4 }),
+      fc
+        .tuple(
+          fc.constantFrom('timeUnixNano', 'body', 'attributes', 'traceId', 'spanId'),
+          fc.jsonValue({ maxDepth: 3 }),
+        )
+        .map(([k, val]) => withChain({ ...intact, [k]: val }, { intValue: '0' })),
+      fc.jsonValue({ maxDepth: 3 }).map((seq) => withChain(intact, seq)),
+    );
+    let n = 0;
+    fc.assert(
+      fc.property(fc.array(hostileRecord, { minLength: 1, maxLength: 5 }), (records) => {
+        const file = join(dir, `archive-${n++}.jsonl`);
+        writeFileSync(
+          file,
+          `${JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords: [...records, ...realOtlp] }] }] })}\n`,
+        );
+        const v = new ChainVerifier();
+        expect(() => readIntoVerifier(file, v)).not.toThrow();
+        const report = v.finish();
+        for (const p of report.problems) expect(p.location).toContain(file);
+        const intact = report.chains.find((c) => c.chain === real[0].chain)!;
+        expect({ records: intact.records, problems: intact.problems }).toEqual({
+          records: real.length,
+          problems: [],
+        });
+      }),
+      { numRuns: 300, seed: 20261128 },
+    );
   });
 });
