@@ -136,6 +136,9 @@ interface ChainState {
   problems: Problem[];
 }
 
+/** Problems not tied to a chain (torn or malformed lines) listed one by one before they are only counted. */
+const MAX_LISTED_PROBLEMS = 10_000;
+
 /**
  * Verifies audit records from any source, streaming: feed records with {@link ChainVerifier.add} in the
  * order they were stored, then call {@link ChainVerifier.finish}. Detects modified, missing, reordered and
@@ -143,9 +146,6 @@ interface ChainState {
  * truncated relative to a checkpoint, erasures without their erasure record, and attrs that disagree with
  * the body. Exact duplicates (at-least-once delivery) are fine.
  */
-/** Problems not tied to a chain (torn or malformed lines) listed one by one before they are only counted. */
-const MAX_LISTED_PROBLEMS = 10_000;
-
 export class ChainVerifier {
   readonly #chains = new Map<string, ChainState>();
   readonly #problems: Problem[] = [];

@@ -55,6 +55,10 @@ export class RecordLineScanner {
   bodyLength = 0;
   /** `0x00 || leaf data` of the record hash: `leaf.subarray(0, leafLength)`. */
   leaf: Buffer = Buffer.concat([LEAF_PREFIX], 512);
+  #leafView = new DataView(this.leaf.buffer, this.leaf.byteOffset, this.leaf.length);
+  /** The last line buffer seen, and a DataView on it. */
+  #src: Buffer | undefined;
+  #srcView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
   leafLength = 0;
   chainStart = 0;
   chainEnd = 0;
@@ -241,24 +245,32 @@ export class RecordLineScanner {
   #leafData(buf: Buffer, seqStart: number, digits: number): void {
     const chainStart = this.chainStart;
     const chainEnd = this.chainEnd;
-    const prev = this.prevHex;
-    const digest = this.digestHex;
     const need = LEAF_PREFIX.length + (chainEnd - chainStart) + digits + 64 + 64 + 4;
     if (this.leaf.length < need) {
       this.leaf = Buffer.allocUnsafe(2 * need);
       LEAF_PREFIX.copy(this.leaf, 0);
+      this.#leafView = new DataView(this.leaf.buffer, this.leaf.byteOffset, this.leaf.length);
     }
-    // Byte loops over locals: Buffer#copy costs more than these few dozen bytes.
+    if (buf !== this.#src) {
+      this.#src = buf;
+      this.#srcView = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    // Four bytes at a time through DataViews: Buffer#copy costs more than these few dozen bytes, and a
+    // byte loop twice as much as this.
+    const from = this.#srcView;
+    const to = this.#leafView;
     const leaf = this.leaf;
     let o = LEAF_PREFIX.length;
-    for (let i = chainStart; i < chainEnd; i++) leaf[o++] = buf[i];
+    let i = chainStart;
+    for (; i + 4 <= chainEnd; i += 4, o += 4) to.setUint32(o, from.getUint32(i));
+    for (; i < chainEnd; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
     for (let i = seqStart, e = seqStart + digits; i < e; i++) leaf[o++] = buf[i];
     leaf[o++] = 0x0a;
-    for (let i = 0; i < 64; i++) leaf[o + i] = buf[prev + i];
+    for (let i = 0, p = this.prevHex; i < 64; i += 4) to.setUint32(o + i, from.getUint32(p + i));
     o += 64;
     leaf[o++] = 0x0a;
-    for (let i = 0; i < 64; i++) leaf[o + i] = buf[digest + i];
+    for (let i = 0, d = this.digestHex; i < 64; i += 4) to.setUint32(o + i, from.getUint32(d + i));
     o += 64;
     leaf[o++] = 0x0a;
     this.leafLength = o;

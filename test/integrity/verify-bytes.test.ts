@@ -25,8 +25,11 @@ const root = mkdtempSync(join(tmpdir(), 'mltrail-verify-bytes-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Journal lines of `chains` interleaved chains, with checkpoints, a few bodies needing every escape. */
-function lines(n: number, chains: number): string[] {
-  const writers = Array.from({ length: chains }, () => new ChainWriter({ signer, checkpointEvery: 5 }));
+function lines(n: number, chains: number, chainIds: (string | undefined)[] = []): string[] {
+  const writers = Array.from(
+    { length: chains },
+    (_, i) => new ChainWriter({ signer, checkpointEvery: 5, chainId: chainIds[i] }),
+  );
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const w = writers[i % chains];
@@ -149,6 +152,25 @@ describe('verify from bytes = verify with the strict parser', () => {
       expect(report.chains).toHaveLength(chains);
       expect(report).toEqual(strictReport(text, file));
     }
+  });
+
+  it('chain ids of any length and alphabet read from bytes like the rest', () => {
+    const text = `${lines(30, 3, ['c-1234567', 'é链-2026', 'x'.repeat(41)]).join('\n')}\n`;
+    const { report, file } = bytesReport(Buffer.from(text));
+    expect(report.ok).toBe(true);
+    expect(report.chains.map((c) => c.records)).toEqual([13, 13, 13]);
+    expect(report).toEqual(strictReport(text, file));
+    // And they did take the byte path: all but each chain's first record and its checkpoints.
+    let fromBytes = 0;
+    const v = new (class extends ChainVerifier {
+      override addJournalLine(...a: Parameters<ChainVerifier['addJournalLine']>): boolean {
+        const ok = super.addJournalLine(...a);
+        if (ok) fromBytes++;
+        return ok;
+      }
+    })();
+    readIntoVerifier(join(file, '..', '..', '..'), v);
+    expect(fromBytes).toBe(3 * (13 - 1 - 3));
   });
 
   it('any mix of edits, swaps, duplicates, deletions, escapes and erasures gives the same report', () => {
