@@ -69,8 +69,15 @@ export function feedJournal(
     const ownSums = [0, 1].map(() => new Uint8Array(checker.capacity * 64));
     let pending: Pending | undefined;
     let slot = 0;
-    // The share of each chunk's bytes the worker checks.
+    // The share of each chunk's bytes the worker checks (when it is used).
     let share = 0.6;
+    // Wall time per byte of a pipeline step with and without the worker. On a machine whose other core
+    // is busy a second thread only slows this one down (the hashing of two threads of one process also
+    // contends inside OpenSSL), so every 8th chunk tries the mode that is not in use, and the cheaper
+    // one is kept.
+    const cost = { parallel: 0, alone: 0 };
+    let chunks = 0;
+    let stepStarted = performance.now();
     const link = (p: Pending) => {
       const started = performance.now();
       const worker = checker.wait(p.slot);
@@ -98,9 +105,13 @@ export function feedJournal(
       }
       const data = checker.data[slot];
       c.buf.copy(data, 0, c.start, c.end);
+      const better = cost.alone > 0 && cost.alone < cost.parallel ? 'alone' : 'parallel';
+      const mode = chunks++ % 8 === 7 ? (better === 'alone' ? 'parallel' : 'alone') : better;
       let split = size;
-      const nl = data.indexOf(10, Math.floor(size * (1 - share)));
-      if (nl >= 0 && nl + 1 < size) split = nl + 1;
+      if (mode === 'parallel') {
+        const nl = data.indexOf(10, Math.floor(size * (1 - share)));
+        if (nl >= 0 && nl + 1 < size) split = nl + 1;
+      }
       checker.submit(slot, split, size);
       const started = performance.now();
       const own = checkLines(scanner, data, 0, split, ownFields[slot], ownSums[slot], checker.capacity);
@@ -116,6 +127,10 @@ export function feedJournal(
       if (pending !== undefined) link(pending);
       pending = next;
       slot ^= 1;
+      const now = performance.now();
+      const perByte = (now - stepStarted) / size;
+      stepStarted = now;
+      cost[mode] = cost[mode] === 0 ? perByte : (cost[mode] + perByte) / 2;
     }
     if (pending !== undefined) link(pending);
     return reader;
