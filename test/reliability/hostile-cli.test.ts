@@ -156,7 +156,8 @@ describe('the CLI on journals with hostile lines', () => {
         body += d;
       });
       req.on('end', () => {
-        received += (body.match(/"timeUnixNano"/g) ?? []).length;
+        const doc = JSON.parse(body) as { resourceLogs: { scopeLogs: { logRecords: unknown[] }[] }[] };
+        for (const rl of doc.resourceLogs) for (const sl of rl.scopeLogs) received += sl.logRecords.length;
         res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
