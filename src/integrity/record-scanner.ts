@@ -44,10 +44,13 @@ enum Ch {
  * a JS string or object. It unescapes the body into a reusable buffer (its digest is over those bytes) and
  * lays out the record-hash leaf data next to it.
  *
- * It accepts only what `JSON.parse` would read as the same record: anything else (an escape it does not
+ * A line it accepts is one `JSON.parse` reads as the same record: anything else (an escape it does not
  * handle, an unexpected field, a number in another form, checkpoint and erasure records whose bodies the
  * verifier reads) makes {@link scan} return false, and the caller takes the strict parser, whose error
- * messages and checks stay the reference. The caller guarantees the bytes are valid UTF-8.
+ * messages and checks stay the reference. The three 64-character hash fields are only delimited by
+ * {@link scan}; their digits are proven by the comparisons that follow ({@link check} for the digest and
+ * hash, the verifier's link check for prev), so only `check()` plus that link check accept a line. The
+ * caller guarantees the bytes are valid UTF-8.
  */
 export class RecordLineScanner {
   /** The unescaped body: `body.subarray(0, bodyLength)`. */
