@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -8,9 +8,15 @@ import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
 import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { JournalReader } from '../../src/journal/index.js';
 
-/** Unprivileged ids for the host when the tests run as root (root ignores directory permissions). */
+/**
+ * Root ignores permission bits, so when the tests run as root the host runs without the capabilities that
+ * let it (setpriv, util-linux): it keeps its uid and can read the checkout wherever it is, but a directory
+ * made read-only refuses it like anyone else. Without setpriv, the host runs as nobody instead, which needs
+ * the checkout to be readable by others.
+ */
 const NOBODY = 65534;
 const asRoot = process.getuid?.() === 0;
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
 function walk(dir: string): { dirs: string[]; files: string[] } {
   const out = { dirs: [dir], files: [] as string[] };
@@ -42,15 +48,19 @@ interface Reply {
 
 /** The host process and a way to send it one command and read its one-line answer. */
 function startHost(dir: string, maxBufferedLines: number) {
-  if (asRoot) chownSync(dir, NOBODY, NOBODY);
-  const child = spawn(
-    process.execPath,
-    [join('test', 'fixtures', 'readonly-host.mjs'), dir, String(maxBufferedLines)],
-    {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
-    },
-  );
+  const host = [join('test', 'fixtures', 'readonly-host.mjs'), dir, String(maxBufferedLines)];
+  const dropCaps = asRoot && SETPRIV !== undefined;
+  if (asRoot && !dropCaps) chownSync(dir, NOBODY, NOBODY);
+  const child = dropCaps
+    ? spawn(
+        SETPRIV,
+        ['--bounding-set=-dac_override,-dac_read_search,-fowner', '--', process.execPath, ...host],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      )
+    : spawn(process.execPath, host, {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+      });
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr += d;
