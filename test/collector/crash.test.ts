@@ -6,48 +6,19 @@ import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
+import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
 import { readIntoVerifier } from '../../src/integrity/record-sources.js';
-import { AuditLog, cursorFile, JournalReader, Shipper } from '../../src/journal/index.js';
+import { cursorFile, JournalReader, Shipper } from '../../src/journal/index.js';
 import {
   archivedLogRecords,
   collectorAvailable,
   collectorSkipReason,
   productionConfig,
+  recordKey,
   startTestCollector,
+  until,
+  writePredictionJournal,
 } from './harness.js';
-
-async function writeJournal(dir: string, n: number): Promise<void> {
-  const log = new AuditLog({ dir, checkpointEvery: 1000 });
-  for (let i = 0; i < n; i++) {
-    const ts = new Date().toISOString();
-    log.append({
-      event: 'ml.prediction',
-      sev: 'INFO',
-      ts,
-      attrs: { 'ml.prediction.id': `p-${i}` },
-      body: canonicalize({
-        'event.name': 'ml.prediction',
-        timestamp: ts,
-        'service.name': 'crash-test',
-        'ml.prediction.id': `p-${i}`,
-        'ml.prediction.latency_ms': 1,
-      }),
-    });
-  }
-  await log.close();
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
-const keyOf = (r: { attributes: Record<string, unknown> }) =>
-  `${r.attributes['mltrail.chain.id']}:${r.attributes['mltrail.seq']}`;
 
 describe('the archive exporter writes before it acknowledges (static)', () => {
   it('keeps rotation on: each export is one unbuffered write to the file, not a user-space buffer', () => {
@@ -64,7 +35,7 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
   it('SIGKILL while the shipper sends: every acknowledged record is in the archive; after a restart on the same storage all are, and it verifies', async () => {
     const collector = await startTestCollector({ archive: 'production' });
     const dir = mkdtempSync(join(tmpdir(), 'mltrail-collector-crash-'));
-    await writeJournal(dir, 20_000);
+    await writePredictionJournal(dir, 20_000, 'crash-test');
     const lines = [...new JournalReader(dir).lines()];
     const journal = lines.map((l) => ({
       segment: relative(dir, l.file),
@@ -95,7 +66,7 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
       const acked = journal.filter((j) => j.line <= (cursor.segments[j.segment]?.lines ?? 0));
       expect(acked.length).toBeGreaterThanOrEqual(3000);
       expect(acked.length).toBeLessThan(journal.length);
-      const afterKill = new Set(archivedLogRecords(collector.archive).map(keyOf));
+      const afterKill = new Set(archivedLogRecords(collector.archive).map(recordKey));
       const lostAcked = acked
         .map((j) => `${j.record.chain}:${j.record.seq}`)
         .filter((k) => !afterKill.has(k));
@@ -112,13 +83,13 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
       await shipper.close();
     }
     await until(
-      () => new Set(archivedLogRecords(collector.archive).map(keyOf)).size >= journal.length,
+      () => new Set(archivedLogRecords(collector.archive).map(recordKey)).size >= journal.length,
       'the rest in the archive',
     );
     await collector.stop();
 
     const archived = archivedLogRecords(collector.archive);
-    const stored = new Set(archived.map(keyOf));
+    const stored = new Set(archived.map(recordKey));
     const missing = journal.map((j) => `${j.record.chain}:${j.record.seq}`).filter((k) => !stored.has(k));
     expect(missing).toEqual([]);
     expect(stored.size).toBe(journal.length);
@@ -169,7 +140,7 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
     });
     try {
       const dir = mkdtempSync(join(tmpdir(), 'mltrail-loki-queue-journal-'));
-      await writeJournal(dir, 5_000);
+      await writePredictionJournal(dir, 5_000, 'crash-test');
       const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
       expect(journal).toHaveLength(5_005); // and a checkpoint after every 1000
       const shipper = new Shipper({
@@ -187,10 +158,10 @@ describe.skipIf(!collectorAvailable())(`the collector killed mid-batch (${collec
       up = true;
       await collector.start();
       await until(
-        () => new Set(archivedLogRecords(received).map(keyOf)).size >= journal.length,
+        () => new Set(archivedLogRecords(received).map(recordKey)).size >= journal.length,
         'the queued records in Loki',
       );
-      const inLoki = new Set(archivedLogRecords(received).map(keyOf));
+      const inLoki = new Set(archivedLogRecords(received).map(recordKey));
       expect(journal.map((r) => `${r.chain}:${r.seq}`).filter((k) => !inLoki.has(k))).toEqual([]);
       const v = new ChainVerifier();
       readIntoVerifier(received, v);

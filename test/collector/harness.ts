@@ -6,6 +6,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { zstdDecompressSync } from 'node:zlib';
 import { parse, stringify } from 'yaml';
+import { canonicalize } from '../../src/integrity/index.js';
+import { AuditLog } from '../../src/journal/index.js';
+import {
+  ATTR_ML_PREDICTION_ID,
+  ATTR_ML_PREDICTION_LATENCY_MS,
+  ATTR_MLTRAIL_CHAIN_ID,
+  ATTR_MLTRAIL_SEQ,
+  ATTR_SERVICE_NAME,
+  EVENT_ML_PREDICTION,
+} from '../../src/semconv/index.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const collectorBinary = join(root, 'collector', '_build', 'mltrail-collector');
@@ -181,4 +191,45 @@ export function archivedLogRecords(
     }
   }
   return out;
+}
+
+/** Writes `n` prediction records to a fresh journal in `dir` (signed checkpoints every 1000), closed. */
+export async function writePredictionJournal(dir: string, n: number, service: string): Promise<void> {
+  const log = new AuditLog({ dir, checkpointEvery: 1000 });
+  for (let i = 0; i < n; i++) {
+    const ts = new Date().toISOString();
+    log.append({
+      event: EVENT_ML_PREDICTION,
+      sev: 'INFO',
+      ts,
+      attrs: { [ATTR_ML_PREDICTION_ID]: `p-${i}` },
+      body: canonicalize({
+        'event.name': EVENT_ML_PREDICTION,
+        timestamp: ts,
+        [ATTR_SERVICE_NAME]: service,
+        [ATTR_ML_PREDICTION_ID]: `p-${i}`,
+        [ATTR_ML_PREDICTION_LATENCY_MS]: 1,
+      }),
+    });
+  }
+  await log.close();
+}
+
+/** `<chain>:<seq>` of an archived OTLP log record: what "stored" means when counting. */
+export function recordKey(r: { attributes: Record<string, unknown> }): string {
+  return `${r.attributes[ATTR_MLTRAIL_CHAIN_ID]}:${r.attributes[ATTR_MLTRAIL_SEQ]}`;
+}
+
+/** The distinct `<chain>:<seq>` keys of archived records (duplicates from at-least-once delivery collapse). */
+export function recordKeys(records: { attributes: Record<string, unknown> }[]): Set<string> {
+  return new Set(records.map(recordKey));
+}
+
+/** Polls `cond` until it holds; fails naming `what` after `tries` polls (a guard, not a timed assertion). */
+export async function until(cond: () => boolean, what: string, everyMs = 50, tries = 1200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`gave up waiting for ${what}`);
 }

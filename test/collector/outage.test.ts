@@ -3,48 +3,18 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
+import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
 import { readIntoVerifier } from '../../src/integrity/record-sources.js';
-import { AuditLog, JournalReader, Shipper } from '../../src/journal/index.js';
+import { JournalReader, Shipper } from '../../src/journal/index.js';
 import {
   archivedLogRecords,
   collectorAvailable,
   collectorSkipReason,
+  recordKeys,
   startTestCollector,
+  until,
+  writePredictionJournal,
 } from './harness.js';
-
-async function writeJournal(dir: string, n: number): Promise<void> {
-  const log = new AuditLog({ dir, checkpointEvery: 1000 });
-  for (let i = 0; i < n; i++) {
-    const ts = new Date().toISOString();
-    log.append({
-      event: 'ml.prediction',
-      sev: 'INFO',
-      ts,
-      attrs: { 'ml.prediction.id': `p-${i}` },
-      body: canonicalize({
-        'event.name': 'ml.prediction',
-        timestamp: ts,
-        'service.name': 'outage-test',
-        'ml.prediction.id': `p-${i}`,
-        'ml.prediction.latency_ms': 1,
-      }),
-    });
-  }
-  await log.close();
-}
-
-function keys(records: { attributes: Record<string, unknown> }[]): Set<string> {
-  return new Set(records.map((r) => `${r.attributes['mltrail.chain.id']}:${r.attributes['mltrail.seq']}`));
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 describe.skipIf(!collectorAvailable())(
   `zero-loss delivery through the real collector (${collectorSkipReason})`,
@@ -53,7 +23,7 @@ describe.skipIf(!collectorAvailable())(
       const collector = await startTestCollector();
       await collector.stop();
       const dir = mkdtempSync(join(tmpdir(), 'mltrail-outage-'));
-      await writeJournal(dir, 10_000);
+      await writePredictionJournal(dir, 10_000, 'outage-test');
       const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
       expect(journal).toHaveLength(10_010); // 10 000 records + a checkpoint after every 1000
 
@@ -72,7 +42,7 @@ describe.skipIf(!collectorAvailable())(
       await until(() => archivedLogRecords(collector.archive).length >= journal.length, 'the archive');
       await collector.stop();
 
-      const archived = keys(archivedLogRecords(collector.archive));
+      const archived = recordKeys(archivedLogRecords(collector.archive));
       for (const r of journal) expect(archived.has(`${r.chain}:${r.seq}`), `${r.chain}:${r.seq}`).toBe(true);
       const v = new ChainVerifier();
       readIntoVerifier(collector.archive, v);
@@ -86,7 +56,7 @@ describe.skipIf(!collectorAvailable())(
     it('the shipper killed mid-shipping and restarted resumes from its cursor: nothing lost, duplicates harmless', async () => {
       const collector = await startTestCollector();
       const dir = mkdtempSync(join(tmpdir(), 'mltrail-resume-'));
-      await writeJournal(dir, 10_000);
+      await writePredictionJournal(dir, 10_000, 'outage-test');
       const journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
       const ship = (): ChildProcess =>
         spawn(
@@ -115,9 +85,9 @@ describe.skipIf(!collectorAvailable())(
       const second = ship();
       const code = await new Promise((r) => second.once('exit', r));
       expect(code).toBe(0);
-      await until(() => keys(archivedLogRecords(collector.archive)).size >= journal.length, 'the rest');
+      await until(() => recordKeys(archivedLogRecords(collector.archive)).size >= journal.length, 'the rest');
       await collector.stop();
-      const archived = keys(archivedLogRecords(collector.archive));
+      const archived = recordKeys(archivedLogRecords(collector.archive));
       for (const r of journal) expect(archived.has(`${r.chain}:${r.seq}`), `${r.chain}:${r.seq}`).toBe(true);
       const v = new ChainVerifier();
       readIntoVerifier(collector.archive, v);
