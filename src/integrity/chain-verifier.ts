@@ -9,7 +9,7 @@ import {
 } from '../semconv/index.js';
 import { canonicalize } from './canonical-json.js';
 import { CompactMerkleTree, EMPTY_ROOT } from './merkle.js';
-import { MerkleFolder } from './merkle-folder.js';
+import { alignedBlocks, MerkleFolder } from './merkle-folder.js';
 import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
 import { RecordLineScanner, tableHexEquals } from './record-scanner.js';
 import {
@@ -130,6 +130,11 @@ interface ChainState {
    * not: the tree is then rebuilt at the end), with its roots at the seqs of checkpoint records.
    */
   tree: MerkleFolder | undefined;
+  /**
+   * Compact records after the tree's last leaf whose leaves are not appended yet (`deferMerkle`): their
+   * seqs are [tree.size, tree.size + treeLag), their hashes in the table.
+   */
+  treeLag: number;
   roots: Map<number, Buffer>;
   checkpoints: { seq: number; note: string; vkey: string; location: string }[];
   duplicates: number;
@@ -230,6 +235,7 @@ export class ChainVerifier {
     at: number,
     file: string,
     line: number,
+    deferMerkle = false,
   ): boolean {
     let st = this.#lastChain;
     if (st === undefined || !sameBytes(this.#lastChainBytes, buf, chainStart, chainEnd)) {
@@ -260,10 +266,48 @@ export class ChainVerifier {
     st.count++;
     st.lastAdded = seq;
     if (st.tree !== undefined) {
-      if (seq === st.tree.size) st.tree.appendFromTable(sums, at);
-      else st.tree = undefined;
+      if (seq !== st.tree.size + st.treeLag) st.tree = undefined;
+      else if (deferMerkle) st.treeLag++;
+      else {
+        flushLag(st);
+        st.tree.appendFromTable(sums, at);
+      }
     }
     return true;
+  }
+
+  /**
+   * Appends the Merkle leaves of records accepted with `deferMerkle` — seqs [start, end) of the chain
+   * named by `buf[chainStart, chainEnd)` — as the roots of their aligned blocks (`alignedBlocks`), 32 bytes
+   * each in `roots` from `at`, computed by whoever checked the lines. When those records are not exactly
+   * what the tree is waiting for (one was not accepted, or the tree was given up), their leaves are
+   * appended one by one from the table instead, or not at all.
+   */
+  appendCheckedRun(
+    buf: Buffer,
+    chainStart: number,
+    chainEnd: number,
+    start: number,
+    end: number,
+    roots: Uint8Array,
+    at: number,
+  ): void {
+    const st =
+      this.#lastChain !== undefined && sameBytes(this.#lastChainBytes, buf, chainStart, chainEnd)
+        ? this.#lastChain
+        : this.#chains.get(buf.toString('utf8', chainStart, chainEnd));
+    if (st?.tree === undefined || st.treeLag === 0) return;
+    if (st.tree.size !== start || st.tree.size + st.treeLag !== end) {
+      flushLag(st);
+      return;
+    }
+    const tree = st.tree;
+    let block = at;
+    alignedBlocks(start, end, (_, height) => {
+      tree.appendSubtree(roots, block, height);
+      block += 32;
+    });
+    st.treeLag = 0;
   }
 
   /**
@@ -374,6 +418,7 @@ export class ChainVerifier {
     }
     st.count++;
     st.lastAdded = Math.max(st.lastAdded, seq);
+    flushLag(st);
     if (st.tree !== undefined) {
       // Leaves whose hash field is not plain hex are left to the exact rebuild at the end.
       if (seq === st.tree.size && HEX64.test(r.hash)) {
@@ -431,6 +476,7 @@ export class ChainVerifier {
 
   /** Finishes verification and returns the report. */
   finish(): VerifyReport {
+    for (const st of this.#chains.values()) flushLag(st);
     const chains: ChainReport[] = [];
     const external = this.#externalByChain();
     for (const [chain, st] of [...this.#chains].sort(([a], [b]) => a.localeCompare(b))) {
@@ -742,6 +788,7 @@ export class ChainVerifier {
         count: 0,
         lastAdded: -1,
         tree: new MerkleFolder(),
+        treeLag: 0,
         roots: new Map(),
         checkpoints: [],
         duplicates: 0,
@@ -771,6 +818,12 @@ function grow(st: ChainState, slot: number): boolean {
   lines.set(st.lines);
   Object.assign(st, { cap, flags, hashes, digests, files, lines });
   return true;
+}
+
+/** Appends the leaves held back by `deferMerkle` from the table. */
+function flushLag(st: ChainState): void {
+  if (st.tree === undefined) st.treeLag = 0;
+  for (; st.treeLag > 0; st.treeLag--) st.tree!.appendFromTable(st.hashes, (st.tree!.size - st.base) * 32);
 }
 
 /** True when `a` equals `b[start, end)` (a byte loop: Buffer#compare costs more for a chain id). */

@@ -4,7 +4,7 @@ import { type JournalChunk, JournalReader, listSegments } from '../journal/index
 import type { ChainVerifier } from './chain-verifier.js';
 import { FIELDS } from './line-check-protocol.js';
 import { LineChecker } from './line-checker.js';
-import { checkLines } from './line-checker-core.js';
+import { checkLines, RUN_FIELDS } from './line-checker-core.js';
 import { RecordLineScanner } from './record-scanner.js';
 
 /** Journals smaller than this are read on one thread (a worker costs a few tens of milliseconds to start). */
@@ -167,6 +167,12 @@ function linkChunk(
   let fields = ownFields;
   let sums = ownSums;
   let count = p.own;
+  // The worker's results come in runs whose Merkle blocks it computed: their leaves are held back and
+  // appended as blocks when the run's last record is linked.
+  let fromWorker = false;
+  const runs = checker.runs[p.slot];
+  const nRuns = worker >= 0 ? checker.runCount(p.slot) : 0;
+  let run = 0;
   let r = 0;
   let line = p.line;
   for (let start = 0; start < p.end; line++) {
@@ -174,15 +180,17 @@ function linkChunk(
       fields = checker.fields[p.slot];
       sums = checker.sums[p.slot];
       count = worker;
+      fromWorker = true;
       r = 0;
     }
     const nl = data.indexOf(10, start);
     target.onLine();
-    let done = false;
-    if (count < 0) done = verifier.addJournalLine(data, start, nl, p.file, line);
-    else if (r < count && fields[r * FIELDS] === start) {
+    if (count < 0) {
+      if (!verifier.addJournalLine(data, start, nl, p.file, line))
+        target.strict(data.toString('utf8', start, nl), p.file, line);
+    } else if (r < count && fields[r * FIELDS] === start) {
       const f = r * FIELDS;
-      done = verifier.acceptCheckedLine(
+      const accepted = verifier.acceptCheckedLine(
         data,
         fields[f + 1],
         fields[f + 2],
@@ -192,10 +200,24 @@ function linkChunk(
         r * 64,
         p.file,
         line,
+        fromWorker,
       );
+      if (!accepted) target.strict(data.toString('utf8', start, nl), p.file, line);
+      if (fromWorker && run < nRuns && runs[run * RUN_FIELDS] + runs[run * RUN_FIELDS + 1] - 1 === r) {
+        const first = runs[run * RUN_FIELDS + 2];
+        verifier.appendCheckedRun(
+          data,
+          fields[f + 1],
+          fields[f + 2],
+          first,
+          first + runs[run * RUN_FIELDS + 1],
+          checker.roots[p.slot],
+          runs[run * RUN_FIELDS + 3] * 32,
+        );
+        run++;
+      }
       r++;
-    }
-    if (!done) target.strict(data.toString('utf8', start, nl), p.file, line);
+    } else target.strict(data.toString('utf8', start, nl), p.file, line);
     start = nl + 1;
   }
 }

@@ -11,6 +11,8 @@ export const Control = {
   Count: 3,
   /** Microseconds the worker spent on the job (to balance the next ones). */
   Elapsed: 4,
+  /** Runs of the checked lines with their Merkle blocks (see foldRuns): entries in runs and roots. */
+  Runs: 5,
 } as const;
 
 export const SLOT_INTS = 8;
@@ -35,4 +37,6 @@ export interface SharedBuffers {
   data: SharedArrayBuffer[];
   fields: SharedArrayBuffer[];
   sums: SharedArrayBuffer[];
+  runs: SharedArrayBuffer[];
+  roots: SharedArrayBuffer[];
 }

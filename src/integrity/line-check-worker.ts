@@ -3,7 +3,7 @@
 // of each into shared results. Driven through Atomics only, so the reading thread stays synchronous.
 import { workerData } from 'node:worker_threads';
 import { Control, FIELDS, type SharedBuffers, SLOT_INTS, SLOTS, State } from './line-check-protocol.js';
-import { checkLines } from './line-checker-core.js';
+import { checkLines, foldRuns } from './line-checker-core.js';
 import { RecordLineScanner } from './record-scanner.js';
 
 const shared = workerData as SharedBuffers;
@@ -11,6 +11,8 @@ const control = new Int32Array(shared.control);
 const data = shared.data.map((b) => Buffer.from(b));
 const fields = shared.fields.map((b) => new Float64Array(b));
 const sums = shared.sums.map((b) => new Uint8Array(b));
+const runs = shared.runs.map((b) => new Float64Array(b));
+const roots = shared.roots.map((b) => new Uint8Array(b));
 const scanner = new RecordLineScanner();
 
 for (let slot = 0; ; slot = (slot + 1) % SLOTS) {
@@ -34,6 +36,7 @@ for (let slot = 0; ; slot = (slot + 1) % SLOTS) {
       fields[slot].length / FIELDS,
     );
     control[at + Control.Count] = n;
+    control[at + Control.Runs] = foldRuns(data[slot], fields[slot], sums[slot], n, runs[slot], roots[slot]);
     control[at + Control.Elapsed] = Math.round((performance.now() - started) * 1000);
     Atomics.store(control, at + Control.State, State.Done);
   } catch {

@@ -11,6 +11,7 @@ import {
   SLOTS,
   State,
 } from './line-check-protocol.js';
+import { RUN_FIELDS } from './line-checker-core.js';
 
 /** How long to wait for the worker before checking its lines on this thread instead (it never takes this long). */
 const STALL_MS = 30_000;
@@ -28,6 +29,9 @@ export class LineChecker {
   readonly data: Buffer[];
   readonly fields: Float64Array[];
   readonly sums: Uint8Array[];
+  /** Runs of the worker's results and their Merkle block roots (see foldRuns). */
+  readonly runs: Float64Array[];
+  readonly roots: Uint8Array[];
   /** Results a slot has room for. */
   readonly capacity: number;
   readonly #control: Int32Array;
@@ -41,16 +45,22 @@ export class LineChecker {
       data: [],
       fields: [],
       sums: [],
+      runs: [],
+      roots: [],
     };
     for (let s = 0; s < SLOTS; s++) {
       shared.data.push(new SharedArrayBuffer(bytes));
       shared.fields.push(new SharedArrayBuffer(this.capacity * FIELDS * 8));
       shared.sums.push(new SharedArrayBuffer(this.capacity * 64));
+      shared.runs.push(new SharedArrayBuffer(this.capacity * RUN_FIELDS * 8));
+      shared.roots.push(new SharedArrayBuffer(this.capacity * 32));
     }
     this.#control = new Int32Array(shared.control);
     this.data = shared.data.map((b) => Buffer.from(b));
     this.fields = shared.fields.map((b) => new Float64Array(b));
     this.sums = shared.sums.map((b) => new Uint8Array(b));
+    this.runs = shared.runs.map((b) => new Float64Array(b));
+    this.roots = shared.roots.map((b) => new Uint8Array(b));
     this.#worker = new Worker(url, { workerData: shared });
     this.#worker.unref();
     // An error the worker could not catch (it could not load): its lines are checked here.
@@ -107,6 +117,11 @@ export class LineChecker {
       }
       Atomics.wait(this.#control, at + Control.State, State.Job, 1000);
     }
+  }
+
+  /** Runs the worker found in the slot's last job. */
+  runCount(slot: number): number {
+    return this.#control[slot * SLOT_INTS + Control.Runs];
   }
 
   /** Milliseconds the worker spent on the slot's last job. */

@@ -37,6 +37,29 @@ export class MerkleFolder {
     this.#fold();
   }
 
+  /**
+   * Appends a perfect subtree of 2^height leaves by its root (`table[at, at + 32)`): the tree must end on
+   * a multiple of its size, as in the blocks of {@link alignedBlocks}.
+   */
+  appendSubtree(table: Uint8Array, at: number, height: number): void {
+    const leaves = 2 ** height;
+    if (this.#size % leaves !== 0)
+      throw new RangeError(`a subtree of ${leaves} leaves cannot follow ${this.#size}`);
+    const node = this.#node;
+    const stack = this.#stack;
+    for (let i = 0; i < 32; i++) node[33 + i] = table[at + i];
+    // The entries it merges with are those of the size's set bits from `height` up, smallest on top.
+    for (let n = this.#size / leaves; n % 2 === 1; n = (n - 1) / 2) {
+      const from = --this.#depth * 32;
+      for (let i = 0; i < 32; i++) node[1 + i] = stack[from + i];
+      const h = hash('sha256', node, 'binary');
+      for (let i = 0; i < 32; i++) node[33 + i] = h.charCodeAt(i);
+    }
+    const to = this.#depth++ * 32;
+    for (let i = 0; i < 32; i++) stack[to + i] = node[33 + i];
+    this.#size += leaves;
+  }
+
   /** The root at the current size. */
   root(): Buffer {
     if (this.#depth === 0) return EMPTY_ROOT;
@@ -64,5 +87,24 @@ export class MerkleFolder {
     const at = this.#depth++ * 32;
     for (let i = 0; i < 32; i++) stack[at + i] = node[33 + i];
     this.#size++;
+  }
+}
+
+/**
+ * Splits the leaf range [start, end) into the perfect subtrees a tree growing through it is made of:
+ * each block starts on a multiple of its size (2^height) and is as large as that allows. Calls
+ * `block(start, height)` in order.
+ */
+export function alignedBlocks(
+  start: number,
+  end: number,
+  block: (start: number, height: number) => void,
+): void {
+  let at = start;
+  while (at < end) {
+    let height = 0;
+    while (height < 52 && at % 2 ** (height + 1) === 0 && at + 2 ** (height + 1) <= end) height++;
+    block(at, height);
+    at += 2 ** height;
   }
 }
