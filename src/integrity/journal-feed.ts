@@ -73,8 +73,8 @@ export function feedJournal(
     let share = 0.6;
     // Wall time per byte of a pipeline step with and without the worker. On a machine whose other core
     // is busy a second thread only slows this one down (the hashing of two threads of one process also
-    // contends inside OpenSSL), so every 8th chunk tries the mode that is not in use, and the cheaper
-    // one is kept.
+    // contends inside OpenSSL), so now and then a chunk tries the mode that is not in use, and the
+    // cheaper one is kept.
     const cost = { parallel: 0, alone: 0 };
     let chunks = 0;
     let stepStarted = performance.now();
@@ -106,7 +106,10 @@ export function feedJournal(
       const data = checker.data[slot];
       c.buf.copy(data, 0, c.start, c.end);
       const better = cost.alone > 0 && cost.alone < cost.parallel ? 'alone' : 'parallel';
-      const mode = chunks++ % 8 === 7 ? (better === 'alone' ? 'parallel' : 'alone') : better;
+      // A step without the worker costs about twice one with it when it helps: that probe is rare.
+      const n = chunks++;
+      const probe = better === 'parallel' ? n === 7 || n % 32 === 31 : n % 8 === 7;
+      const mode = probe ? (better === 'alone' ? 'parallel' : 'alone') : better;
       let split = size;
       if (mode === 'parallel') {
         const nl = data.indexOf(10, Math.floor(size * (1 - share)));
