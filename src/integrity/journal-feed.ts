@@ -9,8 +9,8 @@ import { RecordLineScanner } from './record-scanner.js';
 
 /** Journals smaller than this are read on one thread (a worker costs a few tens of milliseconds to start). */
 const PARALLEL_MIN_BYTES = 16 * 1024 * 1024;
-/** Room per job slot: a journal reader chunk (8 MiB) and then some; bigger chunks are read on one thread. */
-const SLOT_BYTES = 12 * 1024 * 1024;
+/** Read size with the worker: each read goes into one of its two shared job slots. */
+const SLOT_BYTES = 8 * 1024 * 1024;
 
 /** Where feeding lines goes: counts, progress, and the strict parser for lines not read from bytes. */
 export interface FeedTarget {
@@ -43,12 +43,14 @@ export function feedJournal(
   target: FeedTarget,
   opts: { parallel?: boolean; chunkBytes?: number },
 ): JournalReader {
-  const reader = new JournalReader(dir, { chunkBytes: opts.chunkBytes });
   const big =
     listSegments(dir)
       .flatMap((c) => c.files)
       .reduce((n, f) => n + statSync(f).size, 0) >= PARALLEL_MIN_BYTES;
-  const checker = (opts.parallel ?? big) ? LineChecker.start(SLOT_BYTES) : undefined;
+  const checker = (opts.parallel ?? big) ? LineChecker.start(opts.chunkBytes ?? SLOT_BYTES) : undefined;
+  // With the worker, segments are read straight into its two shared slots, in turn: a chunk stays there
+  // while the next one is read and checked, until it is linked.
+  const reader = new JournalReader(dir, { chunkBytes: opts.chunkBytes, buffers: checker?.data });
   let lastFile = '';
   const fileOf = (c: JournalChunk) => {
     if (c.file === lastFile) return;
@@ -68,7 +70,6 @@ export function feedJournal(
     const ownFields = [0, 1].map(() => new Float64Array(checker.capacity * FIELDS));
     const ownSums = [0, 1].map(() => new Uint8Array(checker.capacity * 64));
     let pending: Pending | undefined;
-    let slot = 0;
     // The share of each chunk's bytes the worker checks (when it is used).
     let share = 0.6;
     // Wall time per byte of a pipeline step with and without the worker. On a machine whose other core
@@ -95,16 +96,21 @@ export function feedJournal(
     };
     for (const c of reader.chunks()) {
       fileOf(c);
-      const size = c.end - c.start;
-      if (checker.failed || size > checker.data[slot].length || !isUtf8(c.buf.subarray(c.start, c.end))) {
-        // Out of the pipeline: everything before it is linked first.
+      const size = c.end;
+      const slot = checker.data.indexOf(c.buf);
+      if (checker.failed || slot < 0 || c.start !== 0 || !isUtf8(c.buf.subarray(0, size))) {
+        // Out of the pipeline (a line longer than a slot, or not UTF-8): everything before it is linked
+        // first. The worker takes the slots in turn, so a slot read into is handed over even when empty.
         if (pending !== undefined) link(pending);
         pending = undefined;
+        if (slot >= 0 && !checker.failed) {
+          checker.submit(slot, 0, 0);
+          checker.wait(slot);
+        }
         feedChunk(c, target);
         continue;
       }
-      const data = checker.data[slot];
-      c.buf.copy(data, 0, c.start, c.end);
+      const data = c.buf;
       const better = cost.alone > 0 && cost.alone < cost.parallel ? 'alone' : 'parallel';
       // A step without the worker costs about twice one with it when it helps: that probe is rare.
       const n = chunks++;
@@ -129,7 +135,6 @@ export function feedJournal(
       };
       if (pending !== undefined) link(pending);
       pending = next;
-      slot ^= 1;
       const now = performance.now();
       const perByte = (now - stepStarted) / size;
       stepStarted = now;

@@ -13,9 +13,14 @@ export const Control = {
   Elapsed: 4,
   /** Runs of the checked lines with their Merkle blocks (see foldRuns): entries in runs and roots. */
   Runs: 5,
+  /** Order of submission: with both slots waiting, the worker takes the older job. */
+  Seq: 6,
 } as const;
 
 export const SLOT_INTS = 8;
+
+/** After the slots: a counter the reading thread bumps whenever a slot changes state for the worker. */
+export const BELL = 2 * SLOT_INTS;
 
 /** Two job slots: the worker checks one while the reading thread fills or links the other. */
 export const SLOTS = 2;

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
+  BELL,
   Control,
   FIELDS,
   MIN_CHECKED_LINE,
@@ -37,11 +38,12 @@ export class LineChecker {
   readonly #control: Int32Array;
   readonly #worker: Worker;
   #failed = false;
+  #jobs = 0;
 
   private constructor(url: URL, bytes: number) {
     this.capacity = Math.floor(bytes / MIN_CHECKED_LINE) + 1;
     const shared: SharedBuffers = {
-      control: new SharedArrayBuffer(SLOTS * SLOT_INTS * 4),
+      control: new SharedArrayBuffer((BELL + 1) * 4),
       data: [],
       fields: [],
       sums: [],
@@ -87,15 +89,16 @@ export class LineChecker {
   }
 
   /**
-   * Starts checking the lines `data[slot][start, end)` (possibly none). Every slot handed out must be
-   * submitted, in slot order, and waited for before it is filled again.
+   * Starts checking the lines `data[slot][start, end)` (possibly none). A slot is waited for before it is
+   * filled again.
    */
   submit(slot: number, start: number, end: number): void {
     const at = slot * SLOT_INTS;
     this.#control[at + Control.Start] = start;
     this.#control[at + Control.End] = end;
+    this.#control[at + Control.Seq] = ++this.#jobs;
     Atomics.store(this.#control, at + Control.State, State.Job);
-    Atomics.notify(this.#control, at + Control.State);
+    this.#ring();
   }
 
   /**
@@ -131,11 +134,14 @@ export class LineChecker {
 
   /** Stops the worker. */
   close(): void {
-    for (let s = 0; s < SLOTS; s++) {
-      Atomics.store(this.#control, s * SLOT_INTS + Control.State, State.Exit);
-      Atomics.notify(this.#control, s * SLOT_INTS + Control.State);
-    }
+    for (let s = 0; s < SLOTS; s++) Atomics.store(this.#control, s * SLOT_INTS + Control.State, State.Exit);
+    this.#ring();
     void this.#worker.terminate();
+  }
+
+  #ring(): void {
+    Atomics.add(this.#control, BELL, 1);
+    Atomics.notify(this.#control, BELL);
   }
 
   #fail(): void {

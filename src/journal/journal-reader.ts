@@ -63,11 +63,23 @@ export class JournalReader {
   readonly torn: TornTail[] = [];
 
   readonly #chunkBytes: number;
+  readonly #buffers: Buffer[] | undefined;
+  #nextBuffer = 0;
 
-  /** `chunkBytes`: the read size (default 8 MiB); lines longer than it are still read whole. */
-  constructor(dir: string, opts: { chunkBytes?: number } = {}) {
+  /**
+   * `chunkBytes`: the read size (default 8 MiB); lines longer than it are still read whole. `buffers`:
+   * read into these in turn instead (each one chunk), so that a chunk stays valid until the reader has
+   * moved `buffers.length - 1` chunks further — for a consumer that finishes with each chunk later.
+   */
+  constructor(dir: string, opts: { chunkBytes?: number; buffers?: Buffer[] } = {}) {
     this.dir = dir;
     this.#chunkBytes = Math.max(1, opts.chunkBytes ?? CHUNK);
+    this.#buffers = opts.buffers !== undefined && opts.buffers.length > 0 ? opts.buffers : undefined;
+  }
+
+  #freshBuffer(): Buffer {
+    if (this.#buffers === undefined) return Buffer.allocUnsafe(this.#chunkBytes);
+    return this.#buffers[this.#nextBuffer++ % this.#buffers.length];
   }
 
   /** Every complete line of every segment. */
@@ -92,7 +104,8 @@ export class JournalReader {
   /**
    * Every segment as runs of complete lines, for readers that work on bytes: each chunk is
    * `buf[start, end)`, whole lines each ending in a newline, the first one being line `line` of `file` at
-   * byte `offset`. The buffer is reused: a chunk is valid only until the next one is asked for.
+   * byte `offset`. The buffer is reused: a chunk is valid only until the next one is asked for (unless
+   * the reader was given several `buffers`).
    */
   *chunks(): Generator<JournalChunk> {
     for (const { files } of listSegments(this.dir)) {
@@ -105,7 +118,14 @@ export class JournalReader {
     // line) whatever the segment size, and lines are sliced out without per-line reads.
     const fd = openSync(file, 'r');
     try {
-      let buf = Buffer.allocUnsafe(this.#chunkBytes);
+      let buf = this.#freshBuffer();
+      let own = this.#buffers === undefined;
+      // A given buffer that yields no chunk goes back to its turn, so consecutive chunks always come from
+      // different buffers.
+      let yielded = false;
+      const release = () => {
+        if (!own && !yielded) this.#nextBuffer--;
+      };
       let len = 0; // valid bytes in buf
       let base = 0; // file offset of buf[0]
       let line = 0;
@@ -116,6 +136,7 @@ export class JournalReader {
         let start = 0;
         if (last >= 0) {
           yield { buf, start: 0, end: last + 1, file, line: line + 1, offset: base };
+          yielded = true;
           line += countNewlines(buf, 0, last + 1);
           start = last + 1;
         }
@@ -128,15 +149,23 @@ export class JournalReader {
               bytes: len - start,
               message: `${file} is truncated at byte ${base + start} (line ${line + 1}: ${len - start} bytes without a newline); run "mltrail verify --repair-tail" to cut it`,
             });
+          release();
           return;
         }
         if (start === 0 && len === buf.length) {
           // One line longer than the buffer: grow it.
           const bigger = Buffer.allocUnsafe(buf.length * 2);
           buf.copy(bigger, 0, 0, len);
+          release();
           buf = bigger;
+          own = true;
         } else if (start > 0) {
-          buf.copy(buf, 0, start, len);
+          // The rest of a cut line moves to the front of this buffer, or of the next given one (this one
+          // has just yielded a chunk).
+          const next = own ? buf : this.#freshBuffer();
+          buf.copy(next, 0, start, len);
+          buf = next;
+          yielded = false;
           len -= start;
           base += start;
         }
