@@ -44,11 +44,13 @@ function cli(
 
 /** Every form the private key's secret part could leak in: the key text, and the seed as base64, base64url and hex. */
 function secretForms(privateKey: string): string[] {
-  const raw = Buffer.from(privateKey.trim().split('+').at(-1)!, 'base64');
+  // PRIVATE+KEY+<name>+<key id>+<base64 key>: the base64 part may itself contain '+'.
+  const encoded = privateKey.trim().split('+').slice(4).join('+');
+  const raw = Buffer.from(encoded, 'base64');
   const seed = raw.subarray(1);
   expect(seed).toHaveLength(32);
   return [
-    privateKey.trim().split('+').at(-1)!,
+    encoded,
     seed.toString('base64').replace(/=+$/, ''),
     seed.toString('base64url'),
     seed.toString('hex'),
