@@ -61,3 +61,12 @@ console.log(`  bare onnxruntime      ${bare.toFixed(1)} µs`);
 console.log(
   `  instrumented (mltrail) ${instrumented.toFixed(1)} µs  (+${(instrumented - bare).toFixed(1)} µs, x${(instrumented / bare).toFixed(2)})`,
 );
+console.log(
+  JSON.stringify({
+    name: 'instrumented-session-run',
+    unit: 'µs/call',
+    value: Number(instrumented.toFixed(1)),
+    baseline: Number(bare.toFixed(1)),
+    ratio: Number((instrumented / bare).toFixed(2)),
+  }),
+);

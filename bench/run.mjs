@@ -47,9 +47,15 @@ writeFileSync(
   'bench/results.json',
   `${JSON.stringify({ machine, date: new Date().toISOString(), results }, null, 2)}\n`,
 );
+// Rows without a single value (the drift monitor's two paths) show their figures instead.
+const figures = (r) =>
+  Object.entries(r)
+    .filter(([k, v]) => typeof v === 'number' && k !== 'baseline' && k !== 'ratio')
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
 const rows = results.map((r) => [
   r.name,
-  String(r.value),
+  r.value !== undefined ? String(r.value) : figures(r),
   String(r.baseline ?? ''),
   String(r.ratio ?? ''),
   r.unit,
