@@ -17,13 +17,7 @@ import {
   type RetrainingTrigger,
   type Trail,
 } from '../trail/index.js';
-import {
-  accuracy,
-  type LogisticModel,
-  predictProba,
-  rawWeights,
-  trainLogistic,
-} from './logistic-regression.js';
+import { accuracy, type LogisticModel, rawWeights, trainLogistic } from './logistic-regression.js';
 import {
   between,
   type Example,

@@ -38,7 +38,6 @@ import type {
   EvaluationResult,
   FeedbackSpec,
   ModelVersion,
-  PredictionRecord,
   PredictSpec,
   RegisterSpec,
   RetrainingTrigger,
