@@ -8,7 +8,7 @@ import {
   EVENT_MLTRAIL_ERASURE,
 } from '../semconv/index.js';
 import { canonicalize } from './canonical-json.js';
-import { CompactMerkleTree, EMPTY_ROOT } from './merkle.js';
+import { CompactMerkleTree, EMPTY_ROOT, sha256Bytes } from './merkle.js';
 import { alignedBlocks, MerkleFolder } from './merkle-folder.js';
 import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
 import { RecordLineScanner, tableHexEquals } from './record-scanner.js';
@@ -617,7 +617,7 @@ export class ChainVerifier {
           tree.appendLeafHash(
             e === undefined
               ? Buffer.from(st.hashes.buffer, st.hashes.byteOffset + slot * 32, 32)
-              : Buffer.from(e.hash, 'hex'),
+              : leafOf(e.hash),
           );
           if (wanted.has(tree.size)) roots.set(tree.size, tree.root());
         }
@@ -867,4 +867,13 @@ function signerOf(note: string): string {
   } catch {
     return 'unparseable note';
   }
+}
+
+/**
+ * The tree leaf of a record whose hash came from its line: a hash that is not 64 hex digits (reported as
+ * modified elsewhere) stands in as its own digest, so every root over it differs from a signed one.
+ */
+function leafOf(hex: string): Buffer {
+  const b = Buffer.from(hex, 'hex');
+  return b.length === 32 && b.toString('hex') === hex ? b : sha256Bytes(hex);
 }

@@ -1,9 +1,11 @@
-import { hash } from 'node:crypto';
-import { EMPTY_ROOT } from './merkle.js';
+import { createHash, hash } from 'node:crypto';
+
+/** The Merkle tree hash of the empty tree: SHA-256 of nothing. */
+export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
 /**
- * The RFC 6962 tree hash over leaf hashes appended in order, like {@link CompactMerkleTree}, for the
- * verifier's hot loop: leaves are read from a table of 32-byte hashes, the compact
+ * The RFC 6962 tree hash over leaf hashes appended in order (the compact range behind
+ * {@link CompactMerkleTree}), for the verifier's hot loop: leaves are read from a table of 32-byte hashes, the compact
  * range lives in one preallocated byte array, and every interior node is one one-shot SHA-256 of a reused
  * 65-byte buffer with a binary-string result (a Buffer result allocates a backing store per call).
  */

@@ -1,8 +1,9 @@
-import { createHash, hash } from 'node:crypto';
+import { hash } from 'node:crypto';
+import { EMPTY_ROOT, MerkleFolder } from './merkle-folder.js';
 
 /** RFC 6962 leaf hash: SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Buffer {
-  return fromHex(hash('sha256', Buffer.concat([LEAF_PREFIX, data])));
+  return sha256Bytes(Buffer.concat([LEAF_PREFIX, data]));
 }
 
 /** RFC 6962 interior node hash: SHA-256(0x01 || left || right). */
@@ -10,18 +11,19 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   // One-shot hashing over a reused 65-byte buffer: far cheaper than a Hash object or a concat per node,
   // and this runs once per record both when writing and when verifying.
   if (left.length !== 32 || right.length !== 32)
-    return fromHex(hash('sha256', Buffer.concat([NODE_PREFIX, left, right])));
+    return sha256Bytes(Buffer.concat([NODE_PREFIX, left, right]));
   NODE_SCRATCH.set(left, 1);
   NODE_SCRATCH.set(right, 33);
-  return fromHex(hash('sha256', NODE_SCRATCH));
+  return sha256Bytes(NODE_SCRATCH);
 }
 
 /**
- * Node 24's one-shot hash is several times slower when asked for a Buffer than for hex (measured: 1.4 µs
- * against 0.36 µs for 65 bytes), so digests are taken as hex and decoded.
+ * SHA-256 as bytes. Node 24's one-shot hash is several times slower when asked for a Buffer than for a
+ * string (1.4 µs against 0.4 µs for 65 bytes), so the digest is taken as a binary string (one char per
+ * byte) and copied out.
  */
-function fromHex(hex: string): Buffer {
-  return Buffer.from(hex, 'hex');
+export function sha256Bytes(data: Uint8Array | string): Buffer {
+  return Buffer.from(hash('sha256', data, 'binary'), 'latin1');
 }
 
 const NODE_SCRATCH = (() => {
@@ -30,43 +32,32 @@ const NODE_SCRATCH = (() => {
   return b;
 })();
 
-/** The Merkle tree hash of the empty tree: SHA-256 of nothing. */
-export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
+export { EMPTY_ROOT };
 
 const LEAF_PREFIX = Buffer.from([0]);
 const NODE_PREFIX = Buffer.from([1]);
 
 /**
  * An append-only Merkle tree that keeps only the roots of its perfect subtrees (a compact range), so
- * appending is O(log n) amortised and the root at the current size is O(log n).
+ * appending is O(log n) amortised and the root at the current size is O(log n). The folding is the
+ * verifier's {@link MerkleFolder}; this is its Buffer-in, Buffer-out face for writers.
  */
 export class CompactMerkleTree {
-  #size = 0;
-  /** Roots of the perfect subtrees, largest (leftmost) first. */
-  #stack: Buffer[] = [];
+  readonly #folder = new MerkleFolder();
 
   get size(): number {
-    return this.#size;
+    return this.#folder.size;
   }
 
-  /** Appends a leaf by its (already computed) leaf hash. */
-  appendLeafHash(hash: Buffer): void {
-    let h = hash;
-    let n = this.#size;
-    while (n & 1) {
-      h = nodeHash(this.#stack.pop()!, h);
-      n >>= 1;
-    }
-    this.#stack.push(h);
-    this.#size++;
+  /** Appends a leaf by its (already computed, 32-byte) leaf hash. */
+  appendLeafHash(hash: Uint8Array): void {
+    if (hash.length !== 32) throw new RangeError(`a leaf hash is 32 bytes, not ${hash.length}`);
+    this.#folder.appendFromTable(hash, 0);
   }
 
   /** The RFC 6962 root at the current size. */
   root(): Buffer {
-    if (this.#stack.length === 0) return EMPTY_ROOT;
-    let acc = this.#stack[this.#stack.length - 1];
-    for (let i = this.#stack.length - 2; i >= 0; i--) acc = nodeHash(this.#stack[i], acc);
-    return acc;
+    return this.#folder.root();
   }
 }
 
