@@ -1,6 +1,5 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { runDemo } from '../demo/run-demo.js';
 import { ChainVerifier } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
@@ -8,7 +7,7 @@ import { JournalReader, Shipper } from '../journal/index.js';
 import { LineageGraph, renderTree } from '../lineage/index.js';
 import { gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { ATTR_ML_DECISION_OUTCOME } from '../semconv/index.js';
-import { CliError } from './command.js';
+import { CliError, parseCommand } from './command.js';
 
 const HELP = `usage: mltrail demo [--journal DIR] [--fresh]
 
@@ -19,18 +18,9 @@ summary. The journal goes to --journal, MLTRAIL_DIR, or ./.mltrail/demo.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      journal: { type: 'string' },
-      fresh: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(argv, HELP, { journal: { type: 'string' }, fresh: { type: 'boolean' } }, 0);
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   const dir = values.journal ?? process.env.MLTRAIL_DIR ?? join('.mltrail', 'demo');
   if (
     values.fresh !== true &&

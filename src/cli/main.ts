@@ -63,11 +63,6 @@ main(process.argv.slice(2)).then(
       // verifier key or checkpoint that does not parse (it names which): bad input, not a bug.
       process.stderr.write(`mltrail: ${(err as Error).message}\n`);
       process.exitCode = 2;
-    } else if (isUsageError(err)) {
-      // parseArgs rejects unknown or malformed flags: a usage error, not an internal one.
-      const name = process.argv[2] ?? '';
-      process.stderr.write(`mltrail: ${(err as Error).message}\nsee: mltrail ${name} --help\n`);
-      process.exitCode = 2;
     } else {
       process.stderr.write(
         `mltrail: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
@@ -76,9 +71,3 @@ main(process.argv.slice(2)).then(
     }
   },
 );
-
-/** Errors node:util parseArgs throws for flags it cannot accept. */
-function isUsageError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
-}

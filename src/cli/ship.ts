@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { Shipper } from '../journal/index.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail ship [--journal DIR] [--endpoint URL] [--header K=V ...] [--once] [--json]
 
@@ -20,35 +19,21 @@ with exponential backoff (never given up). Without --once it keeps following the
 
 /** `mltrail ship`: at-least-once delivery of the journal to OTLP/HTTP. */
 export async function run(argv: string[]): Promise<number> {
-  let values: {
-    journal?: string;
-    endpoint?: string;
-    header?: string[];
-    'batch-size'?: string;
-    once?: boolean;
-    json?: boolean;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        journal: { type: 'string' },
-        endpoint: { type: 'string' },
-        header: { type: 'string', multiple: true },
-        'batch-size': { type: 'string' },
-        once: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${HELP}`);
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(
+    argv,
+    HELP,
+    {
+      journal: { type: 'string' },
+      endpoint: { type: 'string' },
+      header: { type: 'string', multiple: true },
+      'batch-size': { type: 'string' },
+      once: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    0,
+  );
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   const headers: Record<string, string> = {};
   for (const h of values.header ?? []) {
     const eq = h.indexOf('=');

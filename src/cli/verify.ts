@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { ChainVerifier, type VerifyReport } from '../integrity/index.js';
 import { readLokiIntoVerifier } from '../integrity/loki-source.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { repairTornTails } from '../journal/index.js';
 import { recordAccess } from './access-record.js';
-import { CliError, resolveJournalDir } from './command.js';
+import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail verify [DIR|FILE] [options]
 
@@ -26,17 +25,20 @@ exit: 0 intact, 1 problems found, 2 usage or I/O error
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parse>;
-  try {
-    args = parse(argv);
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${HELP}`);
-  }
+  const args = parseCommand(argv, HELP, {
+    journal: { type: 'string' },
+    loki: { type: 'string' },
+    query: { type: 'string' },
+    tenant: { type: 'string' },
+    'page-size': { type: 'string' },
+    'since-checkpoint': { type: 'string', multiple: true },
+    'trusted-key': { type: 'string', multiple: true },
+    'repair-tail': { type: 'boolean' },
+    json: { type: 'boolean' },
+    actor: { type: 'string' },
+  });
+  if (args === undefined) return 0;
   const v = args.values;
-  if (v.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   const external: { note: string; source: string }[] = [];
   for (const f of v['since-checkpoint'] ?? []) {
     try {
@@ -86,26 +88,6 @@ export async function run(argv: string[]): Promise<number> {
   if (v.json) process.stdout.write(`${JSON.stringify({ source, ...report }, null, 2)}\n`);
   else process.stdout.write(render(source, report));
   return report.ok ? 0 : 1;
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      journal: { type: 'string' },
-      loki: { type: 'string' },
-      query: { type: 'string' },
-      tenant: { type: 'string' },
-      'page-size': { type: 'string' },
-      'since-checkpoint': { type: 'string', multiple: true },
-      'trusted-key': { type: 'string', multiple: true },
-      'repair-tail': { type: 'boolean' },
-      json: { type: 'boolean' },
-      actor: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
 }
 
 function render(source: string, r: VerifyReport): string {
