@@ -1,13 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import {
-  InstrumentationBase,
-  InstrumentationNodeModuleDefinition,
-  isWrapped,
-} from '@opentelemetry/instrumentation';
+import { isWrapped } from '@opentelemetry/instrumentation';
 import { readOnnxModelInfo } from '../../onnx/model-info.js';
 import * as sc from '../../semconv/index.js';
 import { digestBytes, getTrail, type PredictSpec, type Trail } from '../../trail/index.js';
 import { bindModel, type LoadedModel } from '../model-binding.js';
+import { ModuleInstrumentation } from '../module-instrumentation.js';
 import { dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
 import { MLTRAIL_VERSION } from '../version.js';
 import type { OnnxRuntimeInstrumentationConfig } from './types.js';
@@ -46,43 +43,16 @@ interface SessionModel extends LoadedModel {
  * @example
  * registerInstrumentations({ instrumentations: [new OnnxRuntimeInstrumentation({ trail })] });
  */
-export class OnnxRuntimeInstrumentation extends InstrumentationBase<OnnxRuntimeInstrumentationConfig> {
+export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntimeInstrumentationConfig> {
   /** Sessions this instrumentation saw created, with their model; weak so sessions are collected. */
   readonly #sessions = new WeakMap<object, SessionModel>();
-  /** Modules patched through {@link manuallyInstrument}; the hooks do not know them, so disable() does. */
-  readonly #manual = new Set<unknown>();
 
   constructor(config: OnnxRuntimeInstrumentationConfig = {}) {
     super('mltrail-instrumentation-onnxruntime', MLTRAIL_VERSION, config);
   }
 
-  protected init() {
-    return new InstrumentationNodeModuleDefinition(
-      'onnxruntime-node',
-      SUPPORTED,
-      (moduleExports) => {
-        this.#patch(moduleExports);
-        return moduleExports;
-      },
-      (moduleExports) => {
-        this.#unpatch(moduleExports);
-      },
-    );
-  }
-
-  /**
-   * Patches an onnxruntime module object directly, for bundled apps where the require/import hooks never
-   * see `onnxruntime-node` (pass the imported namespace or the `require()` result).
-   */
-  manuallyInstrument(moduleExports: unknown): void {
-    this.#manual.add(moduleExports);
-    this.#patch(moduleExports);
-  }
-
-  override disable(): void {
-    super.disable();
-    for (const m of this.#manual) this.#unpatch(m);
-    this.#manual.clear();
+  protected target() {
+    return { module: 'onnxruntime-node', versions: SUPPORTED };
   }
 
   /** The model a session was created from, when this instrumentation saw the creation. */
@@ -102,7 +72,7 @@ export class OnnxRuntimeInstrumentation extends InstrumentationBase<OnnxRuntimeI
     return cls;
   }
 
-  #patch(moduleExports: unknown): void {
+  protected patchModule(moduleExports: unknown): void {
     const cls = this.#sessionClass(moduleExports);
     if (cls === undefined) return;
     // The class is shared by the CJS exports and the ESM namespace of the same module; patch it once.
@@ -111,7 +81,7 @@ export class OnnxRuntimeInstrumentation extends InstrumentationBase<OnnxRuntimeI
       this._wrap(cls.prototype, 'run', (original) => this.#wrapRun(original));
   }
 
-  #unpatch(moduleExports: unknown): void {
+  protected unpatchModule(moduleExports: unknown): void {
     const cls = this.#sessionClass(moduleExports);
     if (cls === undefined) return;
     if (isWrapped(cls.create)) this._unwrap(cls, 'create');

@@ -1,11 +1,8 @@
-import {
-  InstrumentationBase,
-  InstrumentationNodeModuleDefinition,
-  isWrapped,
-} from '@opentelemetry/instrumentation';
+import { isWrapped } from '@opentelemetry/instrumentation';
 import * as sc from '../../semconv/index.js';
 import { getTrail, type PredictSpec, type Trail } from '../../trail/index.js';
 import { bindModel, type LoadedModel } from '../model-binding.js';
+import { ModuleInstrumentation } from '../module-instrumentation.js';
 import { dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
 import { MLTRAIL_VERSION } from '../version.js';
 import {
@@ -47,9 +44,8 @@ const TARGETS = [
  * registry. The digest is computed once per model object at its first prediction, so it covers models
  * loaded through any IO handler (`loadLayersModel`, `loadGraphModel`) and models built in code.
  */
-export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentationConfig> {
+export class TfjsInstrumentation extends ModuleInstrumentation<TfjsInstrumentationConfig> {
   readonly #models = new WeakMap<object, LoadedModel>();
-  readonly #manual = new Set<unknown>();
   /** Sequential.predict delegates to its inner LayersModel.predict: only the outermost call is recorded. */
   #depth = 0;
 
@@ -57,28 +53,8 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
     super('mltrail-instrumentation-tfjs', MLTRAIL_VERSION, config);
   }
 
-  protected init() {
-    return new InstrumentationNodeModuleDefinition(
-      '@tensorflow/tfjs',
-      SUPPORTED,
-      (moduleExports) => {
-        this.#patch(moduleExports);
-        return moduleExports;
-      },
-      (moduleExports) => this.#unpatch(moduleExports),
-    );
-  }
-
-  /** Patches a tfjs module object directly, for bundled apps the module hooks never see. */
-  manuallyInstrument(moduleExports: unknown): void {
-    this.#manual.add(moduleExports);
-    this.#patch(moduleExports);
-  }
-
-  override disable(): void {
-    super.disable();
-    for (const m of this.#manual) this.#unpatch(m);
-    this.#manual.clear();
+  protected target() {
+    return { module: '@tensorflow/tfjs', versions: SUPPORTED };
   }
 
   #module(moduleExports: unknown): TfModule {
@@ -87,7 +63,7 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
     return ns ?? {};
   }
 
-  #patch(moduleExports: unknown): void {
+  protected patchModule(moduleExports: unknown): void {
     const tf = this.#module(moduleExports);
     for (const t of TARGETS) {
       const proto = tf[t.cls]?.prototype;
@@ -98,7 +74,7 @@ export class TfjsInstrumentation extends InstrumentationBase<TfjsInstrumentation
     }
   }
 
-  #unpatch(moduleExports: unknown): void {
+  protected unpatchModule(moduleExports: unknown): void {
     const tf = this.#module(moduleExports);
     for (const t of TARGETS) {
       const proto = tf[t.cls]?.prototype;
