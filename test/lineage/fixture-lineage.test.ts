@@ -1,9 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
@@ -17,7 +15,8 @@ import {
   UnknownLineageIdError,
 } from '../../src/lineage/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
-import { sharedDataAvailable, sharedSkipReason, sharedTestdata } from '../shared-data.js';
+import { sharedDataAvailable, sharedSkipReason } from '../shared-data.js';
+import { expectValidOpenLineage } from './openlineage-validation.js';
 
 // Lineage and OpenLineage on a journal written through the real trail API (test/fixtures/trail-journal.ts):
 // every stage, a failed retraining attempt, and v1 → drift → retraining → v2, with exact expected ids.
@@ -221,22 +220,6 @@ describe.skipIf(!sharedDataAvailable('openlineage'))(
   `OpenLineage export of a trail journal (${sharedSkipReason})`,
   () => {
     it('START/COMPLETE per stage and FAIL with errorMessage for the failed run, all valid against the spec and facet schemas', () => {
-      const ajv = new Ajv2020({ strict: false, allErrors: true });
-      addFormats.default(ajv);
-      const core = JSON.parse(readFileSync(join(sharedTestdata, 'openlineage/OpenLineage.json'), 'utf8'));
-      ajv.addSchema(core);
-      const facetSchemas = readdirSync(join(sharedTestdata, 'openlineage/facets')).map((f) =>
-        JSON.parse(readFileSync(join(sharedTestdata, 'openlineage/facets', f), 'utf8')),
-      );
-      for (const s of facetSchemas) ajv.addSchema(s);
-      const custom = JSON.parse(readFileSync('schemas/openlineage/MltrailMlRunFacet.json', 'utf8'));
-      ajv.addSchema(custom);
-      const runEvent = ajv.getSchema(`${core.$id}#/$defs/RunEvent`)!;
-      const facetValidator = (key: string) => {
-        const s = [...facetSchemas, custom].find((x) => x.properties?.[key] !== undefined);
-        return s === undefined ? undefined : ajv.getSchema(s.$id)!;
-      };
-
       const out = join(mkdtempSync(join(tmpdir(), 'mltrail-ol-fixture-')), 'events.ndjson');
       const r = cli(['export', 'openlineage', '--journal', j.dir, '--out', out]);
       expect(r.status, r.stderr).toBe(0);
@@ -251,21 +234,7 @@ describe.skipIf(!sharedDataAvailable('openlineage'))(
           .map((l) => JSON.parse(l).run.runId),
       ).toEqual(events.map((e) => e.run.runId));
       expect(events).toEqual(openLineageFromJournal(j.dir).map((e) => expect.objectContaining(e)));
-      for (const e of events) {
-        expect(runEvent(e), JSON.stringify(runEvent.errors)).toBe(true);
-        for (const facets of [
-          e.run.facets,
-          e.job.facets,
-          ...e.inputs.map((d: { facets: unknown }) => d.facets),
-          ...e.outputs.map((d: { facets: unknown }) => d.facets),
-        ]) {
-          for (const [key, value] of Object.entries(facets ?? {})) {
-            const v = facetValidator(key);
-            expect(v, `a schema for facet "${key}"`).toBeDefined();
-            expect(v!({ [key]: value }), `${key}: ${JSON.stringify(v!.errors)}`).toBe(true);
-          }
-        }
-      }
+      expectValidOpenLineage(events);
       // Two transforms, two successful training runs, two evaluations: a START and a COMPLETE each; the
       // failed retraining attempt: a START and a FAIL.
       const byType = (t: string) => events.filter((e) => e.eventType === t);
