@@ -2,7 +2,7 @@
 // same run), prints a table of ratios and writes bench/results.json as { machine, date, results }.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 const quick = process.argv.includes('--quick');
 const benches = [
@@ -15,6 +15,8 @@ const benches = [
   ['instrumentation.mjs', []],
   ['server.mjs', quick ? ['3'] : ['8']],
 ];
+// The machine may be shared: its load average before and after the run goes into results.json.
+const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
 const results = [];
 for (const [file, args] of benches) {
   process.stderr.write(`bench: ${file} ${args.join(' ')}\n`);
@@ -42,6 +44,8 @@ const machine = {
   memoryGiB: Math.round(totalmem() / 2 ** 30),
   node: process.version,
   platform: process.platform,
+  loadAverageBefore: loadBefore,
+  loadAverageAfter: loadavg().map((x) => Number(x.toFixed(2))),
 };
 writeFileSync(
   'bench/results.json',
@@ -65,4 +69,19 @@ const widths = [0, 1, 2, 3, 4].map((i) =>
 );
 for (const row of [['name', 'value', 'baseline', 'ratio', 'unit'], ...rows])
   console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+// Rows with a goal (issue 16): the ones short of it, with the gap. `goal_metric` names the figure the goal
+// is on (default: the ratio, else the value); `goal_is_maximum` marks a ceiling rather than a floor.
+const short = [];
+for (const r of results) {
+  if (r.goal === undefined) continue;
+  const metric = r.goal_metric ?? (r.ratio !== undefined ? 'ratio' : 'value');
+  const got = r[metric];
+  if (typeof got !== 'number') continue;
+  const missed = r.goal_is_maximum === true ? got > r.goal : got < r.goal;
+  if (missed)
+    short.push(
+      `  ${r.name}: ${metric} ${got}, goal ${r.goal_is_maximum === true ? '<=' : '>='} ${r.goal} (gap ${Number(Math.abs(got - r.goal).toPrecision(3))})`,
+    );
+}
+if (short.length > 0) console.log(`\nshort of their goal:\n${short.join('\n')}`);
 console.log('\nwritten to bench/results.json');
