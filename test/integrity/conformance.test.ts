@@ -15,7 +15,7 @@ import {
   verifyInclusion,
   verifyNote,
 } from '../../src/integrity/index.js';
-import { sharedDataAvailable, sharedSkipReason, sharedTestdata } from '../shared-data.js';
+import { describeWithSharedData, sharedTestdata } from '../shared-data.js';
 
 function jsonFiles(dir: string): string[] {
   const out: string[] = [];
@@ -28,7 +28,7 @@ function jsonFiles(dir: string): string[] {
 }
 const b64 = (s: string | null | undefined) => Buffer.from(s ?? '', 'base64');
 
-describe.skipIf(!sharedDataAvailable('rfc6962'))(`RFC 6962 test vectors (${sharedSkipReason})`, () => {
+describeWithSharedData('rfc6962', 'RFC 6962 test vectors', () => {
   const ref = JSON.parse(readFileSync(join(sharedTestdata, 'rfc6962/reference-tree.json'), 'utf8')) as {
     leaves_hex: string[];
     leaf_hashes_hex: string[];
@@ -80,7 +80,7 @@ describe.skipIf(!sharedDataAvailable('rfc6962'))(`RFC 6962 test vectors (${share
   });
 });
 
-describe.skipIf(!sharedDataAvailable('c2sp'))(`C2SP signed note vector (${sharedSkipReason})`, () => {
+describeWithSharedData('c2sp', 'C2SP signed note vector', () => {
   const vector = JSON.parse(readFileSync(join(sharedTestdata, 'c2sp/signed-note-vector.json'), 'utf8')) as {
     vkey: string;
     note: string;

@@ -15,7 +15,7 @@ import {
   UnknownLineageIdError,
 } from '../../src/lineage/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
-import { sharedDataAvailable, sharedSkipReason } from '../shared-data.js';
+import { describeWithSharedData } from '../shared-data.js';
 import { expectValidOpenLineage } from './openlineage-validation.js';
 
 // Lineage and OpenLineage on a journal written through the real trail API (test/fixtures/trail-journal.ts):
@@ -216,51 +216,48 @@ describe('lineage graph from a trail journal', () => {
   });
 });
 
-describe.skipIf(!sharedDataAvailable('openlineage'))(
-  `OpenLineage export of a trail journal (${sharedSkipReason})`,
-  () => {
-    it('START/COMPLETE per stage and FAIL with errorMessage for the failed run, all valid against the spec and facet schemas', () => {
-      const out = join(mkdtempSync(join(tmpdir(), 'mltrail-ol-fixture-')), 'events.ndjson');
-      const r = cli(['export', 'openlineage', '--journal', j.dir, '--out', out]);
-      expect(r.status, r.stderr).toBe(0);
-      const lines = readFileSync(out, 'utf8').trim().split('\n');
-      const events = lines.map((l) => JSON.parse(l));
-      // stdout without --out carries the same events.
-      const stdout = cli(['export', 'openlineage', '--journal', j.dir]);
-      expect(
-        stdout.stdout
-          .trim()
-          .split('\n')
-          .map((l) => JSON.parse(l).run.runId),
-      ).toEqual(events.map((e) => e.run.runId));
-      expect(events).toEqual(openLineageFromJournal(j.dir).map((e) => expect.objectContaining(e)));
-      expectValidOpenLineage(events);
-      // Two transforms, two successful training runs, two evaluations: a START and a COMPLETE each; the
-      // failed retraining attempt: a START and a FAIL.
-      const byType = (t: string) => events.filter((e) => e.eventType === t);
-      expect(byType('START').length).toBe(7);
-      expect(byType('COMPLETE').length).toBe(6);
-      const fail = byType('FAIL');
-      expect(fail.length).toBe(1);
-      expect(fail[0].run.runId).toBe(j.failedRunId);
-      expect(events.filter((e) => e.run.runId === j.failedRunId).map((e) => e.eventType)).toEqual([
-        'START',
-        'FAIL',
-      ]);
-      expect(fail[0].run.facets.errorMessage.message).toBe('RangeError: did not converge in 0 epochs');
-      const train1 = events.find((e) => e.eventType === 'COMPLETE' && e.run.runId === j.run1);
-      expect(train1.inputs.map((d: { name: string }) => d.name)).toEqual(['applications-train']);
-      expect(train1.outputs[0].facets.version.datasetVersion).toBe(j.model1.digest);
-      const split = events.find(
-        (e) => e.eventType === 'COMPLETE' && e.job.name === 'credit.transform.split-train',
-      );
-      expect(split.inputs[0].facets.dataSource.uri).toBe('file:data/applications.csv');
-      expect(split.run.facets.mltrail_ml.auditRecord.seq).toEqual(expect.any(Number));
-      const train2 = events.find((e) => e.eventType === 'COMPLETE' && e.run.runId === j.run2);
-      expect(train2.run.facets.mltrail_ml.retrainingTriggerIds).toEqual(j.driftIds);
-    });
-  },
-);
+describeWithSharedData('openlineage', 'OpenLineage export of a trail journal', () => {
+  it('START/COMPLETE per stage and FAIL with errorMessage for the failed run, all valid against the spec and facet schemas', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'mltrail-ol-fixture-')), 'events.ndjson');
+    const r = cli(['export', 'openlineage', '--journal', j.dir, '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    const events = lines.map((l) => JSON.parse(l));
+    // stdout without --out carries the same events.
+    const stdout = cli(['export', 'openlineage', '--journal', j.dir]);
+    expect(
+      stdout.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).run.runId),
+    ).toEqual(events.map((e) => e.run.runId));
+    expect(events).toEqual(openLineageFromJournal(j.dir).map((e) => expect.objectContaining(e)));
+    expectValidOpenLineage(events);
+    // Two transforms, two successful training runs, two evaluations: a START and a COMPLETE each; the
+    // failed retraining attempt: a START and a FAIL.
+    const byType = (t: string) => events.filter((e) => e.eventType === t);
+    expect(byType('START').length).toBe(7);
+    expect(byType('COMPLETE').length).toBe(6);
+    const fail = byType('FAIL');
+    expect(fail.length).toBe(1);
+    expect(fail[0].run.runId).toBe(j.failedRunId);
+    expect(events.filter((e) => e.run.runId === j.failedRunId).map((e) => e.eventType)).toEqual([
+      'START',
+      'FAIL',
+    ]);
+    expect(fail[0].run.facets.errorMessage.message).toBe('RangeError: did not converge in 0 epochs');
+    const train1 = events.find((e) => e.eventType === 'COMPLETE' && e.run.runId === j.run1);
+    expect(train1.inputs.map((d: { name: string }) => d.name)).toEqual(['applications-train']);
+    expect(train1.outputs[0].facets.version.datasetVersion).toBe(j.model1.digest);
+    const split = events.find(
+      (e) => e.eventType === 'COMPLETE' && e.job.name === 'credit.transform.split-train',
+    );
+    expect(split.inputs[0].facets.dataSource.uri).toBe('file:data/applications.csv');
+    expect(split.run.facets.mltrail_ml.auditRecord.seq).toEqual(expect.any(Number));
+    const train2 = events.find((e) => e.eventType === 'COMPLETE' && e.run.runId === j.run2);
+    expect(train2.run.facets.mltrail_ml.retrainingTriggerIds).toEqual(j.driftIds);
+  });
+});
 
 describe('LineageGraph.queryJournal reads per-prediction records only when the answer needs them', () => {
   it('gives exactly the full graph’s answer for every id and direction', async () => {

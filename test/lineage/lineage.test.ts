@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import { LineageGraph } from '../../src/lineage/index.js';
-import { sharedDataAvailable, sharedSkipReason } from '../shared-data.js';
+import { describeWithSharedData } from '../shared-data.js';
 import { expectValidOpenLineage } from './openlineage-validation.js';
 
 const cli = (args: string[]) =>
@@ -93,28 +93,25 @@ describe('mltrail lineage', () => {
   });
 });
 
-describe.skipIf(!sharedDataAvailable('openlineage'))(
-  `OpenLineage export validates against the spec (${sharedSkipReason})`,
-  () => {
-    it('every event validates against OpenLineage 2-0-2, its facets against theirs, and mltrail_ml against its schema', () => {
-      const out = join(mkdtempSync(join(tmpdir(), 'mltrail-ol-')), 'events.ndjson');
-      expect(cli(['export', 'openlineage', '--journal', dir, '--out', out]).status).toBe(0);
-      const events = readFileSync(out, 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l));
-      expect(events.map((e) => e.eventType)).toEqual(expect.arrayContaining(['START', 'COMPLETE']));
-      const checkedFacets = expectValidOpenLineage(events);
-      expect(checkedFacets).toBeGreaterThan(20);
-      const train = events.find((e) => e.eventType === 'COMPLETE' && e.job.name.includes('.train.'));
-      expect(train.run.facets.mltrail_ml).toEqual(
-        expect.objectContaining({
-          stage: 'train',
-          algorithm: 'logistic-regression',
-          seed: 20121,
-          model: expect.objectContaining({ name: 'rain-cover' }),
-        }),
-      );
-    });
-  },
-);
+describeWithSharedData('openlineage', 'OpenLineage export validates against the spec', () => {
+  it('every event validates against OpenLineage 2-0-2, its facets against theirs, and mltrail_ml against its schema', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'mltrail-ol-')), 'events.ndjson');
+    expect(cli(['export', 'openlineage', '--journal', dir, '--out', out]).status).toBe(0);
+    const events = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(events.map((e) => e.eventType)).toEqual(expect.arrayContaining(['START', 'COMPLETE']));
+    const checkedFacets = expectValidOpenLineage(events);
+    expect(checkedFacets).toBeGreaterThan(20);
+    const train = events.find((e) => e.eventType === 'COMPLETE' && e.job.name.includes('.train.'));
+    expect(train.run.facets.mltrail_ml).toEqual(
+      expect.objectContaining({
+        stage: 'train',
+        algorithm: 'logistic-regression',
+        seed: 20121,
+        model: expect.objectContaining({ name: 'rain-cover' }),
+      }),
+    );
+  });
+});

@@ -14,7 +14,7 @@ import {
   SPAN_NAMES,
   schemaForEvent,
 } from '../../src/semconv/index.js';
-import { sharedDataAvailable, sharedSkipReason, sharedTestdata } from '../shared-data.js';
+import { describeWithSharedData, sharedTestdata } from '../shared-data.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -30,8 +30,9 @@ function filesUnder(dir: string, ext: string): string[] {
 
 const registryFiles = filesUnder(join(root, 'model'), '.yaml').filter((f) => !f.endsWith('manifest.yaml'));
 
-describe.skipIf(!sharedDataAvailable('weaver/semconv.schema.json'))(
-  `model/ validates against Weaver's semconv JSON schema (${sharedSkipReason})`,
+describeWithSharedData(
+  'weaver/semconv.schema.json',
+  "model/ validates against Weaver's semconv JSON schema",
   () => {
     const schema = JSON.parse(readFileSync(join(sharedTestdata, 'weaver/semconv.schema.json'), 'utf8'));
     const validate = new Ajv2020({ strict: false, allErrors: true }).compile(schema);
