@@ -112,7 +112,12 @@ async function measure(side, round) {
   const journal = join(dir, `journal-${side.name}-${round}`);
   const args = [
     ...(PROFILE_DIR !== undefined
-      ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${side.name}-${round}.cpuprofile`]
+      ? [
+          '--cpu-prof',
+          '--cpu-prof-interval=500',
+          `--cpu-prof-dir=${PROFILE_DIR}`,
+          `--cpu-prof-name=${side.name}-${round}.cpuprofile`,
+        ]
       : []),
     ...side.imports.flatMap((m) => ['--import', m]),
     'examples/weather/server.mjs',
@@ -152,6 +157,11 @@ async function measure(side, round) {
   // SIGTERM: the server closes; mltrail/register flushes and closes the journal before the process ends.
   child.kill('SIGTERM');
   await new Promise((ok) => child.once('exit', ok));
+  if (PROFILE_DIR !== undefined)
+    writeFileSync(
+      join(PROFILE_DIR, `${side.name}-${round}.cpuprofile.requests`),
+      String(warm.requests.total + r.requests.total),
+    );
   const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
   return {
     rps: throughput(r),
