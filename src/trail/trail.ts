@@ -483,7 +483,10 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_DRIFT_ID]: id,
       [sc.ATTR_ML_DRIFT_FEATURE]: detail.feature,
       [sc.ATTR_ML_DRIFT_TEST]: detail.test,
-      [sc.ATTR_ML_DRIFT_STATISTIC]: detail.statistic,
+      // χ² is +Infinity for a category the reference never saw: not a JSON number. p-value 0 and score 1
+      // already record the certainty, so the statistic is left out rather than failing validation.
+      [sc.ATTR_ML_DRIFT_STATISTIC]:
+        detail.statistic === undefined || Number.isFinite(detail.statistic) ? detail.statistic : undefined,
       [sc.ATTR_ML_DRIFT_P_VALUE]: detail.pValue,
       [sc.ATTR_ML_DRIFT_THRESHOLD]: detail.threshold,
       [sc.ATTR_ML_DRIFT_SCORE]: detail.score,

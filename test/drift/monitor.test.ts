@@ -104,6 +104,30 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
     expect(r!.features[0].threshold).toBeCloseTo(0.05 / 4, 12);
   });
 
+  it('a category the reference never saw (χ² = +Infinity) is recorded without the statistic, as a valid record', async () => {
+    h = await trailHarness({ strict: true });
+    const monitor = new DriftMonitor({
+      reference: buildProfile([{ wind: 1 }, { wind: 2 }, { wind: 1 }, { wind: 2 }]),
+      window: { size: 3 },
+      sink: h.trail,
+    });
+    let r: DriftWindowResult | undefined;
+    for (let i = 0; i < 3; i++) r = monitor.observe({ wind: 4.7 });
+    expect(r!.features).toEqual([
+      expect.objectContaining({ feature: 'wind', test: 'chisquare', statistic: Number.POSITIVE_INFINITY }),
+    ]);
+    const bodies = h.logs
+      .getFinishedLogRecords()
+      .filter((l) => l.eventName === 'ml.drift.detected')
+      .map((l) => JSON.parse(l.body as string));
+    expect(bodies.map((b) => [b['ml.drift.feature'], b['ml.drift.p_value'], b['ml.drift.score']])).toEqual([
+      ['wind', 0, 1],
+      ['__dataset__', undefined, 1],
+    ]);
+    expect(bodies[0]).not.toHaveProperty('ml.drift.statistic');
+    expect(bodies[0]).not.toHaveProperty('mltrail.validation.errors');
+  });
+
   it('bad observations never throw into the caller', () => {
     const monitor = new DriftMonitor({ reference: profile, window: { size: 3 } });
     expect(() => monitor.observe({ temp_max: Number.NaN, wind: 'fast' as unknown as number })).not.toThrow();
