@@ -763,8 +763,7 @@ class TrailImpl implements Trail {
       let inputFields: Record<string, unknown> = {};
       let subject: string | undefined;
       try {
-        const input = spec.input !== undefined ? spec.input(...args) : args[0];
-        inputFields = self.#captureInput(input, capture);
+        inputFields = self.#captureInput(spec, args, capture);
         subject = spec.subject?.(...args);
         // The subject also goes on the span: pseudonymise it here, not only in the audit body.
         if (subject !== undefined && self.#redactor !== undefined) {
@@ -1016,9 +1015,18 @@ class TrailImpl implements Trail {
     );
   }
 
-  #captureInput(input: unknown, capture: CaptureMode): Record<string, unknown> {
+  #captureInput<A extends unknown[], R>(
+    spec: PredictSpec<A, R>,
+    args: A,
+    capture: CaptureMode,
+  ): Record<string, unknown> {
     if (capture === 'none') return {};
-    const canonical = this.#json(input);
+    // Instrumentations write the canonical JSON of their tensors directly (no copy of the values).
+    let canonical = spec.inputJson?.(...args);
+    let input: unknown;
+    if (canonical === undefined || capture === 'redacted')
+      input = spec.input !== undefined ? spec.input(...args) : args[0];
+    canonical ??= this.#json(input);
     const fields: Record<string, unknown> = { [sc.ATTR_ML_PREDICTION_INPUT_DIGEST]: digestBytes(canonical) };
     if (capture === 'full') fields[sc.ATTR_ML_PREDICTION_INPUT] = canonical;
     if (capture === 'redacted') {

@@ -170,6 +170,12 @@ export interface PredictSpec<A extends unknown[], R> {
   capture?: CaptureMode;
   /** Picks the input to capture/digest from the call's arguments; defaults to the first argument. */
   input?: (...args: A) => unknown;
+  /**
+   * The canonical JSON (RFC 8785) of what `input` picks, written directly by a caller that can do it
+   * without copying the values (the onnxruntime instrumentation writes its tensors this way). It must be
+   * exactly what canonicalizing the JSON-safe copy of `input(...args)` gives; undefined falls back to that.
+   */
+  inputJson?: (...args: A) => string | undefined;
   /** Reads the output label/score from the result. */
   output?: (result: Awaited<R>) => { label?: string | number | boolean; score?: number } | undefined;
   /** Who the prediction is about (pseudonymised by the redactor's `hash` rules when configured). */

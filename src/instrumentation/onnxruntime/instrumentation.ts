@@ -5,7 +5,7 @@ import * as sc from '../../semconv/index.js';
 import { digestBytes, getTrail, type PredictSpec, type Trail } from '../../trail/index.js';
 import { bindModel, type LoadedModel } from '../model-binding.js';
 import { ModuleInstrumentation } from '../module-instrumentation.js';
-import { dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
+import { canonicalTensorsJson, dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
 import { MLTRAIL_VERSION } from '../version.js';
 import type { OnnxRuntimeInstrumentationConfig } from './types.js';
 
@@ -152,6 +152,7 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
       capture: this.getConfig().capture,
       fields,
       input: (f) => tensorsView(f),
+      inputJson: (f) => tensorsJson(f),
       outputContent: (result) => tensorsView(result),
       resultFields: (result) => {
         const out = isRecord(result) ? Object.entries(result) : [];
@@ -227,6 +228,18 @@ function tensorsView(tensors: unknown): unknown {
   }
   return out;
 }
+
+/** The canonical JSON of {@link tensorsView}, written from the tensors without copying their values. */
+function tensorsJson(tensors: unknown): string | undefined {
+  if (!isRecord(tensors)) return 'null';
+  return canonicalTensorsJson(Object.entries(tensors), TENSOR_PARTS);
+}
+
+const TENSOR_PARTS = {
+  dims: (t: OrtTensor | undefined) => t?.dims,
+  type: (t: OrtTensor | undefined) => dtypeOf(t),
+  data: (t: OrtTensor | undefined) => safeData(t),
+};
 
 function safeData(t: OrtTensor | undefined): unknown {
   try {
