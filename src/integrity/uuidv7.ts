@@ -6,13 +6,17 @@ let counter = 0;
 const pool = Buffer.alloc(4096);
 let poolAt = pool.length;
 
-function random(n: number): Buffer {
+/** Two hex digits of every byte value: ids are written from the pool's bytes with no Buffer in between. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** The offset of `n` fresh random bytes in the pool. */
+function random(n: number): number {
   if (poolAt + n > pool.length) {
     randomFillSync(pool);
     poolAt = 0;
   }
   poolAt += n;
-  return pool.subarray(poolAt - n, poolAt);
+  return poolAt - n;
 }
 
 /**
@@ -31,16 +35,17 @@ export function uuidv7(): string {
     ms = lastMs;
   } else {
     lastMs = ms;
-    counter = random(2).readUInt16BE(0) & 0x3ff;
+    const at = random(2);
+    counter = ((pool[at] << 8) | pool[at + 1]) & 0x3ff;
   }
-  const b = Buffer.allocUnsafe(16);
-  random(10).copy(b, 6);
-  b.writeUIntBE(ms, 0, 6);
-  b[6] = 0x70 | (counter >> 8);
-  b[7] = counter & 0xff;
-  b[8] = 0x80 | (b[8] & 0x3f);
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  // Bytes 0–5: the milliseconds; 6–7: version 7 and the counter; 8: variant 10 and 6 random bits; 9–15: random.
+  const t = ms.toString(16).padStart(12, '0');
+  const r = random(8);
+  return (
+    `${t.slice(0, 8)}-${t.slice(8, 12)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-` +
+    `${HEX[0x80 | (pool[r] & 0x3f)]}${HEX[pool[r + 1]]}-${HEX[pool[r + 2]]}${HEX[pool[r + 3]]}` +
+    `${HEX[pool[r + 4]]}${HEX[pool[r + 5]]}${HEX[pool[r + 6]]}${HEX[pool[r + 7]]}`
+  );
 }
 
 /** The millisecond timestamp in a UUIDv7. */
