@@ -16,7 +16,16 @@ export abstract class ModuleInstrumentation<C extends InstrumentationConfig> ext
   /** The module name and the semver ranges supported. Called while the base class constructs. */
   protected abstract target(): { module: string; versions: string[] };
 
-  /** Patches a loaded module (its CJS exports or ESM namespace); must be safe to call twice. */
+  /**
+   * Patches a loaded module (its CJS exports or ESM namespace); must be safe to call twice.
+   *
+   * It may run before the subclass is constructed: `InstrumentationBase`'s constructor enables the hooks,
+   * and under the ESM loader hook (`node --import mltrail/register`) import-in-the-middle patches a module
+   * that is already imported at once, from inside `super()`. The subclass's ES private members (`#x`) and
+   * field initialisers do not exist yet then (`TypeError: Receiver must be an instance of class …`), so
+   * the patching path uses only prototype methods and the base class; `#` state is for the patched
+   * functions, which run later.
+   */
   protected abstract patchModule(moduleExports: unknown): void;
 
   /** Undoes {@link patchModule}. */
@@ -28,10 +37,21 @@ export abstract class ModuleInstrumentation<C extends InstrumentationConfig> ext
       module,
       versions,
       (moduleExports) => {
-        this.patchModule(moduleExports);
+        // The hooks call this from the host's import, require or from this constructor: never throw there.
+        try {
+          this.patchModule(moduleExports);
+        } catch (err) {
+          this._diag.error(`could not patch ${module}; it runs unobserved`, err);
+        }
         return moduleExports;
       },
-      (moduleExports) => this.unpatchModule(moduleExports),
+      (moduleExports) => {
+        try {
+          this.unpatchModule(moduleExports);
+        } catch (err) {
+          this._diag.error(`could not unpatch ${module}`, err);
+        }
+      },
     );
   }
 

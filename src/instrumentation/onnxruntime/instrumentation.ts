@@ -60,7 +60,8 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
     return this.#sessions.get(session);
   }
 
-  #sessionClass(moduleExports: unknown): InferenceSessionClass | undefined {
+  // Patching path: prototype methods only (see ModuleInstrumentation.patchModule).
+  private sessionClass(moduleExports: unknown): InferenceSessionClass | undefined {
     const mod = unwrapNamespace(moduleExports) as { InferenceSession?: InferenceSessionClass } | undefined;
     const cls =
       mod?.InferenceSession ??
@@ -73,16 +74,15 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
   }
 
   protected patchModule(moduleExports: unknown): void {
-    const cls = this.#sessionClass(moduleExports);
+    const cls = this.sessionClass(moduleExports);
     if (cls === undefined) return;
     // The class is shared by the CJS exports and the ESM namespace of the same module; patch it once.
-    if (!isWrapped(cls.create)) this._wrap(cls, 'create', (original) => this.#wrapCreate(original));
-    if (!isWrapped(cls.prototype.run))
-      this._wrap(cls.prototype, 'run', (original) => this.#wrapRun(original));
+    if (!isWrapped(cls.create)) this._wrap(cls, 'create', (original) => this.wrapCreate(original));
+    if (!isWrapped(cls.prototype.run)) this._wrap(cls.prototype, 'run', (original) => this.wrapRun(original));
   }
 
   protected unpatchModule(moduleExports: unknown): void {
-    const cls = this.#sessionClass(moduleExports);
+    const cls = this.sessionClass(moduleExports);
     if (cls === undefined) return;
     if (isWrapped(cls.create)) this._unwrap(cls, 'create');
     if (isWrapped(cls.prototype.run)) this._unwrap(cls.prototype, 'run');
@@ -92,7 +92,7 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
     return this.getConfig().trail ?? getTrail();
   }
 
-  #wrapCreate(original: CreateFn): CreateFn {
+  private wrapCreate(original: CreateFn): CreateFn {
     const instrumentation = this;
     return function create(this: unknown, ...args: unknown[]): Promise<object> {
       const session = Reflect.apply(original, this, args) as Promise<object>;
@@ -115,7 +115,7 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
     };
   }
 
-  #wrapRun(original: RunFn): RunFn {
+  private wrapRun(original: RunFn): RunFn {
     const instrumentation = this;
     return function run(this: object, ...args: [Feeds, ...unknown[]]): Promise<RunResult> {
       let predicted: RunFn;

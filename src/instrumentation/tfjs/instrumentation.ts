@@ -57,25 +57,26 @@ export class TfjsInstrumentation extends ModuleInstrumentation<TfjsInstrumentati
     return { module: '@tensorflow/tfjs', versions: SUPPORTED };
   }
 
-  #module(moduleExports: unknown): TfModule {
+  // Patching path: prototype methods only (see ModuleInstrumentation.patchModule).
+  private tfModule(moduleExports: unknown): TfModule {
     const ns = moduleExports as { [Symbol.toStringTag]?: string; default?: TfModule } & TfModule;
     if (ns?.[Symbol.toStringTag] === 'Module' && ns.default?.LayersModel !== undefined) return ns.default;
     return ns ?? {};
   }
 
   protected patchModule(moduleExports: unknown): void {
-    const tf = this.#module(moduleExports);
+    const tf = this.tfModule(moduleExports);
     for (const t of TARGETS) {
       const proto = tf[t.cls]?.prototype;
       if (proto === undefined || typeof proto[t.method] !== 'function') continue;
       // Only a class's own method: Sequential's predict is its own, GraphModel's are its own.
       if (!Object.hasOwn(proto, t.method) || isWrapped(proto[t.method])) continue;
-      this._wrap(proto, t.method, (original) => this.#wrapPredict(original, t.format));
+      this._wrap(proto, t.method, (original) => this.wrapPredict(original, t.format));
     }
   }
 
   protected unpatchModule(moduleExports: unknown): void {
-    const tf = this.#module(moduleExports);
+    const tf = this.tfModule(moduleExports);
     for (const t of TARGETS) {
       const proto = tf[t.cls]?.prototype;
       if (proto !== undefined && isWrapped(proto[t.method])) this._unwrap(proto, t.method);
@@ -86,7 +87,7 @@ export class TfjsInstrumentation extends ModuleInstrumentation<TfjsInstrumentati
     return this.getConfig().trail ?? getTrail();
   }
 
-  #wrapPredict(original: AnyFn, format: string): AnyFn {
+  private wrapPredict(original: AnyFn, format: string): AnyFn {
     const instrumentation = this;
     return function predict(this: object, ...args: unknown[]): unknown {
       if (instrumentation.#depth > 0) return Reflect.apply(original, this, args);
