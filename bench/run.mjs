@@ -7,6 +7,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 const quick = process.argv.includes('--quick');
 const benches = [
   ['predict.mjs', quick ? ['5000'] : ['20000']],
+  ['record-pipeline.mjs', quick ? ['5000'] : ['20000']],
   ['journal.mjs', quick ? ['20000', '64'] : ['100000', '64']],
   ['verify.mjs', quick ? ['100000'] : ['1000000']],
   ['lineage.mjs', quick ? ['100000'] : ['1000000']],
