@@ -1,6 +1,6 @@
 // Sums V8 CPU profiles (`node --cpu-prof`, e.g. from `BENCH_CPU_PROF=<dir> node bench/server.mjs`) by
 // component, so the cost of a request can be read per part of the system:
-//   node bench/profile-summary.mjs [--markdown] a.cpuprofile [b.cpuprofile ...]
+//   node bench/profile-summary.mjs [--markdown] [--share] [--detail=<bucket>] a.cpuprofile [b.cpuprofile ...]
 // One column per profile: µs of main-thread time per request when `<profile>.requests` holds the request
 // count (bench/server.mjs writes it), else % of busy time. Idle time is left out; start-up (module loading)
 // is shown apart and not counted per request.
@@ -178,8 +178,11 @@ const order = [
   'GC',
   'V8 (program: compiled code not attributed)',
 ].filter((b) => b !== 'start-up (module loading)');
+// --share: % of busy time even where the request count is known (steadier than µs on a loaded machine,
+// where descheduled time inflates every sample alike).
+const share = args.includes('--share');
 const cell = (col, us) =>
-  col.requests !== undefined && col.requests > 0
+  !share && col.requests !== undefined && col.requests > 0
     ? (us / col.requests).toFixed(1)
     : `${((100 * us) / col.busy).toFixed(1)}%`;
 const names = columns.map((c) => c.file.replace(/^.*\//, '').replace(/\.cpuprofile$/, ''));
@@ -191,7 +194,8 @@ for (const b of order) {
 rows.push(['busy main thread, per request', ...columns.map((c) => cell(c, c.busy))]);
 rows.push(['requests', ...columns.map((c) => String(c.requests ?? '?'))]);
 rows.push(['start-up, ms (not counted)', ...columns.map((c) => (c.startup / 1000).toFixed(0))]);
-const unit = columns.every((c) => c.requests !== undefined) ? 'µs per request' : 'share of busy time';
+const unit =
+  !share && columns.every((c) => c.requests !== undefined) ? 'µs per request' : 'share of busy time';
 if (detail !== undefined) {
   for (const c of columns) {
     console.log(
