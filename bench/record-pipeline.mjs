@@ -66,7 +66,7 @@ const redactor = createRedactor();
 const chain = uuidv7();
 const tree = new CompactMerkleTree();
 const digests = records.map((r) => bodyDigest(r.text));
-const hashes = records.map((r, i) => recordHash(chain, i, ZERO_HASH, digests[i]));
+const hashes = records.map((_r, i) => recordHash(chain, i, ZERO_HASH, digests[i]));
 const lines = records.map((r, i) =>
   serializeRecord({
     v: 2,
