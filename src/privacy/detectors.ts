@@ -6,6 +6,7 @@ export type DetectorName =
   | 'jwt'
   | 'api_key'
   | 'bearer_token'
+  | 'url_password'
   | 'email'
   | 'iban'
   | 'payment_card'
@@ -41,8 +42,8 @@ const NOT_AFTER_TOKEN = '(?<![A-Za-z0-9_.+\\-/])';
 const NOT_BEFORE_TOKEN = '(?![A-Za-z0-9_\\-]|[.,]\\d)';
 
 const digitsOnly = (s: string) => s.replace(/\D/g, '');
-const DIGIT_RUN_13 = /\d(?:[ -]?\d){12}/;
-const BEARER_HINT = /earer|asic|oken/;
+const DIGIT_RUN_13 = /\d(?:[ .-]?\d){12}/;
+const BEARER_HINT = /earer|asic|oken|EARER|ASIC|OKEN/;
 
 /** Luhn checksum over the digits of `s` (separators ignored). */
 export function luhnValid(s: string): boolean {
@@ -82,7 +83,8 @@ export function cardNetworkPrefix(digits: string): boolean {
 function cardValid(match: string): boolean {
   const seps = match.replace(/\d/g, '');
   // Mixed separators ("4111 1111-1111") are not how cards are written; rejecting them avoids number lists.
-  if (seps !== '' && !/^( +|-+)$/.test(seps)) return false;
+  // Dots only come from the pattern's strict 4-4-4-4 / 4-6-5 alternative (never a decimal number).
+  if (seps !== '' && !/^( +|-+|\.+)$/.test(seps)) return false;
   const d = digitsOnly(match);
   return d.length >= 13 && d.length <= 19 && cardNetworkPrefix(d) && luhnValid(d);
 }
@@ -210,6 +212,8 @@ function phoneValid(match: string): boolean {
   if (match.startsWith('+')) return d.length >= 8 && d.length <= 15 && !/^\+0/.test(match);
   // National formats must carry a separator so zero-padded ids and plain numbers stay untouched.
   if (!/[ ().-]/.test(match)) return false;
+  // "00" is the international prefix outside North America: 0044 7700 900123.
+  if (match.startsWith('00')) return d.length >= 10 && d.length <= 17;
   if (match.startsWith('0')) return d.length >= 9 && d.length <= 11;
   return d.length === 10 && /^[2-9]/.test(d);
 }
@@ -246,6 +250,9 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
           '[rs]k_(?:live|test)_[0-9A-Za-z]{16,250}', // Stripe
           'glpat-[0-9A-Za-z_-]{20,250}', // GitLab
           'hf_[A-Za-z0-9]{30,250}', // Hugging Face
+          'https://hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{10,250}', // Slack webhook
+          // AWS secret access key: 40 base64 characters, only where the text names it (alone it is any token).
+          '(?<=(?:[Aa][Ww][Ss]|[Ss]ecret|SECRET)[A-Za-z0-9_ .-]{0,40}["\']?\\s{0,3}[:=]\\s{0,3}["\']?)(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])',
         ].join('|') +
         ')(?![A-Za-z0-9_-])',
       'g',
@@ -253,28 +260,41 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   },
   {
     name: 'bearer_token',
-    // A credential has a digit or punctuation in it, which keeps "basic features" or "token validation" intact.
+    // A credential has a digit or punctuation in it, or is at least 20 letters long, which keeps "basic
+    // features" or "token validation" intact.
     pattern:
-      /(?<![A-Za-z0-9_-])(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \t]+(?=[A-Za-z0-9._~+/-]*[0-9._~+/=])[A-Za-z0-9._~+/-]{8,4096}=*/g,
+      /(?<![A-Za-z0-9_-])(?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Tt]oken|TOKEN)[ \t]+(?:(?=[A-Za-z0-9._~+/-]*[0-9._~+/=])[A-Za-z0-9._~+/-]{8,4096}|[A-Za-z]{20,4096}(?![A-Za-z0-9._~+/-]))=*/g,
     hint: (s) => BEARER_HINT.test(s),
   },
   {
+    name: 'url_password',
+    // The password of a URL's user information (postgres://admin:<password>@host): only the password goes.
+    pattern: /(?<=[A-Za-z][A-Za-z0-9+.-]{0,30}:\/\/[^\s/?#@:]{0,256}:)[^\s/?#@]{1,256}(?=@)/g,
+    hint: (s) => s.includes('://'),
+  },
+  {
     name: 'email',
+    // Internationalised addresses too (jörg@bücher.de, RFC 6531): letters and marks of any script.
     pattern:
-      /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-]|\.[A-Za-z0-9])/g,
+      /(?<![\p{L}\p{M}\p{N}._%+-])[\p{L}\p{M}\p{N}._%+-]{1,64}@(?:[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?\.){1,8}(?:\p{L}[\p{L}\p{M}]{1,23}|xn--[A-Za-z0-9-]{1,59})(?![\p{L}\p{M}\p{N}-]|\.[\p{L}\p{N}])/gu,
     hint: (s) => s.includes('@'),
     normalize: (m) => m.toLowerCase(),
   },
   {
     name: 'iban',
-    hint: (s) => /[A-Z]{2}\d\d/.test(s),
-    pattern: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])/g,
+    hint: (s) => /[A-Za-z]{2}\d\d/.test(s),
+    // Either case (an IBAN typed in lower case is still one); mod-97 and the country's length decide.
+    pattern:
+      /(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])/g,
     validate: ibanValid,
-    normalize: (m) => m.replace(/ /g, ''),
+    normalize: (m) => m.replace(/ /g, '').toUpperCase(),
   },
   {
     name: 'payment_card',
-    pattern: new RegExp(`${NOT_AFTER_TOKEN}\\d(?:[ -]{0,2}\\d){12,18}${NOT_BEFORE_TOKEN}`, 'g'),
+    pattern: new RegExp(
+      `${NOT_AFTER_TOKEN}(?:\\d(?:[ -]{0,2}\\d){12,18}|\\d{4}\\.\\d{4}\\.\\d{4}\\.\\d{4}(?:\\.\\d{3})?|\\d{4}\\.\\d{6}\\.\\d{5})${NOT_BEFORE_TOKEN}`,
+      'g',
+    ),
     hint: (s) => DIGIT_RUN_13.test(s),
     validate: cardValid,
     locate: cardRanges,
@@ -292,7 +312,7 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
     name: 'phone',
     hint: (s) => /\d\d/.test(s),
     pattern: new RegExp(
-      `(?:(?<![A-Za-z0-9_+])\\+[1-9](?:[ .-]?\\(?\\d\\)?){6,16}|${NOT_AFTER_TOKEN}(?:\\(\\d{3}\\) ?|\\d{3}[ .-])\\d{3}[ .-]\\d{4}|${NOT_AFTER_TOKEN}0[1-9]\\d{0,3}(?:[ -]\\d{2,4}){2,4})${NOT_BEFORE_TOKEN}`,
+      `(?:(?<![A-Za-z0-9_+])\\+[1-9](?:[ .-]?\\(?\\d\\)?){6,16}|${NOT_AFTER_TOKEN}(?:\\(\\d{3}\\) ?|\\d{3}[ .-])\\d{3}[ .-]\\d{4}|${NOT_AFTER_TOKEN}00[1-9](?:[ .-]?\\d){7,14}|${NOT_AFTER_TOKEN}0[1-9]\\d{0,4}(?:[ -]\\d{2,8}){1,4})${NOT_BEFORE_TOKEN}`,
       'g',
     ),
     validate: phoneValid,
@@ -331,6 +351,8 @@ export function mayHoldBuiltinMatch(s: string): boolean {
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if ((c >= 48 && c <= 57) || c === 64 || c === 58) return true; // digit, "@", ":"
+    // "%" (a URL escape) and non-ASCII (full-width digits, "＠", invisible characters): the normal form decides.
+    if (c === 37 || c >= 0x80) return true;
   }
   return n >= 14 && BEARER_HINT.test(s);
 }
@@ -348,6 +370,7 @@ export const DETECTOR_PATTERNS: Readonly<Record<DetectorName, string>> = {
   jwt: 'eyJ[A-Za-z0-9_-]{5,}\\.eyJ[A-Za-z0-9_-]{5,}\\.[A-Za-z0-9_-]{8,}',
   api_key:
     '\\b(?:(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposre]-[A-Za-z0-9-]{10,250}|sk-(?:proj-|ant-[a-z]+[0-9]{2}-|svcacct-|admin-)?[A-Za-z0-9_-]{20,250}|AIza[0-9A-Za-z_-]{35}|[rs]k_(?:live|test)_[0-9A-Za-z]{16,250}|glpat-[0-9A-Za-z_-]{20,250}|hf_[A-Za-z0-9]{30,250})\\b',
+  url_password: '[A-Za-z][A-Za-z0-9+.-]*://[^\\s/?#@:]*:[^\\s/?#@]+@',
   bearer_token: '\\b(?:[Bb]earer|[Bb]asic|[Tt]oken)[ \\t]+[A-Za-z0-9._~+/-]*[0-9._~+/=][A-Za-z0-9._~+/-]*=*',
   email: '[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,8}[A-Za-z]{2,24}\\b',
   iban: '\\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\\b',

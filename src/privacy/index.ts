@@ -41,6 +41,16 @@ export {
   type RedactingSpanProcessorOptions,
   toAttributes,
 } from './redacting-span-processor.js';
+export {
+  RedactingMetricExporter,
+  type RedactingMetricExporterOptions,
+} from './redacting-metric-exporter.js';
+export {
+  DEFAULT_DROPPED_RESOURCE_ATTRIBUTES,
+  droppedResourceAttributes,
+  RedactingResourceDetector,
+  type RedactingResourceDetectorOptions,
+} from './redacting-resource-detector.js';
 export { emptySummary, mergeSummaries, redactionAttributes, summaryChanged } from './redaction-attributes.js';
 export {
   createRedactor,
@@ -54,3 +64,4 @@ export {
   type RedactorOptions,
   type RuleAction,
 } from './redactor.js';
+export { type NormalizedText, needsNormalizing, normalizeForDetection } from './text-normalizer.js';

@@ -57,6 +57,13 @@ export class RedactingLogRecordProcessor implements LogRecordProcessor {
           mergeSummaries(summary, s, 'body:');
         }
       }
+      if (typeof record.eventName === 'string' && record.eventName !== '') {
+        const { value, summary: s } = this.#redactor.redactString(record.eventName);
+        if (summaryChanged(s)) {
+          record.setEventName(value);
+          mergeSummaries(summary, s, 'event_name:');
+        }
+      }
       const attrs = record.attributes as Record<string, unknown>;
       const { value, summary: s } = this.#redactor.redact(attrs);
       if (summaryChanged(s)) {
@@ -70,8 +77,10 @@ export class RedactingLogRecordProcessor implements LogRecordProcessor {
       diag.error('mltrail: log redaction failed; the body and string attributes are masked', err);
       try {
         record.setBody('[REDACTED]');
+        if (record.eventName !== undefined) record.setEventName('[REDACTED]');
+        // Keys may hold what failed to be redacted too: no attribute survives.
         const attrs = record.attributes as Record<string, unknown>;
-        for (const [k, v] of Object.entries(attrs)) if (typeof v === 'string') attrs[k] = '[REDACTED]';
+        for (const k of Object.keys(attrs)) delete attrs[k];
       } catch {
         // Nothing more can be done without throwing into the host.
       }

@@ -82,9 +82,15 @@ export class RedactingSpanProcessor implements SpanProcessor {
       replaceAttributes(span.attributes, this.#attributes(span.attributes, summary, ''));
       for (let i = 0; i < span.events.length; i++) {
         const ev = span.events[i];
-        if (ev.attributes === undefined) continue;
-        const redacted = this.#attributes(ev.attributes, summary, `event[${i}:${ev.name}]:`);
-        if (redacted !== ev.attributes) span.events[i] = { ...ev, attributes: redacted };
+        // Event names are the app's text (`addEvent("sent receipt to …")`): redacted like any string.
+        const name = this.#redactor.redactString(ev.name);
+        if (name.value !== ev.name) mergeSummaries(summary, name.summary, `event[${i}].name:`);
+        const redacted =
+          ev.attributes === undefined
+            ? undefined
+            : this.#attributes(ev.attributes, summary, `event[${i}:${name.value}]:`);
+        if (redacted !== ev.attributes || name.value !== ev.name)
+          span.events[i] = { ...ev, name: name.value, attributes: redacted };
       }
       for (const link of span.links) {
         if (link.attributes !== undefined) {
@@ -111,9 +117,13 @@ export class RedactingSpanProcessor implements SpanProcessor {
       diag.error('mltrail: span redaction failed; masking every string attribute of the span', err);
       try {
         maskStrings(span.attributes);
-        for (const ev of span.events)
+        for (let i = 0; i < span.events.length; i++) {
+          const ev = span.events[i];
+          span.events[i] = { ...ev, name: '[REDACTED]' };
           if (ev.attributes !== undefined) maskStrings(ev.attributes as Attributes);
+        }
         for (const link of span.links) if (link.attributes !== undefined) maskStrings(link.attributes);
+        for (const k of Object.keys(span.attributes)) delete span.attributes[k];
         span.name = '[REDACTED]';
         if (typeof span.status.message === 'string') span.status = { ...span.status, message: '[REDACTED]' };
       } catch {

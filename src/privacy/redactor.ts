@@ -13,6 +13,7 @@ import { RedactionConfigError } from './errors.js';
 import { compileKeyPath, type PathStep, renderPath } from './key-path.js';
 import { MIN_PSEUDONYM_KEY_BYTES, Pseudonymizer, resolvePseudonymKey } from './pseudonymizer.js';
 import { RedactionTally } from './redaction-tally.js';
+import { needsNormalizing, normalizeForDetection } from './text-normalizer.js';
 
 /** What a rule does with the value at its path. */
 export type RuleAction = 'mask' | 'remove' | 'hash' | 'allow';
@@ -177,13 +178,20 @@ interface StateSet {
   readonly next: Map<string | number, Transition>;
 }
 
-/** Where one key leads: the next state set, or the rule that matched there (-1: none). */
+/**
+ * Where one key leads: the next state set, or the rule that matched there (-1: none). `clean` is false for
+ * a key a detector finds something in; such keys are never remembered (no personal data is kept between
+ * calls), they are redacted on every visit and the rules run on their redacted form.
+ */
 interface Transition {
   readonly set: StateSet;
   readonly rule: number;
+  readonly clean: boolean;
 }
 
 const REMOVE = Symbol('remove');
+/** Text that was URL-escaped: a replacement of it is escaped too. */
+const ESCAPED = /%[0-9A-Fa-f]{2}|\d\+\d/;
 
 /**
  * Builds a redactor: rules compiled once, detectors chosen once, key resolved once. Throws
@@ -210,7 +218,11 @@ class PolicyRedactor implements Redactor {
   readonly #numericAnywhere: boolean;
   readonly #nfaRoots: number[];
   readonly #empty: StateSet = { states: [], next: new Map() };
-  readonly #nowhere: Transition = { set: this.#empty, rule: -1 };
+  readonly #nowhere: Transition = { set: this.#empty, rule: -1, clean: true };
+  /** Answer of {@link #step} for a key that must be redacted before rules are matched on it. */
+  readonly #dirtyKey: Transition = { set: this.#empty, rule: -1, clean: false };
+  /** Keys known to hold nothing to detect, for walks that need no rule lookup (bounded like the NFA memory). */
+  readonly #cleanKeys = new Set<string>();
   readonly #interned = new Map<string, StateSet>();
   #root: StateSet;
   #transitions = 0;
@@ -427,29 +439,51 @@ class PolicyRedactor implements Redactor {
   }
 
   #step(from: StateSet, key: string | number): Transition {
-    if (from === this.#empty && (!this.#hasAnywhere || (typeof key === 'number' && !this.#numericAnywhere)))
-      return this.#nowhere;
+    if (from === this.#empty) {
+      if (typeof key === 'number') {
+        if (!this.#numericAnywhere) return this.#nowhere;
+      } else if (!this.#hasAnywhere) return this.#keyIsClean(key) ? this.#nowhere : this.#dirtyKey;
+    }
     if (typeof key === 'string' && key.length > MAX_REMEMBERED_KEY_CHARS) {
       // A long key (data used as a key) is matched afresh, not kept.
+      if (!this.#detectsNothing(key)) return this.#dirtyKey;
       const { states, rule } = this.#advance(from.states, key);
       return {
         set: rule >= 0 || states.length === 0 ? this.#empty : { states, next: new Map() },
         rule,
+        clean: true,
       };
     }
     let t = from.next.get(key);
     if (t === undefined) {
+      if (typeof key === 'string' && !this.#detectsNothing(key)) return this.#dirtyKey;
       // Keys come from data: bound what is remembered (and start again from scratch, never grow).
       if (this.#transitions >= MAX_REMEMBERED_KEYS) this.#forget();
       const { states, rule } = this.#advance(from.states, key);
-      t = { set: rule >= 0 ? this.#empty : this.#stateSet(states), rule };
+      t = { set: rule >= 0 ? this.#empty : this.#stateSet(states), rule, clean: true };
       from.next.set(key, t);
       this.#transitions++;
     }
     return t;
   }
 
+  /** Whether the detectors leave `key` as it is (remembered for keys that are). */
+  #keyIsClean(key: string): boolean {
+    if (this.#cleanKeys.has(key)) return true;
+    if (!this.#detectsNothing(key)) return false;
+    if (key.length <= MAX_REMEMBERED_KEY_CHARS) {
+      if (this.#cleanKeys.size >= MAX_REMEMBERED_KEYS) this.#cleanKeys.clear();
+      this.#cleanKeys.add(key);
+    }
+    return true;
+  }
+
+  #detectsNothing(text: string): boolean {
+    return this.#scan(text, new RedactionTally()) === text;
+  }
+
   #forget(): void {
+    this.#cleanKeys.clear();
     this.#interned.clear();
     this.#empty.next.clear();
     this.#root = this.#nfaRoots.length === 0 ? this.#empty : this.#stateSet(this.#closure(this.#nfaRoots));
@@ -589,37 +623,72 @@ class PolicyRedactor implements Redactor {
       }
     }
     const out: Record<string, unknown> = {};
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i];
-      const c = this.#child(values[i], states, k, depth, tally);
-      if (c === REMOVE) continue;
-      if (k === '__proto__')
-        Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
-      else out[k] = c;
-    }
+    let renamed = false;
+    for (let i = 0; i < keys.length; i++)
+      renamed = this.#member(out, keys[i], values[i], states, depth, tally, renamed);
     return out;
   }
 
   #entries(entries: [string, unknown][], states: StateSet, depth: number, tally: RedactionTally): object {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of entries) {
-      const c = this.#child(v, states, k, depth, tally);
-      if (c === REMOVE) continue;
-      if (k === '__proto__')
-        Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
-      else out[k] = c;
-    }
+    let renamed = false;
+    for (const [k, v] of entries) renamed = this.#member(out, k, v, states, depth, tally, renamed);
     return out;
+  }
+
+  /**
+   * Copies one member into `out`. A key holding personal data is redacted like a value (the rules then see
+   * the redacted key); two keys redacted alike both stay, the later one numbered (`[REDACTED:email]#2`), so
+   * a map of attributions keeps every entry and still adds up. Returns whether a key of `out` has been
+   * renamed so far (only then can a later key collide).
+   */
+  #member(
+    out: Record<string, unknown>,
+    key: string,
+    value: unknown,
+    states: StateSet,
+    depth: number,
+    tally: RedactionTally,
+    renamedBefore: boolean,
+  ): boolean {
+    let t = this.#step(states, key);
+    let k = key;
+    let renamed = renamedBefore;
+    if (!t.clean) {
+      k = this.#scan(key, tally);
+      t = this.#step(states, k);
+      renamed = true;
+    }
+    if (renamed && Object.hasOwn(out, k)) {
+      let n = 2;
+      while (Object.hasOwn(out, `${k}#${n}`)) n++;
+      k = `${k}#${n}`;
+    }
+    const c = this.#visit(value, t, k, depth, tally);
+    if (c === REMOVE) return renamed;
+    if (k === '__proto__')
+      Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+    else out[k] = c;
+    return renamed;
   }
 
   #child(
     value: unknown,
     states: StateSet,
+    key: number,
+    depth: number,
+    tally: RedactionTally,
+  ): unknown {
+    return this.#visit(value, this.#step(states, key), key, depth, tally);
+  }
+
+  #visit(
+    value: unknown,
+    { set, rule }: Transition,
     key: string | number,
     depth: number,
     tally: RedactionTally,
   ): unknown {
-    const { set, rule } = this.#step(states, key);
     tally.path.push(key);
     const out =
       rule < 0
@@ -764,6 +833,7 @@ class PolicyRedactor implements Redactor {
       if (n < 7 && !text.includes('@') && !text.includes(':')) return text;
     }
     if (n <= 71 && isMltrailId(text)) return text;
+    if (needsNormalizing(text)) return this.#scanNormalized(text, tally);
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
@@ -773,6 +843,89 @@ class PolicyRedactor implements Redactor {
       if (tally.changes === before) break;
     }
     return current;
+  }
+
+  /**
+   * The detectors run on the normal form (URL escapes decoded, NFKC, invisible characters removed); each
+   * match replaces the original characters it came from, the rest of the string stays as written. A
+   * replacement of URL-escaped text is escaped the same way, so a query string stays a query string.
+   */
+  #scanNormalized(text: string, tally: RedactionTally): string {
+    let current = text;
+    for (let pass = 0; pass < 3; pass++) {
+      if (!needsNormalizing(current)) return this.#scan(current, tally);
+      const norm = normalizeForDetection(current);
+      const found = this.#findReplacements(norm.text, tally);
+      if (found.length === 0) break;
+      const parts: string[] = [];
+      let last = 0;
+      for (const [start, end, replacement] of found) {
+        const from = norm.starts[start];
+        const to = norm.ends[end - 1];
+        if (from < last) continue;
+        parts.push(current.slice(last, from));
+        const original = current.slice(from, to);
+        parts.push(ESCAPED.test(original) ? encodeURIComponent(replacement) : replacement);
+        last = to;
+      }
+      parts.push(current.slice(last));
+      current = parts.join('');
+    }
+    return current;
+  }
+
+  /**
+   * The replacements the detectors make in `text`, as sorted `[start, end, replacement]`: like
+   * {@link #scanOnce}, each detector in turn over the parts no earlier detector (or protected mask) took.
+   */
+  #findReplacements(text: string, tally: RedactionTally): Array<[number, number, string]> {
+    const taken: Array<[number, number, string | undefined]> = [];
+    const re = this.#protected;
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m !== null; m = re.exec(text))
+      taken.push([m.index, m.index + m[0].length, undefined]);
+    let path: string | undefined;
+    for (const active of this.#detectors) {
+      const { detector, pattern } = active;
+      if (detector.hint !== undefined && !detector.hint(text)) continue;
+      const gaps: Array<[number, number]> = [];
+      let from = 0;
+      for (const [s, e] of taken) {
+        if (s > from) gaps.push([from, s]);
+        from = Math.max(from, e);
+      }
+      if (from < text.length) gaps.push([from, text.length]);
+      const added: Array<[number, number, string]> = [];
+      for (const [gs, ge] of gaps) {
+        const piece = text.slice(gs, ge);
+        if (detector.hint !== undefined && !detector.hint(piece)) continue;
+        let last = 0;
+        pattern.lastIndex = 0;
+        for (let m = pattern.exec(piece); m !== null; m = pattern.exec(piece)) {
+          const match = m[0];
+          if (match === '') {
+            pattern.lastIndex = advanceIndex(piece, pattern.lastIndex, active.fullUnicode);
+            continue;
+          }
+          const at = m.index;
+          let ranges: Array<[number, number]>;
+          if (detector.validate === undefined || detector.validate(match)) ranges = [[0, match.length]];
+          else if (detector.locate !== undefined) ranges = detector.locate(match);
+          else continue;
+          for (const [s, e] of ranges) {
+            if (at + s < last) continue;
+            path ??= renderPath(tally.path);
+            added.push([gs + at + s, gs + at + e, this.#replacement(active, piece.slice(at + s, at + e), path, tally)]);
+            last = at + e;
+          }
+        }
+      }
+      if (added.length > 0) {
+        taken.push(...added);
+        taken.sort((a, b) => a[0] - b[0]);
+      }
+    }
+    return taken.filter((t): t is [number, number, string] => t[2] !== undefined);
   }
 
   #scanOnce(text: string, tally: RedactionTally): string {

@@ -12,6 +12,7 @@ import {
   type DetectorName,
   luhnValid,
 } from '../../src/privacy/detectors.js';
+import { needsNormalizing, normalizeForDetection } from '../../src/privacy/text-normalizer.js';
 import { RedactionConfigError } from '../../src/privacy/errors.js';
 import { compileKeyPath, type PathStep, renderPath } from '../../src/privacy/key-path.js';
 import {
@@ -482,7 +483,14 @@ class PolicyRedactor implements Redactor {
     tally: RedactionTally,
   ): object {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of entries) {
+    for (const [key, v] of entries) {
+      // Keys are redacted like values (summaries name the parent); alike redacted keys are numbered.
+      let k = this.#scan(key, parts, tally);
+      if (Object.hasOwn(out, k)) {
+        let n = 2;
+        while (Object.hasOwn(out, `${k}#${n}`)) n++;
+        k = `${k}#${n}`;
+      }
       const c = this.#child(v, [...parts, k], states, k, depth, tally);
       if (c === REMOVE) continue;
       if (k === '__proto__')
@@ -637,6 +645,7 @@ class PolicyRedactor implements Redactor {
     // Shorter than the shortest IPv4 address and without "@" or ":": no built-in detector can match.
     if (text.length < 7 && !this.#userPatterns && !text.includes('@') && !text.includes(':')) return text;
     if (text.length <= 71 && MLTRAIL_ID.test(text)) return text; // 71 = "sha256:" + 64 hex digits
+    if (needsNormalizing(text)) return this.#scanNormalized(text, parts, tally);
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
@@ -644,6 +653,74 @@ class PolicyRedactor implements Redactor {
       const before = tally.changes;
       current = this.#scanOnce(current, parts, tally);
       if (tally.changes === before) break;
+    }
+    return current;
+  }
+
+  /** Detection on the normal form; each match replaces the original characters it came from. */
+  #scanNormalized(text: string, parts: Parts, tally: RedactionTally): string {
+    let current = text;
+    for (let pass = 0; pass < 3; pass++) {
+      if (!needsNormalizing(current)) return this.#scan(current, parts, tally);
+      const norm = normalizeForDetection(current);
+      const n = norm.text;
+      // Pieces of the normal form: [start, end, replacement] (replacement undefined: not replaced).
+      let pieces: Array<{ s: number; e: number; fixed: boolean; out?: string }> = [];
+      let last = 0;
+      this.#protected.lastIndex = 0;
+      for (const m of n.matchAll(this.#protected)) {
+        if (m.index > last) pieces.push({ s: last, e: m.index, fixed: false });
+        pieces.push({ s: m.index, e: m.index + m[0].length, fixed: true });
+        last = m.index + m[0].length;
+      }
+      if (last < n.length) pieces.push({ s: last, e: n.length, fixed: false });
+      let path: string | undefined;
+      for (const active of this.#detectors) {
+        const { detector } = active;
+        if (detector.hint !== undefined && !detector.hint(n)) continue;
+        const next: typeof pieces = [];
+        for (const p of pieces) {
+          const piece = n.slice(p.s, p.e);
+          if (p.fixed || (detector.hint !== undefined && !detector.hint(piece))) {
+            next.push(p);
+            continue;
+          }
+          let at = 0;
+          detector.pattern.lastIndex = 0;
+          for (const m of piece.matchAll(detector.pattern)) {
+            if (m[0] === '') continue;
+            let ranges: Array<[number, number]>;
+            if (detector.validate === undefined || detector.validate(m[0])) ranges = [[0, m[0].length]];
+            else if (detector.locate !== undefined) ranges = detector.locate(m[0]);
+            else continue;
+            for (const [rs, re] of ranges) {
+              const start = m.index + rs;
+              if (start < at) continue;
+              if (start > at) next.push({ s: p.s + at, e: p.s + start, fixed: false });
+              path ??= renderPath(parts);
+              const out = this.#replacement(active, piece.slice(start, m.index + re), path, tally);
+              next.push({ s: p.s + start, e: p.s + m.index + re, fixed: true, out });
+              at = m.index + re;
+            }
+          }
+          if (at < piece.length) next.push({ s: p.s + at, e: p.e, fixed: false });
+        }
+        pieces = next;
+      }
+      const replaced = pieces.filter((p) => p.out !== undefined);
+      if (replaced.length === 0) break;
+      let out = '';
+      let from = 0;
+      for (const p of replaced) {
+        const s = norm.starts[p.s];
+        const e = norm.ends[p.e - 1];
+        if (s < from) continue;
+        const original = current.slice(s, e);
+        out += current.slice(from, s);
+        out += /%[0-9A-Fa-f]{2}|\d\+\d/.test(original) ? encodeURIComponent(p.out as string) : p.out;
+        from = e;
+      }
+      current = out + current.slice(from);
     }
     return current;
   }

@@ -36,6 +36,7 @@ export const PII_SAMPLES: Record<DetectorName, [string, string][]> = {
   jwt: [[`token=${SAMPLE_JWT}`, SAMPLE_JWT.split('.')[1]]],
   bearer_token: [['Authorization: Bearer abcdef1234567890XYZ', 'abcdef1234567890XYZ']],
   private_key: [[`key:\n${SAMPLE_PEM}\nend`, SAMPLE_PEM_BODY]],
+  url_password: [['--db-url=postgres://admin:S3cretPassw0rd@db.example.com/app', 'S3cretPassw0rd']],
   api_key: [
     ['aws AKIAIOSFODNN7EXAMPLE', 'AKIAIOSFODNN7EXAMPLE'],
     [`gh ghp_${'a1B2c3D4e5'.repeat(4)}`, 'a1B2c3D4e5'.repeat(4)],

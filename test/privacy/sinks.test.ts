@@ -157,7 +157,7 @@ describe('processors never throw into the host', () => {
     },
   };
 
-  it('a failing redactor masks every string of the span instead of letting it through', async () => {
+  it('a failing redactor drops the attributes (their keys may hold personal data too) and masks the names', async () => {
     const exporter = new InMemorySpanExporter();
     const provider = new TracerProvider({
       spanProcessors: [
@@ -169,11 +169,12 @@ describe('processors never throw into the host', () => {
     const [span] = exporter.getFinishedSpans();
     expectClean('span', spanText(span));
     expect(span.name).toBe('[REDACTED]');
-    expect(span.attributes['ml.model.version']).toBe('[REDACTED]');
+    expect(span.attributes).toEqual({});
+    expect(span.events.map((e) => e.name)).toEqual(span.events.map(() => '[REDACTED]'));
     await provider.shutdown();
   });
 
-  it('a failing redactor masks the log body and string attributes', async () => {
+  it('a failing redactor masks the log body and drops the attributes', async () => {
     const exporter = new InMemoryLogRecordExporter();
     const provider = new LoggerProvider({
       processors: [
@@ -189,7 +190,7 @@ describe('processors never throw into the host', () => {
     await provider.forceFlush();
     const [record] = exporter.getFinishedLogRecords();
     expect(record.body).toBe('[REDACTED]');
-    expect(record.attributes).toEqual({ 'user.email': '[REDACTED]', n: 1 });
+    expect(record.attributes).toEqual({});
     await provider.shutdown();
   });
 
