@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { canonicalize } from '../integrity/index.js';
 import { AuditLog } from '../journal/index.js';
+import { createRedactor } from '../privacy/index.js';
 import {
   ATTR_MLTRAIL_ACCESS_ACTOR,
   ATTR_MLTRAIL_ACCESS_ARGS_DIGEST,
@@ -25,7 +26,10 @@ export async function recordAccess(opts: {
   actor?: string;
 }): Promise<boolean> {
   if (!existsSync(opts.dir) || !statSync(opts.dir).isDirectory()) return false;
-  const actor = opts.actor ?? process.env.MLTRAIL_ACTOR ?? safeUser();
+  // The actor may be given as a name or an address: redacted like every record the trail writes.
+  const actor = String(
+    createRedactor().redactString(opts.actor ?? process.env.MLTRAIL_ACTOR ?? safeUser()).value,
+  );
   const ts = new Date().toISOString();
   try {
     const log = new AuditLog({ dir: opts.dir, failClosed: true, checkpointIntervalMs: 0 });

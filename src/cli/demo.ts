@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
 import { ChainVerifier } from '../integrity/index.js';
@@ -8,6 +8,7 @@ import { LineageGraph, renderTree } from '../lineage/index.js';
 import { gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { ATTR_ML_DECISION_OUTCOME } from '../semconv/index.js';
 import { CliError, parseCommand } from './command.js';
+import { writePrivateFile } from './private-file.js';
 
 const HELP = `usage: mltrail demo [--journal DIR] [--fresh]
 
@@ -75,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
       .join('\n');
     const reportPath = join(dir, `evidence-${predictionId}.html`);
     const evidence = gatherEvidence(dir, { prediction: predictionId });
-    writeFileSync(reportPath, renderEvidenceHtml(evidence));
+    writePrivateFile(reportPath, renderEvidenceHtml(evidence));
     out += `\nevidence report: ${reportPath} (integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'})\n`;
     out += `next: mltrail verify ${dir} · mltrail lineage ${predictionId} --journal ${dir} · mltrail drift --journal ${dir}\n`;
   }

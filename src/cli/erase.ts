@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { canonicalize, parseRecordLine, RecordFormatError, serializeRecord } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
+import { createRedactor } from '../privacy/index.js';
 import {
   ATTR_ML_ACTOR_ID,
   ATTR_MLTRAIL_BODY_DIGEST,
@@ -57,19 +58,22 @@ export async function run(argv: string[]): Promise<number> {
   const target = parseRecordLine(found.text, found);
   const log = new AuditLog({ dir });
   const ts = new Date().toISOString();
+  // The request itself names the person ("request from jane@…"): the erasure record passes the same
+  // redaction as every record the trail writes (MLTRAIL_PSEUDONYM_KEY pseudonymises where rules say so).
+  const body = createRedactor().redact({
+    'event.name': EVENT_MLTRAIL_ERASURE,
+    timestamp: ts,
+    [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref,
+    [ATTR_MLTRAIL_ERASURE_REASON]: values.reason,
+    [ATTR_MLTRAIL_BODY_DIGEST]: target.digest,
+    ...(values.actor !== undefined ? { [ATTR_ML_ACTOR_ID]: values.actor } : {}),
+  }).value;
   const { record } = log.append({
     event: EVENT_MLTRAIL_ERASURE,
     sev: 'WARN',
     ts,
     attrs: { [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref },
-    body: canonicalize({
-      'event.name': EVENT_MLTRAIL_ERASURE,
-      timestamp: ts,
-      [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref,
-      [ATTR_MLTRAIL_ERASURE_REASON]: values.reason,
-      [ATTR_MLTRAIL_BODY_DIGEST]: target.digest,
-      ...(values.actor !== undefined ? { [ATTR_ML_ACTOR_ID]: values.actor } : {}),
-    }),
+    body: canonicalize(body),
   });
   await log.close();
 

@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
 import { openLineageFromJournal } from '../lineage/index.js';
 import { recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
+import { writePrivateFile } from './private-file.js';
 
 const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
 
@@ -31,7 +31,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
   await recordAccess({ dir, command: 'export openlineage', argv, resultCount: count, actor: values.actor });
-  if (values.out !== undefined) writeFileSync(values.out, text);
+  if (values.out !== undefined) writePrivateFile(values.out, text);
   else process.stdout.write(text);
   return 0;
 }

@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
 import { EvidenceNotFoundError, gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
+import { writePrivateFile } from './private-file.js';
 
 const HELP = `usage: mltrail report (--prediction ID | --model NAME@VERSION) [--out report.html] [--journal DIR] [--json]
 
@@ -55,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const out = values.out ?? 'report.html';
-  writeFileSync(out, renderEvidenceHtml(evidence));
+  writePrivateFile(out, renderEvidenceHtml(evidence));
   process.stdout.write(
     `wrote ${out} — integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'}\n`,
   );

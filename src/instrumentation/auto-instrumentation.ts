@@ -1,16 +1,34 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { diag, type Span } from '@opentelemetry/api';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { OTLPLogExporter as OTLPProtoLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OTLPProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import {
+  envDetector,
+  hostDetector,
+  osDetector,
+  processDetector,
+  type ResourceDetector,
+  serviceInstanceIdDetector,
+} from '@opentelemetry/resources';
 import { BatchLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { AuditLog, Shipper } from '../journal/index.js';
-import { createRedactor, RedactingLogRecordProcessor, RedactingSpanProcessor } from '../privacy/index.js';
+import {
+  createRedactor,
+  droppedResourceAttributes,
+  RedactingLogRecordProcessor,
+  RedactingMetricExporter,
+  RedactingResourceDetector,
+  RedactingSpanProcessor,
+} from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
 import { createTrailSync, getTrail, setGlobalTrail, type Trail } from '../trail/index.js';
 import { OnnxRuntimeInstrumentation } from './onnxruntime/index.js';
@@ -64,30 +82,53 @@ function start(options: RegisterOptions): AutoInstrumentation {
       if (ids.length > 0) span.setAttribute(sc.ATTR_ML_PREDICTION_ID, ids.join(','));
     },
   });
-  // Span and log data pass the privacy room's redaction before any exporter sees them. The OTLP/HTTP
-  // exporters send JSON, which every OTLP/HTTP receiver accepts; they read endpoints and headers from the
-  // standard OTEL_EXPORTER_OTLP_* variables. Without a trace exporter no span leaves the process, so there
-  // is nothing to redact: a no-op processor keeps the tracer provider, so spans still get real ids
-  // (predictions and decisions share a trace), at no cost per span.
+  // Span, log and metric data and the resource they share pass the privacy room's redaction before any
+  // exporter sees them (the command line is left out of the resource). The OTLP/HTTP exporters send
+  // JSON, or protobuf under OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL=http/protobuf; they read endpoints and
+  // headers from the standard OTEL_EXPORTER_OTLP_* variables. Without a trace exporter no span leaves the
+  // process, so there is nothing to redact: a no-op processor keeps the tracer provider, so spans still
+  // get real ids (predictions and decisions share a trace), at no cost per span.
   const redactor = createRedactor();
+  const proto = (signal: 'TRACES' | 'LOGS' | 'METRICS') =>
+    (
+      process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`] ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+    )?.trim() === 'http/protobuf';
   const spanProcessors: SpanProcessor[] = options.otlpTraces
     ? [
         new RedactingSpanProcessor({ redactor }),
-        new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }),
+        new BatchSpanProcessor({
+          exporter: proto('TRACES') ? new OTLPProtoTraceExporter() : new OTLPTraceExporter(),
+        }),
       ]
     : [new NoopSpanProcessor()];
   const sdk = new NodeSDK({
+    resourceDetectors: [
+      new RedactingResourceDetector({
+        detectors: resourceDetectorsFromEnv(),
+        redactor,
+        drop: droppedResourceAttributes(),
+      }),
+    ],
     spanProcessors,
     logRecordProcessors: options.otlpLogs
       ? [
           new RedactingLogRecordProcessor({
             redactor,
-            next: new BatchLogRecordProcessor({ exporter: new OTLPLogExporter() }),
+            next: new BatchLogRecordProcessor({
+              exporter: proto('LOGS') ? new OTLPProtoLogExporter() : new OTLPLogExporter(),
+            }),
           }),
         ]
       : [],
     metricReaders: options.otlpMetrics
-      ? [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter() })]
+      ? [
+          new PeriodicExportingMetricReader({
+            exporter: new RedactingMetricExporter({
+              redactor,
+              exporter: proto('METRICS') ? new OTLPProtoMetricExporter() : new OTLPMetricExporter(),
+            }),
+          }),
+        ]
       : [],
     instrumentations: [
       http,
@@ -140,4 +181,23 @@ function start(options: RegisterOptions): AutoInstrumentation {
       return closing;
     },
   };
+}
+
+/** The resource detectors OTEL_NODE_RESOURCE_DETECTORS names (default: all of them), as the NodeSDK picks them. */
+function resourceDetectorsFromEnv(): ResourceDetector[] {
+  const all: Record<string, ResourceDetector> = {
+    // In the NodeSDK's order: later detectors win, so OTEL_RESOURCE_ATTRIBUTES (env) comes last.
+    serviceinstance: serviceInstanceIdDetector,
+    process: processDetector,
+    host: hostDetector,
+    os: osDetector,
+    env: envDetector,
+  };
+  const names = (process.env.OTEL_NODE_RESOURCE_DETECTORS ?? 'all')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (names.includes('none')) return [];
+  if (names.length === 0 || names.includes('all')) return Object.values(all);
+  return names.flatMap((n) => all[n] ?? []);
 }

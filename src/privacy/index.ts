@@ -37,11 +37,6 @@ export {
   type RedactingLogRecordProcessorOptions,
 } from './redacting-log-record-processor.js';
 export {
-  RedactingSpanProcessor,
-  type RedactingSpanProcessorOptions,
-  toAttributes,
-} from './redacting-span-processor.js';
-export {
   RedactingMetricExporter,
   type RedactingMetricExporterOptions,
 } from './redacting-metric-exporter.js';
@@ -51,6 +46,11 @@ export {
   RedactingResourceDetector,
   type RedactingResourceDetectorOptions,
 } from './redacting-resource-detector.js';
+export {
+  RedactingSpanProcessor,
+  type RedactingSpanProcessorOptions,
+  toAttributes,
+} from './redacting-span-processor.js';
 export { emptySummary, mergeSummaries, redactionAttributes, summaryChanged } from './redaction-attributes.js';
 export {
   createRedactor,

@@ -83,7 +83,9 @@ export class RedactingMetricExporter implements PushMetricExporter {
   #metric(metric: MetricData): MetricData {
     const description = metric.descriptor.description;
     const redactedDescription =
-      description === undefined || description === '' ? description : this.#redactor.redactString(description).value;
+      description === undefined || description === ''
+        ? description
+        : this.#redactor.redactString(description).value;
     return {
       ...metric,
       descriptor:

@@ -60,7 +60,12 @@ export class RedactingResourceDetector implements ResourceDetector {
         const redactedKey = this.#redactor.redactString(key).value;
         if (this.#drop.has(redactedKey)) continue;
         attributes[redactedKey] =
-          value instanceof Promise ? value.then((v) => this.#value(v), () => undefined) : this.#value(value);
+          value instanceof Promise
+            ? value.then(
+                (v) => this.#value(v),
+                () => undefined,
+              )
+            : this.#value(value);
       }
     }
     return { attributes };

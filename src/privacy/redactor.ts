@@ -672,13 +672,7 @@ class PolicyRedactor implements Redactor {
     return renamed;
   }
 
-  #child(
-    value: unknown,
-    states: StateSet,
-    key: number,
-    depth: number,
-    tally: RedactionTally,
-  ): unknown {
+  #child(value: unknown, states: StateSet, key: number, depth: number, tally: RedactionTally): unknown {
     return this.#visit(value, this.#step(states, key), key, depth, tally);
   }
 
@@ -915,7 +909,11 @@ class PolicyRedactor implements Redactor {
           for (const [s, e] of ranges) {
             if (at + s < last) continue;
             path ??= renderPath(tally.path);
-            added.push([gs + at + s, gs + at + e, this.#replacement(active, piece.slice(at + s, at + e), path, tally)]);
+            added.push([
+              gs + at + s,
+              gs + at + e,
+              this.#replacement(active, piece.slice(at + s, at + e), path, tally),
+            ]);
             last = at + e;
           }
         }

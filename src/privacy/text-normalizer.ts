@@ -60,7 +60,13 @@ export function normalizeForDetection(s: string): NormalizedText {
       i = j;
       continue;
     }
-    if (c === 43 /* + */ && i > 0 && i + 1 < n && isDigit(s.charCodeAt(i - 1)) && isDigit(s.charCodeAt(i + 1))) {
+    if (
+      c === 43 /* + */ &&
+      i > 0 &&
+      i + 1 < n &&
+      isDigit(s.charCodeAt(i - 1)) &&
+      isDigit(s.charCodeAt(i + 1))
+    ) {
       push(' ', i, i + 1);
       i++;
       continue;
@@ -97,7 +103,9 @@ function pushNormalized(
 }
 
 function isEscape(s: string, i: number): boolean {
-  return s.charCodeAt(i) === 37 && i + 2 < s.length && isHex(s.charCodeAt(i + 1)) && isHex(s.charCodeAt(i + 2));
+  return (
+    s.charCodeAt(i) === 37 && i + 2 < s.length && isHex(s.charCodeAt(i + 1)) && isHex(s.charCodeAt(i + 2))
+  );
 }
 
 function isHex(c: number): boolean {

@@ -7,7 +7,11 @@ import { createRedactor, normalizeForDetection } from '../../src/privacy/index.j
 // values mltrail and ML code write every day must still pass untouched.
 
 const redactor = createRedactor({ env: {} });
-const keyed = createRedactor({ env: {}, key: 'variants-key-0123456789abcdef', detectors: { email: 'hash', phone: 'hash' } });
+const keyed = createRedactor({
+  env: {},
+  key: 'variants-key-0123456789abcdef',
+  detectors: { email: 'hash', phone: 'hash' },
+});
 
 const ZWSP = '\u200b';
 const NBSP = '\u00a0';
@@ -26,7 +30,11 @@ const VARIANTS: Array<[string, string, string[]]> = [
   ['lower-case IBAN', 'iban gb82 west 1234 5698 7654 32', ['gb82 west', '5698 7654']],
   ['lower-case IBAN, ungrouped', 'iban gb82west12345698765432', ['gb82west12345698765432']],
   ['card grouped with dots', 'card 4111.1111.1111.1111', ['4111.1111.1111.1111', '1111.1111']],
-  ['card grouped with non-breaking spaces', `card 4111${NBSP}1111${NBSP}1111${NBSP}1111`, [`1111${NBSP}1111`]],
+  [
+    'card grouped with non-breaking spaces',
+    `card 4111${NBSP}1111${NBSP}1111${NBSP}1111`,
+    [`1111${NBSP}1111`],
+  ],
   ['card grouped with thin spaces', 'card 4111\u20091111\u20091111\u20091111', ['1111\u20091111']],
   ['full-width card digits', `card ${fullWidth('4111 1111 1111 1111')}`, [fullWidth('1111 1111')]],
   ['full-width phone', `tel ${fullWidth('+44 20 7946 0958')}`, [fullWidth('7946')]],
@@ -60,7 +68,11 @@ const VARIANTS: Array<[string, string, string[]]> = [
     '--db-url=postgres://admin:S3cretPassw0rd@10.0.0.5:5432/app',
     ['S3cretPassw0rd'],
   ],
-  ['OpenAI key on a command line', '--api-key=sk-proj-abcdefghijklmnopqrstuvwx', ['abcdefghijklmnopqrstuvwx']],
+  [
+    'OpenAI key on a command line',
+    '--api-key=sk-proj-abcdefghijklmnopqrstuvwx',
+    ['abcdefghijklmnopqrstuvwx'],
+  ],
 ];
 
 describe('detector variants: each is found, in the original text and everything around it kept', () => {
@@ -75,9 +87,9 @@ describe('detector variants: each is found, in the original text and everything 
   }
 
   it('a URL-encoded match is replaced URL-encoded, and the rest of the query string is kept as written', () => {
-    expect(redactor.redactString('q=a%20b&email=jane.doe%40example.com&phone=%2B44+7700+900123&n=1').value).toBe(
-      'q=a%20b&email=%5BREDACTED%3Aemail%5D&phone=%5BREDACTED%3Aphone%5D&n=1',
-    );
+    expect(
+      redactor.redactString('q=a%20b&email=jane.doe%40example.com&phone=%2B44+7700+900123&n=1').value,
+    ).toBe('q=a%20b&email=%5BREDACTED%3Aemail%5D&phone=%5BREDACTED%3Aphone%5D&n=1');
   });
 
   it('only the characters of the match are replaced around invisible and full-width characters', () => {
@@ -101,7 +113,9 @@ describe('detector variants: each is found, in the original text and everything 
     expect(keyed.redactString(`jane${ZWSP}.doe${fullWidth('@')}example.com`).value).toBe(plain);
     expect(keyed.redactString('JANE.DOE@EXAMPLE.COM').value).toBe(plain);
     expect(keyed.redactString('jane.doe%40example.com').value).toBe(encodeURIComponent(plain));
-    expect(keyed.redactString(fullWidth('+44 20 7946 0958')).value).toBe(keyed.redactString('+44 20 7946 0958').value);
+    expect(keyed.redactString(fullWidth('+44 20 7946 0958')).value).toBe(
+      keyed.redactString('+44 20 7946 0958').value,
+    );
   });
 });
 
@@ -127,7 +141,9 @@ describe('keys are redacted like values', () => {
   });
 
   it('with a key, the same person is the same pseudonym key in every record', () => {
-    const one = keyed.redact({ attributions: { 'jane.doe@example.com': 0.7 } }).value as { attributions: object };
+    const one = keyed.redact({ attributions: { 'jane.doe@example.com': 0.7 } }).value as {
+      attributions: object;
+    };
     const two = keyed.redact({ x: { 'Jane.Doe@Example.com': 1 } }).value as { x: object };
     expect(Object.keys(one.attributions)).toEqual(Object.keys(two.x));
     expect(Object.keys(one.attributions)[0]).toMatch(/^pii:[0-9a-f]{8}:[A-Za-z0-9_-]{43}$/);
@@ -146,7 +162,9 @@ describe('keys are redacted like values', () => {
 
   it('rules see the redacted key (a rule on the parent still applies to every entry)', () => {
     const r = createRedactor({ env: {}, rules: [{ path: 'attributions.*', action: 'remove' }] });
-    expect(r.redact({ attributions: { 'jane.doe@example.com': 1, a: 2 } }).value).toEqual({ attributions: {} });
+    expect(r.redact({ attributions: { 'jane.doe@example.com': 1, a: 2 } }).value).toEqual({
+      attributions: {},
+    });
   });
 
   it('clean keys are remembered; personal-data keys are not (they are redacted on every visit)', () => {

@@ -12,7 +12,6 @@ import {
   type DetectorName,
   luhnValid,
 } from '../../src/privacy/detectors.js';
-import { needsNormalizing, normalizeForDetection } from '../../src/privacy/text-normalizer.js';
 import { RedactionConfigError } from '../../src/privacy/errors.js';
 import { compileKeyPath, type PathStep, renderPath } from '../../src/privacy/key-path.js';
 import {
@@ -28,6 +27,7 @@ import type {
   RedactorOptions,
   RuleAction,
 } from '../../src/privacy/redactor.js';
+import { needsNormalizing, normalizeForDetection } from '../../src/privacy/text-normalizer.js';
 import { ATTR_ML_PREDICTION_SUBJECT_ID } from '../../src/semconv/index.js';
 
 const MAX_LISTED_PATHS = 64;
