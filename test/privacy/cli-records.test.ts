@@ -24,7 +24,8 @@ async function journal(): Promise<{ dir: string; predictionId: string; ref: stri
   const dir = mkdtempSync(join(tmpdir(), 'mltrail-cli-privacy-'));
   const trail = await createTrail({ serviceName: 'svc', sink: new AuditLog({ dir }) });
   await trail.dataset({ name: 'd', data: 'x', source: 'file:d.csv' });
-  const predict = trail.predict({ model: { name: 'm', version: '1' } }, (x: number) => x * 2);
+  const model = await trail.register({ name: 'm', version: '1', data: 'weights-1' });
+  const predict = trail.predict({ model }, (x: number) => x * 2);
   predict(2);
   await trail.shutdown();
   const records = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
