@@ -5,20 +5,30 @@
  * prediction-id response header, all configured from OTEL_* and MLTRAIL_* variables (docs/instrumentation.md).
  * OTEL_SDK_DISABLED=true or MLTRAIL_DISABLED=true leaves the app untouched.
  *
+ * MLTRAIL_FAIL_CLOSED=true: if the journal directory cannot take a write (not writable, not a directory,
+ * full, a file size limit) or setup fails, the process exits with status 1 and a message naming the
+ * directory and the cause, before the app's first line runs.
+ *
  * No top-level await, so Node can `require()` this ES module for CommonJS apps.
  */
 import { register as registerLoaderHook } from 'node:module';
+import { resolve } from 'node:path';
 import {
   type AutoInstrumentation,
   startAutoInstrumentation,
 } from './instrumentation/auto-instrumentation.js';
 import { readRegisterOptions } from './instrumentation/register-options.js';
+import { probeJournalDir, resolveDir } from './journal/index.js';
 
 /** How long shutdown may take before the process is let go anyway. */
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
 const options = readRegisterOptions();
 let running: AutoInstrumentation | undefined;
+if (!options.disabled && options.failClosed) {
+  const problem = probeJournalDir(resolveDir(options.dir));
+  if (problem !== undefined) refuseToStart(problem);
+}
 if (!options.disabled && !preloadedWithRequire()) {
   try {
     // ES modules are patched through import-in-the-middle's loader hook, registered the way the OTel docs
@@ -31,7 +41,14 @@ if (!options.disabled && !preloadedWithRequire()) {
     );
   }
 }
-if (!options.disabled) running = startAutoInstrumentation(options);
+if (!options.disabled) {
+  try {
+    running = startAutoInstrumentation(options);
+  } catch (err) {
+    // Only in fail-closed mode: otherwise setup failures are warnings and the app runs unaudited.
+    refuseToStart(`setup failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
 
 if (running !== undefined) {
   const handle = running;
@@ -53,6 +70,16 @@ if (running !== undefined) {
   process.once('beforeExit', () => {
     void stop();
   });
+}
+
+/** Fail-closed: the app must not run unaudited. Exits before the app's code is loaded. */
+function refuseToStart(cause: string): never {
+  const dir = resolve(resolveDir(options.dir));
+  process.stderr.write(
+    `mltrail: refusing to start: MLTRAIL_FAIL_CLOSED=true and the audit journal directory ${dir} cannot be used (${cause}). ` +
+      'Set MLTRAIL_DIR to a writable directory with free space, or unset MLTRAIL_FAIL_CLOSED to run with a failing journal reported instead.\n',
+  );
+  process.exit(1);
 }
 
 /**

@@ -53,7 +53,8 @@ export interface AutoInstrumentation {
  * (registered models and deployments loaded from the journal so a serving process can name them), the
  * onnxruntime-node, tfjs, http and express instrumentations, and the prediction-id response header.
  * Returns undefined when disabled (OTEL_SDK_DISABLED / MLTRAIL_DISABLED) or when setup failed; it never
- * throws into the host.
+ * throws into the host, except in fail-closed mode (MLTRAIL_FAIL_CLOSED), where a setup that failed throws
+ * instead of letting the app run unaudited (`mltrail/register` then refuses to start).
  */
 export function startAutoInstrumentation(
   options: RegisterOptions = readRegisterOptions(),
@@ -63,6 +64,7 @@ export function startAutoInstrumentation(
   try {
     return start(options);
   } catch (err) {
+    if (options.failClosed) throw err;
     process.emitWarning(
       `mltrail: auto-instrumentation could not start, the app runs unaudited: ${err instanceof Error ? err.message : String(err)}`,
       'MltrailSetupWarning',

@@ -1,5 +1,5 @@
 import { open, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type Counter, diag, type MeterProvider, metrics } from '@opentelemetry/api';
 import {
   type AuditEventInput,
@@ -17,7 +17,13 @@ import {
   EVENT_MLTRAIL_JOURNAL_GAP,
   METRIC_MLTRAIL_JOURNAL_WRITE_ERRORS,
 } from '../semconv/index.js';
-import { type JournalGap, JournalWriter, resolveDir } from './journal-writer.js';
+import {
+  type JournalFailure,
+  type JournalGap,
+  type JournalLoss,
+  JournalWriter,
+  resolveDir,
+} from './journal-writer.js';
 
 /** Options of {@link AuditLog}. */
 export interface AuditLogOptions {
@@ -31,6 +37,13 @@ export interface AuditLogOptions {
   maxBufferedLines?: number;
   /** An audited call rejects when its record cannot be made durable. */
   failClosed?: boolean;
+  /**
+   * Where lost or endangered records are reported, besides `diag`: one line when a write failure begins,
+   * one when records start being dropped, one when writing recovers, one at close (or process exit) if
+   * anything was lost. Default: standard error. `false` silences it (the counters and `close()`'s result
+   * still say what was lost).
+   */
+  warn?: ((message: string) => void) | false;
   /** A signed checkpoint after this many records (default 1000). */
   checkpointEvery?: number;
   /** And at least this often while records arrive, in ms (default 60 000; 0 disables). */
@@ -46,6 +59,33 @@ export interface AppendedRecord {
   /** Resolves when the record is on disk (fdatasync). */
   durable: Promise<void>;
 }
+
+/** What {@link AuditLog.close} resolves to: how many records never reached the journal, and why. */
+export interface AuditLogLoss extends JournalLoss {
+  /** The journal directory. */
+  dir: string;
+}
+
+/** Open logs, so a process that exits without closing them still says what it did not write. */
+const openLogs = new Set<WeakRef<AuditLog>>();
+let exitHookInstalled = false;
+
+function watchExit(ref: WeakRef<AuditLog>): void {
+  openLogs.add(ref);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const ref of openLogs) ref.deref()?.reportExit();
+  });
+}
+
+const writeStderr = (message: string): void => {
+  try {
+    process.stderr.write(`${message}\n`);
+  } catch {
+    // standard error closed: diag still has it
+  }
+};
 
 /** The file holding the latest checkpoint of a chain (copy it somewhere the writer cannot reach). */
 export function checkpointFile(dir: string, chainId: string): string {
@@ -70,10 +110,18 @@ export class AuditLog {
   #durableNote = '';
   /** The file publication in progress, if any. */
   #checkpointFileWrite: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
+  #closing: Promise<AuditLogLoss> | undefined;
+  readonly #warn: ((message: string) => void) | undefined;
+  readonly #failClosed: boolean;
+  readonly #maxBuffered: number;
+  readonly #ref: WeakRef<AuditLog>;
+  #warnedAfterClose = false;
 
   constructor(opts: AuditLogOptions = {}) {
     this.dir = resolveDir(opts.dir);
+    this.#warn = opts.warn === false ? undefined : (opts.warn ?? writeStderr);
+    this.#failClosed = opts.failClosed === true;
+    this.#maxBuffered = opts.maxBufferedLines ?? 100_000;
     const signer = loadSigningKey({ dir: this.dir, ...opts.signingKey });
     this.#chain = new ChainWriter({ signer, checkpointEvery: opts.checkpointEvery });
     const writeErrors: Counter = (opts.meterProvider ?? metrics.getMeterProvider())
@@ -87,8 +135,12 @@ export class AuditLog {
       maxBufferedLines: opts.maxBufferedLines,
       failClosed: opts.failClosed,
       writeErrors,
-      onRecovered: (gap) => this.#recordGap(gap),
+      onRecovered: (gap) => this.#recovered(gap),
+      onFailed: (f) => this.#failed(f),
+      onDropping: (f) => this.#dropping(f),
     });
+    this.#ref = new WeakRef(this);
+    watchExit(this.#ref);
     const interval = opts.checkpointIntervalMs ?? 60_000;
     if (interval > 0) {
       this.#timer = setInterval(() => {
@@ -114,6 +166,20 @@ export class AuditLog {
     return { written: j.written, syncs: j.syncs, writeErrors: j.writeErrors, dropped: j.dropped };
   }
 
+  /**
+   * The write failure in progress (from a failed write until the next one succeeds; also once closed),
+   * or undefined while the journal takes writes. Fail-closed callers refuse audited calls while it is set.
+   */
+  failure(): (JournalFailure & { dir: string }) | undefined {
+    const f = this.#journal.failure;
+    return f === undefined ? undefined : { ...f, dir: this.dir };
+  }
+
+  /** Records that never reached the journal so far (final once closed): dropped, unwritten at close, after close. */
+  get loss(): AuditLogLoss {
+    return { ...this.#journal.loss, dir: this.dir };
+  }
+
   /** Seals and appends one event. Never throws for I/O; the promise reports durability. */
   append(input: AuditEventInput): AppendedRecord {
     const records = this.#chain.append(input);
@@ -122,6 +188,10 @@ export class AuditLog {
     // rejection in the host; records committed together share one promise.
     const durable = this.#journal.append(serializeRecord(records[0]), records[0].seq);
     this.#sinceTimerCheckpoint++;
+    if (this.#journal.closed && !this.#warnedAfterClose) {
+      this.#warnedAfterClose = true;
+      this.#say('a record was made after the journal was closed; it and any later ones are lost (counted)');
+    }
     for (let i = 1; i < records.length; i++) {
       const written = this.#journal.append(serializeRecord(records[i]), records[i].seq);
       this.#afterCheckpoint(written);
@@ -134,15 +204,66 @@ export class AuditLog {
     return this.#journal.flush();
   }
 
-  /** Writes a final checkpoint, flushes and closes. Safe to call twice. */
-  close(): Promise<void> {
+  /**
+   * Writes a final checkpoint, flushes and closes. Safe to call twice. Never rejects: it resolves to what
+   * was lost ({@link AuditLogLoss}, `lost` 0 when every record is durable), also reported through `warn`.
+   */
+  close(): Promise<AuditLogLoss> {
     this.#closing ??= (async () => {
       if (this.#timer !== undefined) clearInterval(this.#timer);
       if (this.#chain.size > 0 && this.#sinceTimerCheckpoint > 0) this.#checkpoint();
       await this.#journal.close();
+      openLogs.delete(this.#ref);
       while (this.#checkpointFileWrite !== undefined) await this.#checkpointFileWrite;
+      const loss = this.loss;
+      if (loss.lost > 0)
+        this.#say(
+          `closed with ${loss.lost} audit record(s) lost (${loss.dropped} dropped while writes failed, ${loss.unwritten} still unwritten at close${loss.afterClose > 0 ? `, ${loss.afterClose} made after close` : ''})${loss.error !== undefined ? `; write error: ${loss.error}` : ''}`,
+        );
+      return loss;
     })();
     return this.#closing;
+  }
+
+  /** Called at process exit for a log that was never closed: says what is still not on disk. */
+  reportExit(): void {
+    if (this.#closing !== undefined) return;
+    const pending = this.#journal.pending;
+    const lost = this.#journal.dropped + pending;
+    if (lost === 0) return;
+    const f = this.#journal.failure;
+    this.#say(
+      `the process is exiting with ${lost} audit record(s) not on disk (${this.#journal.dropped} dropped while writes failed, ${pending} not yet written; trail.shutdown() was not awaited)${f !== undefined ? `; write error: ${f.error}` : ''}`,
+    );
+  }
+
+  #say(message: string): void {
+    const text = `mltrail: audit journal ${resolve(this.dir)}: ${message}`;
+    diag.warn(text);
+    this.#warn?.(text);
+  }
+
+  #failed(f: JournalFailure): void {
+    this.#say(
+      `write failed (${f.error}); ${f.pending} record(s) held in memory and retried` +
+        (this.#failClosed
+          ? '; fail-closed: audited calls fail until a write succeeds'
+          : `; past ${this.#maxBuffered} held records new ones are dropped and counted`),
+    );
+  }
+
+  #dropping(f: JournalFailure): void {
+    this.#say(
+      `still failing (${f.error}) after ${f.failures} attempt(s): ${this.#maxBuffered} records held, new records are now dropped (the count is reported on recovery and at close)`,
+    );
+  }
+
+  #recovered(gap: JournalGap): void {
+    const record = this.#recordGap(gap);
+    this.#say(
+      `writes recovered after ${gap.failures} failed attempt(s) (${gap.error}); ${gap.lostCount} record(s) lost` +
+        (record !== undefined ? `, recorded as ${EVENT_MLTRAIL_JOURNAL_GAP} seq ${record.seq}` : ''),
+    );
   }
 
   #checkpoint(): void {
@@ -202,9 +323,9 @@ export class AuditLog {
     }
   }
 
-  #recordGap(gap: JournalGap): void {
+  #recordGap(gap: JournalGap): AuditRecord {
     const ts = new Date().toISOString();
-    this.append({
+    return this.append({
       event: EVENT_MLTRAIL_JOURNAL_GAP,
       sev: 'WARN',
       ts,
@@ -216,6 +337,6 @@ export class AuditLog {
         [ATTR_MLTRAIL_GAP_ERROR]: gap.error,
         ...(gap.fromTag !== undefined ? { [ATTR_MLTRAIL_GAP_FROM_SEQ]: gap.fromTag } : {}),
       }),
-    });
+    }).record;
   }
 }

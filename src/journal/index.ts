@@ -1,4 +1,10 @@
-export { type AppendedRecord, AuditLog, type AuditLogOptions, checkpointFile } from './audit-log.js';
+export {
+  type AppendedRecord,
+  AuditLog,
+  type AuditLogLoss,
+  type AuditLogOptions,
+  checkpointFile,
+} from './audit-log.js';
 export {
   type JournalChunk,
   type JournalLine,
@@ -9,9 +15,12 @@ export {
 } from './journal-reader.js';
 export {
   chainDir,
+  type JournalFailure,
   type JournalGap,
+  type JournalLoss,
   JournalWriter,
   type JournalWriterOptions,
+  probeJournalDir,
   resolveDir,
   segmentName,
 } from './journal-writer.js';

@@ -1,4 +1,13 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Counter, diag } from '@opentelemetry/api';
@@ -21,6 +30,36 @@ export interface JournalWriterOptions {
   writeErrors?: Counter;
   /** Called once writing works again after failures, with what happened meanwhile. */
   onRecovered?: (gap: JournalGap) => void;
+  /** Called when a failure episode begins (the first failed write after writes worked or since the start). */
+  onFailed?: (failure: JournalFailure) => void;
+  /** Called when, in a failure episode, the first line is dropped because the in-memory bound was hit. */
+  onDropping?: (failure: JournalFailure) => void;
+}
+
+/** The state of a failure episode: from a failed write until the next write that succeeds. */
+export interface JournalFailure {
+  /** The first error of the episode, e.g. `ENOSPC: no space left on device, write`. */
+  error: string;
+  /** Failed attempts so far. */
+  failures: number;
+  /** Lines dropped so far in this episode (lost). */
+  dropped: number;
+  /** Lines held in memory, waiting for the retry. */
+  pending: number;
+}
+
+/** What a closed writer could not write. */
+export interface JournalLoss {
+  /** Lines that will never be in the journal: `dropped + unwritten + afterClose`. */
+  lost: number;
+  /** Dropped past the in-memory bound while the disk failed. */
+  dropped: number;
+  /** Still held in memory when the writer closed (the final attempt failed). */
+  unwritten: number;
+  /** Appended after the writer was closed. */
+  afterClose: number;
+  /** The first error of the last failure episode, if there was one. */
+  error: string | undefined;
 }
 
 /** What a write outage affected, reported when writing recovers. */
@@ -92,6 +131,8 @@ export class JournalWriter {
   readonly #failClosed: boolean;
   readonly #writeErrors: Counter | undefined;
   readonly #onRecovered: ((gap: JournalGap) => void) | undefined;
+  readonly #onFailed: ((failure: JournalFailure) => void) | undefined;
+  readonly #onDropping: ((failure: JournalFailure) => void) | undefined;
   #queue: Group[] = [];
   /** Encoding buffer reused by every commit. */
   #scratch = Buffer.allocUnsafe(64 * 1024);
@@ -99,6 +140,8 @@ export class JournalWriter {
   #queuedLines = 0;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
+  /** Lines taken by the commit in progress. */
+  #inFlight = 0;
   #file: FileHandle | undefined;
   #segment = 0;
   #segmentSize = 0;
@@ -106,6 +149,11 @@ export class JournalWriter {
   #advance = false;
   #closed = false;
   #failure: { first: string; failures: number; dropped: number; fromTag?: number } | undefined;
+  /** The first error of the latest failure episode (kept after recovery, for the loss report). */
+  #lastError: string | undefined;
+  /** Lines still held when the writer closed, and lines appended after it closed. */
+  #unwrittenAtClose = 0;
+  #afterClose = 0;
   #retryMs = 50;
   /** Number of fdatasync calls made (group commit makes this much smaller than the number of lines). */
   syncs = 0;
@@ -126,6 +174,44 @@ export class JournalWriter {
     this.#failClosed = opts.failClosed === true;
     this.#writeErrors = opts.writeErrors;
     this.#onRecovered = opts.onRecovered;
+    this.#onFailed = opts.onFailed;
+    this.#onDropping = opts.onDropping;
+  }
+
+  /**
+   * The failure episode in progress, or undefined while writes work. An episode begins with a failed write
+   * and ends with the next write that succeeds; a closed writer reports `closed` as its error.
+   */
+  get failure(): JournalFailure | undefined {
+    if (this.#closed)
+      return {
+        error: `closed${this.#lastError !== undefined ? ` (last failure: ${this.#lastError})` : ''}`,
+        failures: this.#failure?.failures ?? 0,
+        dropped: this.#failure?.dropped ?? 0,
+        pending: 0,
+      };
+    return this.#failure === undefined ? undefined : this.#view(this.#failure);
+  }
+
+  /** True once {@link JournalWriter.close} began: later appends are lost (and counted). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Lines appended but not yet durable (waiting for a commit, or for the retry while the disk fails). */
+  get pending(): number {
+    return this.#queuedLines + this.#inFlight;
+  }
+
+  /** What this writer could not write, so far (final once it is closed). */
+  get loss(): JournalLoss {
+    return {
+      lost: this.dropped + this.#unwrittenAtClose + this.#afterClose,
+      dropped: this.dropped,
+      unwritten: this.#unwrittenAtClose,
+      afterClose: this.#afterClose,
+      error: this.#lastError,
+    };
   }
 
   /**
@@ -133,10 +219,14 @@ export class JournalWriter {
    * passes the record's seq) is handed back in {@link JournalGap.fromTag} if an outage begins at this line.
    */
   append(line: string, tag?: number): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error(`mltrail: journal ${this.#chainDir} is closed`));
+    if (this.#closed) {
+      this.#afterClose++;
+      return Promise.reject(new Error(`mltrail: journal ${this.#chainDir} is closed`));
+    }
     if (this.#failure !== undefined && this.#queuedLines >= this.#maxBuffered) {
       this.#failure.dropped++;
       this.dropped++;
+      if (this.#failure.dropped === 1) this.#notify(this.#onDropping, this.#failure);
       return Promise.reject(
         new Error('mltrail: journal buffer full while the disk is failing; record dropped'),
       );
@@ -165,7 +255,10 @@ export class JournalWriter {
     return barrier.promise;
   }
 
-  /** Flushes and closes the current segment. Safe to call twice. */
+  /**
+   * Flushes and closes the current segment. Safe to call twice. If the final attempt fails, what is still
+   * held is given up: its promises reject and it is counted in {@link JournalWriter.loss}.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
@@ -175,6 +268,15 @@ export class JournalWriter {
     } finally {
       this.#closed = true;
       if (this.#timer !== undefined) clearTimeout(this.#timer);
+      // A commit still running (the flush barrier failed early) settles its own lines; the rest is lost.
+      await this.#flushing;
+      this.#unwrittenAtClose += this.#queuedLines;
+      const error = new Error(
+        `mltrail: journal ${this.#chainDir} closed with this record unwritten${this.#lastError !== undefined ? ` (${this.#lastError})` : ''}`,
+      );
+      for (const g of this.#queue) g.reject(error);
+      this.#queue = [];
+      this.#queuedLines = 0;
       await this.#file?.close().catch(() => undefined);
       this.#file = undefined;
     }
@@ -216,6 +318,7 @@ export class JournalWriter {
       for (const g of batch) g.resolve();
       return;
     }
+    this.#inFlight = lines;
     const bytes = this.#encode(batch);
     let file: FileHandle | undefined;
     let before = 0;
@@ -230,8 +333,10 @@ export class JournalWriter {
       this.syncs++;
     } catch (err) {
       await this.#fail(err as Error, batch, lines, file, before);
+      this.#inFlight = 0;
       return;
     }
+    this.#inFlight = 0;
     this.written += lines;
     for (const g of batch) g.resolve();
     if (this.#failure !== undefined) this.#recovered();
@@ -325,13 +430,15 @@ export class JournalWriter {
   ): Promise<void> {
     this.#writeErrors?.add(1);
     this.writeErrors++;
+    const starts = this.#failure === undefined;
     if (this.#failure === undefined) {
       this.#failure = {
-        first: `${(err as NodeJS.ErrnoException).code ?? 'EIO'}: ${err.message}`,
+        first: errnoText(err),
         failures: 0,
         dropped: 0,
         fromTag: batch.find((g) => g.lines.length > 0)?.firstTag,
       };
+      this.#lastError = this.#failure.first;
       diag.error(
         `mltrail: journal write failed (${this.#failure.first}); records are kept in memory and retried`,
       );
@@ -366,6 +473,23 @@ export class JournalWriter {
     this.#queue = [...keep, ...this.#queue];
     this.#queuedLines += lines;
     this.#retryMs = Math.min(this.#retryMs * 2, 5_000);
+    // Reported once the lines are back in the queue, so the count says what is waiting.
+    if (starts) this.#notify(this.#onFailed, this.#failure);
+  }
+
+  #view(f: { first: string; failures: number; dropped: number }): JournalFailure {
+    return { error: f.first, failures: f.failures, dropped: f.dropped, pending: this.pending };
+  }
+
+  #notify(
+    callback: ((failure: JournalFailure) => void) | undefined,
+    f: { first: string; failures: number; dropped: number },
+  ): void {
+    try {
+      callback?.(this.#view(f));
+    } catch (err) {
+      diag.error('mltrail: a journal failure callback threw', err);
+    }
   }
 
   #recovered(): void {
@@ -379,6 +503,60 @@ export class JournalWriter {
       diag.error('mltrail: onRecovered callback threw', err);
     }
   }
+}
+
+/** Bytes {@link probeJournalDir} writes: room for a first commit of a few dozen records. */
+const PROBE_BYTES = 64 * 1024;
+
+/**
+ * Checks, synchronously, that a journal directory can take a write now: it is (or can be created as) a
+ * directory, and a 64 KiB file can be created in it, written, fdatasync'd and removed. Returns what is
+ * wrong (`EROFS: read-only file system, open '…'`, `ENOSPC: …`, `EFBIG: …`, `not a directory`), or
+ * undefined. Used where a process must not start without a usable journal (fail-closed mode); it proves
+ * nothing about later writes, which fail-closed mode checks call by call.
+ */
+export function probeJournalDir(dir: string): string | undefined {
+  const errorText = (err: unknown) => (err instanceof Error ? errnoText(err) : String(err));
+  try {
+    const st = statSync(dir, { throwIfNoEntry: false });
+    if (st !== undefined && !st.isDirectory()) return 'it exists and is not a directory';
+    if (st === undefined) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    // A recursive mkdir reports ENOENT for most failures; the last component alone says why (EROFS, EACCES).
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (direct) {
+      return errorText(direct);
+    }
+    return errorText(err);
+  }
+  const probe = join(dir, `.write-probe-${process.pid}`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(probe, 'w', 0o600);
+    const block = Buffer.alloc(PROBE_BYTES, 10);
+    // A short write (a nearly full disk, a file size limit) is a failure too: the space is not there.
+    const n = writeSync(fd, block, 0, block.length);
+    if (n < block.length)
+      return `a ${PROBE_BYTES}-byte test write stored only ${n} bytes (disk nearly full or a file size limit)`;
+    fsyncSync(fd);
+    return undefined;
+  } catch (err) {
+    return errorText(err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(probe);
+    } catch {
+      // never created, or the directory refuses the unlink too: nothing more to do
+    }
+  }
+}
+
+/** `CODE: message` of an I/O error, without repeating the code Node already put in the message. */
+function errnoText(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  return err.message.startsWith(code) ? err.message : `${code}: ${err.message}`;
 }
 
 /** Whether a non-empty file ends with a newline (a torn last line from a crash does not). */

@@ -49,11 +49,35 @@ export interface ChainedRecord {
   digest: string;
 }
 
+/** What a sink could not write, as its `close()` reports it (the journal's `AuditLog` does). */
+export interface SinkLoss {
+  /** Records that will never be in the sink. */
+  lost: number;
+  /** The first write error of the last failure, if any. */
+  error?: string | undefined;
+  /** Where the sink writes (the journal directory). */
+  dir?: string;
+}
+
+/** A sink's write failure in progress. */
+export interface SinkFailure {
+  /** What failed, e.g. `ENOSPC: no space left on device, write`, or `closed`. */
+  error: string;
+  /** Where the sink writes (the journal directory). */
+  dir?: string;
+}
+
 /** Where audit records go: the journal's AuditLog in production, anything with this shape in tests. */
 export interface AuditSink {
   append(input: AuditEventInput): { record: ChainedRecord; durable: Promise<void> };
   flush(): Promise<void>;
-  close(): Promise<void>;
+  /** Closes the sink; may resolve to what it lost (a {@link SinkLoss}, as the journal's AuditLog does). */
+  close(): Promise<unknown>;
+  /**
+   * The write failure in progress (a write failed and none has succeeded since, or the sink is closed),
+   * or undefined. Fail-closed trails refuse audited calls while it is set; a sink without it never refuses.
+   */
+  failure?(): SinkFailure | undefined;
 }
 
 /** Anything with the privacy room's redactor shape. */
@@ -250,8 +274,21 @@ export class AuditEmitter {
     return this.#sink.flush();
   }
 
-  close(): Promise<void> {
-    return this.#sink.close();
+  /** Closes the sink; resolves to what it lost, when it says. */
+  async close(): Promise<SinkLoss | undefined> {
+    const result = await this.#sink.close();
+    const loss = result as Partial<SinkLoss> | undefined;
+    return typeof loss?.lost === 'number' ? (loss as SinkLoss) : undefined;
+  }
+
+  /** The sink's write failure in progress, if it reports one (never throws). */
+  failure(): SinkFailure | undefined {
+    try {
+      return this.#sink.failure?.();
+    } catch (err) {
+      diag.error('mltrail: the audit sink could not report its state', err);
+      return undefined;
+    }
   }
 }
 

@@ -26,10 +26,20 @@ export class TrailValidationError extends Error {
   }
 }
 
-/** Thrown (fail-closed mode only) when an audited call's record could not be made durable. */
+/**
+ * Fail-closed mode only: an audited call whose record cannot be made durable. Synchronous stages throw it
+ * from the call itself; asynchronous ones reject with it. Catch it like any error of the call, e.g.
+ * `try { trail.decide(spec) } catch (e) { if (e instanceof AuditWriteError) … }`.
+ */
 export class AuditWriteError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The event that was not recorded (`ml.decision`, …), when known. */
+  readonly event: string | undefined;
+  /** The journal directory, when known. */
+  readonly dir: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; event?: string; dir?: string }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'AuditWriteError';
+    this.event = options?.event;
+    this.dir = options?.dir;
   }
 }

@@ -5,6 +5,8 @@ export type {
   BodyRedactor,
   ChainedRecord,
   EmittedRecord,
+  SinkFailure,
+  SinkLoss,
 } from './audit-emitter.js';
 export { AuditEmitter } from './audit-emitter.js';
 export { type Digest, digestBytes, digestFile, digestRows, isDigest } from './digest.js';
@@ -18,6 +20,7 @@ export {
   type Trail,
   TrailRegistry,
   type TrailRuntimeOptions,
+  type TrailShutdownReport,
 } from './trail.js';
 export type {
   CaptureMode,

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { resolve as resolvePath } from 'node:path';
 import {
   type Context,
   type Counter,
@@ -14,7 +15,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { canonicalize, parseRecordLine, uuidv7 } from '../integrity/index.js';
-import { AuditLog, JournalReader } from '../journal/index.js';
+import { AuditLog, JournalReader, probeJournalDir, resolveDir } from '../journal/index.js';
 import { createRedactor } from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
 import {
@@ -94,8 +95,28 @@ export interface TrailRuntimeOptions extends TrailOptions {
    * turns redaction off.
    */
   redactor?: BodyRedactor | false;
-  /** Fail-closed: an async audited call rejects when its record cannot be made durable. */
+  /**
+   * Fail-closed (default false): an audited call fails, where the caller can catch it, when its record
+   * cannot be made durable. While the journal is failing (a write failed and none has succeeded since, or
+   * the trail was shut down) every audited call throws {@link AuditWriteError} (synchronous stages) or
+   * rejects with it (asynchronous ones) and leaves no record; an asynchronous call made while the journal
+   * works resolves only once its record is durable. Creating the trail fails when the journal directory
+   * cannot take a write. See docs/security.md, "Fail-closed and fail-open".
+   */
   failClosed?: boolean;
+}
+
+/** What {@link Trail.shutdown} resolves to. */
+export interface TrailShutdownReport {
+  /**
+   * Audit records that will never be in the journal: dropped while writes failed, still unwritten when it
+   * closed, or made after shutdown. 0 when every record is durable.
+   */
+  lost: number;
+  /** The first write error of the last failure, if there was one. */
+  error: string | undefined;
+  /** The journal directory, when the sink is the journal. */
+  dir: string | undefined;
 }
 
 /** The trail: one function per ML lifecycle stage. Create it with {@link createTrail}. */
@@ -137,8 +158,13 @@ export interface Trail {
   withPredictionScope<R>(fn: () => R): R;
   /** Resolves when every record appended so far is durable. */
   flush(): Promise<void>;
-  /** Flushes, writes a final checkpoint and closes the journal. Safe to call twice. */
-  shutdown(): Promise<void>;
+  /**
+   * Flushes, writes a final checkpoint and closes the journal. Safe to call twice. Never rejects: it
+   * resolves to a report whose `lost` counts the records that never reached the journal (also written to
+   * standard error when not 0). Check it where losing records matters:
+   * `const { lost } = await trail.shutdown(); if (lost > 0) process.exitCode = 1;`
+   */
+  shutdown(): Promise<TrailShutdownReport>;
 }
 
 /** In-memory index of what this trail recorded, used for lineage hints and digest matching. */
@@ -234,9 +260,32 @@ export async function createTrail(options: TrailRuntimeOptions = {}): Promise<Tr
 
 /** {@link createTrail} without the promise, for setup code that cannot await (e.g. `--require` hooks). */
 export function createTrailSync(options: TrailRuntimeOptions = {}): Trail {
-  const sink = options.sink ?? new AuditLog({ failClosed: options.failClosed === true });
+  const sink = options.sink ?? openJournal(options.failClosed === true);
   const redactor = options.redactor === false ? undefined : (options.redactor ?? createRedactor());
   return new TrailImpl({ ...options, redactor }, sink);
+}
+
+/**
+ * The default sink. Fail-closed: a journal directory that cannot take a write now (read-only, full, not a
+ * directory, a file size limit) is an {@link AuditWriteError} naming the directory and the cause, so an
+ * app that must not run unaudited does not start.
+ */
+function openJournal(failClosed: boolean): AuditLog {
+  if (!failClosed) return new AuditLog();
+  const dir = resolveDir();
+  const problem = probeJournalDir(dir);
+  const fail = (cause: string, err?: unknown) =>
+    new AuditWriteError(
+      `mltrail: fail-closed: the audit journal directory ${resolvePath(dir)} cannot be used (${cause}); set MLTRAIL_DIR to a writable directory with free space`,
+      { dir, cause: err },
+    );
+  if (problem !== undefined) throw fail(problem);
+  try {
+    return new AuditLog({ failClosed: true });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw fail(e.code !== undefined ? `${e.code}: ${e.message}` : String(err), err);
+  }
 }
 
 const GLOBAL_TRAIL = Symbol.for('mltrail:global-trail');
@@ -263,7 +312,7 @@ class TrailImpl implements Trail {
   readonly #actor: string | undefined;
   readonly #redactor: BodyRedactor | undefined;
 
-  #closed: Promise<void> | undefined;
+  #closed: Promise<TrailShutdownReport> | undefined;
   readonly #unregistered = new Set<string>();
   readonly #predictions: Counter;
   readonly #predictionErrors: Counter;
@@ -346,7 +395,15 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_DATASET_SCHEMA_DIGEST]: schemaDigest,
       [sc.ATTR_ML_DATASET_PROFILE_DIGEST]: spec.profileDigest,
     };
-    const spanContext = this.#recordStage('dataset', sc.EVENT_ML_DATASET_REGISTERED, fields, [], spec.actor);
+    const { spanContext, durable } = this.#recordStage(
+      'dataset',
+      sc.EVENT_ML_DATASET_REGISTERED,
+      fields,
+      [],
+      spec.actor,
+    );
+    // Fail-closed: resolves only once the record is durable.
+    if (this.#failClosed) await durable;
     const ds: DatasetVersion = {
       kind: 'dataset',
       id,
@@ -373,13 +430,14 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_MODEL_APPROVED_BY]: spec.approvedBy,
       [sc.ATTR_ML_RUN_ID]: runId,
     };
-    const spanContext = this.#recordStage(
+    const { spanContext, durable } = this.#recordStage(
       'register',
       sc.EVENT_ML_MODEL_REGISTERED,
       fields,
       links(run?.spanContext),
       spec.actor,
     );
+    if (this.#failClosed) await durable;
     const model: ModelVersion = {
       kind: 'model',
       name: spec.name,
@@ -405,7 +463,7 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_MODEL_VERSION]: spec.model?.version,
       [sc.ATTR_ML_MODEL_DIGEST]: spec.model?.digest,
     };
-    const spanContext = this.#recordStage(
+    const { spanContext } = this.#recordStage(
       'deploy',
       sc.EVENT_ML_DEPLOYMENT_COMPLETED,
       fields,
@@ -467,7 +525,7 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_RETRAINING_PREVIOUS_VERSION]: spec.previous?.version,
       [sc.ATTR_ML_MODEL_NAME]: spec.previous?.name,
     };
-    const spanContext = this.#recordStage(
+    const { spanContext } = this.#recordStage(
       'retrain',
       sc.EVENT_ML_RETRAINING_TRIGGERED,
       fields,
@@ -521,6 +579,9 @@ class TrailImpl implements Trail {
       [],
       undefined,
       'WARN',
+      // Reported from inside instrumentations, not an app's call: the prediction it accompanies is the
+      // call that fails when the journal does.
+      false,
     );
   }
 
@@ -881,14 +942,35 @@ class TrailImpl implements Trail {
     });
   }
 
-  shutdown(): Promise<void> {
-    this.#closed ??= this.#emitter.close().catch((err: unknown) => {
-      diag.error('mltrail: shutdown failed', err);
-    });
+  shutdown(): Promise<TrailShutdownReport> {
+    this.#closed ??= this.#emitter.close().then(
+      (loss) => ({ lost: loss?.lost ?? 0, error: loss?.error, dir: loss?.dir }),
+      (err: unknown) => {
+        diag.error('mltrail: shutdown failed', err);
+        return { lost: 0, error: err instanceof Error ? err.message : String(err), dir: undefined };
+      },
+    );
     return this.#closed;
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * Fail-closed only: the error an audited call fails with while the journal is failing (a write failed
+   * and none has succeeded since, or it is closed), or undefined when the call may proceed.
+   */
+  #refusal(what: { event: string } | { stage: Stage }): AuditWriteError | undefined {
+    if (!this.#failClosed) return undefined;
+    const f = this.#emitter.failure();
+    if (f === undefined) return undefined;
+    const where = f.dir !== undefined ? ` ${resolvePath(f.dir)}` : '';
+    const subject =
+      'event' in what ? `${what.event} not recorded` : `the ${what.stage} call was not recorded`;
+    return new AuditWriteError(
+      `mltrail: ${subject}: the audit journal${where} is failing (${f.error}); fail-closed mode fails audited calls until a write succeeds`,
+      { event: 'event' in what ? what.event : undefined, dir: f.dir },
+    );
+  }
 
   /**
    * Runs `fn` inside a new stage span and settles it through `record`, which returns the emitted record's
@@ -920,6 +1002,20 @@ class TrailImpl implements Trail {
     }
     return context.with(ctx, () =>
       callObserved(fn as unknown as (...a: never[]) => R, thisArg, args, (outcome, isAsync) => {
+        // Fail-closed while the journal is failing: no record, and the call fails (a sync one throws
+        // here, an async one rejects); a call that failed on its own keeps its own error.
+        const refused = this.#refusal({ stage });
+        if (refused !== undefined) {
+          try {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: refused.message });
+          } catch (err) {
+            diag.error('mltrail: could not mark the span as failed', err);
+          }
+          endSpan(span);
+          if (!outcome.ok) return undefined;
+          if (isAsync) return Promise.reject(refused);
+          throw refused;
+        }
         let durable: Promise<void> | undefined;
         try {
           durable = record(span, outcome);
@@ -937,7 +1033,11 @@ class TrailImpl implements Trail {
     );
   }
 
-  /** Records a stage that wraps no function: a span that starts and ends around the record. */
+  /**
+   * Records a stage that wraps no function: a span that starts and ends around the record. Fail-closed:
+   * throws {@link AuditWriteError} while the journal is failing (unless `mayRefuse` is false), and
+   * `durable` rejects with it if the record cannot be written.
+   */
   #recordStage(
     stage: Stage,
     event: string,
@@ -945,7 +1045,12 @@ class TrailImpl implements Trail {
     spanLinks: Link[],
     actor?: string,
     sev: AuditSeverity = 'INFO',
-  ): SpanContext | undefined {
+    mayRefuse = true,
+  ): { spanContext: SpanContext | undefined; durable: Promise<void> | undefined } {
+    if (mayRefuse) {
+      const refused = this.#refusal({ event });
+      if (refused !== undefined) throw refused;
+    }
     let span: Span | undefined;
     try {
       span = this.#tracer.startSpan(spanName(stage), {
@@ -955,12 +1060,13 @@ class TrailImpl implements Trail {
     } catch (err) {
       diag.error('mltrail: could not start a span', err);
     }
+    let durable: Promise<void> | undefined;
     try {
-      this.#emit(event, sev, fields, span, actor);
+      durable = this.#emit(event, sev, fields, span, actor);
     } finally {
       if (span !== undefined) endSpan(span);
     }
-    return span?.spanContext();
+    return { spanContext: span?.spanContext(), durable };
   }
 
   #emit(
@@ -980,11 +1086,17 @@ class TrailImpl implements Trail {
         this.#reported = emitted.durable;
         emitted.durable.catch((err: unknown) => diag.error(`mltrail: could not record ${event}`, err));
       }
-      // Only fail-closed async calls await durability; they get the error wrapped.
+      // Only fail-closed async calls await durability; they get the error wrapped. Synchronous stages
+      // drop this promise: it must never become an unhandled rejection that would crash the host.
       if (!this.#failClosed) return emitted.durable;
-      return emitted.durable.catch((err: unknown) => {
-        throw new AuditWriteError(`mltrail: the ${event} record could not be made durable`, { cause: err });
+      const failed = emitted.durable.catch((err: unknown) => {
+        throw new AuditWriteError(`mltrail: the ${event} record could not be made durable`, {
+          cause: err,
+          event,
+        });
       });
+      failed.catch(() => undefined);
+      return failed;
     } catch (err) {
       if (this.#strict) throw err;
       diag.error(`mltrail: could not record ${event}`, err);
