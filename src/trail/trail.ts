@@ -835,9 +835,9 @@ class TrailImpl implements Trail {
       } catch (err) {
         diag.error('mltrail: predict() input/subject callback threw', err);
       }
-      let extra: Record<string, unknown> = {};
+      let extra: Record<string, unknown> | undefined;
       try {
-        extra = spec.attributes?.(...args) ?? {};
+        extra = spec.attributes?.(...args);
       } catch (err) {
         diag.error('mltrail: predict() attributes callback threw', err);
       }
@@ -859,15 +859,16 @@ class TrailImpl implements Trail {
             ...base,
             [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
           });
-          safeCall(() =>
-            spec.onRecorded?.({
-              kind: 'prediction',
-              id,
-              latencyMs: latency,
-              ok: false,
-              spanContext: span.spanContext(),
-            }),
-          );
+          if (spec.onRecorded !== undefined)
+            safeCall(() =>
+              spec.onRecorded?.({
+                kind: 'prediction',
+                id,
+                latencyMs: latency,
+                ok: false,
+                spanContext: span.spanContext(),
+              }),
+            );
           return emitted;
         }
         let out: { label?: string | number | boolean; score?: number } | undefined;
@@ -876,8 +877,8 @@ class TrailImpl implements Trail {
         } catch (err) {
           diag.error('mltrail: predict() output callback threw', err);
         }
-        let outputFields: Record<string, unknown> = {};
-        let extra: Record<string, unknown> = { ...spec.fields };
+        let outputFields: Record<string, unknown> | undefined;
+        let resultFields: Record<string, unknown> | undefined;
         try {
           if (capture === 'redacted' || capture === 'full') {
             const value =
@@ -886,21 +887,22 @@ class TrailImpl implements Trail {
                 : outcome.value;
             outputFields = self.#captureOutput(value, capture);
           }
-          if (spec.resultFields !== undefined)
-            extra = { ...extra, ...spec.resultFields(outcome.value as Awaited<R>) };
+          if (spec.resultFields !== undefined) resultFields = spec.resultFields(outcome.value as Awaited<R>);
         } catch (err) {
           diag.error('mltrail: predict() outputContent/resultFields callback threw', err);
         }
         const label = out?.label === undefined ? undefined : text(out.label);
-        // One object for the record; span attributes are set from the same values without intermediate
-        // copies (this runs on every prediction).
-        const fields: Record<string, unknown> = { ...extra };
+        // One object for the record (the spec's fields, then what was read from the result, then the
+        // trail's own); span attributes are set from the same values without intermediate copies (this
+        // runs on every prediction).
+        const fields: Record<string, unknown> = { ...spec.fields, ...resultFields };
         assignDefined(fields, base);
         Object.assign(fields, inputFields, outputFields);
         fields[sc.ATTR_ML_PREDICTION_LATENCY_MS] = latency;
         fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL] = label;
         fields[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE] = out?.score;
-        setSpanAttrs(span, extra);
+        if (spec.fields !== undefined) setSpanAttrs(span, spec.fields);
+        if (resultFields !== undefined) setSpanAttrs(span, resultFields);
         setSpanAttrs(span, base);
         setSpanAttr(
           span,
@@ -911,15 +913,16 @@ class TrailImpl implements Trail {
         setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, label);
         setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, out?.score);
         const emitted = self.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span);
-        safeCall(() =>
-          spec.onRecorded?.({
-            kind: 'prediction',
-            id,
-            latencyMs: latency,
-            ok: true,
-            spanContext: span.spanContext(),
-          }),
-        );
+        if (spec.onRecorded !== undefined)
+          safeCall(() =>
+            spec.onRecorded?.({
+              kind: 'prediction',
+              id,
+              latencyMs: latency,
+              ok: true,
+              spanContext: span.spanContext(),
+            }),
+          );
         return emitted;
       });
     };

@@ -138,33 +138,56 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
     feeds: Feeds,
   ): PredictSpec<[Feeds], Promise<RunResult>> {
     const bound = bindModel(trail, model);
-    const entries = isRecord(feeds) ? Object.entries(feeds) : [];
+    const names: string[] = [];
+    const shapes: string[] = [];
+    const tensors: OrtTensor[] = [];
+    if (isRecord(feeds)) {
+      for (const name of Object.keys(feeds)) {
+        const t = feeds[name];
+        names.push(name);
+        shapes.push(`${name}:${shapeOf(t)}`);
+        tensors.push(t);
+      }
+    }
     const fields: Record<string, unknown> = {
       ...bound.fields,
-      [sc.ATTR_ML_PREDICTION_INPUT_NAMES]: entries.map(([name]) => name),
-      [sc.ATTR_ML_PREDICTION_INPUT_SHAPES]: entries.map(([name, t]) => `${name}:${shapeOf(t)}`),
+      [sc.ATTR_ML_PREDICTION_INPUT_NAMES]: names,
+      [sc.ATTR_ML_PREDICTION_INPUT_SHAPES]: shapes,
     };
-    const batch = batchSize(entries.map(([, t]) => t));
+    const batch = batchSize(tensors);
     if (batch !== undefined) fields[sc.ATTR_ML_PREDICTION_BATCH_SIZE] = batch;
+    // The callbacks are the same functions for every call: only the model and the feeds' fields vary.
     return {
+      ...RUN_CALLBACKS,
       model: bound.model,
       modelDigest: bound.modelDigest,
       capture: this.getConfig().capture,
       fields,
-      input: (f) => tensorsView(f),
-      inputJson: (f) => tensorsJson(f),
-      outputContent: (result) => tensorsView(result),
-      resultFields: (result) => {
-        const out = isRecord(result) ? Object.entries(result) : [];
-        return {
-          [sc.ATTR_ML_PREDICTION_OUTPUT_NAMES]: out.map(([name]) => name),
-          [sc.ATTR_ML_PREDICTION_OUTPUT_DTYPES]: out.map(([name, t]) => `${name}:${dtypeOf(t)}`),
-        };
-      },
-      output: (result) => singleScore(result),
     };
   }
 }
+
+/** What the trail asks of every `session.run` (module-level: no closures per call). */
+const RUN_CALLBACKS: Pick<
+  PredictSpec<[Feeds], Promise<RunResult>>,
+  'input' | 'inputJson' | 'outputContent' | 'resultFields' | 'output'
+> = {
+  input: (f) => tensorsView(f),
+  inputJson: (f) => tensorsJson(f),
+  outputContent: (result) => tensorsView(result),
+  resultFields: (result) => {
+    const names: string[] = [];
+    const dtypes: string[] = [];
+    if (isRecord(result)) {
+      for (const name of Object.keys(result)) {
+        names.push(name);
+        dtypes.push(`${name}:${dtypeOf(result[name])}`);
+      }
+    }
+    return { [sc.ATTR_ML_PREDICTION_OUTPUT_NAMES]: names, [sc.ATTR_ML_PREDICTION_OUTPUT_DTYPES]: dtypes };
+  },
+  output: (result) => singleScore(result),
+};
 
 /** Reads what the session will be created from: a path (read again for the digest) or bytes. */
 async function describeModel(args: unknown[]): Promise<SessionModel | undefined> {
