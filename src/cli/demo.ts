@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
 import { ChainVerifier } from '../integrity/index.js';
@@ -16,6 +16,11 @@ Runs the end-to-end demo on real data with no network and no stack: the Seattle 
 package vega-datasets) → feature selection → a logistic-regression rain model → evaluation → registration →
 deployment → a year of audited quotes with decisions and feedback — then verifies the journal and prints a
 summary. The journal goes to --journal, MLTRAIL_DIR, or ./.mltrail/demo.
+
+  --journal DIR  where the journal is written
+  --fresh        start a new journal: an existing DIR is first moved aside to DIR.replaced-<time>
+                 (kept, never deleted), so the summary covers this run only. Without --fresh a run
+                 appends to the journal already in DIR (two more chains per run).
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -23,13 +28,13 @@ export async function run(argv: string[]): Promise<number> {
   if (parsed === undefined) return 0;
   const { values } = parsed;
   const dir = values.journal ?? process.env.MLTRAIL_DIR ?? join('.mltrail', 'demo');
-  if (
-    values.fresh !== true &&
-    existsSync(join(dir, 'chains')) &&
-    readdirSync(join(dir, 'chains')).length > 0
-  ) {
+  if (values.fresh === true) {
+    const aside = moveAside(dir);
+    if (aside !== undefined)
+      process.stderr.write(`mltrail demo: --fresh: the existing journal in ${dir} was moved to ${aside}\n`);
+  } else if (existsSync(join(dir, 'chains')) && readdirSync(join(dir, 'chains')).length > 0) {
     process.stderr.write(
-      `mltrail demo: appending to the existing journal in ${dir} (use --fresh with a new --journal to start over)\n`,
+      `mltrail demo: appending to the existing journal in ${dir} (--fresh moves it aside and starts a new one)\n`,
     );
   }
   const started = Date.now();
@@ -78,8 +83,29 @@ export async function run(argv: string[]): Promise<number> {
     const evidence = gatherEvidence(dir, { prediction: predictionId });
     writePrivateFile(reportPath, renderEvidenceHtml(evidence));
     out += `\nevidence report: ${reportPath} (integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'})\n`;
-    out += `next: mltrail verify ${dir} · mltrail lineage ${predictionId} --journal ${dir} · mltrail drift --journal ${dir}\n`;
+    out += `next: npx mltrail verify ${dir} · npx mltrail lineage ${predictionId} --journal ${dir} · npx mltrail drift --journal ${dir}\n`;
   }
   process.stdout.write(out);
   return 0;
+}
+
+/**
+ * Moves a non-empty journal directory aside for --fresh and returns where it went. A journal is evidence,
+ * so a fresh start keeps the old one (with its signing key, so it still verifies) instead of deleting it.
+ */
+function moveAside(dir: string): string | undefined {
+  if (!existsSync(dir) || readdirSync(dir).length === 0) return undefined;
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const base = `${dir.replace(/[/\\]+$/, '')}.replaced-${stamp}`;
+  let aside = base;
+  for (let n = 2; existsSync(aside); n++) aside = `${base}-${n}`;
+  try {
+    renameSync(dir, aside);
+  } catch (err) {
+    throw new CliError(
+      `cannot move the existing journal ${dir} aside for --fresh (${err instanceof Error ? err.message : String(err)}); move or remove it yourself, or pass another --journal`,
+      1,
+    );
+  }
+  return aside;
 }

@@ -6,9 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 
+const demoDir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-')), 'journal');
+
 describe('the demo (npm start → mltrail demo)', () => {
   it('runs end to end on the real data set, and leaves a journal that verifies', () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-')), 'journal');
+    const dir = demoDir;
     const run = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--journal', dir], {
       encoding: 'utf8',
     });
@@ -57,5 +59,38 @@ describe('the demo (npm start → mltrail demo)', () => {
 
     const verify = spawnSync(process.execPath, ['dist/cli/main.js', 'verify', dir], { encoding: 'utf8' });
     expect(verify.status).toBe(0);
+  });
+
+  it('--fresh starts a new journal and keeps the old one beside it, still verifiable; --help says so', () => {
+    const chainsOf = (d: string) =>
+      new Set([...new JournalReader(d).lines()].map((l) => parseRecordLine(l.text).chain));
+    const before = chainsOf(demoDir);
+    expect(before.size).toBeGreaterThanOrEqual(2);
+    const again = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--fresh', '--journal', demoDir], {
+      encoding: 'utf8',
+    });
+    expect(again.status, again.stderr).toBe(0);
+    const moved =
+      /^mltrail demo: --fresh: the existing journal in (.+) was moved to (.+\.replaced-[0-9TZ-]+)\n$/.exec(
+        again.stderr,
+      );
+    expect(moved?.[1]).toBe(demoDir);
+    const aside = moved![2];
+    // This run's summary covers this run only: two new chains, none of the old ones.
+    expect(again.stdout).toMatch(/integrity: \d+ records in 2 chain\(s\) verified/);
+    const after = chainsOf(demoDir);
+    expect(after.size).toBe(2);
+    expect([...after].filter((c) => before.has(c))).toEqual([]);
+    // The old journal is kept whole, and still verifies with its own key.
+    expect(chainsOf(aside)).toEqual(before);
+    expect(
+      spawnSync(process.execPath, ['dist/cli/main.js', 'verify', aside], { encoding: 'utf8' }).status,
+    ).toBe(0);
+
+    const help = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(
+      /--fresh +start a new journal: an existing DIR is first moved aside to DIR\.replaced-<time>/,
+    );
   });
 });
