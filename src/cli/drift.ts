@@ -16,7 +16,7 @@ import {
   EVENT_ML_DRIFT_DETECTED,
   EVENT_ML_RETRAINING_TRIGGERED,
 } from '../semconv/index.js';
-import { recordAccess } from './access-record.js';
+import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail drift [--journal DIR] [--model NAME] [--json]
@@ -24,6 +24,7 @@ const HELP = `usage: mltrail drift [--journal DIR] [--model NAME] [--json]
 Summarises ml.drift.detected records per model version: drifted features, tests, worst scores, windows,
 dataset-level drift, and which retraining runs they triggered. Reads the journal (--journal, MLTRAIL_DIR,
 ./.mltrail). Exit 0 when there are drift records, 1 when there are none, 2 on usage or I/O errors.
+${ACCESS_HELP}
 `;
 
 interface FeatureSummary {
@@ -56,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
       model: { type: 'string' },
       json: { type: 'boolean' },
       actor: { type: 'string' },
+      'access-journal': { type: 'string' },
     },
     0,
   );
@@ -131,7 +133,14 @@ export async function run(argv: string[]): Promise<number> {
       if (v !== undefined && !v.retrainingRuns.includes(rt.runId)) v.retrainingRuns.push(rt.runId);
     }
   }
-  await recordAccess({ dir, command: 'drift', argv, resultCount: versions.size, actor: values.actor });
+  await recordAccess({
+    read: dir,
+    journal: values['access-journal'],
+    command: 'drift',
+    argv,
+    resultCount: versions.size,
+    actor: values.actor,
+  });
   const list = [...versions.values()];
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ journal: dir, versions: list }, null, 2)}\n`);

@@ -1,5 +1,5 @@
 import { openLineageFromJournal } from '../lineage/index.js';
-import { recordAccess } from './access-record.js';
+import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 import { writePrivateFile } from './private-file.js';
 
@@ -8,6 +8,7 @@ const HELP = `usage: mltrail export openlineage [--journal DIR] [--out FILE]
 Writes the trail's pipeline runs as OpenLineage RunEvents (spec 2-0-2), one JSON event per line (NDJSON):
 START/COMPLETE for transforms, training runs and evaluations, START/FAIL for failed stages, with input/output
 datasets, standard facets and the mltrail_ml run facet. stdout without --out.
+${ACCESS_HELP}
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -15,6 +16,7 @@ export async function run(argv: string[]): Promise<number> {
     journal: { type: 'string' },
     out: { type: 'string' },
     actor: { type: 'string' },
+    'access-journal': { type: 'string' },
   });
   if (parsed === undefined) return 0;
   const { values, positionals } = parsed;
@@ -30,7 +32,14 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     throw new CliError(`cannot read the journal in ${dir}: ${(err as Error).message}`);
   }
-  await recordAccess({ dir, command: 'export openlineage', argv, resultCount: count, actor: values.actor });
+  await recordAccess({
+    read: dir,
+    journal: values['access-journal'],
+    command: 'export openlineage',
+    argv,
+    resultCount: count,
+    actor: values.actor,
+  });
   if (values.out !== undefined) writePrivateFile(values.out, text);
   else process.stdout.write(text);
   return 0;

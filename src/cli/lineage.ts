@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { readLokiRecords } from '../integrity/loki-source.js';
 import {
   LineageGraph,
@@ -7,7 +6,7 @@ import {
   renderTree,
   UnknownLineageIdError,
 } from '../lineage/index.js';
-import { recordAccess } from './access-record.js';
+import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
@@ -16,6 +15,7 @@ Shows where anything came from and what came of it: a prediction id, a model ver
 sha256 digest), a dataset version, a run, a deployment, a drift event. --downstream from a dataset version
 lists the models trained on it and every prediction they made (impact analysis).
   --loki URL --query Q [--tenant T]   read the records from Loki's query API instead of the journal
+${ACCESS_HELP}
 exit: 0 found, 1 unknown id (with close matches), 2 usage or I/O error
 `;
 
@@ -27,6 +27,7 @@ export async function run(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
     format: { type: 'string' },
     actor: { type: 'string' },
+    'access-journal': { type: 'string' },
     loki: { type: 'string' },
     query: { type: 'string' },
     tenant: { type: 'string' },
@@ -43,11 +44,15 @@ export async function run(argv: string[]): Promise<number> {
   if (values.loki !== undefined && values.query === undefined)
     throw new CliError('--loki needs --query (a LogQL stream selector)');
   const source = values.loki !== undefined ? `Loki ${values.loki} ${values.query}` : dir;
-  // With --loki the access is recorded in the local journal when there is one.
   const access = async (resultCount: number) => {
-    const recorded = await recordAccess({ dir, command: 'lineage', argv, resultCount, actor: values.actor });
-    if (!recorded && values.loki !== undefined && !existsSync(dir))
-      process.stderr.write(`mltrail: note: this access was not recorded (no journal directory ${dir})\n`);
+    await recordAccess({
+      read: values.loki === undefined ? dir : undefined,
+      journal: values['access-journal'],
+      command: 'lineage',
+      argv,
+      resultCount,
+      actor: values.actor,
+    });
   };
   let result: ReturnType<LineageGraph['query']>;
   try {

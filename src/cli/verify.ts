@@ -1,15 +1,23 @@
 import { readFileSync } from 'node:fs';
-import { ChainVerifier, type VerifyReport } from '../integrity/index.js';
+import {
+  ChainVerifier,
+  judgeTrust,
+  range,
+  type TrustVerdict,
+  type VerifyReport,
+} from '../integrity/index.js';
 import { readLokiIntoVerifier } from '../integrity/loki-source.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { repairTornTails } from '../journal/index.js';
-import { recordAccess } from './access-record.js';
+import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
+import { checkpointFileChain, resolveTrust, TRUST_HELP, TRUST_OPTIONS } from './trust-options.js';
 
 const HELP = `usage: mltrail verify [DIR|FILE] [options]
 
-Proves that an audit trail is complete and unmodified: every record's digest and hash, the links between
-records, gap-free sequence numbers, and every signed checkpoint (signature and Merkle root).
+Proves that an audit trail is complete and unmodified — every record's digest and hash, the links between
+records, gap-free sequence numbers, every signed checkpoint (origin, signature and Merkle root) — and says
+which records a signature you trust covers. Reads only: nothing in DIR or FILE is created or changed.
 
   DIR|FILE                 a journal directory (default: --journal, MLTRAIL_DIR, ./.mltrail), a journal
                            segment, or the collector's file archive (OTLP JSON lines, .gz/.zst)
@@ -17,11 +25,13 @@ records, gap-free sequence numbers, and every signed checkpoint (signature and M
   --loki URL --query Q     read records from Loki's query API instead (LogQL stream selector)
   --tenant T               X-Scope-OrgID for multi-tenant Loki
   --page-size N            entries per Loki request (default 5000, Loki's default maximum)
-  --since-checkpoint FILE  prove the trail extends this older checkpoint (held by someone else)
-  --trusted-key VKEY       pin the checkpoint verifier key (repeatable); others are "unknown key"
-  --repair-tail            cut torn last lines left by a crash, then verify
+${TRUST_HELP}
+  --repair-tail            cut torn last lines left by a crash, then verify (this one writes)
   --json                   machine-readable report
-exit: 0 intact, 1 problems found, 2 usage or I/O error
+${ACCESS_HELP}
+Without a pinned key the checkpoints are checked with the key each chain declares (trust on first use):
+that proves the records are intact, not who signed them.
+exit: 0 verified (pinned) or intact (trust on first use), 1 problems or not verified, 2 usage or I/O error
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -31,29 +41,21 @@ export async function run(argv: string[]): Promise<number> {
     query: { type: 'string' },
     tenant: { type: 'string' },
     'page-size': { type: 'string' },
-    'since-checkpoint': { type: 'string', multiple: true },
-    'trusted-key': { type: 'string', multiple: true },
+    ...TRUST_OPTIONS,
     'repair-tail': { type: 'boolean' },
     json: { type: 'boolean' },
     actor: { type: 'string' },
+    'access-journal': { type: 'string' },
   });
   if (args === undefined) return 0;
   const v = args.values;
-  const external: { note: string; source: string }[] = [];
-  for (const f of v['since-checkpoint'] ?? []) {
-    try {
-      external.push({ note: readFileSync(f, 'utf8'), source: f });
-    } catch (err) {
-      throw new CliError(`cannot read checkpoint ${f}: ${(err as Error).message}`);
-    }
-  }
-  let verifier: ChainVerifier;
+  const trust = resolveTrust(v);
+  const verifier = new ChainVerifier({ trustedKeys: trust.trustedKeys, checkpoints: trust.checkpoints });
   const progress = process.stderr.isTTY && !v.json;
   let source: string;
   if (v.loki !== undefined) {
     if (v.query === undefined) throw new CliError('--loki needs --query (a LogQL stream selector)');
     source = `${v.loki} ${v.query}`;
-    verifier = new ChainVerifier({ trustedKeys: v['trusted-key'], checkpoints: external });
     try {
       const pageSize = v['page-size'] !== undefined ? Number(v['page-size']) : undefined;
       if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize > 0))
@@ -68,39 +70,88 @@ export async function run(argv: string[]): Promise<number> {
       for (const t of repairTornTails(source))
         process.stderr.write(`mltrail: cut ${t.bytes} torn bytes at the end of ${t.file}\n`);
     }
-    verifier = new ChainVerifier({ trustedKeys: v['trusted-key'], checkpoints: external });
     try {
       const summary = readIntoVerifier(
         source,
         verifier,
         progress ? (n) => process.stderr.write(`\rverify: ${n.toLocaleString()} records…`) : undefined,
       );
-      for (const f of summary.checkpointFiles) verifier.addCheckpoint(readFileSync(f, 'utf8'), f);
+      for (const f of summary.checkpointFiles)
+        verifier.addCheckpoint(readFileSync(f, 'utf8'), f, checkpointFileChain(f));
     } catch (err) {
       throw new CliError(`cannot read ${source}: ${(err as Error).message}`);
     }
     if (progress) process.stderr.write('\r\x1b[K');
   }
-  const report = verifier.finish();
-  // Who looked: recorded after verifying, so the access record never changes what was verified.
-  if (v.loki === undefined)
-    await recordAccess({ dir: source, command: 'verify', argv, resultCount: report.records, actor: v.actor });
-  if (v.json) process.stdout.write(`${JSON.stringify({ source, ...report }, null, 2)}\n`);
-  else process.stdout.write(render(source, report));
-  return report.ok ? 0 : 1;
+  const { report, verdict } = judgeTrust(verifier.finish(), trust);
+  const passed = verdict.mode === 'pinned' ? verdict.verified : report.ok;
+  if (v.json) {
+    const out = {
+      source,
+      ok: passed,
+      intact: report.ok,
+      verified: verdict.verified,
+      trust: verdict,
+      ...rest(report),
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else process.stdout.write(render(source, report, verdict));
+  const code = passed ? 0 : 1;
+  // The answer is out before the access is recorded: recording can only add a note on stderr.
+  process.exitCode = code;
+  await recordAccess({
+    read: v.loki === undefined ? source : undefined,
+    journal: v['access-journal'],
+    command: 'verify',
+    argv,
+    resultCount: report.records,
+    actor: v.actor,
+  });
+  return code;
 }
 
-function render(source: string, r: VerifyReport): string {
-  let s = `${r.ok ? 'intact' : 'PROBLEMS FOUND'}: ${r.records} records in ${r.chains.length} chain(s) from ${source}\n`;
+function rest(r: VerifyReport): Omit<VerifyReport, 'ok'> {
+  const { ok: _, ...others } = r;
+  return others;
+}
+
+function render(source: string, r: VerifyReport, t: TrustVerdict): string {
+  const counts = `${r.records} records in ${r.chains.length} chain(s) from ${source}`;
+  let s: string;
+  if (!r.ok) s = `PROBLEMS FOUND — NOT VERIFIED: ${counts}\n`;
+  else if (t.mode === 'pinned') s = t.verified ? `VERIFIED: ${counts}\n` : `NOT VERIFIED: ${counts}\n`;
+  else
+    s = `intact, NOT VERIFIED against a pinned key: ${counts}\n  (trust on first use: each chain's checkpoints were checked with the key the chain itself declares; pin one with --trusted-key)\n`;
+  s += `  trust basis: ${t.basis}${t.allowUnsignedTail ? '; unsigned tails accepted (--allow-unsigned-tail)' : ''}\n`;
+  for (const reason of t.reasons) s += `  reason: ${reason}\n`;
+  const byChain = new Map(t.chains.map((c) => [c.chain, c]));
   for (const c of r.chains) {
-    s += `  chain ${c.chain}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}), ${c.checkpointsVerified} checkpoint(s) verified`;
-    if (c.erased.length > 0) s += `, ${c.erased.length} erased (${c.erased.join(', ')})`;
-    if (c.duplicates > 0) s += `, ${c.duplicates} exact duplicate(s)`;
-    s += c.problems.length === 0 ? ' — ok\n' : ` — ${c.problems.length} problem(s)\n`;
+    const v = byChain.get(c.chain)!;
+    s += `  chain ${c.chain}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}) — ${status(v, t.mode)}\n`;
+    if (v.covered !== undefined)
+      s += `    signed: seq ${range(v.covered)} by checkpoint size ${v.covered.checkpointSize} (${t.mode === 'pinned' ? `pinned key ${v.covered.key}` : `declared key ${v.covered.key}, trust on first use`}) at ${v.covered.location}\n`;
+    if (v.unsigned !== undefined)
+      s += `    UNSIGNED: seq ${range(v.unsigned)} — no ${t.mode === 'pinned' ? 'trusted ' : ''}signed checkpoint covers ${v.unsigned.first === v.unsigned.last ? 'it' : 'them'}${v.tailAccepted ? ' (accepted: --allow-unsigned-tail)' : ''}\n`;
+    s += `    basis: ${v.basis}; ${c.checkpointsVerified} checkpoint(s) verified\n`;
+    if (v.erased.length > 0)
+      s += `    erased: ${v.erased.map((e) => `seq ${e.seq} by ${e.by}`).join(', ')} (erasure records covered by a signature)\n`;
+    if (c.duplicates > 0) s += `    ${c.duplicates} exact duplicate(s)\n`;
     for (const p of c.problems)
       s += `    ${p.kind}${p.seq !== undefined ? ` seq ${p.seq}` : ''}${p.location ? ` at ${p.location}` : ''}: ${p.message}\n`;
-    if (c.keys.length > 0) s += `    signed by ${c.keys.join(', ')}\n`;
   }
   for (const p of r.problems) s += `  ${p.kind}${p.location ? ` at ${p.location}` : ''}: ${p.message}\n`;
   return s;
+}
+
+function status(v: TrustVerdict['chains'][number], mode: 'pinned' | 'tofu'): string {
+  switch (v.status) {
+    case 'problems':
+      return 'PROBLEMS';
+    case 'unsigned':
+      return 'UNSIGNED (no signed checkpoint covers it)';
+    case 'unsigned-tail':
+      return v.tailAccepted ? 'unsigned tail accepted' : 'UNSIGNED TAIL';
+    default:
+      return mode === 'pinned' ? 'verified' : 'signed (trust on first use)';
+  }
 }

@@ -8,6 +8,7 @@ import {
   EVENT_MLTRAIL_ERASURE,
 } from '../semconv/index.js';
 import { canonicalize } from './canonical-json.js';
+import { checkpointOrigin } from './chain-writer.js';
 import { CompactMerkleTree, EMPTY_ROOT, sha256Bytes } from './merkle.js';
 import { alignedBlocks, MerkleFolder } from './merkle-folder.js';
 import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
@@ -35,6 +36,8 @@ export type ProblemKind =
   | 'malformed'
   | 'attrs-mismatch'
   | 'bad-erasure'
+  | 'unauthorised-erasure'
+  | 'wrong-origin'
   | 'inconsistent-checkpoint';
 
 /** One problem, with where it was found. */
@@ -59,8 +62,29 @@ export interface ChainReport {
   keys: string[];
   /** Seqs whose bodies were erased with a valid erasure record. */
   erased: number[];
+  /** Those tombstones with the erasure record (`<chain>:<seq>`) each names: its authority is judged later. */
+  erasures: { seq: number; by: string }[];
+  /** Every checkpoint of this chain whose origin, signature and root verified. */
+  signatures: SignedCheckpoint[];
   duplicates: number;
   problems: Problem[];
+}
+
+/** A checkpoint whose origin, signature and Merkle root verified: it covers seqs 0..size-1 of its chain. */
+export interface SignedCheckpoint {
+  size: number;
+  /** The signing key as `<name>+<key id>`. */
+  key: string;
+  /** True when the key was pinned (`trustedKeys`); false when it is the key the chain declares. */
+  pinned: boolean;
+  /** Held elsewhere (a checkpoint file or `--since-checkpoint`), rather than a record of the chain. */
+  external: boolean;
+  /** For a checkpoint record of the chain: its own seq (equal to `size`). */
+  seq?: number;
+  /** Where it was found (`file:line`, a checkpoint file). */
+  location: string;
+  /** The signed note itself. */
+  note: string;
 }
 
 /** The whole verification result. */
@@ -155,7 +179,7 @@ export class ChainVerifier {
   readonly #chains = new Map<string, ChainState>();
   readonly #problems: Problem[] = [];
   readonly #trusted: Map<string, NoteVerifier> | undefined;
-  readonly #external: { note: string; source: string }[];
+  readonly #external: { note: string; source: string; chain?: string }[];
   readonly #erasures = new Map<string, { digest: string; location: string }>();
   readonly #files: string[] = [];
   readonly #fileIds = new Map<string, number>();
@@ -178,9 +202,12 @@ export class ChainVerifier {
     this.#external = [...(opts.checkpoints ?? [])];
   }
 
-  /** Adds a checkpoint held elsewhere (a signed note), checked against the chain it names. */
-  addCheckpoint(note: string, source: string): void {
-    this.#external.push({ note, source });
+  /**
+   * Adds a checkpoint held elsewhere (a signed note), checked against the chain its origin names. With
+   * `chain` (a checkpoint file named for its chain), an origin naming another chain is a problem.
+   */
+  addCheckpoint(note: string, source: string, chain?: string): void {
+    this.#external.push({ note, source, chain });
   }
 
   /** Reports a problem found while reading (torn line, malformed record). */
@@ -535,6 +562,7 @@ export class ChainVerifier {
     const where = (seq: number, slot: number, e: Entry | undefined): string =>
       e !== undefined ? locate(e, e.where) : locate({ chain, seq }, this.#slotWhere(st, slot));
     const erased: number[] = [];
+    const erasures: { seq: number; by: string }[] = [];
     const checkErasure = (seq: number, e: Entry) => {
       const er = this.#erasures.get(`${chain}:${seq}`);
       if (er === undefined)
@@ -551,7 +579,10 @@ export class ChainVerifier {
           seq,
           where(seq, -1, e),
         );
-      else erased.push(seq);
+      else {
+        erased.push(seq);
+        erasures.push({ seq, by: e.erasedBy! });
+      }
     };
     const roots = new Map<number, Buffer>();
     let expected = 0;
@@ -634,6 +665,7 @@ export class ChainVerifier {
       last = st.lastAdded;
     }
     const keys = new Set<string>();
+    const signatures: SignedCheckpoint[] = [];
     let verified = 0;
     const checkNote = (
       note: string,
@@ -647,6 +679,15 @@ export class ChainVerifier {
         cp = parseCheckpoint(parseNote(note).text);
       } catch (err) {
         problem('bad-checkpoint', (err as Error).message, undefined, location);
+        return;
+      }
+      if (cp.origin !== checkpointOrigin(chain)) {
+        problem(
+          'wrong-origin',
+          `checkpoint origin "${cp.origin}" is not this chain's (${checkpointOrigin(chain)})`,
+          external ? undefined : size,
+          location,
+        );
         return;
       }
       if (cp.size !== size && !external)
@@ -696,6 +737,15 @@ export class ChainVerifier {
         return;
       }
       verified++;
+      signatures.push({
+        size: cp.size,
+        key: `${verifier.name}+${verifier.keyId}`,
+        pinned: this.#trusted !== undefined,
+        external,
+        ...(external ? {} : { seq: size }),
+        location,
+        note,
+      });
     };
     for (const c of st.checkpoints) checkNote(c.note, c.vkey, c.seq, c.location, false);
     for (const x of external) checkNote(x.note, undefined, x.checkpoint.size, x.source, true);
@@ -707,6 +757,8 @@ export class ChainVerifier {
       checkpointsVerified: verified,
       keys: [...keys],
       erased,
+      erasures,
+      signatures,
       duplicates: st.duplicates,
       problems: st.problems,
     };
@@ -749,6 +801,16 @@ export class ChainVerifier {
         continue;
       }
       const m = /^mltrail\/chain\/(.+)$/.exec(cp.origin);
+      if (x.chain !== undefined && m?.[1] !== x.chain) {
+        // A checkpoint file named for one chain holding another's checkpoint (files swapped or replaced).
+        (this.#chains.get(x.chain)?.problems ?? this.#problems).push({
+          kind: 'wrong-origin',
+          chain: x.chain,
+          location: x.source,
+          message: `checkpoint file for chain ${x.chain} holds a checkpoint of "${cp.origin}"`,
+        });
+        continue;
+      }
       if (m === null) {
         this.#problems.push({
           kind: 'bad-checkpoint',

@@ -5,6 +5,7 @@ export {
   type ChainVerifierOptions,
   type Problem,
   type ProblemKind,
+  type SignedCheckpoint,
   type VerifyReport,
 } from './chain-verifier.js';
 export {
@@ -53,4 +54,14 @@ export {
   verifyNote,
 } from './signed-note.js';
 export { GENERATED_KEY_FILE, loadSigningKey, type SigningKeyOptions } from './signing-key.js';
+export {
+  type ChainTrust,
+  type ChainTrustStatus,
+  judgeTrust,
+  range,
+  type SeqRange,
+  TOFU_BASIS,
+  type TrustBasis,
+  type TrustVerdict,
+} from './trust-verdict.js';
 export { uuidv7, uuidv7Time } from './uuidv7.js';

@@ -1,13 +1,18 @@
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import {
   type AuditRecord,
   ChainVerifier,
   inclusionProof,
+  judgeTrust,
   parseCheckpoint,
   parseNote,
   parseRecordLine,
   parseVerifier,
   rootOf,
+  TOFU_BASIS,
+  type TrustBasis,
+  type TrustVerdict,
   verifyInclusion,
   verifyNote,
 } from '../integrity/index.js';
@@ -33,16 +38,94 @@ export interface Evidence {
   integrity: IntegrityProof;
 }
 
-/** The integrity proof of the subject's audit record. */
+/** What a shown record is in the report. */
+export type EvidenceRole =
+  | 'prediction'
+  | 'decision'
+  | 'feedback'
+  | 'model'
+  | 'training'
+  | 'evaluation'
+  | 'deployment'
+  | 'dataset'
+  | 'transform';
+
+/**
+ * The proof of one record the report shows, complete enough to check with standard tools and no journal:
+ * the line as stored, its body, the signed checkpoint note and the RFC 6962 inclusion path from the
+ * record hash (the leaf) to the note's root.
+ */
+export interface RecordEvidence {
+  role: EvidenceRole;
+  /** The journal line exactly as stored. */
+  line: string;
+  /** Where it was read (`file:line`). */
+  location: string;
+  /** The fields the record hash covers. */
+  record: { chain: string; seq: number; prev: string; hash: string; digest: string; erased_by?: string };
+  /** The body (canonical JSON) whose SHA-256 is the digest; empty when erased. */
+  body: string;
+  /** True when a checkpoint signed by a trusted key (or, without one, the declared key) includes it. */
+  covered: boolean;
+  proof?: InclusionEvidence;
+}
+
+/** An RFC 6962 inclusion proof against a signed checkpoint (hashes as lower-case hex). */
+export interface InclusionEvidence {
+  /** The record's seq: its leaf index. */
+  leafIndex: number;
+  /** The checkpoint's tree size. */
+  treeSize: number;
+  /** The record hash (the leaf hash). */
+  leafHash: string;
+  /** Sibling hashes from the leaf up, as RFC 6962 / RFC 9162 define the audit path. */
+  path: string[];
+  /** The root the path leads to (the checkpoint's root hash, in hex). */
+  root: string;
+  checkpoint: {
+    /** The C2SP signed note (tlog-checkpoint text, blank line, signature lines). */
+    note: string;
+    origin: string;
+    /** The verifier key the signature was checked with (`<name>+<key id>+<key>`). */
+    verifierKey: string;
+    /** `pinned` (given by the reader) or `declared` (trust on first use). */
+    trust: 'pinned' | 'declared';
+    /** Where the checkpoint was found. */
+    location: string;
+  };
+  signatureValid: boolean;
+  inclusionValid: boolean;
+}
+
+/** The integrity proof of everything the report shows, and the verdict on the whole journal. */
 export interface IntegrityProof {
+  /**
+   * True only when a key was pinned, the whole journal verifies under it (every chain covered, no
+   * problems) and every shown record is included in a checkpoint signed by it.
+   */
+  verified: boolean;
+  /** `verified: pinned key …, covered by checkpoint size N` or `NOT VERIFIED: <reason>`. */
+  badge: string;
+  /** The trust basis in words. */
+  basis: string;
+  trust: TrustVerdict;
+  journalIntact: boolean;
+  problems: string[];
+  /** Every record the report shows, with its proof. */
+  records: RecordEvidence[];
+  /** How to check `records` with standard tools. */
+  recipe: string;
+  /** The subject's record (the first of `records`), kept for readers of earlier reports. */
   record?: { chain: string; seq: number; hash: string; digest: string };
   checkpoint?: { source: string; size: number; root: string; signer: string; signatureValid: boolean };
   inclusionProof: string[];
   inclusionValid: boolean;
-  journalIntact: boolean;
-  problems: string[];
-  /** True only when the record is included in a validly signed checkpoint and the whole journal verifies. */
-  verified: boolean;
+}
+
+/** The trust a report is judged against: the options `verify` takes. */
+export interface EvidenceTrust extends TrustBasis {
+  /** Checkpoints held elsewhere (signed notes). */
+  checkpoints?: readonly { note: string; source: string }[];
 }
 
 /** Thrown when the subject of a report is not in the journal. */
@@ -95,24 +178,44 @@ class ChainLeaves {
   }
 }
 
+/** A record kept for the report: parsed, its body, and its line as stored. */
+interface Kept {
+  r: AuditRecord;
+  b: Record<string, unknown>;
+  line: string;
+  location: string;
+}
+
 /**
  * Gathers the evidence for one prediction (its decision, model, training, data, deployments, drift and the
- * integrity proof of its record) or one model version. Streams the journal once for the evidence and once
- * to verify it; of the per-prediction records it keeps only those naming the subject.
+ * integrity proof of every record shown) or one model version. Streams the journal once for the evidence
+ * and once to verify it against `trust` (as `mltrail verify` does); of the per-prediction records it keeps
+ * only those naming the subject.
  */
-export function gatherEvidence(dir: string, subject: { prediction?: string; model?: string }): Evidence {
+export function gatherEvidence(
+  dir: string,
+  subject: { prediction?: string; model?: string },
+  trust: EvidenceTrust = { trustedKeys: [] },
+): Evidence {
   const graph = new LineageGraph();
-  const pipeline: { r: AuditRecord; b: Record<string, unknown> }[] = [];
-  const checkpoints: AuditRecord[] = [];
+  const pipeline: Kept[] = [];
+  const lineageRecords = new Map<string, Kept>();
+  const declaredKeys = new Map<string, string>();
   const leaves = new Map<string, ChainLeaves>();
   const body = (r: AuditRecord) =>
     r.body === '' ? { ...r.attrs, erased: true } : (JSON.parse(r.body) as Record<string, unknown>);
+  const keep = (r: AuditRecord, l: { text: string; file: string; line: number }): Kept => ({
+    r,
+    b: body(r),
+    line: l.text,
+    location: `${l.file}:${l.line}`,
+  });
   const predictionId = subject.prediction;
   // The id as it appears inside a canonical JSON body, for a cheap test before parsing.
   const needle = predictionId === undefined ? undefined : JSON.stringify(predictionId).slice(1, -1);
-  let predictionRecord: { r: AuditRecord; b: Record<string, unknown> } | undefined;
-  const decisionsFound: Record<string, unknown>[] = [];
-  const feedbackFound: Record<string, unknown>[] = [];
+  let predictionRecord: Kept | undefined;
+  const decisionsFound: Kept[] = [];
+  const feedbackFound: Kept[] = [];
   for (const l of new JournalReader(dir).lines()) {
     const r = parseRecordLine(l.text, l);
     let chainLeaves = leaves.get(r.chain);
@@ -120,25 +223,31 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
     chainLeaves.set(r.seq, r.hash);
     if (PER_PREDICTION.has(r.event)) {
       if (needle === undefined || !r.body.includes(needle)) continue;
-      const b = body(r);
-      if (b[sc.ATTR_ML_PREDICTION_ID] !== predictionId) continue;
+      const k = keep(r, l);
+      if (k.b[sc.ATTR_ML_PREDICTION_ID] !== predictionId) continue;
       graph.add(r);
-      if (r.event === sc.EVENT_ML_PREDICTION) predictionRecord ??= { r, b };
-      else if (r.event === sc.EVENT_ML_DECISION) decisionsFound.push(b);
-      else feedbackFound.push(b);
+      if (r.event === sc.EVENT_ML_PREDICTION) predictionRecord ??= k;
+      else if (r.event === sc.EVENT_ML_DECISION) decisionsFound.push(k);
+      else feedbackFound.push(k);
       continue;
     }
     graph.add(r);
-    if (PIPELINE.has(r.event)) pipeline.push({ r, b: body(r) });
-    else if (r.event === sc.EVENT_MLTRAIL_CHECKPOINT) checkpoints.push(r);
+    if (PIPELINE.has(r.event)) pipeline.push(keep(r, l));
+    else if (r.event === sc.EVENT_ML_DATASET_REGISTERED || r.event === sc.EVENT_ML_TRANSFORM_COMPLETED)
+      lineageRecords.set(`${r.chain}:${r.seq}`, keep(r, l));
+    else if (r.event === sc.EVENT_MLTRAIL_CHECKPOINT && r.body !== '') {
+      const vkey = body(r)[sc.ATTR_MLTRAIL_KEY_PUBLIC];
+      if (typeof vkey === 'string') {
+        const [name, id] = vkey.split('+');
+        declaredKeys.set(`${name}+${id}`, vkey);
+      }
+    }
   }
   const where = (event: string, key: string, value: unknown) =>
     pipeline.filter((x) => x.r.event === event && x.b[key] === value);
 
   let kind: 'prediction' | 'model';
   let id: string;
-  let subjectRecord: AuditRecord | undefined;
-  let prediction: Record<string, unknown> | undefined;
   let modelName: string | undefined;
   let modelVersion: string | undefined;
   if (predictionId !== undefined) {
@@ -152,10 +261,8 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
           : `no prediction ${id} in ${dir}`,
       );
     }
-    subjectRecord = predictionRecord.r;
-    prediction = predictionRecord.b;
-    modelName = prediction[sc.ATTR_ML_MODEL_NAME] as string | undefined;
-    modelVersion = prediction[sc.ATTR_ML_MODEL_VERSION] as string | undefined;
+    modelName = predictionRecord.b[sc.ATTR_ML_MODEL_NAME] as string | undefined;
+    modelVersion = predictionRecord.b[sc.ATTR_ML_MODEL_VERSION] as string | undefined;
   } else if (subject.model !== undefined) {
     kind = 'model';
     const node = graph.resolve(subject.model);
@@ -178,17 +285,14 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
       x.b[sc.ATTR_ML_MODEL_NAME] === modelName &&
       x.b[sc.ATTR_ML_MODEL_VERSION] === modelVersion,
   );
-  if (kind === 'model') subjectRecord = registered?.r;
   const runId = registered?.b[sc.ATTR_ML_RUN_ID];
   const training =
-    runId !== undefined ? where(sc.EVENT_ML_TRAINING_COMPLETED, sc.ATTR_ML_RUN_ID, runId)[0]?.b : undefined;
+    runId !== undefined ? where(sc.EVENT_ML_TRAINING_COMPLETED, sc.ATTR_ML_RUN_ID, runId)[0] : undefined;
   const evaluations =
-    runId !== undefined
-      ? where(sc.EVENT_ML_EVALUATION_COMPLETED, sc.ATTR_ML_RUN_ID, runId).map((x) => x.b)
-      : [];
-  const deployments = pipeline
-    .filter((x) => x.r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED && x.b[sc.ATTR_ML_MODEL_NAME] === modelName)
-    .map((x) => x.b);
+    runId !== undefined ? where(sc.EVENT_ML_EVALUATION_COMPLETED, sc.ATTR_ML_RUN_ID, runId) : [];
+  const deployments = pipeline.filter(
+    (x) => x.r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED && x.b[sc.ATTR_ML_MODEL_NAME] === modelName,
+  );
   const drift = pipeline
     .filter(
       (x) =>
@@ -204,20 +308,38 @@ export function gatherEvidence(dir: string, subject: { prediction?: string; mode
     nodes: dedupeNodes([...upstream.nodes, ...downstream.nodes]),
     edges: [...upstream.edges, ...downstream.edges],
   };
+  // Every record the report shows, the subject first.
+  const shown: { role: EvidenceRole; k: Kept }[] = [];
+  if (predictionRecord !== undefined) shown.push({ role: 'prediction', k: predictionRecord });
+  if (kind === 'model' && registered !== undefined) shown.push({ role: 'model', k: registered });
+  for (const k of decisionsFound) shown.push({ role: 'decision', k });
+  for (const k of feedbackFound) shown.push({ role: 'feedback', k });
+  if (kind === 'prediction' && registered !== undefined) shown.push({ role: 'model', k: registered });
+  if (training !== undefined) shown.push({ role: 'training', k: training });
+  for (const k of evaluations) shown.push({ role: 'evaluation', k });
+  for (const k of deployments) shown.push({ role: 'deployment', k });
+  const listed = new Set<string>();
+  for (const n of lineage.nodes) {
+    const k = n.record !== undefined ? lineageRecords.get(n.record) : undefined;
+    // A transform's record defines both the transform and the dataset it produced: show it once.
+    if (k === undefined || listed.has(n.record!)) continue;
+    listed.add(n.record!);
+    shown.push({ role: k.r.event === sc.EVENT_ML_DATASET_REGISTERED ? 'dataset' : 'transform', k });
+  }
   return {
     subject: { kind, id },
     generatedAt: new Date().toISOString(),
     journal: dir,
-    prediction,
-    decisions: decisionsFound,
-    feedback: feedbackFound,
+    prediction: predictionRecord?.b,
+    decisions: decisionsFound.map((k) => k.b),
+    feedback: feedbackFound.map((k) => k.b),
     model: registered?.b,
-    training,
-    evaluations,
-    deployments,
+    training: training?.b,
+    evaluations: evaluations.map((k) => k.b),
+    deployments: deployments.map((k) => k.b),
     drift,
     lineage,
-    integrity: prove(dir, checkpoints, leaves, subjectRecord),
+    integrity: prove(dir, leaves, shown, declaredKeys, trust),
   };
 }
 
@@ -227,75 +349,154 @@ function dedupeNodes(nodes: LineageNode[]): LineageNode[] {
   return [...seen.values()];
 }
 
-/** Inclusion of the subject's record in a signed checkpoint, plus a full verification of the journal. */
+/** How a third party checks `integrity.records` with standard tools (docs/integrity.md has the same). */
+export const EVIDENCE_RECIPE = `For each record in integrity.records (jq, sha256sum, openssl, python3):
+1. Body: printf %s "$body" | sha256sum  → equals record.digest without "sha256:".
+2. Record hash: the RFC 6962 leaf hash of the leaf data the line's format defines (docs/integrity.md,
+   "The record hash"), from record.chain, record.seq, record.prev and the digest → equals record.hash
+   (= proof.leafHash).
+3. Inclusion: fold proof.path into proof.leafHash at index proof.leafIndex in a tree of proof.treeSize leaves
+   (RFC 9162 section 2.1.3.2; any RFC 6962 library: Go transparency-dev/merkle proof.VerifyInclusion) →
+   equals proof.root.
+4. Checkpoint: proof.checkpoint.note is a C2SP signed note; its second line is proof.treeSize, its third
+   the base64 of proof.root, its first the origin mltrail/chain/<record.chain>. Verify its Ed25519
+   signature with proof.checkpoint.verifierKey (Go golang.org/x/mod/sumdb/note, or openssl pkeyutl -verify
+   -rawin over the note text with the key's last 32 bytes) — and check that key is the one you trust.`;
+
+/** Inclusion of every shown record in a signed checkpoint, plus a full verification of the journal. */
 function prove(
   dir: string,
-  checkpoints: AuditRecord[],
   leaves: Map<string, ChainLeaves>,
-  r: AuditRecord | undefined,
+  shown: { role: EvidenceRole; k: Kept }[],
+  declaredKeys: Map<string, string>,
+  trust: EvidenceTrust,
 ): IntegrityProof {
-  const verifier = new ChainVerifier();
+  const verifier = new ChainVerifier({ trustedKeys: trust.trustedKeys, checkpoints: trust.checkpoints });
   const summary = readIntoVerifier(dir, verifier);
-  const notes = summary.checkpointFiles.map((f) => ({ note: readFileSync(f, 'utf8'), source: f }));
-  for (const n of notes) verifier.addCheckpoint(n.note, n.source);
-  const report = verifier.finish();
+  for (const f of summary.checkpointFiles)
+    verifier.addCheckpoint(readFileSync(f, 'utf8'), f, /^checkpoint-(.+)\.txt$/.exec(basename(f))?.[1]);
+  const judged = judgeTrust(verifier.finish(), trust);
+  const report = judged.report;
+  const verdict = judged.verdict;
   const problems = [...report.problems, ...report.chains.flatMap((c) => c.problems)].map(
     (p) => `${p.kind}${p.location ? ` at ${p.location}` : ''}: ${p.message}`,
   );
-  const proof: IntegrityProof = {
-    inclusionProof: [],
-    inclusionValid: false,
-    journalIntact: report.ok,
-    problems,
-    verified: false,
-  };
-  if (r === undefined) return proof;
-  proof.record = { chain: r.chain, seq: r.seq, hash: r.hash, digest: r.digest };
-  const chain = checkpoints.filter((x) => x.chain === r.chain).sort((a, b) => a.seq - b.seq);
-  // The first checkpoint that covers the record: in the chain itself, else the checkpoint file.
-  const candidates: { note: string; source: string; key?: string }[] = [];
-  for (const x of chain) {
-    if (x.body === '') continue;
-    const b = JSON.parse(x.body) as Record<string, unknown>;
-    candidates.push({
-      note: String(b[sc.ATTR_MLTRAIL_CHECKPOINT_NOTE]),
-      source: `${x.chain}:${x.seq}`,
-      key: String(b[sc.ATTR_MLTRAIL_KEY_PUBLIC]),
-    });
+  const pinned = new Map<string, string>();
+  for (const k of trust.trustedKeys) {
+    const [name, id] = k.trim().split('+');
+    pinned.set(`${name}+${id}`, k.trim());
   }
-  const key = candidates.find((c) => c.key !== undefined)?.key;
-  for (const n of notes) candidates.push({ note: n.note, source: n.source, key });
-  for (const c of candidates) {
-    let size: number;
-    let root: Buffer;
-    try {
-      const cp = parseCheckpoint(parseNote(c.note).text);
-      if (cp.origin !== `mltrail/chain/${r.chain}`) continue;
-      size = cp.size;
-      root = cp.root;
-    } catch {
-      continue;
-    }
-    if (size <= r.seq) continue;
-    const chainLeaves = leaves.get(r.chain)?.upTo(size);
-    if (chainLeaves === undefined) break;
+  const records: RecordEvidence[] = shown.map(({ role, k }) => {
+    const r = k.r;
+    const ev: RecordEvidence = {
+      role,
+      line: k.line,
+      location: k.location,
+      record: {
+        chain: r.chain,
+        seq: r.seq,
+        prev: r.prev,
+        hash: r.hash,
+        digest: r.digest,
+        ...(r.erased_by !== undefined ? { erased_by: r.erased_by } : {}),
+      },
+      body: r.body,
+      covered: false,
+    };
+    const c = verdict.chains.find((x) => x.chain === r.chain);
+    const sig = report.chains
+      .find((x) => x.chain === r.chain)
+      ?.signatures.find((s) => s.size === c?.covered?.checkpointSize && s.location === c?.covered?.location);
+    if (c?.covered === undefined || sig === undefined || r.seq >= sig.size) return ev;
+    const chainLeaves = leaves.get(r.chain)?.upTo(sig.size);
+    if (chainLeaves === undefined) return ev;
+    const cp = parseCheckpoint(parseNote(sig.note).text);
     const path = inclusionProof(chainLeaves, r.seq);
+    const vkey = verdict.mode === 'pinned' ? pinned.get(sig.key) : declaredKeys.get(sig.key);
     let signatureValid = false;
-    let signer = 'unknown';
     try {
-      const v = parseVerifier(c.key ?? '');
-      signer = v.verifierKey;
-      signatureValid = verifyNote(c.note, v);
+      signatureValid = vkey !== undefined && verifyNote(sig.note, parseVerifier(vkey));
     } catch {
       signatureValid = false;
     }
-    proof.checkpoint = { source: c.source, size, root: root.toString('base64'), signer, signatureValid };
-    proof.inclusionProof = path.map((p) => p.toString('base64'));
-    proof.inclusionValid =
-      verifyInclusion(r.seq, size, Buffer.from(r.hash, 'hex'), path, root) &&
-      rootOf(chainLeaves).equals(root);
-    break;
+    const leaf = Buffer.from(r.hash, 'hex');
+    const inclusionValid =
+      leaf.length === 32 &&
+      verifyInclusion(r.seq, sig.size, leaf, path, cp.root) &&
+      rootOf(chainLeaves).equals(cp.root);
+    ev.proof = {
+      leafIndex: r.seq,
+      treeSize: sig.size,
+      leafHash: r.hash,
+      path: path.map((p) => p.toString('hex')),
+      root: cp.root.toString('hex'),
+      checkpoint: {
+        note: sig.note,
+        origin: cp.origin,
+        verifierKey: vkey ?? sig.key,
+        trust: verdict.mode === 'pinned' ? 'pinned' : 'declared',
+        location: sig.location,
+      },
+      signatureValid,
+      inclusionValid,
+    };
+    ev.covered = signatureValid && inclusionValid;
+    return ev;
+  });
+  const subject = records[0];
+  let reason: string | undefined;
+  if (verdict.mode !== 'pinned')
+    reason = `no trusted key given (${TOFU_BASIS}): the records are checked only against the key the journal itself declares; pass --trusted-key`;
+  else if (!report.ok) reason = `the journal has ${problems.length} problem(s): ${problems[0]}`;
+  else {
+    const uncovered = records.find((x) => !x.covered);
+    if (uncovered !== undefined)
+      reason = `the ${uncovered.role} record ${uncovered.record.chain}:${uncovered.record.seq} is not covered by a checkpoint signed by a trusted key`;
+    else if (!verdict.verified)
+      reason = verdict.reasons[0] ?? 'not every record is covered by a trusted signature';
   }
-  proof.verified = proof.inclusionValid && proof.checkpoint?.signatureValid === true && proof.journalIntact;
-  return proof;
+  let badge: string;
+  if (reason === undefined && subject?.proof !== undefined) {
+    const sizes = [
+      ...new Set(
+        records.map((x) =>
+          x.record.chain === subject.record.chain
+            ? `checkpoint size ${x.proof!.treeSize}`
+            : `checkpoint size ${x.proof!.treeSize} of chain ${x.record.chain}`,
+        ),
+      ),
+    ];
+    badge = `verified: pinned key ${subject.proof.checkpoint.verifierKey.split('+').slice(0, 2).join('+')}, covered by ${sizes.join(', ')}`;
+  } else badge = `NOT VERIFIED: ${reason ?? 'no record to prove'}`;
+  return {
+    verified: reason === undefined && subject !== undefined,
+    badge,
+    basis: verdict.basis,
+    trust: verdict,
+    journalIntact: report.ok,
+    problems,
+    records,
+    recipe: EVIDENCE_RECIPE,
+    record:
+      subject === undefined
+        ? undefined
+        : {
+            chain: subject.record.chain,
+            seq: subject.record.seq,
+            hash: subject.record.hash,
+            digest: subject.record.digest,
+          },
+    checkpoint:
+      subject?.proof === undefined
+        ? undefined
+        : {
+            source: subject.proof.checkpoint.location,
+            size: subject.proof.treeSize,
+            root: Buffer.from(subject.proof.root, 'hex').toString('base64'),
+            signer: subject.proof.checkpoint.verifierKey,
+            signatureValid: subject.proof.signatureValid,
+          },
+    inclusionProof: subject?.proof?.path.map((h) => Buffer.from(h, 'hex').toString('base64')) ?? [],
+    inclusionValid: subject?.proof?.inclusionValid === true,
+  };
 }

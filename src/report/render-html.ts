@@ -1,6 +1,6 @@
 import type { LineageEdge, LineageKind, LineageNode, LineageResult } from '../lineage/index.js';
 import * as sc from '../semconv/index.js';
-import type { Evidence } from './evidence.js';
+import type { Evidence, RecordEvidence } from './evidence.js';
 
 /** Escapes text for HTML element content and attribute values: record values are untrusted. */
 export function escapeHtml(v: unknown): string {
@@ -224,9 +224,27 @@ th { width: 240px; color: #334155; font-weight: 600; } table.grid th { width: au
 .badge { display: inline-block; padding: 3px 10px; border-radius: 999px; font-weight: 700; }
 .ok { background: #dcfce7; color: #166534; } .bad { background: #fee2e2; color: #991b1b; }
 svg text.col { font: 600 10px system-ui; fill: #475569; letter-spacing: .04em; } svg text.rel { font: italic 10px system-ui; fill: #64748b; } svg text.n { font: 12px system-ui; fill: #0f172a; } svg text.id { font: 10px ui-monospace, monospace; fill: #475569; }
+.wrap { word-break: break-all; } details { margin: 8px 0; } pre { white-space: pre-wrap; word-break: break-all; }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 @media print { body { background: #fff; } main { padding: 0; max-width: none; } h2 { break-after: avoid; } section { break-inside: avoid; } }
 `;
+
+/** One shown record with everything needed to check it without the journal. */
+function recordProofHtml(r: RecordEvidence): string {
+  const p = r.proof;
+  return `<details${r.covered ? '' : ' open'}><summary><strong>${escapeHtml(r.role)}</strong> <code>${escapeHtml(`${r.record.chain}:${r.record.seq}`)}</code> — ${r.covered ? 'covered by the signed checkpoint below' : '<span class="badge bad">NOT covered by a trusted signed checkpoint</span>'}</summary>
+<table>
+<tr><th>Line as stored</th><td><code class="wrap">${escapeHtml(r.line)}</code><br><span class="muted">${escapeHtml(r.location)}</span></td></tr>
+<tr><th>Body (canonical JSON)</th><td><code class="wrap">${escapeHtml(r.body === '' ? '(erased)' : r.body)}</code></td></tr>
+<tr><th>Covered fields</th><td>prev <code>${escapeHtml(r.record.prev)}</code><br>digest <code>${escapeHtml(r.record.digest)}</code><br>hash <code>${escapeHtml(r.record.hash)}</code></td></tr>
+${
+  p === undefined
+    ? '<tr><th>Inclusion proof</th><td>—</td></tr>'
+    : `<tr><th>RFC 6962 inclusion</th><td>leaf ${p.leafIndex} of ${p.treeSize} · root <code>${escapeHtml(p.root)}</code> · ${p.inclusionValid ? 'verifies' : 'does NOT verify'}<br>path: ${p.path.map((h) => `<code>${escapeHtml(h)}</code>`).join('<br>') || '(empty: the only leaf)'}</td></tr>
+<tr><th>Signed checkpoint</th><td><pre>${escapeHtml(p.checkpoint.note)}</pre>${escapeHtml(p.checkpoint.trust === 'pinned' ? 'pinned' : 'declared (trust on first use)')} verifier key <code>${escapeHtml(p.checkpoint.verifierKey)}</code> · signature ${p.signatureValid ? 'valid' : 'INVALID'} · ${escapeHtml(p.checkpoint.location)}</td></tr>`
+}
+</table></details>`;
+}
 
 /** One self-contained, printable HTML evidence report (no scripts, no network). */
 export function renderEvidenceHtml(e: Evidence): string {
@@ -239,9 +257,7 @@ export function renderEvidenceHtml(e: Evidence): string {
   } catch {
     attributions = undefined;
   }
-  const status = v.verified
-    ? '<span class="badge ok">verified</span>'
-    : `<span class="badge bad">NOT verified</span>`;
+  const status = `<span class="badge ${v.verified ? 'ok' : 'bad'}">${escapeHtml(v.badge)}</span>`;
   const title =
     e.subject.kind === 'prediction' ? `Prediction ${e.subject.id}` : `Model version ${e.subject.id}`;
   const html = `<!doctype html>
@@ -305,7 +321,8 @@ ${
 
 <section><h2>Integrity proof</h2>
 <table>
-<tr><th>Result</th><td>${status} ${v.verified ? 'the record is included in a validly signed checkpoint and the whole journal verifies' : escapeHtml(v.problems.slice(0, 5).join('; ') || 'no checkpoint covers this record yet')}</td></tr>
+<tr><th>Result</th><td>${status} ${v.verified ? 'every record shown is included in a checkpoint signed by the pinned key, and the whole journal verifies under it' : escapeHtml(v.problems.slice(0, 5).join('; '))}</td></tr>
+<tr><th>Trust basis</th><td>${escapeHtml(v.basis)}</td></tr>
 <tr><th>Record (chain:seq)</th><td><code>${escapeHtml(v.record ? `${v.record.chain}:${v.record.seq}` : '—')}</code></td></tr>
 <tr><th>Record hash</th><td><code>${escapeHtml(v.record?.hash ?? '—')}</code></td></tr>
 <tr><th>Body digest</th><td><code>${escapeHtml(v.record?.digest ?? '—')}</code></td></tr>
@@ -314,7 +331,12 @@ ${
 <tr><th>RFC 6962 inclusion proof</th><td>${v.inclusionProof.length === 0 ? '—' : v.inclusionProof.map((p) => `<code>${escapeHtml(p)}</code>`).join('<br>')} ${v.checkpoint ? `<br><span class="muted">${v.inclusionValid ? 'verifies against the checkpoint root' : 'does NOT verify'}</span>` : ''}</td></tr>
 <tr><th>Journal verification</th><td>${v.journalIntact ? 'every record, link and checkpoint verifies' : `${v.problems.length} problem(s)`}</td></tr>
 </table>
-<p class="muted">Check independently: <code>mltrail verify ${escapeHtml(e.journal)} --trusted-key &lt;the operator's verifier key&gt;</code> (docs/integrity.md).</p>
+<p class="muted">Check independently: <code>mltrail verify ${escapeHtml(e.journal)} --trusted-key &lt;the operator's verifier key&gt;</code> (docs/integrity.md), or with no journal at all, from the proofs below.</p>
+</section>
+
+<section><h2>Proofs of every record shown</h2>
+${v.records.map(recordProofHtml).join('\n')}
+<p><strong>Check them yourself</strong></p><pre>${escapeHtml(v.recipe)}</pre>
 </section>
 
 <section><h2>What this report evidences</h2>

@@ -115,6 +115,7 @@ describe('lineage graph from a trail journal', () => {
       expect.arrayContaining(['credit-risk@1', 'credit-risk@2']),
     );
     expect(graph.suggest(j.declined.slice(0, 20))).toContain(j.declined);
+    const accessJournal = join(mkdtempSync(join(tmpdir(), 'mltrail-access-')), 'access');
     const none = cli([
       'lineage',
       'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz',
@@ -122,11 +123,13 @@ describe('lineage graph from a trail journal', () => {
       j.dir,
       '--actor',
       'probe',
+      '--access-journal',
+      accessJournal,
     ]);
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/no lineage node "z+" \(in /);
-    // The lookup that found nothing is recorded too (result count 0).
-    const last = [...new JournalReader(j.dir).lines()]
+    // The lookup that found nothing is recorded too (result count 0), in the access journal.
+    const last = [...new JournalReader(accessJournal).lines()]
       .map((l) => parseRecordLine(l.text))
       .filter((rec) => rec.event === 'mltrail.access')
       .map((rec) => JSON.parse(rec.body))

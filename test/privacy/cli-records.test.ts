@@ -67,14 +67,14 @@ describe('records the CLI writes', () => {
 
   it('access records: an actor given as an address is redacted', async () => {
     const { dir } = await journal();
-    expect(cli(['export', 'openlineage', '--journal', dir, '--actor', EMAIL]).status).toBe(0);
+    // Access records go to the access journal, never into the journal read.
+    const access = join(mkdtempSync(join(tmpdir(), 'mltrail-cli-access-')), 'access');
+    const read = ['export', 'openlineage', '--journal', dir, '--actor', EMAIL, '--access-journal', access];
+    expect(cli(read).status).toBe(0);
     const key = 'cli-records-key-0123456789abcdef';
-    expect(
-      cli(['export', 'openlineage', '--journal', dir, '--actor', EMAIL], { MLTRAIL_PSEUDONYM_KEY: key })
-        .status,
-    ).toBe(0);
-    expect(journalText(dir)).not.toContain('jane.doe');
-    const actors = [...new JournalReader(dir).lines()]
+    expect(cli(read, { MLTRAIL_PSEUDONYM_KEY: key }).status).toBe(0);
+    expect(journalText(access)).not.toContain('jane.doe');
+    const actors = [...new JournalReader(access).lines()]
       .map((l) => parseRecordLine(l.text))
       .filter((x) => x.event === 'mltrail.access')
       .map((x) => JSON.parse(x.body)['mltrail.access.actor']);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
+import { generatedVerifierKey } from '../fixtures/trust.js';
 
 // The evidence report renders record values that people and upstream systems control (reasons, reviewer
 // and approver names, drift feature names, descriptions). A journal written through the real trail with an
@@ -61,7 +62,16 @@ async function open(file: string) {
 
 describe('mltrail report on hostile record values', () => {
   it('--json carries the payload verbatim (the journal is evidence; only the HTML escapes it)', () => {
-    const r = cli(['report', '--prediction', j.declined, '--journal', j.dir, '--json']);
+    const r = cli([
+      'report',
+      '--prediction',
+      j.declined,
+      '--journal',
+      j.dir,
+      '--json',
+      '--trusted-key',
+      generatedVerifierKey(j.dir),
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const e = JSON.parse(r.stdout);
     expect(e.decisions[0]['ml.decision.reason']).toContain(PAYLOAD);
@@ -73,9 +83,19 @@ describe('mltrail report on hostile record values', () => {
     'a prediction report shows the payload as text: no script runs, no element or request is injected',
     async () => {
       const out = join(mkdtempSync(join(tmpdir(), 'mltrail-hostile-')), 'report.html');
-      const r = cli(['report', '--prediction', j.declined, '--journal', j.dir, '--out', out]);
+      const r = cli([
+        'report',
+        '--prediction',
+        j.declined,
+        '--journal',
+        j.dir,
+        '--out',
+        out,
+        '--trusted-key',
+        generatedVerifierKey(j.dir),
+      ]);
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/integrity verified/);
+      expect(r.stdout).toMatch(/verified: pinned key/);
       const html = readFileSync(out, 'utf8');
       expect(html).not.toContain('<script');
       expect(html).not.toContain('<img');
@@ -128,7 +148,17 @@ describe('mltrail report on hostile record values', () => {
   );
 
   it('the model report also resolves by digest; an unknown model is exit 1 naming the accepted forms', () => {
-    const r = cli(['report', '--model', j.model2.digest!, '--journal', j.dir, '--json']);
+    const accessJournal = join(mkdtempSync(join(tmpdir(), 'mltrail-access-')), 'access');
+    const r = cli([
+      'report',
+      '--model',
+      j.model2.digest!,
+      '--journal',
+      j.dir,
+      '--json',
+      '--access-journal',
+      accessJournal,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).subject).toEqual({ kind: 'model', id: 'credit-risk@2' });
     const bad = cli([
@@ -139,11 +169,13 @@ describe('mltrail report on hostile record values', () => {
       j.dir,
       '--actor',
       'probe@example.test',
+      '--access-journal',
+      accessJournal,
     ]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/no model version credit-risk@9 .*name@version or the sha256 digest/);
-    // Who looked: every report run, including the lookup that found nothing, is on an access chain.
-    const access = [...new JournalReader(j.dir).lines()]
+    // Who looked: every report run, including the lookup that found nothing, is in the access journal.
+    const access = [...new JournalReader(accessJournal).lines()]
       .map((l) => parseRecordLine(l.text))
       .filter((rec) => rec.event === 'mltrail.access')
       .map((rec) => JSON.parse(rec.body));
@@ -157,5 +189,6 @@ describe('mltrail report on hostile record values', () => {
       }),
     );
     expect(cli(['verify', j.dir]).status).toBe(0);
+    expect(cli(['verify', accessJournal]).status).toBe(0);
   });
 });

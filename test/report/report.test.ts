@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import { escapeHtml } from '../../src/report/index.js';
+import { generatedVerifierKey } from '../fixtures/trust.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const cli = (args: string[]) =>
@@ -18,6 +19,7 @@ if (!chromiumPresent && process.env.CI === 'true')
 let dir = '';
 let predictionId = '';
 let modelDigest = '';
+let key = '';
 
 beforeAll(() => {
   dir = join(mkdtempSync(join(tmpdir(), 'mltrail-report-')), 'journal');
@@ -31,6 +33,7 @@ beforeAll(() => {
       modelDigest = b['ml.model.digest'];
   }
   expect(predictionId).not.toBe('');
+  key = generatedVerifierKey(dir);
 });
 
 describe('mltrail report', () => {
@@ -40,8 +43,8 @@ describe('mltrail report', () => {
     );
   });
 
-  it('--json gathers the evidence, and the integrity proof verifies', () => {
-    const r = cli(['report', '--prediction', predictionId, '--journal', dir, '--json']);
+  it('--json gathers the evidence, and the integrity proof verifies under the pinned key', () => {
+    const r = cli(['report', '--prediction', predictionId, '--journal', dir, '--json', '--trusted-key', key]);
     expect(r.status).toBe(0);
     const e = JSON.parse(r.stdout);
     expect(e.decisions[0]['ml.decision.outcome']).toBe('decline');
@@ -51,6 +54,13 @@ describe('mltrail report', () => {
       expect.objectContaining({ verified: true, inclusionValid: true, journalIntact: true }),
     );
     expect(e.integrity.checkpoint.signatureValid).toBe(true);
+    expect(e.integrity.badge).toMatch(/^verified: pinned key mltrail-[^ ]+, covered by checkpoint size \d+/);
+    // Without a pinned key the same journal is intact but not verified: nobody said which key to trust.
+    const tofu = JSON.parse(cli(['report', '--prediction', predictionId, '--journal', dir, '--json']).stdout);
+    expect(tofu.integrity).toEqual(
+      expect.objectContaining({ verified: false, journalIntact: true, inclusionValid: true }),
+    );
+    expect(tofu.integrity.badge).toMatch(/^NOT VERIFIED: no trusted key given \(trust on first use/);
   });
 
   it('unknown subjects exit 1 with a clear message; missing subject is a usage error', () => {
@@ -64,7 +74,17 @@ describe('mltrail report', () => {
     'renders in real headless Chromium without console errors: prediction id, model digest, "verified"; screenshot saved',
     async () => {
       const out = join(mkdtempSync(join(tmpdir(), 'mltrail-report-html-')), 'report.html');
-      const r = cli(['report', '--prediction', predictionId, '--journal', dir, '--out', out]);
+      const r = cli([
+        'report',
+        '--prediction',
+        predictionId,
+        '--journal',
+        dir,
+        '--out',
+        out,
+        '--trusted-key',
+        key,
+      ]);
       expect(r.status).toBe(0);
       const html = readFileSync(out, 'utf8');
       expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
@@ -92,8 +112,8 @@ describe('mltrail report', () => {
         const text = await page.innerText('body');
         expect(text).toContain(predictionId);
         expect(text).toContain(modelDigest);
-        expect(text).toMatch(/\bverified\b/);
-        expect(text).not.toMatch(/NOT verified/);
+        expect(text).toMatch(/verified: pinned key/);
+        expect(text).not.toMatch(/NOT VERIFIED|NOT covered/);
         expect(await page.locator('svg[aria-label="lineage graph"] rect').count()).toBeGreaterThan(6);
         expect(errors).toEqual([]);
         expect(requests.filter((u) => !u.startsWith('file://') && !u.startsWith('data:'))).toEqual([]);
