@@ -168,7 +168,7 @@ describe('mltrail report on hostile record values', () => {
       '--journal',
       j.dir,
       '--actor',
-      'probe@example.test',
+      'probe-7',
       '--access-journal',
       accessJournal,
     ]);
@@ -182,7 +182,7 @@ describe('mltrail report on hostile record values', () => {
     expect(access.filter((a) => a['mltrail.access.command'] === 'report').length).toBeGreaterThanOrEqual(2);
     expect(access.at(-1)).toEqual(
       expect.objectContaining({
-        'mltrail.access.actor': 'probe@example.test',
+        'mltrail.access.actor': 'probe-7',
         'mltrail.access.command': 'report',
         'mltrail.access.result_count': 0,
         'mltrail.access.args_digest': expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
