@@ -4,6 +4,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -89,6 +90,7 @@ function startApp(opts: {
   register: boolean;
   /** A file size limit in KiB (`ulimit -f`). */
   fileLimitKiB?: number;
+  env?: Record<string, string>;
 }) {
   const node = [
     ...(opts.register ? ['--import', 'mltrail/register'] : []),
@@ -103,6 +105,7 @@ function startApp(opts: {
     OTEL_TRACES_EXPORTER: 'none',
     OTEL_METRICS_EXPORTER: 'none',
     OTEL_LOGS_EXPORTER: 'none',
+    ...opts.env,
   };
   const child =
     opts.fileLimitKiB === undefined
@@ -129,7 +132,7 @@ function startApp(opts: {
     } else queue.push(l);
   });
   const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
+    child.once('close', (code) => {
       waiting?.(undefined);
       resolve(code);
     }),
@@ -224,6 +227,23 @@ describe('fail-closed: a journal that cannot take a write at start', () => {
     await refuses(file, /is not a directory/);
   });
 
+  it('a setup failure under mltrail/register (an unreadable MLTRAIL_SIGNING_KEY)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-badkey-'));
+    const app = startApp({
+      dir,
+      failClosed: true,
+      register: true,
+      env: { MLTRAIL_SIGNING_KEY: join(dir, 'absent') },
+    });
+    app.end();
+    expect(await app.exited).toBe(1);
+    expect(app.stdout).toBe('');
+    expect(app.stderr).toContain(
+      `mltrail: refusing to start: MLTRAIL_FAIL_CLOSED=true and the audit journal directory ${dir} cannot be used (setup failed: signing key: MLTRAIL_SIGNING_KEY is neither`,
+    );
+    noCrash(app.stderr);
+  });
+
   it('a file size limit smaller than the test write (ulimit -f 8)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mltrail-fsize-'));
     await refuses(dir, /test write stored only 8192 bytes/, 8);
@@ -235,6 +255,13 @@ describe('fail-closed: a journal that cannot take a write at start', () => {
       mkdirSync(fs.dir);
       fs.fill();
       await refuses(fs.dir, /ENOSPC/);
+      // Fail-open, the same start: no signing key can be written, so the app runs unaudited, and says so.
+      const app = startApp({ dir: fs.dir, failClosed: false, register: true });
+      expect(await app.read()).toEqual({ unaudited: true });
+      expect(await app.exited).toBe(0);
+      expect(app.stderr).toMatch(
+        /MltrailSetupWarning: mltrail: auto-instrumentation could not start, the app runs unaudited: ENOSPC/,
+      );
     } finally {
       fs.unmount();
     }
@@ -264,6 +291,8 @@ describe.skipIf(!asRoot)(`fail-closed: the disk fills while the app runs (${ROOT
         expect(await app.read()).toEqual({ ready: true });
         const before = await app.send<CallsReply>('calls 5');
         allOk(before, 5);
+        // The start-up check left nothing behind.
+        expect(readdirSync(fs.dir).filter((n) => n.startsWith('.write-probe'))).toEqual([]);
 
         fs.fill();
         const during = await app.send<CallsReply>('calls 40');
@@ -384,5 +413,24 @@ describe('a file size limit (ulimit -f) while the app runs', () => {
     expect(app.stderr).toContain(`closed with ${report.lost} audit record(s) lost`);
     const { records } = journal(dir);
     expect(records.length + report.lost).toBe(1 + 5 * 150 + 1);
+  }, 120_000);
+
+  it('fail-open, a job that ends without shutdown(): the exit itself says how many records are not on disk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-fsize-exit-'));
+    const app = startApp({ dir, failClosed: false, register: false, fileLimitKiB: 64 });
+    expect(await app.read()).toEqual({ ready: true });
+    allOk(await app.send<CallsReply>('calls 150'), 150);
+    app.end();
+    // A failing journal does not keep the process alive; it ends on its own with the app's exit code.
+    expect(await app.exited).toBe(0);
+    noCrash(app.stderr);
+    const m =
+      /the process is exiting with (\d+) audit record\(s\) not on disk \(0 dropped while writes failed, (\d+) not yet written; trail\.shutdown\(\) was not awaited\); write error: EFBIG/.exec(
+        app.stderr,
+      );
+    expect(m).not.toBeNull();
+    const { records } = journal(dir);
+    // Every record made: the first deployment and 5 per round (no final checkpoint without shutdown).
+    expect(records.length + Number(m![1])).toBe(1 + 5 * 150);
   }, 120_000);
 });
