@@ -24,6 +24,11 @@ export interface Detector {
   readonly name: string;
   /** Global (`g`) pattern; lookarounds keep it from firing inside longer tokens. */
   readonly pattern: RegExp;
+  /**
+   * The pattern used on a string's normal form when it differs (it may hold any script, e.g. an
+   * internationalised e-mail address); ASCII text, the common case, keeps the faster `pattern`.
+   */
+  readonly normalFormPattern?: RegExp;
   /** Cheap test run first; when it fails the pattern is not run at all. */
   readonly hint?: (s: string) => boolean;
   /** Confirms a candidate match (checksums, address syntax). */
@@ -276,6 +281,8 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
     name: 'email',
     // Internationalised addresses too (jörg@bücher.de, RFC 6531): letters and marks of any script.
     pattern:
+      /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59})(?![A-Za-z0-9-]|\.[A-Za-z0-9])/g,
+    normalFormPattern:
       /(?<![\p{L}\p{M}\p{N}._%+-])[\p{L}\p{M}\p{N}._%+-]{1,64}@(?:[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?\.){1,8}(?:\p{L}[\p{L}\p{M}]{1,23}|xn--[A-Za-z0-9-]{1,59})(?![\p{L}\p{M}\p{N}-]|\.[\p{L}\p{N}])/gu,
     hint: (s) => s.includes('@'),
     normalize: (m) => m.toLowerCase(),

@@ -166,6 +166,8 @@ interface ActiveDetector {
   detector: Detector;
   /** This redactor's own copy of the detector's pattern (its `lastIndex` is scanning state). */
   pattern: RegExp;
+  /** This redactor's copy of the pattern for normal forms (the detector's `normalFormPattern`, else `pattern`). */
+  normalFormPattern: RegExp;
   /** `u` or `v` flag: an empty match advances by a code point, as `matchAll` does. */
   fullUnicode: boolean;
   action: 'mask' | 'hash';
@@ -369,6 +371,10 @@ class PolicyRedactor implements Redactor {
         out.push({
           detector: d,
           pattern: new RegExp(d.pattern.source, d.pattern.flags),
+          normalFormPattern: new RegExp(
+            (d.normalFormPattern ?? d.pattern).source,
+            (d.normalFormPattern ?? d.pattern).flags,
+          ),
           fullUnicode: /[uv]/.test(d.pattern.flags),
           action,
           mask: `[REDACTED:${d.name}]`,
@@ -414,6 +420,7 @@ class PolicyRedactor implements Redactor {
       out.push({
         detector: { name, pattern: re },
         pattern: re,
+        normalFormPattern: new RegExp(re.source, re.flags),
         fullUnicode: /[uv]/.test(re.flags),
         action,
         mask: `[REDACTED:${name}]`,
@@ -880,8 +887,9 @@ class PolicyRedactor implements Redactor {
       taken.push([m.index, m.index + m[0].length, undefined]);
     let path: string | undefined;
     for (const active of this.#detectors) {
-      const { detector, pattern } = active;
+      const { detector, normalFormPattern: pattern } = active;
       if (detector.hint !== undefined && !detector.hint(text)) continue;
+      const fullUnicode = pattern.unicode || pattern.unicodeSets;
       const gaps: Array<[number, number]> = [];
       let from = 0;
       for (const [s, e] of taken) {
@@ -898,7 +906,7 @@ class PolicyRedactor implements Redactor {
         for (let m = pattern.exec(piece); m !== null; m = pattern.exec(piece)) {
           const match = m[0];
           if (match === '') {
-            pattern.lastIndex = advanceIndex(piece, pattern.lastIndex, active.fullUnicode);
+            pattern.lastIndex = advanceIndex(piece, pattern.lastIndex, fullUnicode);
             continue;
           }
           const at = m.index;

@@ -686,8 +686,9 @@ class PolicyRedactor implements Redactor {
             continue;
           }
           let at = 0;
-          detector.pattern.lastIndex = 0;
-          for (const m of piece.matchAll(detector.pattern)) {
+          const pattern = detector.normalFormPattern ?? detector.pattern;
+          pattern.lastIndex = 0;
+          for (const m of piece.matchAll(pattern)) {
             if (m[0] === '') continue;
             let ranges: Array<[number, number]>;
             if (detector.validate === undefined || detector.validate(m[0])) ranges = [[0, m[0].length]];
