@@ -889,7 +889,7 @@ class PolicyRedactor implements Redactor {
     for (const active of this.#detectors) {
       const { detector, normalFormPattern: pattern } = active;
       if (detector.hint !== undefined && !detector.hint(text)) continue;
-      const fullUnicode = pattern.unicode || pattern.unicodeSets;
+      const fullUnicode = /[uv]/.test(pattern.flags);
       const gaps: Array<[number, number]> = [];
       let from = 0;
       for (const [s, e] of taken) {
