@@ -119,7 +119,12 @@ function render(source: string, r: VerifyReport, t: TrustVerdict): string {
   const counts = `${r.records} records in ${r.chains.length} chain(s) from ${source}`;
   let s: string;
   if (!r.ok) s = `PROBLEMS FOUND — NOT VERIFIED: ${counts}\n`;
-  else if (t.mode === 'pinned') s = t.verified ? `VERIFIED: ${counts}\n` : `NOT VERIFIED: ${counts}\n`;
+  else if (t.mode === 'pinned')
+    s = !t.verified
+      ? `NOT VERIFIED: ${counts}\n`
+      : t.chains.some((c) => c.tailAccepted)
+        ? `VERIFIED except the unsigned tails accepted by --allow-unsigned-tail: ${counts}\n`
+        : `VERIFIED: ${counts}\n`;
   else
     s = `intact, NOT VERIFIED against a pinned key: ${counts}\n  (trust on first use: each chain's checkpoints were checked with the key the chain itself declares; pin one with --trusted-key)\n`;
   s += `  trust basis: ${t.basis}${t.allowUnsignedTail ? '; unsigned tails accepted (--allow-unsigned-tail)' : ''}\n`;
@@ -127,9 +132,12 @@ function render(source: string, r: VerifyReport, t: TrustVerdict): string {
   const byChain = new Map(t.chains.map((c) => [c.chain, c]));
   for (const c of r.chains) {
     const v = byChain.get(c.chain)!;
-    s += `  chain ${c.chain}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}) — ${status(v, t.mode)}\n`;
-    if (v.covered !== undefined)
-      s += `    signed: seq ${range(v.covered)} by checkpoint size ${v.covered.checkpointSize} (${t.mode === 'pinned' ? `pinned key ${v.covered.key}` : `declared key ${v.covered.key}, trust on first use`}) at ${v.covered.location}\n`;
+    s += `  chain ${c.chain}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}) — ${status(v, t.mode, c.problems.length)}\n`;
+    if (v.covered !== undefined) {
+      const size = v.covered.checkpointSize;
+      const self = v.covered.last === size ? ` (seq ${size} is that signed checkpoint's own record)` : '';
+      s += `    signed: seq ${range(v.covered)} by checkpoint size ${size} (${t.mode === 'pinned' ? `pinned key ${v.covered.key}` : `declared key ${v.covered.key}, trust on first use`}) at ${v.covered.location}${self}\n`;
+    }
     if (v.unsigned !== undefined)
       s += `    UNSIGNED: seq ${range(v.unsigned)} — no ${t.mode === 'pinned' ? 'trusted ' : ''}signed checkpoint covers ${v.unsigned.first === v.unsigned.last ? 'it' : 'them'}${v.tailAccepted ? ' (accepted: --allow-unsigned-tail)' : ''}\n`;
     s += `    basis: ${v.basis}; ${c.checkpointsVerified} checkpoint(s) verified\n`;
@@ -143,10 +151,10 @@ function render(source: string, r: VerifyReport, t: TrustVerdict): string {
   return s;
 }
 
-function status(v: TrustVerdict['chains'][number], mode: 'pinned' | 'tofu'): string {
+function status(v: TrustVerdict['chains'][number], mode: 'pinned' | 'tofu', problems: number): string {
   switch (v.status) {
     case 'problems':
-      return 'PROBLEMS';
+      return `${problems} PROBLEM(S)`;
     case 'unsigned':
       return 'UNSIGNED (no signed checkpoint covers it)';
     case 'unsigned-tail':
