@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
+import { shipsJournal } from '../instrumentation/register-options.js';
 import { ChainVerifier } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { JournalReader, Shipper } from '../journal/index.js';
@@ -51,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const report = verifier.finish();
   // With an OTLP endpoint configured, the same run goes to the collector/stack (the whole journal, every chain).
   let shipped = '';
-  if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) {
+  if (shipsJournal()) {
     const shipper = new Shipper({ dir });
     const n = await shipper.drain();
     shipped = `shipped ${n} record(s) to ${shipper.url}\n`;

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { buildProfile, type ReferenceProfile, saveProfile } from '../drift/index.js';
-import { parseRecordLine } from '../integrity/index.js';
+import { GENERATED_KEY_FILE, parseRecordLine } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
 import { buildLinearClassifierOnnx } from '../onnx/index.js';
 import { createRedactor } from '../privacy/index.js';
@@ -317,6 +317,9 @@ async function startServer(dir: string, t: Trained, d: Deployment): Promise<Demo
         ...process.env,
         MLTRAIL_DIR: dir,
         MLTRAIL_PSEUDONYM_KEY: process.env.MLTRAIL_PSEUDONYM_KEY ?? DEMO_PSEUDONYM_KEY,
+        // The pipeline's key (generated beside the journal unless one was given), handed over explicitly: the
+        // demo warned about a generated key once already, the server need not say it again.
+        MLTRAIL_SIGNING_KEY: process.env.MLTRAIL_SIGNING_KEY?.trim() || join(dir, GENERATED_KEY_FILE),
         OTEL_SERVICE_NAME: 'rain-cover-api',
         MLTRAIL_ENVIRONMENT: 'demo',
         MODEL_PATH: t.onnxPath,

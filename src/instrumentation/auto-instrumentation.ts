@@ -145,7 +145,11 @@ function start(options: RegisterOptions): AutoInstrumentation {
     capture: options.capture,
     environment: options.environment,
     failClosed: options.failClosed,
-    sink: new AuditLog({ dir: options.dir, failClosed: options.failClosed }),
+    sink: new AuditLog({
+      dir: options.dir,
+      failClosed: options.failClosed,
+      signingKey: { warnOnReuse: true },
+    }),
   });
   const loaded = trail.loadRegistry(options.dir);
   diag.debug(`mltrail: ${loaded} registered model/deployment record(s) loaded from the journal`);

@@ -18,7 +18,7 @@ export interface RegisterOptions {
   otlpTraces: boolean;
   otlpLogs: boolean;
   otlpMetrics: boolean;
-  /** True when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set: the journal is shipped. */
+  /** The journal is shipped to OTLP: see {@link shipsJournal}. */
   ship: boolean;
   /** Problems found in the environment; each is reported as a process warning, defaults are used. */
   problems: string[];
@@ -77,9 +77,22 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
     otlpTraces: otlp('TRACES'),
     otlpLogs: otlp('LOGS'),
     otlpMetrics: otlp('METRICS'),
-    ship: endpoint !== undefined || nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) !== undefined,
+    ship: shipsJournal(env),
     problems,
   };
+}
+
+/**
+ * Whether the journal is shipped to an OTLP/HTTP endpoint: when OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set, unless OTEL_LOGS_EXPORTER=none (audit records are log records;
+ * with logs turned off the journal stays local, and `mltrail ship` can deliver it later).
+ */
+export function shipsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (nonEmpty(env.OTEL_LOGS_EXPORTER) === 'none') return false;
+  return (
+    nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT) !== undefined ||
+    nonEmpty(env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) !== undefined
+  );
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
+import { withoutSigningKeyWarning } from '../process-warnings.js';
 
 const demoDir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-')), 'journal');
 
@@ -14,7 +15,8 @@ describe('the demo (npm start → mltrail demo)', () => {
     const run = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--journal', dir], {
       encoding: 'utf8',
     });
-    expect(run.stderr).toBe('');
+    expect(run.stderr).toMatch(/MltrailSigningKeyWarning: mltrail: generated a checkpoint signing key at /);
+    expect(withoutSigningKeyWarning(run.stderr)).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/integrity: \d+ records in \d+ chain\(s\) verified/);
     expect(run.stdout).toMatch(/retrain {2}v2 deployed, retrained because of \d+ drift record/);
@@ -72,7 +74,7 @@ describe('the demo (npm start → mltrail demo)', () => {
     expect(again.status, again.stderr).toBe(0);
     const moved =
       /^mltrail demo: --fresh: the existing journal in (.+) was moved to (.+\.replaced-[0-9TZ-]+)\n$/.exec(
-        again.stderr,
+        withoutSigningKeyWarning(again.stderr),
       );
     expect(moved?.[1]).toBe(demoDir);
     const aside = moved![2];

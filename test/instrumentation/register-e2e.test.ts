@@ -142,7 +142,6 @@ function bodies(dir: string) {
 const otlpEnv = () => ({
   OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
   OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-  OTEL_LOGS_EXPORTER: 'none',
   OTEL_METRICS_EXPORTER: 'none',
   OTEL_SERVICE_NAME: 'rain-api',
   MLTRAIL_ENVIRONMENT: 'prod',
@@ -344,32 +343,63 @@ describe('node --require mltrail/register (CommonJS server)', () => {
   });
 });
 
+/** Runs test/fixtures/batch-score.mjs under `--import mltrail/register` to its end. */
+async function runBatchScore(env: Record<string, string>) {
+  const proc = spawn(process.execPath, ['--import', 'mltrail/register', join(FIXTURES, 'batch-score.mjs')], {
+    cwd: ROOT,
+    env: { ...process.env, MODEL_PATH: modelPath, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let stderr = '';
+  proc.stdout?.on('data', (c) => {
+    out += c;
+  });
+  proc.stderr?.on('data', (c) => {
+    stderr += c;
+  });
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  return { code, out, stderr };
+}
+
+const SCRIPT_EVENTS = ['ml.model.unregistered', 'ml.prediction', 'ml.prediction', 'mltrail.checkpoint'];
+
 describe('a script that ends on its own', () => {
-  it('journals its predictions (flushed on beforeExit) and exits with code 0', async () => {
+  it('journals its predictions (flushed on beforeExit), ships them and exits with code 0', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
-    const proc = spawn(
-      process.execPath,
-      ['--import', 'mltrail/register', join(FIXTURES, 'batch-score.mjs')],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...otlpEnv(), MODEL_PATH: modelPath, MLTRAIL_DIR: dir },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    proc.stdout?.on('data', (c) => {
-      out += c;
-    });
-    const [code] = (await once(proc, 'exit')) as [number | null];
+    const { code, out } = await runBatchScore({ ...otlpEnv(), MLTRAIL_DIR: dir });
     expect(code).toBe(0);
     expect(out.trim().split('\n')).toHaveLength(2);
-    expect(bodies(dir).map((r) => r.event)).toEqual([
-      'ml.model.unregistered',
-      'ml.prediction',
-      'ml.prediction',
-      'mltrail.checkpoint',
-    ]);
+    expect(bodies(dir).map((r) => r.event)).toEqual(SCRIPT_EVENTS);
     expect(shipped).toHaveLength(4);
+  });
+
+  it('OTEL_LOGS_EXPORTER=none keeps the journal local: nothing is shipped to /v1/logs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const { code } = await runBatchScore({ ...otlpEnv(), OTEL_LOGS_EXPORTER: 'none', MLTRAIL_DIR: dir });
+    expect(code).toBe(0);
+    expect(bodies(dir).map((r) => r.event)).toEqual(SCRIPT_EVENTS);
+    expect(shipped).toEqual([]);
+    // Spans still go out: only the log signal was turned off.
+    expect(received.map((s) => s.name)).toContain('ml.predict');
+  });
+
+  it('a generated signing key is announced on stderr by default, at creation and at every later start; a supplied key is not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const env = { MLTRAIL_DIR: dir, OTEL_LOG_LEVEL: '', MLTRAIL_SIGNING_KEY: '' };
+    const warning = (what: string) =>
+      new RegExp(
+        `MltrailSigningKeyWarning: mltrail: ${what} checkpoint signing key at ${dir}/signing-key\\.private \\(verifier key [^)]+\\): fine for trying mltrail, wrong for production`,
+      );
+    const first = await runBatchScore(env);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(warning('generated a'));
+    const second = await runBatchScore(env);
+    expect(second.stderr).toMatch(warning('using the generated'));
+    expect(second.stderr.match(/MltrailSigningKeyWarning/g)).toHaveLength(1);
+    const supplied = await runBatchScore({ ...env, MLTRAIL_SIGNING_KEY: join(dir, 'signing-key.private') });
+    expect(supplied.code).toBe(0);
+    expect(supplied.stderr).not.toContain('MltrailSigningKeyWarning');
   });
 });
 

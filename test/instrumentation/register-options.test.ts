@@ -44,6 +44,20 @@ describe('readRegisterOptions', () => {
     });
   });
 
+  it('OTEL_LOGS_EXPORTER=none also stops shipping the journal (audit records are log records)', () => {
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' };
+    expect(readRegisterOptions({ ...endpoint, OTEL_LOGS_EXPORTER: 'none' })).toEqual(
+      expect.objectContaining({ otlpTraces: true, otlpLogs: false, ship: false }),
+    );
+    expect(
+      readRegisterOptions({
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'http://c:4318/v1/logs',
+        OTEL_LOGS_EXPORTER: 'none',
+      }).ship,
+    ).toBe(false);
+    expect(readRegisterOptions({ ...endpoint, OTEL_TRACES_EXPORTER: 'none' }).ship).toBe(true);
+  });
+
   it('either disable switch disables', () => {
     expect(readRegisterOptions({ OTEL_SDK_DISABLED: 'true' }).disabled).toBe(true);
     expect(readRegisterOptions({ MLTRAIL_DISABLED: '1' }).disabled).toBe(true);

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { AuditLog, JournalReader } from '../../src/journal/index.js';
 import { createTrail } from '../../src/trail/index.js';
+import { withoutSigningKeyWarning } from '../process-warnings.js';
 
 // What the CLI writes itself — the erasure request, access records, reports and exports — passes the same
 // redaction as what the trail writes, and files holding trail data are the owner's only (issue 14).
@@ -51,7 +52,7 @@ describe('records the CLI writes', () => {
       '--actor',
       `Jane Roe <${EMAIL}>`,
     ]);
-    expect(r.stderr).toBe('');
+    expect(withoutSigningKeyWarning(r.stderr)).toBe('');
     expect(r.status).toBe(0);
     const text = journalText(dir);
     expect(text).not.toContain('jane.doe');
