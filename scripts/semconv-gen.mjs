@@ -263,7 +263,7 @@ export function generate(root = ROOT) {
   s += `/** A content digest as mltrail computes them; lineage joins on exact equality, so the spelling is fixed. */\nconst SHA256 = (params?: typeof REQUIRED) =>\n  z.string(params).regex(/^sha256:[0-9a-f]{64}$/, { message: 'expected sha256:<64 lower-case hex digits>' });\n\n`;
   s += `/** An instant, as in \`timestamp\`. */\nconst TIMESTAMP = (params?: typeof REQUIRED) =>\n  z.string(params).pipe(z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }));\n\n`;
   s += `/** A string holding JSON (hyperparameters, attributions, metrics). */\nfunction jsonString(max: number, params?: typeof REQUIRED) {\n  return z\n    .string(params)\n    .max(max, { message: \`longer than \${max} characters\` })\n    .refine(\n      (v) => {\n        try {\n          JSON.parse(v);\n          return true;\n        } catch {\n          return false;\n        }\n      },\n      { message: 'expected a JSON string' },\n    );\n}\n\n`;
-  s += `/** Keys every event body carries or may carry. */\nconst base = {\n  'event.name': z.string(),\n  timestamp: z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }),\n  trace_id: HEX(32).optional(),\n  span_id: HEX(16).optional(),\n`;
+  s += `/** Keys every event body carries or may carry. */\nconst base = {\n  'event.name': z.string(),\n  timestamp: z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }),\n  severity_text: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).optional(),\n  trace_id: HEX(32).optional(),\n  span_id: HEX(16).optional(),\n`;
   for (const k of COMMON_OPTIONAL) s += `  ${q(k)}: ${zodFor(reg.attributeMap.get(k))}.optional(),\n`;
   s += '};\n\n';
   for (const e of reg.events) {
@@ -302,7 +302,7 @@ export function generate(root = ROOT) {
   s = `${HEADER}/** A value shape the fast acceptor checks; an array lists the allowed enum values. */\n`;
   s += `type Kind = 'str' | 'sha256' | 'ts' | 'json' | 'int' | 'num' | 'bool' | 'strs' | 'hex32' | 'hex16' | readonly string[];\n\n`;
   s += `interface Spec {\n  kinds: Map<string, Kind>;\n  required: Set<string>;\n}\n\n`;
-  s += `const BASE: [string, Kind][] = [\n  ['timestamp', 'ts'],\n  ['trace_id', 'hex32'],\n  ['span_id', 'hex16'],\n`;
+  s += `const BASE: [string, Kind][] = [\n  ['timestamp', 'ts'],\n  ['severity_text', ['DEBUG', 'INFO', 'WARN', 'ERROR']],\n  ['trace_id', 'hex32'],\n  ['span_id', 'hex16'],\n`;
   for (const k of COMMON_OPTIONAL) s += `  [${q(k)}, ${fastKind(reg.attributeMap.get(k))}],\n`;
   s += `];\n\n`;
   s += `function spec(own: [string, Kind][], required: string[]): Spec {\n  return { kinds: new Map([...BASE, ...own]), required: new Set(['timestamp', ...required]) };\n}\n\n`;
@@ -475,7 +475,8 @@ function markdown(reg) {
   s +=
     'Each event has a zod schema over its body object (`schemaForEvent(name)`), generated from the tables below:\n\n';
   s += '- `event.name` is the event (a literal); `timestamp` an ISO 8601 UTC timestamp ending in `Z`;\n';
-  s += '  `trace_id` / `span_id`, when present, 32 / 16 lower-case hex digits.\n';
+  s += '  `severity_text`, when present, one of `DEBUG`, `INFO`, `WARN`, `ERROR` (the record\'s severity; journal format v2\n';
+  s += '  always writes it); `trace_id` / `span_id`, when present, 32 / 16 lower-case hex digits.\n';
   s += `- Keys every event may carry: ${COMMON_OPTIONAL.map((k) => `\`${k}\``).join(', ')}.\n`;
   s += '- Any other key that the event does not list is an error (`unrecognized_keys`).\n';
   s += `- \`string\`: at most ${MAX_STRING} characters. \`string[]\`: at most ${MAX_ARRAY} items of at most ${MAX_STRING} characters.\n`;
@@ -507,7 +508,7 @@ function markdown(reg) {
   }
   s += '## Events (audit records)\n\n';
   s +=
-    'One event is one OTel log record (`event.name`); its body also carries `event.name`, `timestamp`, `trace_id`/`span_id`\n';
+    'One event is one OTel log record (`event.name`); its body also carries `event.name`, `timestamp`, `severity_text`, `trace_id`/`span_id`\n';
   s += `(inside a span) and, when set, the common keys listed above.\n\n`;
   for (const e of reg.events) {
     s += `### \`${e.name}\`\n\n${cell(e.brief)}\n\n| attribute | type | requirement | where |\n|---|---|---|---|\n`;

@@ -71,6 +71,7 @@ export async function recordAccess(opts: {
         body: canonicalize({
           'event.name': EVENT_MLTRAIL_ACCESS,
           timestamp: ts,
+          severity_text: 'INFO',
           [ATTR_MLTRAIL_ACCESS_ACTOR]: actor,
           [ATTR_MLTRAIL_ACCESS_COMMAND]: opts.command,
           [ATTR_MLTRAIL_ACCESS_ARGS_DIGEST]: digestBytes(canonicalize([...opts.argv])),

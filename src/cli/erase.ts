@@ -63,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   const body = createRedactor().redact({
     'event.name': EVENT_MLTRAIL_ERASURE,
     timestamp: ts,
+    severity_text: 'WARN',
     [ATTR_MLTRAIL_ERASURE_RECORD_REF]: ref,
     [ATTR_MLTRAIL_ERASURE_REASON]: values.reason,
     [ATTR_MLTRAIL_BODY_DIGEST]: target.digest,

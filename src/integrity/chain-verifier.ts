@@ -11,7 +11,7 @@ import { canonicalize } from './canonical-json.js';
 import { checkpointOrigin } from './chain-writer.js';
 import { CompactMerkleTree, EMPTY_ROOT, sha256Bytes } from './merkle.js';
 import { alignedBlocks, MerkleFolder } from './merkle-folder.js';
-import { type AuditRecord, type RecordLocation, recordHash } from './record.js';
+import { type AuditRecord, type RecordLocation, type RecordVersion, recordHash, SEVERITIES } from './record.js';
 import { RecordLineScanner, tableHexEquals } from './record-scanner.js';
 import {
   type Checkpoint,
@@ -38,7 +38,9 @@ export type ProblemKind =
   | 'bad-erasure'
   | 'unauthorised-erasure'
   | 'wrong-origin'
-  | 'inconsistent-checkpoint';
+  | 'inconsistent-checkpoint'
+  | 'field-mismatch'
+  | 'mixed-versions';
 
 /** One problem, with where it was found. */
 export interface Problem {
@@ -135,6 +137,8 @@ const HEX64 = /^[0-9a-fA-F]{64}$/;
  */
 interface ChainState {
   chain: string;
+  /** The line format of the chain's first record (0 before it): a chain never mixes formats. */
+  version: 0 | RecordVersion;
   /** The seq of slot 0: the first seq seen. */
   base: number;
   cap: number;
@@ -268,7 +272,7 @@ export class ChainVerifier {
     if (st === undefined || !sameBytes(this.#lastChainBytes, buf, chainStart, chainEnd)) {
       st = this.#chains.get(buf.toString('utf8', chainStart, chainEnd));
       // A chain's first record goes through add(), which creates its state.
-      if (st === undefined) return false;
+      if (st === undefined || st.version !== 2) return false;
       this.#lastChain = st;
       this.#lastChainBytes = Buffer.from(buf.subarray(chainStart, chainEnd));
     }
@@ -370,13 +374,27 @@ export class ChainVerifier {
     }
     if (ordered && r.seq <= st.lastAdded)
       problem('reordered', `seq ${r.seq} stored after seq ${st.lastAdded}`);
-    const expectedHash = recordHash(r.chain, r.seq, r.prev, r.digest);
+    if (st.version === 0) st.version = r.v;
+    else if (st.version !== r.v)
+      problem(
+        'mixed-versions',
+        `a format ${r.v} record in a chain whose records are format ${st.version} (a chain is written in one format)`,
+      );
+    const expectedHash = recordHash(r.chain, r.seq, r.prev, r.digest, r.v);
     if (expectedHash !== r.hash)
-      problem('modified', 'record hash does not match its chain fields (chain, seq, prev, digest)');
+      problem(
+        'modified',
+        r.v === 2 && r.erased_by === undefined
+          ? 'record hash does not match its chain fields and body (chain, seq, prev, body digest)'
+          : 'record hash does not match its chain fields (chain, seq, prev, digest)',
+      );
     const digestOk = `sha256:${bodyHash}` === r.digest;
     if (r.erased_by === undefined) {
       if (!digestOk) problem('modified', 'body does not match its digest');
-      else this.#checkAttrs(r, problem);
+      else {
+        if (r.v === 1) checkCopiedFields(r, problem);
+        this.#checkAttrs(r, problem);
+      }
     } else if (r.body !== '') {
       problem('bad-erasure', `record is marked erased by ${r.erased_by} but still has a body`);
     }
@@ -839,6 +857,7 @@ export class ChainVerifier {
     if (st === undefined) {
       st = {
         chain,
+        version: 0,
         base: 0,
         cap: 0,
         flags: new Uint8Array(0),
@@ -860,6 +879,33 @@ export class ChainVerifier {
     }
     return st;
   }
+}
+
+/**
+ * Format 1 lines carry copies of body keys outside the hash: each must equal the body's value (a line
+ * whose `event`, `ts` or trace ids were edited is reported, never believed). `sev` has no copy in a format 1
+ * body; only its form is checked (format 2 keeps it in the body).
+ */
+function checkCopiedFields(r: AuditRecord, problem: (kind: ProblemKind, message: string) => void): void {
+  const body = safeParse(r.body);
+  if (body === undefined) {
+    problem('field-mismatch', 'the body is not a JSON object, so event, ts and trace ids cannot be checked');
+    return;
+  }
+  const copies: [string, string, unknown][] = [
+    ['event', 'event.name', r.event],
+    ['ts', 'timestamp', r.ts],
+    ['trace_id', 'trace_id', r.trace_id],
+    ['span_id', 'span_id', r.span_id],
+  ];
+  for (const [field, key, value] of copies)
+    if (body[key] !== value)
+      problem(
+        'field-mismatch',
+        `field "${field}" (${JSON.stringify(value) ?? 'absent'}) does not match the body's ${key} (${JSON.stringify(body[key]) ?? 'absent'})`,
+      );
+  if (!SEVERITIES.includes(r.sev))
+    problem('field-mismatch', `field "sev" (${JSON.stringify(r.sev)}) is not one of ${SEVERITIES.join(', ')}`);
 }
 
 /** Makes room for `slot` in the compact table, doubling it; false when the seq is too far off for a table. */

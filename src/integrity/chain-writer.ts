@@ -8,11 +8,23 @@ import {
 } from '../semconv/index.js';
 import { canonicalize } from './canonical-json.js';
 import { CompactMerkleTree } from './merkle.js';
-import { type AuditRecord, bodyDigest, type RecordAttrs, recordHash, ZERO_HASH } from './record.js';
+import {
+  type AuditRecord,
+  bodyDigest,
+  RECORD_VERSION,
+  type RecordAttrs,
+  type RecordVersion,
+  recordHash,
+  ZERO_HASH,
+} from './record.js';
 import { formatCheckpoint, type NoteSigner } from './signed-note.js';
 import { uuidv7 } from './uuidv7.js';
 
-/** One audit event before chaining. */
+/**
+ * One audit event before chaining. The body is the evidence: it holds `event.name`, `timestamp`,
+ * `severity_text` and the trace ids itself, and format 2 stores nothing else (the other fields are what
+ * the writer already knows, returned in the record for the caller's use; format 1 also writes them).
+ */
 export interface AuditEventInput {
   event: string;
   sev: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -34,6 +46,8 @@ export interface ChainWriterOptions {
   origin?: string;
   /** A signed checkpoint after every this many records (default 1000; 0 disables count-based ones). */
   checkpointEvery?: number;
+  /** Line format (default 2). Format 1 exists to test reading older journals. */
+  version?: RecordVersion;
 }
 
 /** The origin line of a chain's checkpoints. */
@@ -49,6 +63,7 @@ export function checkpointOrigin(chainId: string): string {
 export class ChainWriter {
   readonly chainId: string;
   readonly origin: string;
+  readonly version: RecordVersion;
   readonly #signer: NoteSigner;
   readonly #every: number;
   readonly #tree = new CompactMerkleTree();
@@ -61,6 +76,7 @@ export class ChainWriter {
     this.origin = opts.origin ?? checkpointOrigin(this.chainId);
     this.#signer = opts.signer;
     this.#every = opts.checkpointEvery ?? 1000;
+    this.version = opts.version ?? RECORD_VERSION;
   }
 
   /** Records sealed so far (including checkpoint records). */
@@ -85,6 +101,7 @@ export class ChainWriter {
     const body = canonicalize({
       'event.name': EVENT_MLTRAIL_CHECKPOINT,
       timestamp: ts,
+      ...(this.version === 2 ? { severity_text: 'INFO' } : {}),
       [ATTR_MLTRAIL_CHECKPOINT_NOTE]: note,
       [ATTR_MLTRAIL_CHECKPOINT_SIZE]: size,
       [ATTR_MLTRAIL_CHECKPOINT_ROOT]: root.toString('base64'),
@@ -110,8 +127,9 @@ export class ChainWriter {
   #seal(input: AuditEventInput): AuditRecord {
     const seq = this.#tree.size;
     const digest = bodyDigest(input.body);
-    const hash = recordHash(this.chainId, seq, this.#prev, digest);
+    const hash = recordHash(this.chainId, seq, this.#prev, digest, this.version);
     const record: AuditRecord = {
+      v: this.version,
       chain: this.chainId,
       seq,
       ts: input.ts,

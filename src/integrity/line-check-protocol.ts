@@ -33,8 +33,8 @@ export const State = { Idle: 0, Job: 1, Done: 2, Failed: 3, Exit: 4 } as const;
  */
 export const FIELDS = 5;
 
-/** A checked line is at least this long (three 64-digit hex fields and the keys around them). */
-export const MIN_CHECKED_LINE = 256;
+/** A checked line is at least this long (two 64-digit hex fields, the keys around them, a body). */
+export const MIN_CHECKED_LINE = 180;
 
 /** The shared memory of one worker, per slot where it is an array. */
 export interface SharedBuffers {

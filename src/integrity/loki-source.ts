@@ -3,9 +3,11 @@ import {
   ATTR_MLTRAIL_CHAIN_ID,
   ATTR_MLTRAIL_HASH,
   ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_RECORD_VERSION,
   ATTR_MLTRAIL_SEQ,
 } from '../semconv/index.js';
 import type { ChainVerifier } from './chain-verifier.js';
+import { recordFromBody } from './otlp-record.js';
 import { type AuditRecord, checkRecord } from './record.js';
 
 /** Options for reading audit records back from Loki's query API. */
@@ -146,6 +148,18 @@ function toRecord(
   where: { file: string; line: number },
 ) {
   const get = (key: string) => meta[key.replaceAll('.', '_')];
+  // Format 2: the line is the body, and everything but the chain fields is read from it.
+  if (get(ATTR_MLTRAIL_RECORD_VERSION) === '2')
+    return recordFromBody(
+      get(ATTR_MLTRAIL_CHAIN_ID),
+      Number(get(ATTR_MLTRAIL_SEQ)),
+      get(ATTR_MLTRAIL_PREV_HASH),
+      get(ATTR_MLTRAIL_HASH),
+      line,
+      get(ATTR_MLTRAIL_BODY_DIGEST),
+      {},
+      where,
+    );
   return checkRecord(
     {
       chain: get(ATTR_MLTRAIL_CHAIN_ID),

@@ -1,22 +1,44 @@
 import { hash } from 'node:crypto';
+// The lookup module alone: the semconv index brings in zod.
+import { LOOKUP_ATTRIBUTES } from '../semconv/lookup.js';
 
 /** Attribute values a record may repeat from its body for lookups (Loki structured metadata). */
 export type RecordAttrs = Record<string, string | number | boolean | string[]>;
 
-/** One audit record: a journal line, a Loki line plus metadata, or an OTLP log record, normalised. */
+/**
+ * The journal line format of a record: 2 is the closed line with the body embedded as raw JSON (written
+ * since format 2 exists); 1 is the older line with the body as an escaped string and copies of body keys
+ * beside it (still read and verified). See docs/integrity.md, "Record format".
+ */
+export type RecordVersion = 1 | 2;
+
+/** The format this package writes. */
+export const RECORD_VERSION: RecordVersion = 2;
+
+/** Severity of a record, `severity_text` in its body. */
+export const SEVERITIES: readonly string[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+
+/**
+ * One audit record: a journal line, a Loki line plus metadata, or an OTLP log record, normalised. In
+ * format 2 only `chain`, `seq`, `prev`, `hash` and `body` are stored; `event`, `ts`, `sev`, the trace ids
+ * and `attrs` are read from the body (so they are covered by the hash), and `digest` is computed from it.
+ */
 export interface AuditRecord {
+  /** The line format the record was read from or is written in. */
+  v: RecordVersion;
   /** Hash chain id (UUIDv7), one per emitting process. */
   chain: string;
   /** 0-based, gap-free position in the chain. */
   seq: number;
-  /** ISO 8601 time the record was written. */
+  /** ISO 8601 time the record was written (the body's `timestamp`; empty when erased in format 2). */
   ts: string;
-  /** The event name (`event.name`). */
+  /** The event name (the body's `event.name`; empty when erased in format 2). */
   event: string;
+  /** The body's `severity_text` (format 1: a line field the hash does not cover). */
   sev: string;
   trace_id?: string;
   span_id?: string;
-  /** Lookup keys copied from the body; not covered by the hash, checked against the body by `verify`. */
+  /** Lookup keys of the body (format 1: copies in the line, checked against the body by `verify`). */
   attrs: RecordAttrs;
   /** Canonical JSON of the event: the evidence. Empty when erased. */
   body: string;
@@ -40,24 +62,55 @@ export function bodyDigest(body: string): string {
 
 /**
  * The bytes a record hash commits to. Every field is fixed-format (UUID, decimal, hex) and
- * newline-terminated, so no two different tuples share an encoding:
+ * newline-terminated, so no two different tuples share an encoding; the first line names the format, so a
+ * record of one format can never pass as one of the other:
  *
  * ```
- * mltrail-record-v1\n<chain>\n<seq decimal>\n<prev hex>\n<body sha256 hex>\n
+ * mltrail-record-v2\n<chain>\n<seq decimal>\n<prev hex>\n<body sha256 hex>\n
  * ```
  */
-export function recordLeafData(chain: string, seq: number, prev: string, digest: string): string {
-  return `mltrail-record-v1\n${chain}\n${seq}\n${prev}\n${digest.startsWith('sha256:') ? digest.slice(7) : digest}\n`;
+export function recordLeafData(
+  chain: string,
+  seq: number,
+  prev: string,
+  digest: string,
+  v: RecordVersion = RECORD_VERSION,
+): string {
+  return `mltrail-record-v${v}\n${chain}\n${seq}\n${prev}\n${digest.startsWith('sha256:') ? digest.slice(7) : digest}\n`;
 }
 
 /** The record hash: SHA-256(0x00 || leaf data), i.e. the RFC 6962 leaf hash, hex. */
-export function recordHash(chain: string, seq: number, prev: string, digest: string): string {
+export function recordHash(
+  chain: string,
+  seq: number,
+  prev: string,
+  digest: string,
+  v: RecordVersion = RECORD_VERSION,
+): string {
   // The leaf data is ASCII, so prefixing U+0000 to the string hashes exactly 0x00 || leaf data.
-  return hash('sha256', `\u0000${recordLeafData(chain, seq, prev, digest)}`);
+  return hash('sha256', `\u0000${recordLeafData(chain, seq, prev, digest, v)}`);
 }
 
-/** Serialises a record as one journal line (no trailing newline), fields in the documented order. */
+/**
+ * Serialises a record as one journal line (no trailing newline). Format 2:
+ *
+ * ```
+ * {"v":2,"chain":"<uuid>","seq":<n>,"prev":"<hex>","hash":"<hex>","body":<canonical JSON>}
+ * {"v":2,"chain":"<uuid>","seq":<n>,"prev":"<hex>","hash":"<hex>","digest":"sha256:<hex>","erased_by":"<chain>:<seq>"}
+ * ```
+ *
+ * A line is valid only when it is exactly this serialisation of the fields it holds.
+ */
 export function serializeRecord(r: AuditRecord): string {
+  if (r.v === 1) return serializeV1(r);
+  const head = `{"v":2,"chain":${JSON.stringify(r.chain)},"seq":${r.seq},"prev":"${r.prev}","hash":"${r.hash}",`;
+  if (r.erased_by !== undefined)
+    return `${head}"digest":"${r.digest}","erased_by":${JSON.stringify(r.erased_by)}}`;
+  return `${head}"body":${r.body}}`;
+}
+
+/** Format 1: `JSON.stringify` of the fields in their documented order. */
+function serializeV1(r: AuditRecord): string {
   const o: Record<string, unknown> = { chain: r.chain, seq: r.seq, ts: r.ts, event: r.event, sev: r.sev };
   if (r.trace_id !== undefined) o.trace_id = r.trace_id;
   if (r.span_id !== undefined) o.span_id = r.span_id;
@@ -86,18 +139,169 @@ export class RecordFormatError extends Error {
   }
 }
 
-/** Parses and type-checks one journal line. */
+/**
+ * Parses and checks one journal line of either format. Throws {@link RecordFormatError} (naming the field)
+ * for anything that is not exactly a serialised record: an extra, missing, reordered or re-spaced field,
+ * and in format 1 a copy of a body key (event, ts, trace ids) that disagrees with the body.
+ */
 export function parseRecordLine(line: string, where?: RecordLocation): AuditRecord {
+  if (line.startsWith('{"v":')) return parseV2Line(line, where);
   let o: unknown;
   try {
     o = JSON.parse(line);
   } catch (err) {
     throw new RecordFormatError(`not JSON (${(err as Error).message})`, where);
   }
-  return checkRecord(o, where);
+  if (o !== null && typeof o === 'object' && 'v' in o)
+    throw new RecordFormatError('field "v" must come first, as {"v":2,...}', where);
+  const r = checkRecord(o, where);
+  closedV1(line, r, where);
+  return r;
 }
 
-/** Type-checks a record object from any source. */
+/** The fixed part of a format 2 line, field by field, each with what it must look like. */
+const V2_FIELDS: [RegExp, string][] = [
+  [/\{"v":2,/y, 'a format 2 line starts with {"v":2, (format 1 lines have no "v")'],
+  [/"chain":"[^"\\\u0000-\u001f]+",/y, 'field "chain" (the second) must be a plain string'],
+  [/"seq":(?:0|[1-9][0-9]{0,15}),/y, 'field "seq" (the third) must be a non-negative integer'],
+  [/"prev":"[0-9a-f]{64}",/y, 'field "prev" (the fourth) must be 64 lower-case hex digits'],
+  [/"hash":"[0-9a-f]{64}",/y, 'field "hash" (the fifth) must be 64 lower-case hex digits'],
+];
+const V2_HEAD =
+  /^\{"v":2,"chain":"([^"\\\u0000-\u001f]+)","seq":(0|[1-9][0-9]{0,15}),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})",/;
+const V2_ERASED = /"digest":"(sha256:[0-9a-f]{64})","erased_by":"([^"\\\u0000-\u001f]+)"\} *$/y;
+
+function parseV2Line(line: string, where: RecordLocation | undefined): AuditRecord {
+  const head = V2_HEAD.exec(line);
+  if (head === null) {
+    if (!line.startsWith('{"v":2,')) {
+      const v = /^\{"v":([^,}]*)/.exec(line)?.[1];
+      throw new RecordFormatError(
+        `unsupported record format "v":${v} (this version reads 1 and 2; a newer mltrail may read it)`,
+        where,
+      );
+    }
+    let at = 0;
+    for (const [re, message] of V2_FIELDS) {
+      re.lastIndex = at;
+      if (!re.test(line)) throw new RecordFormatError(message, where);
+      at = re.lastIndex;
+    }
+    throw new RecordFormatError('not a format 2 line', where);
+  }
+  const at = head[0].length;
+  const r: AuditRecord = {
+    v: 2,
+    chain: head[1],
+    seq: Number(head[2]),
+    ts: '',
+    event: '',
+    sev: '',
+    attrs: {},
+    body: '',
+    digest: '',
+    prev: head[3],
+    hash: head[4],
+  };
+  if (line.startsWith('"body":', at)) {
+    if (!line.endsWith('}'))
+      throw new RecordFormatError('a format 2 line ends with its body and one closing brace', where);
+    r.body = line.slice(at + 7, -1);
+    r.digest = bodyDigest(r.body);
+    fromBody(r, parseBody(r.body, where), where);
+    return r;
+  }
+  V2_ERASED.lastIndex = at;
+  const erased = V2_ERASED.exec(line);
+  if (erased === null) {
+    const key = /^"([^"]*)"/.exec(line.slice(at))?.[1];
+    throw new RecordFormatError(
+      key === 'body' || key === 'digest'
+        ? `field "${key}" is not as format 2 writes it`
+        : `unexpected field ${key !== undefined ? `"${key}"` : `at byte ${at}`}: after "hash" a format 2 line holds "body" (or, erased, "digest" and "erased_by") and nothing else`,
+      where,
+    );
+  }
+  r.digest = erased[1];
+  r.erased_by = erased[2];
+  return r;
+}
+
+/** The body of a format 2 line as an object: exactly one JSON object must sit between "body": and the end. */
+function parseBody(body: string, where: RecordLocation | undefined): Record<string, unknown> {
+  let o: unknown;
+  try {
+    o = JSON.parse(body);
+  } catch (err) {
+    throw new RecordFormatError(
+      `the body is not one JSON object followed by the closing brace (${(err as Error).message}); anything added after the body makes this error`,
+      where,
+    );
+  }
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new RecordFormatError('the body must be a JSON object', where);
+  return o as Record<string, unknown>;
+}
+
+/** Fills what format 2 derives from the body: event, ts, sev, trace ids and the lookup attributes. */
+export function fromBody(r: AuditRecord, b: Record<string, unknown>, where?: RecordLocation): void {
+  const event = b['event.name'];
+  if (typeof event !== 'string') throw new RecordFormatError('the body has no "event.name" string', where);
+  r.event = event;
+  r.ts = typeof b.timestamp === 'string' ? b.timestamp : '';
+  r.sev = typeof b.severity_text === 'string' ? b.severity_text : '';
+  if (typeof b.trace_id === 'string') r.trace_id = b.trace_id;
+  if (typeof b.span_id === 'string') r.span_id = b.span_id;
+  r.attrs = lookupAttributes(b);
+}
+
+/** The lookup keys of a body (those the registry marks for Loki structured metadata), as attribute values. */
+export function lookupAttributes(body: Record<string, unknown>): RecordAttrs {
+  const attrs: RecordAttrs = {};
+  for (const k of Object.keys(body)) {
+    if (!LOOKUP_ATTRIBUTES.has(k) || k === 'event.name') continue;
+    const v = body[k];
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') attrs[k] = v;
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) attrs[k] = v as string[];
+  }
+  return attrs;
+}
+
+const V1_KEYS = new Set([
+  // Set by checkRecord(), never in the line (parseRecordLine() rejects a format 1 line with "v").
+  'v',
+  'chain',
+  'seq',
+  'ts',
+  'event',
+  'sev',
+  'trace_id',
+  'span_id',
+  'attrs',
+  'body',
+  'digest',
+  'prev',
+  'hash',
+  'erased_by',
+]);
+
+/**
+ * A format 1 line is closed too: it must be exactly what the writer produced for its fields (only the
+ * known fields, in their order, no spaces), and only an erased line may be padded with trailing spaces
+ * (erase overwrites the line in place). Its copies of body keys are checked against the body by `verify`.
+ */
+function closedV1(line: string, r: AuditRecord, where: RecordLocation | undefined): void {
+  for (const k of Object.keys(r))
+    if (!V1_KEYS.has(k)) throw new RecordFormatError(`unexpected field "${k}" in a format 1 line`, where);
+  const text = r.erased_by !== undefined ? line.trimEnd() : line;
+  if (serializeV1(r) !== text)
+    throw new RecordFormatError(
+      'the line is not exactly as format 1 writes it (fields reordered, missing, re-spaced or re-encoded)',
+      where,
+    );
+}
+
+/** Type-checks a record object from any source (format 1 field names). */
 export function checkRecord(o: unknown, where?: RecordLocation): AuditRecord {
   if (o === null || typeof o !== 'object' || Array.isArray(o))
     throw new RecordFormatError('not a JSON object', where);
@@ -106,6 +310,8 @@ export function checkRecord(o: unknown, where?: RecordLocation): AuditRecord {
     if (typeof r[k] !== 'string') throw new RecordFormatError(`field "${k}" must be a string`, where);
     return r[k] as string;
   };
+  if (r.v === undefined) r.v = 1;
+  else if (r.v !== 1 && r.v !== 2) throw new RecordFormatError('field "v" must be 1 or 2', where);
   str('chain');
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 0)
     throw new RecordFormatError('field "seq" must be a non-negative integer', where);

@@ -333,6 +333,7 @@ export class AuditLog {
       body: canonicalize({
         'event.name': EVENT_MLTRAIL_JOURNAL_GAP,
         timestamp: ts,
+        severity_text: 'WARN',
         [ATTR_MLTRAIL_GAP_LOST_COUNT]: gap.lostCount,
         [ATTR_MLTRAIL_GAP_ERROR]: gap.error,
         ...(gap.fromTag !== undefined ? { [ATTR_MLTRAIL_GAP_FROM_SEQ]: gap.fromTag } : {}),

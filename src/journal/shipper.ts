@@ -22,6 +22,7 @@ import {
   ATTR_MLTRAIL_CHAIN_ID,
   ATTR_MLTRAIL_HASH,
   ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_RECORD_VERSION,
   ATTR_MLTRAIL_SEQ,
   ATTR_SERVICE_NAME,
 } from '../semconv/index.js';
@@ -495,6 +496,12 @@ function firstBodyValue(list: readonly AuditRecord[], key: string): string | und
   return undefined;
 }
 
+/** An ISO time as OTLP nanoseconds; '0' (unknown) when there is none or it does not parse. */
+function unixNano(ts: string): string {
+  const ms = Date.parse(ts);
+  return Number.isFinite(ms) ? String(BigInt(ms) * 1_000_000n) : '0';
+}
+
 /** Maps journal records to an OTLP/JSON ExportLogsServiceRequest, one resource per chain. */
 export function toOtlp(records: readonly AuditRecord[]): unknown {
   const byChain = new Map<string, AuditRecord[]>();
@@ -531,8 +538,11 @@ export function toOtlp(records: readonly AuditRecord[]): unknown {
         scopeLogs: [
           {
             scope: { name: 'mltrail' },
+            // Format 2 records read event, time, severity, trace ids and lookup attributes from the body
+            // (parseRecordLine derives them), so none of them can disagree with the evidence. An erased
+            // format 2 record has none: its time is left unknown (0).
             logRecords: list.map((r) => ({
-              timeUnixNano: String(BigInt(Date.parse(r.ts)) * 1_000_000n),
+              timeUnixNano: unixNano(r.ts),
               severityNumber: SEVERITY[r.sev] ?? 0,
               severityText: r.sev,
               eventName: r.event,
@@ -547,6 +557,7 @@ export function toOtlp(records: readonly AuditRecord[]): unknown {
                 { key: ATTR_MLTRAIL_PREV_HASH, value: { stringValue: r.prev } },
                 { key: ATTR_MLTRAIL_HASH, value: { stringValue: r.hash } },
                 { key: ATTR_MLTRAIL_BODY_DIGEST, value: { stringValue: r.digest } },
+                { key: ATTR_MLTRAIL_RECORD_VERSION, value: { intValue: String(r.v) } },
               ],
             })),
           },

@@ -744,6 +744,12 @@ export const ATTR_MLTRAIL_KEY_PUBLIC = "mltrail.key.public" as const;
  */
 export const ATTR_MLTRAIL_PREV_HASH = "mltrail.prev_hash" as const;
 /**
+ * Journal line format of the record (2: closed line with the body embedded; 1: older journals). Selects the record-hash domain, see docs/integrity.md.
+ *
+ * Type: `int`. Stability: development.
+ */
+export const ATTR_MLTRAIL_RECORD_VERSION = "mltrail.record.version" as const;
+/**
  * Values pseudonymised by keyed hash.
  *
  * Type: `int`. Stability: development.

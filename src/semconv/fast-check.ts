@@ -9,6 +9,7 @@ interface Spec {
 
 const BASE: [string, Kind][] = [
   ['timestamp', 'ts'],
+  ['severity_text', ['DEBUG', 'INFO', 'WARN', 'ERROR']],
   ['trace_id', 'hex32'],
   ['span_id', 'hex16'],
   ["service.name", "str"],

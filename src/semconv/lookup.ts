@@ -196,6 +196,7 @@ export const ATTRIBUTE_TYPES: Readonly<Record<string, string>> = {
   "mltrail.key.id": "string",
   "mltrail.key.public": "string",
   "mltrail.prev_hash": "string",
+  "mltrail.record.version": "int",
   "mltrail.redaction.hashed_count": "int",
   "mltrail.redaction.masked_count": "int",
   "mltrail.redaction.redacted_keys": "string[]",

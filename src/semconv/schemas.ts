@@ -38,6 +38,7 @@ function jsonString(max: number, params?: typeof REQUIRED) {
 const base = {
   'event.name': z.string(),
   timestamp: z.iso.datetime({ message: 'expected an ISO 8601 UTC timestamp' }),
+  severity_text: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).optional(),
   trace_id: HEX(32).optional(),
   span_id: HEX(16).optional(),
   "service.name": z.string().max(8192, { message: 'longer than 8192 characters' }).optional(),

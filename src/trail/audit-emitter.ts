@@ -148,9 +148,11 @@ export class AuditEmitter {
       this.#iso = new Date(now).toISOString();
     }
     const issues: EventIssue[] = [];
+    // The body holds everything the record says: format 2 stores nothing outside it but the chain fields.
     const raw: Record<string, unknown> = {
       'event.name': event,
       timestamp: this.#iso,
+      severity_text: sev,
       ...this.#common,
     };
     if (span !== undefined && span.traceId !== '00000000000000000000000000000000') {

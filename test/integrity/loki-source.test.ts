@@ -46,6 +46,7 @@ beforeAll(async () => {
           mltrail_prev_hash: r.prev,
           mltrail_hash: r.hash,
           mltrail_body_digest: r.digest,
+          mltrail_record_version: String(r.v),
         },
       },
     ];

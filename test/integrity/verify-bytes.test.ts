@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  type AuditRecord,
   ChainVerifier,
   ChainWriter,
   canonicalize,
   generateSigner,
   parseRecordLine,
   RecordFormatError,
+  type RecordVersion,
   serializeRecord,
   type VerifyReport,
 } from '../../src/integrity/index.js';
@@ -25,10 +27,15 @@ const root = mkdtempSync(join(tmpdir(), 'mltrail-verify-bytes-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Journal lines of `chains` interleaved chains, with checkpoints, a few bodies needing every escape. */
-function lines(n: number, chains: number, chainIds: (string | undefined)[] = []): string[] {
+function lines(
+  n: number,
+  chains: number,
+  chainIds: (string | undefined)[] = [],
+  version: RecordVersion = 2,
+): string[] {
   const writers = Array.from(
     { length: chains },
-    (_, i) => new ChainWriter({ signer, checkpointEvery: 5, chainId: chainIds[i] }),
+    (_, i) => new ChainWriter({ signer, checkpointEvery: 5, chainId: chainIds[i], version }),
   );
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -91,7 +98,10 @@ const edit = fc.oneof(
     line: fc.nat(),
     at: fc.nat(),
   }),
-  fc.record({ op: fc.constantFrom('escape' as const, 'erase' as const, 'attr' as const), line: fc.nat() }),
+  fc.record({
+    op: fc.constantFrom('escape' as const, 'erase' as const, 'field' as const, 'after-body' as const),
+    line: fc.nat(),
+  }),
 );
 
 function apply(ls: string[], e: Record<string, unknown>): void {
@@ -114,30 +124,29 @@ function apply(ls: string[], e: Record<string, unknown>): void {
       if (ls.length > 1) ls.splice(i, 1);
       break;
     case 'escape':
-      // The same text written with \u escapes: the strict parser reads the same record.
-      ls[i] = ls[i].replace('"body":"{', '"body":"\\u007b').replace('"sev":"INFO"', '"sev":"\\u0049NFO"');
+      // A key of the body written with a \u escape: JSON reads the same body, but its bytes changed.
+      ls[i] = ls[i].replace('"event.name"', '"event\\u002ename"');
       break;
     case 'erase': {
       const r = tryParse(ls[i]);
       if (r === undefined) break;
-      ls[i] = JSON.stringify({ ...r, body: '', attrs: {}, erased_by: `${r.chain}:999` });
+      ls[i] = serializeRecord({ ...r, body: '', attrs: {}, erased_by: `${r.chain}:999` });
       break;
     }
-    case 'attr': {
-      const r = tryParse(ls[i]);
-      if (r === undefined) break;
-      ls[i] = JSON.stringify({
-        ...r,
-        attrs: { ...(r.attrs as object), 'ml.prediction.latency_ms': 2.5, n: true },
-      });
+    case 'field':
+      // A field the format does not have, before the body.
+      ls[i] = ls[i].replace(',"body":', ',"approved_by":"CFO","body":');
       break;
-    }
+    case 'after-body':
+      // A field after the body: it becomes part of the bytes read as the body.
+      ls[i] = ls[i].endsWith('}}') ? `${ls[i].slice(0, -1)},"approved_by":"CFO"}` : ls[i];
+      break;
   }
 }
 
-function tryParse(line: string): Record<string, unknown> | undefined {
+function tryParse(line: string): AuditRecord | undefined {
   try {
-    return JSON.parse(line);
+    return parseRecordLine(line);
   } catch {
     return undefined;
   }
@@ -160,7 +169,8 @@ describe('verify from bytes = verify with the strict parser', () => {
     expect(report.ok).toBe(true);
     expect(report.chains.map((c) => c.records)).toEqual([13, 13, 13]);
     expect(report).toEqual(strictReport(text, file));
-    // And they did take the byte path: all but each chain's first record and its checkpoints.
+    // And they did take the byte path: all but each chain's first record, its checkpoints and the bodies
+    // with a \u escape (a control character in the note).
     let fromBytes = 0;
     const v = new (class extends ChainVerifier {
       override addJournalLine(...a: Parameters<ChainVerifier['addJournalLine']>): boolean {
@@ -170,7 +180,7 @@ describe('verify from bytes = verify with the strict parser', () => {
       }
     })();
     readIntoVerifier(join(file, '..', '..', '..'), v);
-    expect(fromBytes).toBe(3 * (13 - 1 - 3));
+    expect(fromBytes).toBe(3 * (13 - 1 - 3) - 5);
   });
 
   it('any mix of edits, swaps, duplicates, deletions, escapes and erasures gives the same report', () => {
@@ -187,6 +197,21 @@ describe('verify from bytes = verify with the strict parser', () => {
     );
   });
 
+  it('format 1 journals (always read by the strict parser) give the same report under the same edits', () => {
+    const base = lines(30, 2, [], 1);
+    expect(bytesReport(Buffer.from(`${base.join('\n')}\n`)).report.ok).toBe(true);
+    fc.assert(
+      fc.property(fc.array(edit, { minLength: 1, maxLength: 4 }), (edits) => {
+        const ls = [...base];
+        for (const e of edits) apply(ls, e as Record<string, unknown>);
+        const text = `${ls.join('\n')}\n`;
+        const { report, file } = bytesReport(Buffer.from(text));
+        expect(report).toEqual(strictReport(text, file));
+      }),
+      { numRuns: 50, seed: 20261207 },
+    );
+  });
+
   it('a segment with invalid UTF-8 is read as text, like the strict parser reads it', () => {
     const ls = lines(12, 1);
     const bytes = Buffer.from(`${ls.join('\n')}\n`);
@@ -199,8 +224,8 @@ describe('verify from bytes = verify with the strict parser', () => {
 
   it('a seq near 2^53 after a gap is reported as missing records, and verify finishes', () => {
     const ls = lines(12, 1);
-    const last = JSON.parse(ls[5]);
-    ls.splice(6, 0, JSON.stringify({ ...last, seq: Number.MAX_SAFE_INTEGER }));
+    const last = parseRecordLine(ls[5]);
+    ls.splice(6, 0, serializeRecord({ ...last, seq: Number.MAX_SAFE_INTEGER }));
     const text = `${ls.join('\n')}\n`;
     const { report, file } = bytesReport(Buffer.from(text));
     expect(report.chains[0].problems.map((p) => p.kind)).toContain('missing');

@@ -115,19 +115,19 @@ describe('verify: every single tampering is reported (property)', () => {
         let j = other % lines.length;
         if (j === i) j = (i + 1) % lines.length;
         const out = [...lines];
-        const rec = JSON.parse(out[i]) as AuditRecord;
+        const rec: AuditRecord = parseRecordLine(out[i]);
         switch (kind) {
           case 'edit-body':
             rec.body = rec.body.replace(/"timestamp":"[^"]*"/, '"timestamp":"1999-01-01T00:00:00.000Z"');
-            out[i] = JSON.stringify(rec);
+            out[i] = serializeRecord(rec);
             break;
           case 'edit-hash':
             rec.hash = (rec.hash[0] === 'a' ? 'b' : 'a') + rec.hash.slice(1);
-            out[i] = JSON.stringify(rec);
+            out[i] = serializeRecord(rec);
             break;
           case 'edit-seq':
             rec.seq = rec.seq + lines.length;
-            out[i] = JSON.stringify(rec);
+            out[i] = serializeRecord(rec);
             break;
           case 'delete':
             // The newest record is covered by no checkpoint (it is the final checkpoint itself): deleting it
@@ -136,7 +136,7 @@ describe('verify: every single tampering is reported (property)', () => {
             break;
           case 'insert': {
             const forged = { ...rec, body: `${rec.body.slice(0, -1)},"forged":true}` };
-            out.splice(i, 0, JSON.stringify(forged));
+            out.splice(i, 0, serializeRecord(forged));
             break;
           }
           case 'reorder':
@@ -224,7 +224,7 @@ describe('mltrail verify and erase (CLI, real files)', () => {
     const bad = cli(['verify', dir]);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(
-      new RegExp(`modified seq 2 at ${segment.replaceAll('/', '\\/')}:3: body does not match its digest`),
+      new RegExp(`modified seq 2 at ${segment.replaceAll('/', '\\/')}:3: record hash does not match its chain fields and body`),
     );
     expect(cli(['verify', '--no-such-flag']).status).toBe(2);
     expect(cli(['verify', join(dir, 'missing')]).status).toBe(2);
@@ -245,9 +245,9 @@ describe('mltrail verify and erase (CLI, real files)', () => {
 
     // Forging the tombstone's digest breaks the chain.
     const lines = readFileSync(segment, 'utf8').split('\n');
-    const tomb = JSON.parse(lines[3]);
+    const tomb = parseRecordLine(lines[3]);
     tomb.digest = `sha256:${'0'.repeat(64)}`;
-    lines[3] = JSON.stringify(tomb);
+    lines[3] = serializeRecord(tomb);
     writeFileSync(segment, lines.join('\n'));
     expect(cli(['verify', dir]).status).toBe(1);
   });
@@ -255,8 +255,8 @@ describe('mltrail verify and erase (CLI, real files)', () => {
   it('an erasure without its erasure record is a problem', async () => {
     const { dir, segment } = await realJournal();
     const lines = readFileSync(segment, 'utf8').split('\n');
-    const rec = JSON.parse(lines[5]);
-    lines[5] = JSON.stringify({ ...rec, body: '', attrs: {}, erased_by: `${rec.chain}:999` });
+    const rec = parseRecordLine(lines[5]);
+    lines[5] = serializeRecord({ ...rec, body: '', attrs: {}, erased_by: `${rec.chain}:999` });
     writeFileSync(segment, lines.join('\n'));
     const r = cli(['verify', dir]);
     expect(r.status).toBe(1);
