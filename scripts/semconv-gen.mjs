@@ -475,7 +475,8 @@ function markdown(reg) {
   s +=
     'Each event has a zod schema over its body object (`schemaForEvent(name)`), generated from the tables below:\n\n';
   s += '- `event.name` is the event (a literal); `timestamp` an ISO 8601 UTC timestamp ending in `Z`;\n';
-  s += '  `severity_text`, when present, one of `DEBUG`, `INFO`, `WARN`, `ERROR` (the record\'s severity; journal format v2\n';
+  s +=
+    "  `severity_text`, when present, one of `DEBUG`, `INFO`, `WARN`, `ERROR` (the record's severity; journal format v2\n";
   s += '  always writes it); `trace_id` / `span_id`, when present, 32 / 16 lower-case hex digits.\n';
   s += `- Keys every event may carry: ${COMMON_OPTIONAL.map((k) => `\`${k}\``).join(', ')}.\n`;
   s += '- Any other key that the event does not list is an error (`unrecognized_keys`).\n';

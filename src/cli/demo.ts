@@ -2,7 +2,7 @@ import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
 import { shipsJournal } from '../instrumentation/register-options.js';
-import { ChainVerifier } from '../integrity/index.js';
+import { ChainVerifier, lineEventName } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { JournalReader, Shipper } from '../journal/index.js';
 import { LineageGraph, renderTree } from '../lineage/index.js';
@@ -44,8 +44,8 @@ export async function run(argv: string[]): Promise<number> {
   // Summary from the journal itself, not from what the demo believes it wrote.
   const counts = new Map<string, number>();
   for (const l of new JournalReader(dir).lines()) {
-    const m = /"event":"([^"]+)"/.exec(l.text);
-    if (m !== null) counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
+    const event = lineEventName(l.text);
+    if (event) counts.set(event, (counts.get(event) ?? 0) + 1);
   }
   const verifier = new ChainVerifier();
   readIntoVerifier(dir, verifier);

@@ -11,7 +11,13 @@ import { canonicalize } from './canonical-json.js';
 import { checkpointOrigin } from './chain-writer.js';
 import { CompactMerkleTree, EMPTY_ROOT, sha256Bytes } from './merkle.js';
 import { alignedBlocks, MerkleFolder } from './merkle-folder.js';
-import { type AuditRecord, type RecordLocation, type RecordVersion, recordHash, SEVERITIES } from './record.js';
+import {
+  type AuditRecord,
+  type RecordLocation,
+  type RecordVersion,
+  recordHash,
+  SEVERITIES,
+} from './record.js';
 import { RecordLineScanner, tableHexEquals } from './record-scanner.js';
 import {
   type Checkpoint,
@@ -905,7 +911,10 @@ function checkCopiedFields(r: AuditRecord, problem: (kind: ProblemKind, message:
         `field "${field}" (${JSON.stringify(value) ?? 'absent'}) does not match the body's ${key} (${JSON.stringify(body[key]) ?? 'absent'})`,
       );
   if (!SEVERITIES.includes(r.sev))
-    problem('field-mismatch', `field "sev" (${JSON.stringify(r.sev)}) is not one of ${SEVERITIES.join(', ')}`);
+    problem(
+      'field-mismatch',
+      `field "sev" (${JSON.stringify(r.sev)}) is not one of ${SEVERITIES.join(', ')}`,
+    );
 }
 
 /** Makes room for `slot` in the compact table, doubling it; false when the seq is too far off for a table. */

@@ -30,6 +30,7 @@ export {
   type AuditRecord,
   bodyDigest,
   checkRecord,
+  lineEventName,
   lookupAttributes,
   parseRecordLine,
   RECORD_VERSION,

@@ -13,8 +13,8 @@ import {
   checkRecord,
   fromBody,
   type RecordAttrs,
-  type RecordLocation,
   RecordFormatError,
+  type RecordLocation,
 } from './record.js';
 
 /** An OTLP/JSON AnyValue. */

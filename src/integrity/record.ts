@@ -123,6 +123,33 @@ function serializeV1(r: AuditRecord): string {
   return JSON.stringify(o);
 }
 
+const V1_EVENT_KEY = '"event":"';
+const V2_EVENT_KEY = '"event.name":"';
+
+/**
+ * The event name of a journal line of either format without parsing it, for readers that skip most lines:
+ * a pre-filter only (the line is not checked). '' for an erased format 2 line (its event went with the
+ * body); undefined when it cannot tell cheaply, and the caller parses the line.
+ */
+export function lineEventName(line: string): string | undefined {
+  if (line.startsWith('{"v":')) {
+    const at = line.indexOf(V2_EVENT_KEY);
+    if (at < 0) return line.includes('"erased_by":') ? '' : undefined;
+    const start = at + V2_EVENT_KEY.length;
+    const end = line.indexOf('"', start);
+    // Inside a JSON string a quote is escaped, so this key can only be a key; a body with it twice (a nested
+    // object holding one) is left to the parser.
+    if (end < 0 || line.indexOf(V2_EVENT_KEY, end) >= 0) return undefined;
+    return line.slice(start, end);
+  }
+  // Format 1: the top-level key comes before the body, whose quotes are escaped.
+  const at = line.indexOf(V1_EVENT_KEY);
+  if (at < 0) return undefined;
+  const start = at + V1_EVENT_KEY.length;
+  const end = line.indexOf('"', start);
+  return end < 0 ? undefined : line.slice(start, end);
+}
+
 /** Where a record came from, for problem reports. */
 export interface RecordLocation {
   file: string;

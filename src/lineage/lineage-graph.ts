@@ -1,4 +1,4 @@
-import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
 import { JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
 
@@ -144,7 +144,6 @@ const PER_PREDICTION_EVENTS = new Set<string>([
   sc.EVENT_ML_DECISION,
   sc.EVENT_ML_FEEDBACK,
 ]);
-const EVENT_KEY = '"event":"';
 
 // The kinds at both ends of each relation, to name a node known only from the records that point at it.
 const RELATION_KINDS: Record<string, [LineageKind, LineageKind]> = {
@@ -233,15 +232,11 @@ export class LineageGraph {
             ),
           ];
     for (const l of new JournalReader(dir).lines()) {
-      // Cheap pre-filter on the raw line: only ml.* stage events define lineage. The top-level "event" key
-      // comes before the body (inside the body, quotes are escaped), so one short scan finds it.
-      const at = l.text.indexOf(EVENT_KEY);
-      if (at < 0 || !l.text.startsWith(sc.ML_NAMESPACE, at + EVENT_KEY.length)) continue;
-      if (forms !== undefined) {
-        const end = l.text.indexOf('"', at + EVENT_KEY.length);
-        if (PER_PREDICTION_EVENTS.has(l.text.slice(at + EVENT_KEY.length, end))) {
-          if (!forms.some((f) => l.text.includes(f))) continue;
-        }
+      // Cheap pre-filter on the raw line: only ml.* stage events define lineage.
+      const event = lineEventName(l.text);
+      if (event !== undefined && !event.startsWith(sc.ML_NAMESPACE)) continue;
+      if (forms !== undefined && event !== undefined && PER_PREDICTION_EVENTS.has(event)) {
+        if (!forms.some((f) => l.text.includes(f))) continue;
       }
       g.add(parseRecordLine(l.text, l));
     }

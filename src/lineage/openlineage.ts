@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
 import { JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
 
@@ -265,7 +265,7 @@ export function* openLineageEvents(records: Iterable<AuditRecord>): Generator<Ru
 }
 
 // The only events that become OpenLineage events; predictions (nearly all of a busy journal) are skipped
-// on the raw line, before any parsing. The top-level "event" key precedes the body, whose quotes are escaped.
+// on the raw line, before any parsing (lineEventName).
 const PIPELINE_EVENTS = new Set<string>([
   sc.EVENT_ML_DATASET_REGISTERED,
   sc.EVENT_ML_TRANSFORM_COMPLETED,
@@ -273,16 +273,13 @@ const PIPELINE_EVENTS = new Set<string>([
   sc.EVENT_ML_EVALUATION_COMPLETED,
   sc.EVENT_ML_STAGE_FAILED,
 ]);
-const EVENT_KEY = '"event":"';
 
 /** Every OpenLineage event of a journal directory. */
 export function openLineageFromJournal(dir: string): RunEvent[] {
   const records = function* () {
     for (const l of new JournalReader(dir).lines()) {
-      const at = l.text.indexOf(EVENT_KEY);
-      if (at < 0) continue;
-      const start = at + EVENT_KEY.length;
-      if (!PIPELINE_EVENTS.has(l.text.slice(start, l.text.indexOf('"', start)))) continue;
+      const event = lineEventName(l.text);
+      if (event !== undefined && !PIPELINE_EVENTS.has(event)) continue;
       yield parseRecordLine(l.text, l);
     }
   };

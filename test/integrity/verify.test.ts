@@ -224,7 +224,9 @@ describe('mltrail verify and erase (CLI, real files)', () => {
     const bad = cli(['verify', dir]);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(
-      new RegExp(`modified seq 2 at ${segment.replaceAll('/', '\\/')}:3: record hash does not match its chain fields and body`),
+      new RegExp(
+        `modified seq 2 at ${segment.replaceAll('/', '\\/')}:3: record hash does not match its chain fields and body`,
+      ),
     );
     expect(cli(['verify', '--no-such-flag']).status).toBe(2);
     expect(cli(['verify', join(dir, 'missing')]).status).toBe(2);

@@ -149,12 +149,17 @@ describe('OTLP mapping', () => {
     const dir = tmp('map');
     const log = new AuditLog({ dir, checkpointIntervalMs: 0 });
     const ts = new Date().toISOString();
+    // Format 2: event, time, severity, trace ids and lookup attributes are all read from the body.
     const body = canonicalize({
       'event.name': 'ml.decision',
       timestamp: ts,
+      severity_text: 'WARN',
+      trace_id: '0af7651916cd43dd8448eb211c80319c',
+      span_id: 'b7ad6b7169203331',
       'service.name': 'credit-api',
       'deployment.environment.name': 'prod',
       'ml.decision.id': 'd-1',
+      'ml.decision.outcome': 'approved',
       note: 'ünïcødé "quoted"',
     });
     log.append({
@@ -193,6 +198,8 @@ describe('OTLP mapping', () => {
     expect(lr.timeUnixNano).toBe(String(BigInt(Date.parse(ts)) * 1_000_000n));
     const attrs = Object.fromEntries(lr.attributes.map((a) => [a.key, a.value]));
     expect(attrs).toEqual({
+      'deployment.environment.name': { stringValue: 'prod' },
+      'service.name': { stringValue: 'credit-api' },
       'ml.decision.id': { stringValue: 'd-1' },
       'ml.decision.outcome': { stringValue: 'approved' },
       'event.name': { stringValue: 'ml.decision' },
@@ -201,6 +208,7 @@ describe('OTLP mapping', () => {
       'mltrail.prev_hash': { stringValue: record.prev },
       'mltrail.hash': { stringValue: record.hash },
       'mltrail.body.digest': { stringValue: record.digest },
+      'mltrail.record.version': { intValue: '2' },
     });
     const back = parseOtlpLogRecord(lr as never);
     expect(back && serializeRecord(back)).toBe(serializeRecord(record));

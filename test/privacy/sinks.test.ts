@@ -302,8 +302,8 @@ describe('OTLP payloads and the journal', () => {
       verifier.add(parseRecordLine(line, where), where);
     }
     expect(verifier.finish().ok).toBe(true);
-    const prediction = lines.map((l) => JSON.parse(l)).find((r) => r.event === 'ml.prediction');
-    const body = JSON.parse(prediction.body);
+    const prediction = lines.map((l) => parseRecordLine(l)).find((r) => r.event === 'ml.prediction');
+    const body = JSON.parse(prediction!.body);
     const SUBJECT_PSEUDONYM = body['ml.prediction.subject_id'];
     expect(SUBJECT_PSEUDONYM).toMatch(/^pii:[0-9a-f]{8}:[\w-]{43}$/);
     expect(JSON.parse(body['ml.prediction.input'])).toEqual({
@@ -351,7 +351,7 @@ describe('OTLP payloads and the journal', () => {
     });
     // The audit record mirrored to the logger was already redacted: its body passes unchanged.
     const audit = logs.find((l) => l.eventName === 'ml.prediction');
-    expect(audit?.body).toBe(prediction.body);
+    expect(audit?.body).toBe(prediction?.body);
     expect(audit?.attributes['mltrail.redaction.masked_count']).toBeUndefined();
     await trail.shutdown();
     await tracerProvider.shutdown();

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lineEventName } from '../../src/integrity/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 
 /**
@@ -124,10 +125,7 @@ function hostileBytes(sample: Record<string, unknown>): fc.Arbitrary<Buffer> {
       .tuple(fc.integer({ min: 1_000, max: 200_000 }), fc.boolean())
       .map(([depth, asBody]) =>
         asBody
-          ? recordWith(
-              'body',
-              JSON.stringify(`{"event.name":"ml.prediction","x":${'['.repeat(depth)}${']'.repeat(depth)}}`),
-            )
+          ? recordWith('body', `{"event.name":"ml.prediction","x":${'['.repeat(depth)}${']'.repeat(depth)}}`)
           : text(`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`),
       ),
     // Huge: a record-shaped line of megabytes.
@@ -148,7 +146,7 @@ describe('the CLI on journals with hostile lines', () => {
     base = await buildTrailJournal();
     const [chain] = readdirSync(join(base.dir, 'chains'));
     const lines = readFileSync(join(base.dir, 'chains', chain, '000001.ndjson'), 'utf8').split('\n');
-    sample = JSON.parse(lines.find((l) => l.includes('"event":"ml.prediction"'))!);
+    sample = JSON.parse(lines.find((l) => lineEventName(l) === 'ml.prediction')!);
     // A real OTLP/HTTP endpoint that accepts everything, for `mltrail ship`.
     server = createServer((req, res) => {
       let body = '';

@@ -5,6 +5,7 @@ import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { parseRecordLine } from '../../src/integrity/index.js';
 import { AuditLog } from '../../src/journal/index.js';
 import { createTrail, type Trail, type TrailRuntimeOptions } from '../../src/trail/index.js';
 
@@ -57,7 +58,7 @@ export async function trailHarness(options: Partial<TrailRuntimeOptions> = {}): 
   };
 }
 
-/** Reads every NDJSON line under a journal directory (any layout), in file order. */
+/** Reads every NDJSON line under a journal directory (any layout), in file order, as records. */
 export function readJournal(dir: string): Record<string, unknown>[] {
   const files: string[] = [];
   const walk = (d: string) => {
@@ -70,7 +71,8 @@ export function readJournal(dir: string): Record<string, unknown>[] {
   walk(dir);
   const out: Record<string, unknown>[] = [];
   for (const f of files) {
-    for (const line of readFileSync(f, 'utf8').split('\n')) if (line !== '') out.push(JSON.parse(line));
+    for (const line of readFileSync(f, 'utf8').split('\n'))
+      if (line !== '') out.push(parseRecordLine(line) as unknown as Record<string, unknown>);
   }
   return out;
 }
