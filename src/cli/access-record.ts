@@ -61,7 +61,14 @@ export async function recordAccess(opts: {
   let timer: NodeJS.Timeout | undefined;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const log = new AuditLog({ dir, failClosed: true, checkpointIntervalMs: 0, signingKey: { dir } });
+    // The command reports a failed access record in its own one line below: no journal warnings too.
+    const log = new AuditLog({
+      dir,
+      failClosed: true,
+      checkpointIntervalMs: 0,
+      signingKey: { dir },
+      warn: false,
+    });
     const write = (async () => {
       const { durable } = log.append({
         event: EVENT_MLTRAIL_ACCESS,
