@@ -1,11 +1,18 @@
 // `npm run bench`: runs every benchmark (each a separate process, each measuring its own baseline in the
 // same run), prints a table of ratios and writes bench/results.json as { machine, date, results }.
+// `node bench/run.mjs --only=server,predict` runs those benchmarks alone and replaces their rows in the
+// existing results.json, keeping the others; `updated` then says which rows come from which later run.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 
 const quick = process.argv.includes('--quick');
-const benches = [
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',')
+  .map((b) => (b.endsWith('.mjs') ? b : `${b}.mjs`));
+const all = [
   ['predict.mjs', quick ? ['5000'] : ['20000']],
   ['record-pipeline.mjs', quick ? ['5000'] : ['20000']],
   ['journal.mjs', quick ? ['20000', '64'] : ['100000', '64']],
@@ -16,6 +23,7 @@ const benches = [
   ['instrumentation.mjs', []],
   ['server.mjs', quick ? ['3'] : ['8']],
 ];
+const benches = only === undefined ? all : all.filter(([file]) => only.includes(file));
 // The machine may be shared: its load average before and after the run goes into results.json.
 const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
 const results = [];
@@ -48,10 +56,23 @@ const machine = {
   loadAverageBefore: loadBefore,
   loadAverageAfter: loadavg().map((x) => Number(x.toFixed(2))),
 };
-writeFileSync(
-  'bench/results.json',
-  `${JSON.stringify({ machine, date: new Date().toISOString(), results }, null, 2)}\n`,
-);
+const date = new Date().toISOString();
+if (only === undefined) {
+  writeFileSync('bench/results.json', `${JSON.stringify({ machine, date, results }, null, 2)}\n`);
+} else {
+  const earlier = JSON.parse(readFileSync('bench/results.json', 'utf8'));
+  const fresh = new Set(results.map((r) => r.name));
+  const merged = earlier.results.map((r) => results.find((n) => n.name === r.name) ?? r);
+  for (const r of results) if (!earlier.results.some((e) => e.name === r.name)) merged.push(r);
+  const updated = [
+    ...(earlier.updated ?? []),
+    { date, benches: benches.map(([file]) => file), rows: [...fresh], machine },
+  ];
+  writeFileSync(
+    'bench/results.json',
+    `${JSON.stringify({ ...earlier, results: merged, updated }, null, 2)}\n`,
+  );
+}
 // Rows without a single value (the drift monitor's two paths) show their figures instead.
 const figures = (r) =>
   Object.entries(r)
