@@ -58,6 +58,7 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
     expect(tempMax).toEqual({
       'event.name': 'ml.drift.detected',
       timestamp: expect.any(String),
+      severity_text: 'WARN',
       trace_id: expect.any(String),
       span_id: expect.any(String),
       'service.name': 'test-service',
