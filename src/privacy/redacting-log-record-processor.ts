@@ -74,7 +74,7 @@ export class RedactingLogRecordProcessor implements LogRecordProcessor {
       }
       record.setAttributes(redactionAttributes(summary));
     } catch (err) {
-      diag.error('mltrail: log redaction failed; the body and string attributes are masked', err);
+      diag.error('mltrail: log redaction failed; the body and names are masked, the attributes dropped', err);
       try {
         record.setBody('[REDACTED]');
         if (record.eventName !== undefined) record.setEventName('[REDACTED]');

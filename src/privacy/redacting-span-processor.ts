@@ -32,7 +32,7 @@ type MutableSpan = {
  * It redacts in `onEnding`, which the SDK calls on every processor before any `onEnd`, while the span is
  * still writable — so every exporting processor in the same provider sees only redacted data, in any
  * order. With `next`, it also forwards every hook to that processor itself. Redaction errors never reach
- * the host: they go to `diag` and the span's string attributes are masked instead.
+ * the host: they go to `diag` and the span's attributes are dropped and its names masked instead.
  *
  * @example
  * new TracerProvider({ spanProcessors: [new RedactingSpanProcessor({ redactor, next: new BatchSpanProcessor({ exporter }) })] });
@@ -114,7 +114,7 @@ export class RedactingSpanProcessor implements SpanProcessor {
       }
       Object.assign(span.attributes, redactionAttributes(summary));
     } catch (err) {
-      diag.error('mltrail: span redaction failed; masking every string attribute of the span', err);
+      diag.error('mltrail: span redaction failed; its attributes are dropped and its names masked', err);
       try {
         maskStrings(span.attributes);
         for (let i = 0; i < span.events.length; i++) {

@@ -137,6 +137,9 @@ export const DEFAULT_RULES: readonly RedactionRule[] = [
     'cookie',
     'set-cookie',
     'private_key',
+    'aws_secret_access_key',
+    'secret_access_key',
+    'session_token',
   ].map((name): RedactionRule => ({ path: `**["${name}"]`, action: 'mask', ignoreCase: true })),
   { path: `["${ATTR_ML_PREDICTION_SUBJECT_ID}"]`, action: 'hash' },
 ];
