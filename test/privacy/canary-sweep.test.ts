@@ -272,6 +272,8 @@ describe('canary sweep: no planted personal data leaves the process or reaches t
   const base = mkdtempSync(join(tmpdir(), 'mltrail-canary-'));
   const dirs = { 'http/json': join(base, 'json'), 'http/protobuf': join(base, 'protobuf') } as const;
   const files: Artifact[] = [];
+  /** Where the CLI records who looked (access records, with the canary as the actor). */
+  const accessDir = join(base, 'access');
 
   it('a service and a pipeline under mltrail/register, exporting over http/json and http/protobuf', async () => {
     for (const protocol of ['http/json', 'http/protobuf'] as const) {
@@ -323,11 +325,34 @@ describe('canary sweep: no planted personal data leaves the process or reaches t
     const id = JSON.parse(prediction.body)['ml.prediction.id'];
     const report = join(base, 'report.html');
     expect(
-      cli(['report', '--prediction', id, '--journal', dir, '--out', report, '--actor', CANARY.email]).status,
+      cli([
+        'report',
+        '--prediction',
+        id,
+        '--journal',
+        dir,
+        '--out',
+        report,
+        '--actor',
+        CANARY.email,
+        '--access-journal',
+        accessDir,
+      ]).status,
     ).toBe(0);
     const lineage = join(base, 'openlineage.ndjson');
     expect(
-      cli(['export', 'openlineage', '--journal', dir, '--out', lineage, '--actor', CANARY.email]).status,
+      cli([
+        'export',
+        'openlineage',
+        '--journal',
+        dir,
+        '--out',
+        lineage,
+        '--actor',
+        CANARY.email,
+        '--access-journal',
+        accessDir,
+      ]).status,
     ).toBe(0);
     const feedback = all.find((r) => r.event === 'ml.feedback');
     const erased = cli([
@@ -384,6 +409,7 @@ describe('canary sweep: no planted personal data leaves the process or reaches t
       ...payloadArtifacts(),
       ...journalArtifacts(dirs['http/json'], 'journal (json run)'),
       ...journalArtifacts(dirs['http/protobuf'], 'journal (protobuf run)'),
+      ...journalArtifacts(accessDir, 'access journal'),
       ...files,
     ];
     expect(received.length).toBeGreaterThan(6);
