@@ -1,6 +1,12 @@
+import { existsSync } from 'node:fs';
 import { readLokiRecords } from '../integrity/loki-source.js';
+import { JournalIndex } from '../journal-index/index.js';
 import {
+  type LineageEdge,
   LineageGraph,
+  type LineageNode,
+  type LineageStream,
+  queryIndexed,
   renderDot,
   renderMermaid,
   renderTree,
@@ -9,12 +15,14 @@ import {
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
-const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot]
+const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot] [--scan]
 
 Shows where anything came from and what came of it: a prediction id, a model version (name@version or its
 sha256 digest), a dataset version, a run, a deployment, a drift event. --downstream from a dataset version
 lists the models trained on it and every prediction they made (impact analysis).
   --loki URL --query Q [--tenant T]   read the records from Loki's query API instead of the journal
+  --scan                              read every record instead of looking ids up in the journal index
+                                      (the index is derived data; "mltrail index" builds missing ones)
 ${ACCESS_HELP}
 exit: 0 found, 1 unknown id (with close matches), 2 usage or I/O error
 `;
@@ -31,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
     loki: { type: 'string' },
     query: { type: 'string' },
     tenant: { type: 'string' },
+    scan: { type: 'boolean' },
   });
   if (parsed === undefined) return 0;
   const { values, positionals } = parsed;
@@ -54,7 +63,18 @@ export async function run(argv: string[]): Promise<number> {
       actor: values.actor,
     });
   };
-  let result: ReturnType<LineageGraph['query']>;
+  let result: ReturnType<LineageGraph['query']> | undefined;
+  let stream: LineageStream | undefined;
+  let index: JournalIndex | undefined;
+  // Segments whose index is damaged or stale are scanned instead; say so (once the answer is complete:
+  // a damaged block is found when a lookup reads it).
+  const notes = () => {
+    for (const n of index?.notes ?? [])
+      if (n.reason !== 'no index')
+        process.stderr.write(
+          `mltrail: note: index not used for ${n.segment}, scanned instead: ${n.reason}; "mltrail index" rebuilds it\n`,
+        );
+  };
   try {
     if (values.loki !== undefined) {
       const graph = new LineageGraph();
@@ -68,7 +88,14 @@ export async function run(argv: string[]): Promise<number> {
           `mltrail: ${malformed} Loki entries are not audit records (run mltrail verify --loki)\n`,
         );
       result = graph.query(id, direction);
-    } else result = LineageGraph.queryJournal(dir, id, direction);
+    } else {
+      if (!values.scan && existsSync(dir)) {
+        index = JournalIndex.open(dir);
+        stream = queryIndexed(index, id, direction);
+      }
+      if (stream === undefined) result = LineageGraph.queryJournal(dir, id, direction);
+      else if (!stream.fansOut || !values.json) result = stream.collect();
+    }
   } catch (err) {
     if (err instanceof UnknownLineageIdError) {
       // A lookup that found nothing is still a look (probing for ids is what an access log must show).
@@ -77,6 +104,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw new CliError(`cannot read the audit records in ${source}: ${(err as Error).message}`);
   }
+  if (result === undefined) {
+    // An impact query streams: the nodes and edges are read from the journal as they are written out.
+    await access(stream!.count());
+    writeJson({ root: stream!.root, nodes: stream!.nodes(), edges: stream!.edges() });
+    notes();
+    return 0;
+  }
+  notes();
   await access(result.nodes.length);
   if (values.json) writeJson(result);
   else if (format === 'mermaid') process.stdout.write(renderMermaid(result));
@@ -89,7 +124,11 @@ export async function run(argv: string[]): Promise<number> {
  * `--json` written in pieces, one node or edge per line: an impact query can return millions of nodes, and
  * one JSON.stringify of all of them would hold the whole text in memory twice.
  */
-function writeJson(result: ReturnType<LineageGraph['query']>): void {
+function writeJson(result: {
+  root: LineageNode;
+  nodes: Iterable<LineageNode>;
+  edges: Iterable<LineageEdge>;
+}): void {
   // A reader that stops early (`| head`) is not an error; the access was recorded before any output.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
@@ -101,15 +140,17 @@ function writeJson(result: ReturnType<LineageGraph['query']>): void {
       chunk = '';
     }
   };
-  result.nodes.forEach((n, i) => {
-    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify(n)}`;
+  let i = 0;
+  for (const n of result.nodes) {
+    chunk += `${i++ === 0 ? '' : ',\n'}${JSON.stringify(n)}`;
     flush(false);
-  });
+  }
   chunk += '\n],\n"edges":[\n';
-  result.edges.forEach((e, i) => {
-    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify(e)}`;
+  i = 0;
+  for (const e of result.edges) {
+    chunk += `${i++ === 0 ? '' : ',\n'}${JSON.stringify(e)}`;
     flush(false);
-  });
+  }
   chunk += '\n]}\n';
   flush(true);
 }

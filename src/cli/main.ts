@@ -17,6 +17,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
     load: () => import('./erase.js'),
   },
   lineage: { summary: 'upstream and downstream lineage of any id', load: () => import('./lineage.js') },
+  index: {
+    summary: 'build the journal index lineage lookups use (derived data)',
+    load: () => import('./index-journal.js'),
+  },
   report: { summary: 'write a self-contained HTML evidence report', load: () => import('./report.js') },
   export: { summary: 'export the trail (openlineage)', load: () => import('./export.js') },
   drift: { summary: 'summarise drift over time per model version', load: () => import('./drift.js') },

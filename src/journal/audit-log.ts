@@ -10,6 +10,7 @@ import {
   type SigningKeyOptions,
   serializeRecord,
 } from '../integrity/index.js';
+import { SegmentIndexer } from '../journal-index/segment-indexer.js';
 import {
   ATTR_MLTRAIL_GAP_ERROR,
   ATTR_MLTRAIL_GAP_FROM_SEQ,
@@ -51,6 +52,12 @@ export interface AuditLogOptions {
   /** The checkpoint signing key (default: MLTRAIL_SIGNING_KEY, else generated beside the journal). */
   signingKey?: SigningKeyOptions;
   meterProvider?: MeterProvider;
+  /**
+   * Index each segment as it is sealed (at rotation and close), on a worker thread: lineage lookups then
+   * read the index instead of the whole journal (default true). The index is derived data; see
+   * docs/internals.md, "Journal index".
+   */
+  index?: boolean;
 }
 
 /** The chain fields of an appended record. */
@@ -102,6 +109,7 @@ export class AuditLog {
   readonly #chain: ChainWriter;
   readonly #journal: JournalWriter;
   readonly #timer: NodeJS.Timeout | undefined;
+  readonly #indexer: SegmentIndexer | undefined;
   #sinceTimerCheckpoint = 0;
   /** Tree size of the checkpoint in the checkpoint file. */
   #publishedSize = -1;
@@ -127,6 +135,8 @@ export class AuditLog {
     const writeErrors: Counter = (opts.meterProvider ?? metrics.getMeterProvider())
       .getMeter('mltrail')
       .createCounter(METRIC_MLTRAIL_JOURNAL_WRITE_ERRORS, { description: 'Journal write failures' });
+    const indexer = opts.index === false ? undefined : new SegmentIndexer(this.dir);
+    this.#indexer = indexer;
     this.#journal = new JournalWriter({
       dir: this.dir,
       chainId: this.#chain.chainId,
@@ -138,6 +148,7 @@ export class AuditLog {
       onRecovered: (gap) => this.#recovered(gap),
       onFailed: (f) => this.#failed(f),
       onDropping: (f) => this.#dropping(f),
+      onSealed: indexer === undefined ? undefined : (segment) => indexer.seal(segment),
     });
     this.#ref = new WeakRef(this);
     watchExit(this.#ref);
@@ -215,6 +226,7 @@ export class AuditLog {
       await this.#journal.close();
       openLogs.delete(this.#ref);
       while (this.#checkpointFileWrite !== undefined) await this.#checkpointFileWrite;
+      await this.#indexer?.close();
       const loss = this.loss;
       if (loss.lost > 0)
         this.#say(

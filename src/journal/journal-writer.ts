@@ -34,6 +34,11 @@ export interface JournalWriterOptions {
   onFailed?: (failure: JournalFailure) => void;
   /** Called when, in a failure episode, the first line is dropped because the in-memory bound was hit. */
   onDropping?: (failure: JournalFailure) => void;
+  /**
+   * Called with a segment's path when this writer stops writing it: at rotation, and at close (a reopened
+   * chain may continue that segment later). The journal index is built from here, off the request path.
+   */
+  onSealed?: (segment: string) => void;
 }
 
 /** The state of a failure episode: from a failed write until the next write that succeeds. */
@@ -133,6 +138,7 @@ export class JournalWriter {
   readonly #onRecovered: ((gap: JournalGap) => void) | undefined;
   readonly #onFailed: ((failure: JournalFailure) => void) | undefined;
   readonly #onDropping: ((failure: JournalFailure) => void) | undefined;
+  readonly #onSealed: ((segment: string) => void) | undefined;
   #queue: Group[] = [];
   /** Encoding buffer reused by every commit. */
   #scratch = Buffer.allocUnsafe(64 * 1024);
@@ -176,6 +182,7 @@ export class JournalWriter {
     this.#onRecovered = opts.onRecovered;
     this.#onFailed = opts.onFailed;
     this.#onDropping = opts.onDropping;
+    this.#onSealed = opts.onSealed;
   }
 
   /**
@@ -277,8 +284,18 @@ export class JournalWriter {
       for (const g of this.#queue) g.reject(error);
       this.#queue = [];
       this.#queuedLines = 0;
+      const open = this.#file;
       await this.#file?.close().catch(() => undefined);
       this.#file = undefined;
+      if (open !== undefined) this.#sealed();
+    }
+  }
+
+  #sealed(): void {
+    try {
+      this.#onSealed?.(join(this.#chainDir, segmentName(this.#segment)));
+    } catch (err) {
+      diag.error('mltrail: onSealed callback threw', err);
     }
   }
 
@@ -373,6 +390,7 @@ export class JournalWriter {
       await this.#file.close();
       this.#file = undefined;
       this.#advance = true;
+      this.#sealed();
     }
     if (this.#segment === 0) {
       // A reopened chain continues its last segment (if it has room and ends with a newline).

@@ -1,9 +1,11 @@
+export { type LineageStream, queryIndexed } from './indexed-lineage.js';
 export {
   type LineageEdge,
   LineageGraph,
   type LineageKind,
   type LineageNode,
   type LineageResult,
+  nodeFacts,
   UnknownLineageIdError,
 } from './lineage-graph.js';
 export {
@@ -13,4 +15,5 @@ export {
   openLineageFromJournal,
   type RunEvent,
 } from './openlineage.js';
+export { RELATIONS, recordLineage } from './record-lineage.js';
 export { renderDot, renderMermaid, renderTree } from './render.js';

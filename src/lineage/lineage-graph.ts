@@ -1,21 +1,15 @@
 import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
 import { JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
+import {
+  type LineageEdge,
+  type LineageKind,
+  RELATION_KINDS,
+  recordBody,
+  recordLineage,
+} from './record-lineage.js';
 
-/** What a lineage node stands for. */
-export type LineageKind =
-  | 'source'
-  | 'dataset'
-  | 'transform'
-  | 'run'
-  | 'evaluation'
-  | 'model'
-  | 'deployment'
-  | 'prediction'
-  | 'decision'
-  | 'feedback'
-  | 'drift'
-  | 'retraining';
+export type { LineageEdge, LineageKind };
 
 /** One node: an id, its kind and the key facts an auditor needs (digests, versions, times, actors). */
 export interface LineageNode {
@@ -27,13 +21,6 @@ export interface LineageNode {
   /** `<chain>:<seq>` of the defining record (for `mltrail verify` and inclusion proofs). */
   record?: string;
   time?: string;
-}
-
-/** A directed edge: `from` was used to produce, or led to, `to`. */
-export interface LineageEdge {
-  from: string;
-  to: string;
-  relation: string;
 }
 
 /** The result of a lineage query. */
@@ -145,24 +132,6 @@ const PER_PREDICTION_EVENTS = new Set<string>([
   sc.EVENT_ML_FEEDBACK,
 ]);
 
-// The kinds at both ends of each relation, to name a node known only from the records that point at it.
-const RELATION_KINDS: Record<string, [LineageKind, LineageKind]> = {
-  provides: ['source', 'dataset'],
-  input: ['dataset', 'transform'],
-  produces: ['transform', 'dataset'],
-  'trained on': ['dataset', 'run'],
-  'evaluated on': ['dataset', 'evaluation'],
-  evaluated: ['run', 'evaluation'],
-  produced: ['run', 'model'],
-  deployed: ['model', 'deployment'],
-  served: ['deployment', 'prediction'],
-  decided: ['prediction', 'decision'],
-  'ground truth': ['prediction', 'feedback'],
-  drifted: ['deployment', 'drift'],
-  triggered: ['drift', 'retraining'],
-  'retrained because of drift': ['retraining', 'run'],
-};
-
 /**
  * The lineage graph of a trail, built from audit records by the ids they name: sources → dataset versions →
  * transforms → training runs → model versions → deployments → predictions → decisions and feedback, with
@@ -249,159 +218,20 @@ export class LineageGraph {
    */
   add(r: AuditRecord): void {
     this.records++;
-    let b: Record<string, unknown>;
-    try {
-      b = r.body === '' ? { ...r.attrs } : (JSON.parse(r.body) as Record<string, unknown>);
-    } catch {
-      return;
-    }
-    const ref = `${r.chain}:${r.seq}`;
-    const s = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : undefined);
-    const list = (k: string) => (Array.isArray(b[k]) ? (b[k] as string[]) : []);
-    const node = (id: string, kind: LineageKind, label: string) => this.#node(id, kind, label, b, ref, r.ts);
-    const modelKey = (name?: string, version?: string) =>
-      name !== undefined && version !== undefined ? `${name}@${version}` : undefined;
-    switch (r.event) {
-      case sc.EVENT_ML_DATASET_REGISTERED: {
-        const id = s(sc.ATTR_ML_DATASET_ID);
-        if (id === undefined) return;
-        node(
-          id,
-          'dataset',
-          `dataset ${s(sc.ATTR_ML_DATASET_NAME) ?? id}@${s(sc.ATTR_ML_DATASET_VERSION) ?? '?'}`,
-        );
-        const source = s(sc.ATTR_ML_DATASET_SOURCE) ?? s(sc.ATTR_ML_DATASET_URI);
-        if (source !== undefined) {
-          this.#node(`source:${source}`, 'source', `source ${source}`, {}, undefined, undefined);
-          this.#edge(`source:${source}`, id, 'provides');
-        }
-        this.#aliasDigest(s(sc.ATTR_ML_DATASET_DIGEST), id);
-        return;
-      }
-      case sc.EVENT_ML_TRANSFORM_COMPLETED: {
-        const id = s(sc.ATTR_ML_TRANSFORM_ID);
-        const out = s(sc.ATTR_ML_TRANSFORM_OUTPUT_ID);
-        if (id === undefined) return;
-        node(id, 'transform', `transform ${s(sc.ATTR_ML_TRANSFORM_NAME) ?? id}`);
-        for (const input of list(sc.ATTR_ML_TRANSFORM_INPUT_IDS)) this.#edge(input, id, 'input');
-        if (out !== undefined) {
-          node(
-            out,
-            'dataset',
-            `dataset ${s(sc.ATTR_ML_DATASET_NAME) ?? out}@${s(sc.ATTR_ML_DATASET_VERSION) ?? '?'}`,
-          );
-          this.#edge(id, out, 'produces');
-          this.#aliasDigest(s(sc.ATTR_ML_DATASET_DIGEST), out);
-        }
-        return;
-      }
-      case sc.EVENT_ML_TRAINING_COMPLETED: {
-        const id = s(sc.ATTR_ML_RUN_ID);
-        if (id === undefined) return;
-        node(id, 'run', `${s(sc.ATTR_ML_RUN_TYPE) ?? 'training'} run of ${s(sc.ATTR_ML_MODEL_NAME) ?? '?'}`);
-        for (const input of list(sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS)) this.#edge(input, id, 'trained on');
-        return;
-      }
-      case sc.EVENT_ML_EVALUATION_COMPLETED: {
-        const id = s(sc.ATTR_ML_EVALUATION_ID);
-        if (id === undefined) return;
-        node(id, 'evaluation', `evaluation ${s(sc.ATTR_ML_EVALUATION_METRIC_NAME) ?? ''}`.trim());
-        const ds = s(sc.ATTR_ML_EVALUATION_DATASET_ID);
-        if (ds !== undefined) this.#edge(ds, id, 'evaluated on');
-        const run = s(sc.ATTR_ML_RUN_ID);
-        if (run !== undefined) this.#edge(run, id, 'evaluated');
-        return;
-      }
-      case sc.EVENT_ML_MODEL_REGISTERED: {
-        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
-        if (key === undefined) return;
-        node(key, 'model', `model ${key}`);
-        const run = s(sc.ATTR_ML_RUN_ID);
-        if (run !== undefined) this.#edge(run, key, 'produced');
-        this.#aliasDigest(s(sc.ATTR_ML_MODEL_DIGEST), key);
-        return;
-      }
-      case sc.EVENT_ML_DEPLOYMENT_COMPLETED: {
-        const id = s(sc.ATTR_ML_DEPLOYMENT_ID);
-        if (id === undefined) return;
-        node(id, 'deployment', `deployment to ${s(sc.ATTR_ML_DEPLOYMENT_ENVIRONMENT) ?? '?'}`);
-        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
-        if (key !== undefined) this.#edge(key, id, 'deployed');
-        return;
-      }
-      case sc.EVENT_ML_PREDICTION: {
-        const id = s(sc.ATTR_ML_PREDICTION_ID);
-        if (id === undefined) return;
-        node(id, 'prediction', `prediction ${id}`);
-        const dep = s(sc.ATTR_ML_DEPLOYMENT_ID);
-        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
-        if (dep !== undefined) this.#edge(dep, id, 'served');
-        else if (key !== undefined) this.#edge(key, id, 'served');
-        return;
-      }
-      case sc.EVENT_ML_DECISION: {
-        const id = s(sc.ATTR_ML_DECISION_ID);
-        const pred = s(sc.ATTR_ML_PREDICTION_ID);
-        if (id === undefined) return;
-        node(id, 'decision', `decision ${s(sc.ATTR_ML_DECISION_OUTCOME) ?? ''}`.trim());
-        if (pred !== undefined) this.#edge(pred, id, 'decided');
-        return;
-      }
-      case sc.EVENT_ML_FEEDBACK: {
-        const id = s(sc.ATTR_ML_FEEDBACK_ID);
-        const pred = s(sc.ATTR_ML_PREDICTION_ID);
-        if (id === undefined) return;
-        node(id, 'feedback', `feedback ${s(sc.ATTR_ML_FEEDBACK_GROUND_TRUTH) ?? ''}`.trim());
-        if (pred !== undefined) this.#edge(pred, id, 'ground truth');
-        return;
-      }
-      case sc.EVENT_ML_DRIFT_DETECTED: {
-        const id = s(sc.ATTR_ML_DRIFT_ID);
-        if (id === undefined) return;
-        node(id, 'drift', `drift on ${s(sc.ATTR_ML_DRIFT_FEATURE) ?? '?'}`);
-        const dep = s(sc.ATTR_ML_DEPLOYMENT_ID);
-        const key = modelKey(s(sc.ATTR_ML_MODEL_NAME), s(sc.ATTR_ML_MODEL_VERSION));
-        if (dep !== undefined) this.#edge(dep, id, 'drifted');
-        else if (key !== undefined) this.#edge(key, id, 'drifted');
-        return;
-      }
-      case sc.EVENT_ML_STAGE_FAILED: {
-        // A failed transform or training run is part of the lineage (an auditor asks what was attempted on
-        // the data); failed predictions are not nodes, they produced nothing.
-        const stage = s(sc.ATTR_ML_STAGE_NAME);
-        const id =
-          stage === 'train'
-            ? s(sc.ATTR_ML_RUN_ID)
-            : stage === 'transform'
-              ? s(sc.ATTR_ML_TRANSFORM_ID)
-              : undefined;
-        if (id === undefined) return;
-        const kind = stage === 'train' ? 'run' : 'transform';
-        node(
-          id,
-          kind,
-          `failed ${stage === 'train' ? `${s(sc.ATTR_ML_RUN_TYPE) ?? 'training'} run of ${s(sc.ATTR_ML_MODEL_NAME) ?? '?'}` : `transform ${s(sc.ATTR_ML_TRANSFORM_NAME) ?? id}`}`,
-        );
-        const n = this.nodes.get(id)!;
-        n.facts.status = 'failed';
+    const b = recordBody(r);
+    if (b === undefined) return;
+    const { nodes, edges, aliases } = recordLineage(r, b);
+    for (const n of nodes) {
+      this.#node(n.id, n.kind, n.label, n.body, n.record, n.time);
+      if (n.failed) {
+        const node = this.nodes.get(n.id)!;
+        node.facts.status = 'failed';
         for (const k of [sc.ATTR_ERROR_TYPE, sc.ATTR_EXCEPTION_MESSAGE])
-          if (b[k] !== undefined) n.facts[k] = b[k];
-        const inputs = list(
-          stage === 'train' ? sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS : sc.ATTR_ML_TRANSFORM_INPUT_IDS,
-        );
-        for (const input of inputs) this.#edge(input, id, stage === 'train' ? 'trained on' : 'input');
-        return;
-      }
-      case sc.EVENT_ML_RETRAINING_TRIGGERED: {
-        const run = s(sc.ATTR_ML_RUN_ID);
-        if (run === undefined) return;
-        const id = `retraining:${run}`;
-        node(id, 'retraining', `retraining (${s(sc.ATTR_ML_RETRAINING_TRIGGER) ?? '?'})`);
-        for (const t of list(sc.ATTR_ML_RETRAINING_TRIGGER_IDS)) this.#edge(t, id, 'triggered');
-        this.#edge(id, run, 'retrained because of drift');
-        return;
+          if (b[k] !== undefined) node.facts[k] = b[k];
       }
     }
+    for (const e of edges) this.#edge(e.from, e.to, e.relation);
+    for (const [digest, id] of aliases) this.#aliasDigest(digest, id);
   }
 
   /**
@@ -433,9 +263,14 @@ export class LineageGraph {
 
   /**
    * Upstream (what it came from), downstream (what came of it) or both, from any id. Throws
-   * {@link UnknownLineageIdError} with close matches for an unknown id.
+   * {@link UnknownLineageIdError} with close matches for an unknown id. `expandedDownstream` collects the
+   * nodes whose outgoing edges the walk followed (for the indexed query, which streams what fans out).
    */
-  query(id: string, direction: 'upstream' | 'downstream' | 'both' = 'both'): LineageResult {
+  query(
+    id: string,
+    direction: 'upstream' | 'downstream' | 'both' = 'both',
+    expandedDownstream?: Set<string>,
+  ): LineageResult {
     const root = this.resolve(id);
     if (root === undefined) throw new UnknownLineageIdError(id, this.suggest(id));
     const seen = new Set<string>([root.id]);
@@ -445,6 +280,7 @@ export class LineageGraph {
       const queue = [start];
       for (let head = 0; head < queue.length; head++) {
         const cur = queue[head];
+        if (dir === 'down') expandedDownstream?.add(cur);
         const next = dir === 'up' ? this.#in.get(cur) : this.#out.get(cur);
         for (const e of next ?? []) {
           edges.push(e);
@@ -481,10 +317,7 @@ export class LineageGraph {
     time: string | undefined,
   ): void {
     const existing = this.nodes.get(id);
-    const facts: Record<string, unknown> = existing?.facts ?? {};
-    for (const k of FACT_KEYS[kind]) if (b[k] !== undefined) facts[k] = b[k];
-    if (b[sc.ATTR_ML_ACTOR_ID] !== undefined && facts.actor === undefined)
-      facts.actor = b[sc.ATTR_ML_ACTOR_ID];
+    const facts = nodeFacts(kind, b, existing?.facts ?? {});
     if (existing !== undefined) {
       existing.facts = facts;
       // A registration record defines a dataset better than a mention as a transform output.
@@ -521,6 +354,20 @@ export class LineageGraph {
   #aliasDigest(digest: string | undefined, id: string): void {
     if (digest !== undefined && !this.#alias.has(digest)) this.#alias.set(digest, id);
   }
+}
+
+/**
+ * The facts a record gives a node of this kind (added to `facts`, which it returns): the kind's auditor
+ * fields from the body, and the first actor named.
+ */
+export function nodeFacts(
+  kind: LineageKind,
+  b: Record<string, unknown>,
+  facts: Record<string, unknown> = {},
+): Record<string, unknown> {
+  for (const k of FACT_KEYS[kind]) if (b[k] !== undefined) facts[k] = b[k];
+  if (b[sc.ATTR_ML_ACTOR_ID] !== undefined && facts.actor === undefined) facts.actor = b[sc.ATTR_ML_ACTOR_ID];
+  return facts;
 }
 
 function dedupe(edges: LineageEdge[]): LineageEdge[] {

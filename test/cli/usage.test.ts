@@ -1,7 +1,18 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
-const COMMANDS = ['verify', 'keygen', 'erase', 'ship', 'drift', 'lineage', 'export', 'report', 'demo'];
+const COMMANDS = [
+  'verify',
+  'keygen',
+  'erase',
+  'ship',
+  'drift',
+  'lineage',
+  'index',
+  'export',
+  'report',
+  'demo',
+];
 
 const mltrail = (...args: string[]) =>
   spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });

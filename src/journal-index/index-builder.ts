@@ -1,0 +1,157 @@
+import { hash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { listSegments } from '../journal/journal-reader.js';
+import { recordBody, recordLineage } from '../lineage/record-lineage.js';
+import {
+  EntryKind,
+  encodeSegmentIndex,
+  indexStaleness,
+  type KeyedEntry,
+  type SegmentIndexHeader,
+} from './segment-index.js';
+import { segmentLines } from './segment-lines.js';
+
+/** Where the index of a segment lives: `<dir>/index/<chain>/<segment>.idx`, beside (never inside) the chain. */
+export function indexFile(dir: string, chain: string, segment: string): string {
+  return join(dir, 'index', chain, `${basename(segment).replace(/\.ndjson$/, '')}.idx`);
+}
+
+/**
+ * The index entries of one journal line: the record's `<chain>:<seq>`, the lineage nodes it defines, the
+ * ends of its edges that it does not define itself (an edge is found from either end: from a node's own
+ * record, or from the entry at the other end), and the digests it names. Undefined for a line that is not a
+ * record (the reader skips it too; `mltrail verify` reports it).
+ */
+export function lineEntries(
+  text: string,
+  offset: number,
+  length: number,
+): { record: AuditRecord; entries: KeyedEntry[] } | undefined {
+  let r: AuditRecord;
+  try {
+    r = parseRecordLine(text);
+  } catch {
+    return undefined;
+  }
+  const at = { offset, length };
+  const entries: KeyedEntry[] = [
+    { key: `${r.chain}:${r.seq}`, kind: EntryKind.Record, relation: undefined, other: '', ...at },
+  ];
+  const b = recordBody(r);
+  if (b === undefined) return { record: r, entries };
+  const { nodes, edges, aliases } = recordLineage(r, b);
+  const defined = new Set<string>();
+  for (const n of nodes) {
+    if (defined.has(n.id)) continue;
+    defined.add(n.id);
+    entries.push({ key: n.id, kind: EntryKind.Node, relation: undefined, other: '', ...at });
+  }
+  for (const e of edges) {
+    if (!defined.has(e.to))
+      entries.push({ key: e.to, kind: EntryKind.In, relation: e.relation, other: e.from, ...at });
+    if (!defined.has(e.from))
+      entries.push({ key: e.from, kind: EntryKind.Out, relation: e.relation, other: e.to, ...at });
+  }
+  for (const [digest, id] of aliases)
+    entries.push({ key: digest, kind: EntryKind.Alias, relation: undefined, other: id, ...at });
+  return { record: r, entries };
+}
+
+/** What building one segment's index found. */
+export interface SegmentIndexBuild {
+  file: string;
+  header: SegmentIndexHeader;
+}
+
+/**
+ * Indexes the complete lines of one segment as they are now (a segment still being written gets an index
+ * of its prefix; the reader scans the rest) and writes `<dir>/index/<chain>/<segment>.idx` atomically
+ * (0600, via a temporary file and rename). Reads the segment, never writes it.
+ */
+export function buildSegmentIndex(dir: string, segmentPath: string): SegmentIndexBuild {
+  const chain = basename(dirname(segmentPath));
+  const entries: KeyedEntry[] = [];
+  let lines = 0;
+  let records = 0;
+  let malformed = 0;
+  let bytes = 0;
+  let lastLine = '';
+  for (const l of segmentLines(segmentPath)) {
+    lines++;
+    bytes = l.offset + l.length + 1;
+    lastLine = l.text;
+    if (l.length > 0xffffffff || l.offset > 0xffffffff)
+      throw new Error(`${segmentPath}: segment too large to index`);
+    const found = lineEntries(l.text, l.offset, l.length);
+    if (found === undefined) {
+      malformed++;
+      continue;
+    }
+    records++;
+    for (const e of found.entries) entries.push(e);
+  }
+  const data = encodeSegmentIndex(entries, {
+    segment: basename(segmentPath),
+    chain,
+    bytes,
+    lastLineSha256: lines > 0 ? hash('sha256', lastLine) : '',
+    lines,
+    records,
+    malformed,
+  });
+  const file = indexFile(dir, chain, segmentPath);
+  writeAtomically(file, data);
+  const header = JSON.parse(data.toString('utf8', 12, 12 + data.readUInt32BE(8))) as SegmentIndexHeader;
+  return { file, header };
+}
+
+/** What {@link indexJournal} did. */
+export interface JournalIndexBuild {
+  built: SegmentIndexBuild[];
+  /** Segments whose index was already current. */
+  current: number;
+}
+
+/**
+ * Builds the index of every segment of a journal that has none, or whose index is stale or damaged (and,
+ * with `force`, of every segment). Derived data only: the journal itself is read, never written.
+ */
+export function indexJournal(dir: string, opts: { force?: boolean } = {}): JournalIndexBuild {
+  const out: JournalIndexBuild = { built: [], current: 0 };
+  for (const { chain, files } of listSegments(dir)) {
+    for (const segment of files) {
+      const idx = indexFile(dir, chain, segment);
+      if (!opts.force && existsSync(idx) && indexStaleness(idx, segment, chain) === undefined) {
+        out.current++;
+        continue;
+      }
+      if (statSync(segment).size === 0) continue;
+      out.built.push(buildSegmentIndex(dir, segment));
+    }
+  }
+  return out;
+}
+
+function writeAtomically(file: string, data: Buffer): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}

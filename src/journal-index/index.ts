@@ -1,0 +1,18 @@
+export {
+  buildSegmentIndex,
+  indexFile,
+  indexJournal,
+  type JournalIndexBuild,
+  lineEntries,
+  type SegmentIndexBuild,
+} from './index-builder.js';
+export { type IndexHit, type IndexNote, JournalIndex } from './journal-index.js';
+export {
+  EntryKind,
+  type IndexEntry,
+  keyHash,
+  SegmentIndexFile,
+  type SegmentIndexHeader,
+  StaleIndexError,
+} from './segment-index.js';
+export { SegmentIndexer } from './segment-indexer.js';

@@ -1,0 +1,443 @@
+import { hash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { basename } from 'node:path';
+import { RELATIONS } from '../lineage/record-lineage.js';
+
+/**
+ * The on-disk index of one journal segment (see docs/internals.md, "Journal index"). Derived data: it only
+ * says where to look. Every record it points to is read back and re-interpreted by the reader, so a wrong
+ * entry can at worst make a lookup miss — and a miss is prevented by the checks here: the header and the
+ * block table carry SHA-256 checksums, each block carries its own, and the header names the segment prefix
+ * it covers by length and by the hash of its last record, so a truncated, rewritten or swapped segment and
+ * a truncated or altered index are both detected and the index is ignored.
+ */
+
+/** What an index entry says about the record it points to. */
+export enum EntryKind {
+  /** The record defines the node with this id. */
+  Node = 1,
+  /** The record has an edge into this id (whose node it does not define); `other` is the edge's source. */
+  In = 2,
+  /** The record has an edge out of this id (whose node it does not define); `other` is the edge's target. */
+  Out = 3,
+  /** The key is a content digest naming the id in `other`. */
+  Alias = 4,
+  /** The key is the record's `<chain>:<seq>`. */
+  Record = 5,
+}
+
+/** One entry found for a key: where the record is and what it says about the key. */
+export interface IndexEntry {
+  kind: EntryKind;
+  /** The edge's relation (In, Out), else undefined. */
+  relation: string | undefined;
+  /** Byte offset of the record's line in the segment, and its length (without the newline). */
+  offset: number;
+  length: number;
+  /** The other end of an edge, or the id a digest names; '' otherwise. */
+  other: string;
+}
+
+/** A key with what to store for it, as the builder collects them. */
+export interface KeyedEntry extends IndexEntry {
+  key: string;
+}
+
+/** What the header of an index file says (a JSON object, checksummed). */
+export interface SegmentIndexHeader {
+  format: typeof FORMAT;
+  version: 1;
+  /** The segment's file name (not its path: a journal directory can be moved). */
+  segment: string;
+  chain: string;
+  /** Length of the segment prefix indexed: whole lines only. A segment that grew has an unindexed tail. */
+  bytes: number;
+  /** SHA-256 (hex) of the last line of the prefix (without its newline); empty for an empty prefix. */
+  lastLineSha256: string;
+  /** Lines indexed, records among them, lines that are not records (skipped). */
+  lines: number;
+  records: number;
+  malformed: number;
+  entries: number;
+  blocks: number;
+  /** Total size of the index file. */
+  fileBytes: number;
+  /** SHA-256 (hex) of the block table. */
+  blockTableSha256: string;
+}
+
+const FORMAT = 'mltrail-segment-index';
+const MAGIC = Buffer.from('MLTIDX1\n', 'latin1');
+/** A block is closed once it holds this many bytes. */
+const BLOCK_TARGET = 32 * 1024;
+/**
+ * Block table row: first entry's key hash (8) and kind (1), last entry's key hash (8) and kind (1), offset
+ * (4), length (4), checksum (8).
+ */
+const ROW = 34;
+/** Fixed part of an entry: key hash (8), kind (1), relation (1), offset (4), length (4), other length (2). */
+const ENTRY_FIXED = 20;
+const NO_RELATION = 0xff;
+const ALL_KINDS = [EntryKind.Node, EntryKind.In, EntryKind.Out, EntryKind.Alias, EntryKind.Record];
+const RELATION_CODES = new Map<string, number>(RELATIONS.map((r, i) => [r, i]));
+
+/**
+ * A 64-bit hash of a key (two 32-bit FNV-1a variants over its UTF-16 code units) as [high, low]. Entries
+ * are sorted by it; a collision can only make a lookup fetch a record that the reader then finds does not
+ * name the key.
+ */
+export function keyHash(key: string): [number, number] {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ key.length;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  h1 ^= h1 >>> 16;
+  h1 = Math.imul(h1, 0x85ebca6b);
+  h1 ^= h1 >>> 13;
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 0xc2b2ae35);
+  h2 ^= h2 >>> 16;
+  return [h1 >>> 0, h2 >>> 0];
+}
+
+/** Entries are ordered by key hash, then kind: the order of a (key, kind) pair. */
+function compareKey(
+  aHi: number,
+  aLo: number,
+  aKind: number,
+  bHi: number,
+  bLo: number,
+  bKind: number,
+): number {
+  return aHi !== bHi ? (aHi < bHi ? -1 : 1) : aLo !== bLo ? (aLo < bLo ? -1 : 1) : aKind - bKind;
+}
+
+/** The first 8 bytes of SHA-256, as a checksum of a block. */
+function checksum(data: Uint8Array): Buffer {
+  return Buffer.from(hash('sha256', data, 'binary').slice(0, 8), 'latin1');
+}
+
+/**
+ * Writes the bytes of an index file for the given entries: entries sorted by key hash, packed into
+ * checksummed blocks, a block table, and a header that names the segment prefix. Returns the file's bytes.
+ */
+export function encodeSegmentIndex(
+  entries: KeyedEntry[],
+  header: Omit<
+    SegmentIndexHeader,
+    'format' | 'version' | 'entries' | 'blocks' | 'fileBytes' | 'blockTableSha256'
+  >,
+): Buffer {
+  const keyed = entries.map((e) => ({ e, h: keyHash(e.key) }));
+  keyed.sort(
+    (a, b) => compareKey(a.h[0], a.h[1], a.e.kind, b.h[0], b.h[1], b.e.kind) || a.e.offset - b.e.offset,
+  );
+  const blocks: Buffer[] = [];
+  const rows: Buffer[] = [];
+  let block = Buffer.allocUnsafe(BLOCK_TARGET * 2);
+  let at = 0;
+  let first: [number, number, number] | undefined;
+  let last: [number, number, number] = [0, 0, 0];
+  let blockOffset = 0;
+  const closeBlock = () => {
+    if (first === undefined) return;
+    const data = Buffer.from(block.subarray(0, at));
+    const row = Buffer.alloc(ROW);
+    row.writeUInt32BE(first[0], 0);
+    row.writeUInt32BE(first[1], 4);
+    row[8] = first[2];
+    row.writeUInt32BE(last[0], 9);
+    row.writeUInt32BE(last[1], 13);
+    row[17] = last[2];
+    row.writeUInt32BE(blockOffset, 18);
+    row.writeUInt32BE(data.length, 22);
+    checksum(data).copy(row, 26);
+    blocks.push(data);
+    rows.push(row);
+    blockOffset += data.length;
+    at = 0;
+    first = undefined;
+  };
+  for (const { e, h } of keyed) {
+    const other = Buffer.from(e.other, 'utf8');
+    const size = ENTRY_FIXED + other.length;
+    if (at > 0 && at + size > BLOCK_TARGET) closeBlock();
+    if (at + size > block.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(block.length * 2, at + size));
+      block.copy(bigger, 0, 0, at);
+      block = bigger;
+    }
+    first ??= [h[0], h[1], e.kind];
+    last = [h[0], h[1], e.kind];
+    block.writeUInt32BE(h[0], at);
+    block.writeUInt32BE(h[1], at + 4);
+    block[at + 8] = e.kind;
+    block[at + 9] = e.relation === undefined ? NO_RELATION : (RELATION_CODES.get(e.relation) ?? NO_RELATION);
+    block.writeUInt32BE(e.offset, at + 10);
+    block.writeUInt32BE(e.length, at + 14);
+    block.writeUInt16BE(other.length, at + 18);
+    other.copy(block, at + ENTRY_FIXED);
+    at += size;
+  }
+  closeBlock();
+  const table = Buffer.concat(rows);
+  const body = Buffer.concat(blocks);
+  // The header's length depends on fileBytes, which depends on the header's length: settle it in two rounds.
+  let fileBytes = 0;
+  let headerJson = Buffer.alloc(0);
+  for (let round = 0; round < 3; round++) {
+    const h: SegmentIndexHeader = {
+      format: FORMAT,
+      version: 1,
+      ...header,
+      entries: entries.length,
+      blocks: rows.length,
+      fileBytes,
+      blockTableSha256: hash('sha256', table),
+    };
+    headerJson = Buffer.from(JSON.stringify(h), 'utf8');
+    const total = MAGIC.length + 4 + headerJson.length + 32 + table.length + body.length;
+    if (total === fileBytes) break;
+    fileBytes = total;
+  }
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(headerJson.length, 0);
+  const headerSum = Buffer.from(hash('sha256', headerJson, 'binary'), 'latin1');
+  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, body]);
+}
+
+/** Why an index file cannot be used. */
+export class StaleIndexError extends Error {
+  constructor(file: string, reason: string) {
+    super(`${file}: ${reason}`);
+    this.name = 'StaleIndexError';
+  }
+}
+
+/**
+ * An index file opened for lookups: the header and block table are read and checked once; each lookup
+ * reads the blocks whose key range holds the key and checks their checksums.
+ */
+export class SegmentIndexFile {
+  readonly file: string;
+  readonly header: SegmentIndexHeader;
+  readonly #fd: number;
+  readonly #table: Buffer;
+  readonly #bodyAt: number;
+
+  private constructor(file: string, fd: number, header: SegmentIndexHeader, table: Buffer, bodyAt: number) {
+    this.file = file;
+    this.#fd = fd;
+    this.header = header;
+    this.#table = table;
+    this.#bodyAt = bodyAt;
+  }
+
+  /** Opens and checks an index file; throws {@link StaleIndexError} for anything wrong with it. */
+  static open(file: string): SegmentIndexFile {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (err) {
+      throw new StaleIndexError(file, `cannot be opened (${(err as NodeJS.ErrnoException).code})`);
+    }
+    try {
+      const size = fstatSync(fd).size;
+      const head = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
+      const n = readSync(fd, head, 0, head.length, 0);
+      if (n < MAGIC.length + 4 || !head.subarray(0, MAGIC.length).equals(MAGIC))
+        throw new StaleIndexError(file, 'is not an mltrail segment index');
+      const len = head.readUInt32BE(MAGIC.length);
+      const headerAt = MAGIC.length + 4;
+      const headerBytes = readAt(fd, headerAt, len + 32, head, n);
+      if (headerBytes.length < len + 32) throw new StaleIndexError(file, 'is truncated in its header');
+      const json = headerBytes.subarray(0, len);
+      if (hash('sha256', json, 'binary') !== headerBytes.subarray(len, len + 32).toString('latin1'))
+        throw new StaleIndexError(file, 'header checksum does not match');
+      const header = JSON.parse(json.toString('utf8')) as SegmentIndexHeader;
+      if (header.format !== FORMAT || header.version !== 1)
+        throw new StaleIndexError(file, `unsupported index format ${header.format} ${header.version}`);
+      if (size !== header.fileBytes)
+        throw new StaleIndexError(
+          file,
+          `is ${size} bytes, its header says ${header.fileBytes} (truncated or appended to)`,
+        );
+      const tableAt = headerAt + len + 32;
+      const table = readAt(fd, tableAt, header.blocks * ROW, head, n);
+      if (hash('sha256', table) !== header.blockTableSha256)
+        throw new StaleIndexError(file, 'block table checksum does not match');
+      return new SegmentIndexFile(file, fd, header, table, tableAt + table.length);
+    } catch (err) {
+      closeSync(fd);
+      if (err instanceof StaleIndexError) throw err;
+      throw new StaleIndexError(file, `cannot be read (${(err as Error).message})`);
+    }
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+
+  /** Every entry for `key` of the given kinds (default: all), in (kind, offset) order. */
+  lookup(key: string, kinds: readonly EntryKind[] = ALL_KINDS): IndexEntry[] {
+    const out: IndexEntry[] = [];
+    for (const kind of [...kinds].sort()) for (const e of this.entries(key, kind)) out.push(e);
+    return out;
+  }
+
+  /** The entries for `key` of one kind, in offset order (record order), block by block. */
+  *entries(key: string, kind: EntryKind): Generator<IndexEntry> {
+    const [hi, lo] = keyHash(key);
+    const t = this.#table;
+    const rows = this.header.blocks;
+    // The first block whose last entry is at or after (key, kind): its entries may continue in later blocks.
+    let a = 0;
+    let b = rows;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      const r = m * ROW;
+      if (compareKey(t.readUInt32BE(r + 9), t.readUInt32BE(r + 13), t[r + 17], hi, lo, kind) < 0) a = m + 1;
+      else b = m;
+    }
+    for (let i = a; i < rows; i++) {
+      const r = i * ROW;
+      if (compareKey(t.readUInt32BE(r), t.readUInt32BE(r + 4), t[r + 8], hi, lo, kind) > 0) return;
+      const found: IndexEntry[] = [];
+      this.#scanBlock(i, (bhi, blo, entry) => {
+        const c = compareKey(bhi, blo, entry.kind, hi, lo, kind);
+        if (c === 0) found.push(entry);
+        return c <= 0;
+      });
+      yield* found;
+    }
+  }
+
+  /** Every entry of the whole index with one of the given relations, block by block (for joins). */
+  *entriesWithRelation(relations: readonly string[]): Generator<IndexEntry & { hi: number; lo: number }> {
+    const codes = new Set(relations.map((r) => RELATION_CODES.get(r)));
+    for (let i = 0; i < this.header.blocks; i++) {
+      const found: (IndexEntry & { hi: number; lo: number })[] = [];
+      this.#scanBlock(i, (hi, lo, entry, code) => {
+        if (codes.has(code)) found.push({ ...entry, hi, lo });
+        return true;
+      });
+      yield* found;
+    }
+  }
+
+  /** Reads every block and checks its checksum (throws {@link StaleIndexError} at the first that fails). */
+  checkBlocks(): void {
+    for (let i = 0; i < this.header.blocks; i++) this.#scanBlock(i, () => false);
+  }
+
+  /** Reads block `i`, checks it, and calls `visit` for each entry until it returns false. */
+  #scanBlock(
+    i: number,
+    visit: (hi: number, lo: number, entry: IndexEntry, relationCode: number) => boolean,
+  ): void {
+    const r = i * ROW;
+    const offset = this.#table.readUInt32BE(r + 18);
+    const length = this.#table.readUInt32BE(r + 22);
+    const block = Buffer.allocUnsafe(length);
+    const n = readSync(this.#fd, block, 0, length, this.#bodyAt + offset);
+    if (n !== length || !checksum(block).equals(this.#table.subarray(r + 26, r + 34)))
+      throw new StaleIndexError(this.file, `block ${i} checksum does not match`);
+    for (let at = 0; at < length; ) {
+      const otherLength = block.readUInt16BE(at + 18);
+      const code = block[at + 9];
+      const entry: IndexEntry = {
+        kind: block[at + 8] as EntryKind,
+        relation: code === NO_RELATION ? undefined : RELATIONS[code],
+        offset: block.readUInt32BE(at + 10),
+        length: block.readUInt32BE(at + 14),
+        other:
+          otherLength === 0 ? '' : block.toString('utf8', at + ENTRY_FIXED, at + ENTRY_FIXED + otherLength),
+      };
+      if (!visit(block.readUInt32BE(at), block.readUInt32BE(at + 4), entry, code)) return;
+      at += ENTRY_FIXED + otherLength;
+    }
+  }
+}
+
+/** `length` bytes at `position`, from `head` (the first `n` bytes of the file) when it holds them. */
+function readAt(fd: number, position: number, length: number, head: Buffer, n: number): Buffer {
+  if (position + length <= n) return head.subarray(position, position + length);
+  const buf = Buffer.allocUnsafe(length);
+  const got = readSync(fd, buf, 0, length, position);
+  return buf.subarray(0, got);
+}
+
+/**
+ * Checks that an index describes this segment as it is: same chain and file name, a segment at least as
+ * long as the indexed prefix, and the prefix's last line still the one indexed (a segment rewritten, cut
+ * back or replaced changes it).
+ */
+export function checkCovers(file: SegmentIndexFile, fd: number, chain: string, path: string): void {
+  const h = file.header;
+  const fail = (reason: string) => {
+    throw new StaleIndexError(file.file, reason);
+  };
+  if (h.chain !== chain || h.segment !== basename(path))
+    fail(`indexes ${h.chain}/${h.segment}, not this segment`);
+  const size = fstatSync(fd).size;
+  if (size < h.bytes) fail(`covers ${h.bytes} bytes but the segment has ${size} (it was cut back)`);
+  if (h.bytes === 0) return;
+  const last = lastLineBefore(fd, h.bytes);
+  if (last === undefined || hash('sha256', last) !== h.lastLineSha256)
+    fail(`the segment's line ending at byte ${h.bytes} is not the one indexed (the segment was rewritten)`);
+}
+
+/** The bytes of the line that ends (with its newline) at byte `end`, or undefined if `end` is not a line end. */
+function lastLineBefore(fd: number, end: number): Buffer | undefined {
+  let window = 4096;
+  for (;;) {
+    const start = Math.max(0, end - window);
+    const buf = Buffer.allocUnsafe(end - start);
+    const n = readSync(fd, buf, 0, buf.length, start);
+    if (n !== buf.length || buf[buf.length - 1] !== 10) return undefined;
+    const nl = buf.lastIndexOf(10, buf.length - 2);
+    if (nl >= 0) return buf.subarray(nl + 1, buf.length - 1);
+    if (start === 0) return buf.subarray(0, buf.length - 1);
+    window *= 4;
+  }
+}
+
+/**
+/** Whether the segment holds a complete line (one ending in a newline) after byte `from` (a torn tail does not). */
+function completeLineAfter(fd: number, from: number): boolean {
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  for (let at = from; ; at += buf.length) {
+    const n = readSync(fd, buf, 0, buf.length, at);
+    if (n === 0) return false;
+    if (buf.subarray(0, n).includes(10)) return true;
+  }
+}
+
+/**
+ * Whether the index file of a segment is current and covers the whole segment as it is now (every block
+ * checked): undefined if so, else why not (missing, damaged, stale, or grown past the indexed prefix).
+ */
+export function indexStaleness(indexPath: string, segmentPath: string, chain: string): string | undefined {
+  let file: SegmentIndexFile;
+  try {
+    file = SegmentIndexFile.open(indexPath);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const fd = openSync(segmentPath, 'r');
+  try {
+    checkCovers(file, fd, chain, segmentPath);
+    file.checkBlocks();
+    return completeLineAfter(fd, file.header.bytes)
+      ? `${segmentPath} has grown past the ${file.header.bytes} bytes indexed`
+      : undefined;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    file.close();
+    closeSync(fd);
+  }
+}
