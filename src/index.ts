@@ -45,6 +45,8 @@ export {
   digestFile,
   digestRows,
   getTrail,
+  PREDICTION_DURATION_BUCKETS,
+  remoteSpanContext,
   setGlobalTrail,
   TrailRegistry,
   TrailValidationError,

@@ -3,18 +3,34 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { SpanContext } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BatchSpanProcessor,
+  NoopSpanProcessor,
+  type SpanProcessor,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace';
 import { buildProfile, type ReferenceProfile, saveProfile } from '../drift/index.js';
+import { readRegisterOptions } from '../instrumentation/register-options.js';
 import { GENERATED_KEY_FILE, parseRecordLine } from '../integrity/index.js';
 import { AuditLog, JournalReader } from '../journal/index.js';
 import { buildLinearClassifierOnnx } from '../onnx/index.js';
-import { createRedactor } from '../privacy/index.js';
-import { ATTR_ML_DRIFT_ID, EVENT_ML_DRIFT_DETECTED } from '../semconv/index.js';
+import { createRedactor, RedactingSpanProcessor } from '../privacy/index.js';
+import {
+  ATTR_DEPLOYMENT_ENVIRONMENT_NAME,
+  ATTR_ML_DRIFT_ID,
+  ATTR_SERVICE_NAME,
+  EVENT_ML_DRIFT_DETECTED,
+} from '../semconv/index.js';
 import {
   createTrail,
   type DatasetVersion,
   type Deployment,
   type ModelVersion,
   type RetrainingTrigger,
+  remoteSpanContext,
   type Trail,
 } from '../trail/index.js';
 import { accuracy, type LogisticModel, rawWeights, trainLogistic } from './logistic-regression.js';
@@ -63,7 +79,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const dir = resolve(opts.dir);
   mkdirSync(join(dir, 'artifacts'), { recursive: true, mode: 0o700 });
+  const tracing = pipelineTracerProvider();
   const trail = await createTrail({
+    tracerProvider: tracing,
     serviceName: 'rain-cover',
     environment: 'demo',
     pipeline: 'rain-cover',
@@ -150,7 +168,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       };
       await serve('2015-01-01', '2015-09-01');
       await server.flush();
-      result.driftRecords = driftIdsIn(dir);
+      const drift = driftRecordsIn(dir);
+      result.driftRecords = drift.map((d) => d.id);
       log(
         `serve    ${result.predictions} quotes Jan–Aug 2015 from the ONNX server; drift monitor: ${result.driftRecords.length} drift record(s)`,
       );
@@ -161,6 +180,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           reason: `input drift in 2015 traffic (${result.driftRecords.length} drift record(s))`,
           trigger: 'drift',
           triggerIds: result.driftRecords.slice(0, 50),
+          triggerSpanContexts: drift
+            .slice(0, 50)
+            .flatMap((d) => (d.spanContext === undefined ? [] : [d.spanContext])),
           previous: v1.model,
           actor: 'drift-monitor',
         });
@@ -200,8 +222,36 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await trail.flush();
   } finally {
     await trail.shutdown();
+    await tracing.shutdown().catch((err: unknown) => log(`traces   could not be exported: ${String(err)}`));
   }
   return result;
+}
+
+/**
+ * The pipeline's own tracer provider (service `rain-cover`): every stage is a span, and every record names
+ * it (trace and span id), so the serving process links its predictions to the deployment, model, run and
+ * datasets from the journal. Spans are exported (redacted first) when an OTLP endpoint is configured, the
+ * same variables `mltrail/register` reads; otherwise they only give the records their ids.
+ */
+function pipelineTracerProvider(): TracerProvider {
+  const options = readRegisterOptions();
+  const spanProcessors: SpanProcessor[] = options.otlpTraces
+    ? [
+        new RedactingSpanProcessor({
+          redactor: createRedactor(),
+          next: new BatchSpanProcessor({ exporter: new OTLPTraceExporter() }),
+        }),
+      ]
+    : [new NoopSpanProcessor()];
+  return new TracerProvider({
+    resource: defaultResource().merge(
+      resourceFromAttributes({
+        [ATTR_SERVICE_NAME]: 'rain-cover',
+        [ATTR_DEPLOYMENT_ENVIRONMENT_NAME]: 'demo',
+      }),
+    ),
+    spanProcessors,
+  });
 }
 
 interface Trained {
@@ -380,13 +430,18 @@ async function startServer(dir: string, t: Trained, d: Deployment): Promise<Demo
   };
 }
 
-function driftIdsIn(dir: string): string[] {
-  const ids: string[] = [];
+/** The drift records the serving process wrote: their ids and the spans that recorded them. */
+function driftRecordsIn(dir: string): { id: string; spanContext: SpanContext | undefined }[] {
+  const found: { id: string; spanContext: SpanContext | undefined }[] = [];
   for (const l of new JournalReader(dir).lines()) {
     if (!l.text.includes(EVENT_ML_DRIFT_DETECTED)) continue;
     const r = parseRecordLine(l.text, l);
-    if (r.event === EVENT_ML_DRIFT_DETECTED && r.body !== '')
-      ids.push(String(JSON.parse(r.body)[ATTR_ML_DRIFT_ID]));
+    if (r.event !== EVENT_ML_DRIFT_DETECTED || r.body === '') continue;
+    const body = JSON.parse(r.body) as Record<string, unknown>;
+    found.push({
+      id: String(body[ATTR_ML_DRIFT_ID]),
+      spanContext: remoteSpanContext(r.trace_id ?? body.trace_id, r.span_id ?? body.span_id),
+    });
   }
-  return ids;
+  return found;
 }

@@ -130,6 +130,9 @@ function start(options: RegisterOptions): AutoInstrumentation {
               redactor,
               exporter: proto('METRICS') ? new OTLPProtoMetricExporter() : new OTLPMetricExporter(),
             }),
+            // Shutdown collects and exports once more, so a short-lived process still leaves its final counts.
+            exportIntervalMillis: options.metricExportIntervalMs,
+            exportTimeoutMillis: options.metricExportTimeoutMs,
           }),
         ]
       : [],

@@ -18,6 +18,10 @@ export interface RegisterOptions {
   otlpTraces: boolean;
   otlpLogs: boolean;
   otlpMetrics: boolean;
+  /** OTEL_METRIC_EXPORT_INTERVAL: milliseconds between metric exports (default 60000). */
+  metricExportIntervalMs: number;
+  /** OTEL_METRIC_EXPORT_TIMEOUT: milliseconds one metric export may take (default 30000). */
+  metricExportTimeoutMs: number;
   /** The journal is shipped to OTLP: see {@link shipsJournal}. */
   ship: boolean;
   /** Problems found in the environment; each is reported as a process warning, defaults are used. */
@@ -56,6 +60,20 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
         `MLTRAIL_PREDICTION_HEADER="${rawHeader}" is not a valid header name; using "${predictionHeader}"`,
       );
   }
+  const millis = (name: string, fallback: number): number => {
+    const raw = nonEmpty(env[name]);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (Number.isSafeInteger(n) && n > 0) return n;
+    problems.push(`${name}="${env[name]}" is not a positive number of milliseconds; using ${fallback}`);
+    return fallback;
+  };
+  const metricExportIntervalMs = millis('OTEL_METRIC_EXPORT_INTERVAL', 60_000);
+  // The SDK refuses a timeout longer than the interval.
+  const metricExportTimeoutMs = Math.min(
+    millis('OTEL_METRIC_EXPORT_TIMEOUT', 30_000),
+    metricExportIntervalMs,
+  );
   const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
   /** An OTLP exporter for a signal: an endpoint or an explicit exporter, unless OTEL_<SIGNAL>_EXPORTER=none. */
   const otlp = (signal: 'TRACES' | 'LOGS' | 'METRICS') => {
@@ -77,6 +95,8 @@ export function readRegisterOptions(env: NodeJS.ProcessEnv = process.env): Regis
     otlpTraces: otlp('TRACES'),
     otlpLogs: otlp('LOGS'),
     otlpMetrics: otlp('METRICS'),
+    metricExportIntervalMs,
+    metricExportTimeoutMs,
     ship: shipsJournal(env),
     problems,
   };

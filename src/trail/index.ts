@@ -16,6 +16,8 @@ export {
   createTrailSync,
   type DriftRecordInput,
   getTrail,
+  PREDICTION_DURATION_BUCKETS,
+  remoteSpanContext,
   setGlobalTrail,
   type Trail,
   TrailRegistry,

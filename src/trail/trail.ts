@@ -12,6 +12,7 @@ import {
   type SpanContext,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api';
 import { canonicalize, parseRecordLine, uuidv7 } from '../integrity/index.js';
@@ -317,6 +318,11 @@ class TrailImpl implements Trail {
   readonly #predictions: Counter;
   readonly #predictionErrors: Counter;
   readonly #predictionDuration: Histogram;
+  /** Model versions whose zero error series has been started. */
+  readonly #errorSeries = new WeakSet<ModelVersion>();
+  #errorSeriesUnnamed = false;
+  /** Span contexts of recent predictions by id, so a decision on one links to it. */
+  readonly #predictionSpans = new Map<string, SpanContext>();
 
   constructor(options: TrailRuntimeOptions, sink: AuditSink) {
     const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
@@ -331,6 +337,7 @@ class TrailImpl implements Trail {
     this.#predictionDuration = meter.createHistogram(sc.METRIC_ML_PREDICTION_DURATION, {
       description: 'Inference latency',
       unit: 's',
+      advice: { explicitBucketBoundaries: PREDICTION_DURATION_BUCKETS },
     });
     this.#strict = options.strict === true;
     this.#failClosed = options.failClosed === true;
@@ -362,6 +369,13 @@ class TrailImpl implements Trail {
       }
       this.#predictions.add(1, attrs);
       this.#predictionDuration.record(latencyMs / 1000, attrs);
+      // The error series of a model version exists from its first prediction, at zero, so an error rate
+      // reads 0 (not "no data") until something fails.
+      if (model === undefined ? !this.#errorSeriesUnnamed : !this.#errorSeries.has(model)) {
+        if (model === undefined) this.#errorSeriesUnnamed = true;
+        else this.#errorSeries.add(model);
+        this.#predictionErrors.add(0, attrs);
+      }
       if (error !== undefined) {
         this.#predictionErrors.add(1, {
           ...attrs,
@@ -495,7 +509,13 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_DECISION_OVERRIDE]: spec.override,
       [sc.ATTR_ML_DECISION_AUTOMATED]: spec.automated,
     };
-    this.#recordStage('decide', sc.EVENT_ML_DECISION, fields, [], spec.actor);
+    this.#recordStage(
+      'decide',
+      sc.EVENT_ML_DECISION,
+      fields,
+      links(spec.predictionSpanContext ?? this.#predictionSpans.get(spec.predictionId)),
+      spec.actor,
+    );
     return { id };
   }
 
@@ -529,7 +549,7 @@ class TrailImpl implements Trail {
       'retrain',
       sc.EVENT_ML_RETRAINING_TRIGGERED,
       fields,
-      links(spec.previous?.spanContext),
+      links(spec.previous?.spanContext, ...(spec.triggerSpanContexts ?? [])),
       spec.actor,
     );
     return { kind: 'retraining', id, runId, triggerIds, spanContext };
@@ -595,6 +615,9 @@ class TrailImpl implements Trail {
         const r = parseRecordLine(l.text, l);
         if (r.body === '') continue;
         const b = JSON.parse(r.body) as Record<string, unknown>;
+        // The stage span that wrote the record, as a remote span context: what the serving process links
+        // its predictions to (through the deployment) when the pipeline ran in another process.
+        const spanContext = remoteSpanContext(r.trace_id ?? b.trace_id, r.span_id ?? b.span_id);
         const name = String(b[sc.ATTR_ML_MODEL_NAME] ?? '');
         const version = String(b[sc.ATTR_ML_MODEL_VERSION] ?? '');
         const digest = b[sc.ATTR_ML_MODEL_DIGEST] as Digest | undefined;
@@ -606,7 +629,7 @@ class TrailImpl implements Trail {
             version,
             digest,
             runId,
-            spanContext: undefined,
+            spanContext,
           });
           loaded++;
         } else if (r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED) {
@@ -625,7 +648,7 @@ class TrailImpl implements Trail {
             id,
             model,
             environment,
-            spanContext: undefined,
+            spanContext,
           });
           loaded++;
         }
@@ -913,6 +936,7 @@ class TrailImpl implements Trail {
         setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, label);
         setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, out?.score);
         const emitted = self.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span);
+        self.#rememberPrediction(id, span.spanContext());
         if (spec.onRecorded !== undefined)
           safeCall(() =>
             spec.onRecorded?.({
@@ -957,6 +981,15 @@ class TrailImpl implements Trail {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Keeps the span context of the latest predictions (bounded) for the link from a decision. */
+  #rememberPrediction(id: string, spanContext: SpanContext): void {
+    this.#predictionSpans.set(id, spanContext);
+    if (this.#predictionSpans.size > RECENT_PREDICTION_SPANS) {
+      const oldest = this.#predictionSpans.keys().next().value;
+      if (oldest !== undefined) this.#predictionSpans.delete(oldest);
+    }
+  }
 
   /**
    * Fail-closed only: the error an audited call fails with while the journal is failing (a write failed
@@ -1200,8 +1233,38 @@ class TrailImpl implements Trail {
   }
 }
 
+/**
+ * `ml.prediction.duration` bucket boundaries in seconds: from 10 µs (a small ONNX model in process) to a
+ * minute (a large LLM call), about 1.5x apart so an interpolated quantile is never off by more than that.
+ * The SDK's default boundaries (0, 5, 10 … 10000) are sized for milliseconds and put every sub-second
+ * inference in the first bucket.
+ */
+export const PREDICTION_DURATION_BUCKETS: readonly number[] = [
+  ...[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1].flatMap((d) =>
+    [1, 1.5, 2, 3, 5, 7.5].map((m) => Number((m * d).toPrecision(2))),
+  ),
+  10,
+  15,
+  20,
+  30,
+  60,
+];
+
+/** How many recent predictions a decision can be linked to without being given the span context. */
+const RECENT_PREDICTION_SPANS = 4096;
+
 function spanName(stage: Stage): string {
   return sc.SPAN_NAMES[stage];
+}
+
+/**
+ * The span context a journal record names (its `trace_id` and `span_id`), marked remote and sampled;
+ * undefined when the record has none (its stage ran without a tracer provider).
+ */
+export function remoteSpanContext(traceId: unknown, spanId: unknown): SpanContext | undefined {
+  if (typeof traceId !== 'string' || typeof spanId !== 'string') return undefined;
+  const c: SpanContext = { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true };
+  return trace.isSpanContextValid(c) ? c : undefined;
 }
 
 function links(...from: readonly (SpanContext | undefined)[]): Link[] {

@@ -234,6 +234,11 @@ export interface DecisionSpec {
   override?: boolean;
   automated?: boolean;
   actor?: string;
+  /**
+   * The span of the prediction decided on, for the decision span's link. Defaults to the span of a recent
+   * prediction with `predictionId` made through this trail.
+   */
+  predictionSpanContext?: SpanContext;
 }
 
 /** What `trail.feedback()` records: the ground truth for a prediction, learned later. */
@@ -250,6 +255,11 @@ export interface RetrainSpec {
   trigger: 'drift' | 'schedule' | 'manual' | 'performance';
   /** Ids of the records that caused it, e.g. drift event ids. */
   triggerIds?: readonly string[];
+  /**
+   * Span contexts of the records that caused it (e.g. of the `ml.drift` spans, read from their journal
+   * records' trace and span ids): the retraining span links to each.
+   */
+  triggerSpanContexts?: readonly SpanContext[];
   previous?: ModelVersion;
   actor?: string;
 }

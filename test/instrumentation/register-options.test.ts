@@ -13,6 +13,8 @@ describe('readRegisterOptions', () => {
       otlpTraces: false,
       otlpLogs: false,
       otlpMetrics: false,
+      metricExportIntervalMs: 60_000,
+      metricExportTimeoutMs: 30_000,
       ship: false,
       problems: [],
     });
@@ -28,6 +30,7 @@ describe('readRegisterOptions', () => {
         MLTRAIL_PREDICTION_HEADER: 'X-Pred',
         OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
         OTEL_METRICS_EXPORTER: 'none',
+        OTEL_METRIC_EXPORT_INTERVAL: '1000',
       }),
     ).toEqual({
       disabled: false,
@@ -39,6 +42,8 @@ describe('readRegisterOptions', () => {
       otlpTraces: true,
       otlpLogs: true,
       otlpMetrics: false,
+      metricExportIntervalMs: 1000,
+      metricExportTimeoutMs: 1000,
       ship: true,
       problems: [],
     });
@@ -69,6 +74,7 @@ describe('readRegisterOptions', () => {
       MLTRAIL_CAPTURE: 'everything',
       MLTRAIL_PREDICTION_HEADER: 'x prediction',
       MLTRAIL_DISABLED: 'maybe',
+      OTEL_METRIC_EXPORT_INTERVAL: '5s',
     });
     expect(o.capture).toBe('digest');
     expect(o.predictionHeader).toBe('x-mltrail-prediction-id');
@@ -76,7 +82,9 @@ describe('readRegisterOptions', () => {
     expect(o.problems).toEqual([
       'MLTRAIL_CAPTURE="everything" is not one of none, digest, redacted, full; using "digest"',
       'MLTRAIL_PREDICTION_HEADER="x prediction" is not a valid header name; using "x-mltrail-prediction-id"',
+      'OTEL_METRIC_EXPORT_INTERVAL="5s" is not a positive number of milliseconds; using 60000',
       'MLTRAIL_DISABLED="maybe" is not true or false; treated as false',
     ]);
+    expect(o.metricExportIntervalMs).toBe(60_000);
   });
 });
