@@ -107,7 +107,7 @@ function auditTrail() {
         { x: 0, y: 10, w: 16, h: 10 },
         [
           lokiQ(
-            `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json`,
+            `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json | __error__=""`,
           ),
         ],
         { transformations: [{ id: 'extractFields', options: { source: 'labels' } }] },
@@ -148,7 +148,11 @@ function lineage() {
         'nodeGraph',
         'Lineage: dataset → transform → run → model → deployment',
         { x: 0, y: 0, w: 24, h: 14 },
-        [lokiQ(`${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json`)],
+        [
+          lokiQ(
+            `${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json | __error__=""`,
+          ),
+        ],
         {
           description:
             'Nodes are lineage records; edges follow the ids they name (transform input ids, training input dataset ids, run id, model version). For the full graph of one id, run "mltrail lineage <id>".',
@@ -168,12 +172,22 @@ function lineage() {
         },
       ),
       panel('table', 'Lineage records', { x: 0, y: 14, w: 24, h: 10 }, [
-        lokiQ(`${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json`),
+        lokiQ(
+          `${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json | __error__=""`,
+        ),
       ]),
     ],
     [textVar('model', 'Model name')],
   );
 }
+
+/** Low-cardinality grouping for metric queries over predictions: one series per model version. */
+const byModel = `${loki('ml.model.name')}, ${loki('ml.model.version')}`;
+/**
+ * The output score of every prediction (a body field, not structured metadata: it is not a lookup key).
+ * Records whose body does not parse, or has no numeric score, are dropped rather than failing the panel.
+ */
+const scores = `${ALL} | event_name="ml.prediction" | json | __error__="" | unwrap ${loki('ml.prediction.output_score')} | __error__=""`;
 
 function anomalies() {
   return dashboard(
@@ -192,12 +206,12 @@ function anomalies() {
         ),
       ]),
       panel('timeseries', 'Prediction score distribution (mean, p90)', { x: 0, y: 9, w: 12, h: 9 }, [
-        lokiQ(
-          `avg_over_time(${ALL} | event_name="ml.prediction" | json | unwrap ${loki('ml.prediction.output_score')} [$__auto])`,
-        ),
-        lokiQ(
-          `quantile_over_time(0.9, ${ALL} | event_name="ml.prediction" | json | unwrap ${loki('ml.prediction.output_score')} [$__auto])`,
-        ),
+        lokiQ(`avg_over_time(${scores} [$__auto]) by (${byModel})`, {
+          legendFormat: 'mean v{{ml_model_version}}',
+        }),
+        lokiQ(`quantile_over_time(0.9, ${scores} [$__auto]) by (${byModel})`, {
+          legendFormat: 'p90 v{{ml_model_version}}',
+        }),
       ]),
       panel('timeseries', 'Error rate', { x: 12, y: 9, w: 6, h: 9 }, [
         promQ(`sum(rate(${M.errors}[5m])) / clamp_min(sum(rate(${M.predictions}[5m])), 1e-9)`, 'error rate'),
@@ -233,7 +247,7 @@ function anomalies() {
 function deployments() {
   return dashboard('mltrail-deployments', 'mltrail · Deployments', () => [
     panel('table', 'Deployments (which model version, where, by whom)', { x: 0, y: 0, w: 24, h: 10 }, [
-      lokiQ(`${ALL} | event_name="ml.deployment.completed" | json`),
+      lokiQ(`${ALL} | event_name="ml.deployment.completed" | json | __error__=""`),
     ]),
     panel('state-timeline', 'Model version serving predictions', { x: 0, y: 10, w: 24, h: 8 }, [
       lokiQ(

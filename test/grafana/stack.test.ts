@@ -212,8 +212,44 @@ describe('docker-compose.yml (static)', () => {
     ]);
     for (const [name, s] of Object.entries(services)) {
       if (s.image !== undefined) expect(s.image, name).toMatch(/:[0-9v][^:]*$/);
-      if (!['collector', 'grafana-auditor'].includes(name)) expect(s.healthcheck, name).toBeDefined();
+      // Loki's images from 3.6 on have no shell or wget: it gets no healthcheck, and nothing waits on one.
+      if (!['collector', 'grafana-auditor', 'loki'].includes(name)) expect(s.healthcheck, name).toBeDefined();
     }
+    expect(services.loki.healthcheck).toBeUndefined();
+  });
+
+  it('a service waits for another to be healthy only when that one has a healthcheck', () => {
+    for (const [name, s] of Object.entries(compose.services as Record<string, { depends_on?: object }>)) {
+      for (const [dep, how] of Object.entries(s.depends_on ?? {}) as [string, { condition: string }][]) {
+        if (how.condition === 'service_healthy')
+          expect(services[dep].healthcheck, `${name} waits for ${dep} to be healthy`).toBeDefined();
+      }
+    }
+  });
+
+  it('dashboards and alert rules land in one folder: both name it by the same title, neither by uid', () => {
+    const providers = parse(
+      readFileSync('grafana/provisioning/dashboards/dashboards.yaml', 'utf8'),
+    ).providers;
+    expect(providers).toHaveLength(1);
+    expect(providers[0].folderUid).toBeUndefined();
+    for (const g of rules.groups) expect(g.folder, g.name).toBe(providers[0].folder);
+  });
+
+  it('Tempo’s metrics-generator writes to the Prometheus the service map reads, which accepts remote write', () => {
+    const tempo = parse(readFileSync('grafana/tempo.yaml', 'utf8'));
+    expect(tempo.overrides.defaults.metrics_generator.processors.sort()).toEqual([
+      'service-graphs',
+      'span-metrics',
+    ]);
+    expect(tempo.metrics_generator.storage.remote_write).toEqual([
+      expect.objectContaining({ url: 'http://prometheus:9090/api/v1/write' }),
+    ]);
+    expect(compose.services.prometheus.command).toContain('--web.enable-remote-write-receiver');
+    const tempoDs = datasources.datasources.find((d: { uid: string }) => d.uid === 'mltrail-tempo');
+    const promDs = datasources.datasources.find((d: { uid: string }) => d.uid === 'mltrail-prometheus');
+    expect(tempoDs.jsonData.serviceMap.datasourceUid).toBe(promDs.uid);
+    expect(promDs.url).toBe('http://prometheus:9090');
   });
 
   it('publishes only Grafana and the collector OTLP ports', () => {
