@@ -337,7 +337,7 @@ class TrailImpl implements Trail {
     this.#predictionDuration = meter.createHistogram(sc.METRIC_ML_PREDICTION_DURATION, {
       description: 'Inference latency',
       unit: 's',
-      advice: { explicitBucketBoundaries: PREDICTION_DURATION_BUCKETS },
+      advice: { explicitBucketBoundaries: [...PREDICTION_DURATION_BUCKETS] },
     });
     this.#strict = options.strict === true;
     this.#failClosed = options.failClosed === true;

@@ -174,7 +174,9 @@ function logqlProblems(q: LokiQuery): Finding[] {
   // The grammar nests `| unwrap x | filter` as UnwrapExpr(UnwrapExpr, LabelFilter): take the outermost.
   for (const u of descendants(tree.topNode, 'UnwrapExpr').filter((x) => x.parent?.name !== 'UnwrapExpr')) {
     const name = descendants(u, 'Identifier').map(at)[0];
-    const filters = children(u).filter((c) => c.name === 'LabelFilter').map((c) => at(c).replace(/\s+/g, ''));
+    const filters = children(u)
+      .filter((c) => c.name === 'LabelFilter')
+      .map((c) => at(c).replace(/\s+/g, ''));
     if (!filters.includes('__error__=""')) problem(`unwrap ${name} is not followed by | __error__=""`);
     const key = byLokiName.get(name);
     if (key === undefined) {
