@@ -125,7 +125,6 @@ function start(options: RegisterOptions): AutoInstrumentation {
     metricReaders: options.otlpMetrics
       ? [
           new PeriodicExportingMetricReader({
-            exportIntervalMillis: positiveMs(process.env.OTEL_METRIC_EXPORT_INTERVAL),
             exporter: new RedactingMetricExporter({
               redactor,
               exporter: proto('METRICS') ? new OTLPProtoMetricExporter() : new OTLPMetricExporter(),
@@ -210,10 +209,4 @@ function resourceDetectorsFromEnv(): ResourceDetector[] {
   if (names.includes('none')) return [];
   if (names.length === 0 || names.includes('all')) return Object.values(all);
   return names.flatMap((n) => all[n] ?? []);
-}
-
-/** A positive whole number of milliseconds from the environment, else undefined (the SDK's default). */
-function positiveMs(raw: string | undefined): number | undefined {
-  const n = Number(raw);
-  return raw !== undefined && raw.trim() !== '' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
