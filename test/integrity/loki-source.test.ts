@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalize, parseRecordLine } from '../../src/integrity/index.js';
 import { AuditLog, JournalReader } from '../../src/journal/index.js';
+import { ACCESS_NOT_RECORDED } from '../fixtures/trust.js';
 
 /**
  * Loki cannot run here (no container engine; AGPL modules are not built), so this serves Loki's documented
@@ -106,7 +107,7 @@ const verify = (extra: string[] = []) =>
 describe('mltrail verify --loki', () => {
   it('reads every page with the tenant header and verifies the chain', async () => {
     const r = await verify();
-    expect(r.stderr).toBe('');
+    expect(r.stderr).toBe(ACCESS_NOT_RECORDED);
     expect(JSON.parse(r.stdout).chains[0].problems).toEqual([]);
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);

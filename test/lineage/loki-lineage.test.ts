@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
+import { ACCESS_NOT_RECORDED } from '../fixtures/trust.js';
 
 /**
  * Loki cannot run here (no container engine), so a real HTTP server on loopback answers Loki's documented
@@ -107,7 +108,7 @@ describe('mltrail lineage --loki', () => {
         '--json',
       ]);
       expect(fromLoki.status, fromLoki.stderr).toBe(0);
-      expect(fromLoki.stderr).toBe('');
+      expect(fromLoki.stderr).toBe(ACCESS_NOT_RECORDED);
       expect(JSON.parse(fromLoki.stdout)).toEqual(JSON.parse(fromJournal.stdout));
     }
     expect(tenants.every((t) => t === 'prod')).toBe(true);
