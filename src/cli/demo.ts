@@ -2,7 +2,7 @@ import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
 import { shipsJournal } from '../instrumentation/register-options.js';
-import { ChainVerifier, lineEventName } from '../integrity/index.js';
+import { ChainVerifier, lineEventName, loadSigningKey } from '../integrity/index.js';
 import { readIntoVerifier } from '../integrity/record-sources.js';
 import { JournalReader, Shipper } from '../journal/index.js';
 import { LineageGraph, renderTree } from '../lineage/index.js';
@@ -81,10 +81,12 @@ export async function run(argv: string[]): Promise<number> {
       .map((l) => (l === '' ? l : `  ${l.length > 150 ? `${l.slice(0, 149)}…` : l}`))
       .join('\n');
     const reportPath = join(dir, `evidence-${predictionId}.html`);
-    const evidence = gatherEvidence(dir, { prediction: predictionId });
+    // The demo is the operator: it pins the key it signed with (the one it was given, or generated).
+    const vkey = loadSigningKey({ dir }).verifierKey;
+    const evidence = gatherEvidence(dir, { prediction: predictionId }, { trustedKeys: [vkey] });
     writePrivateFile(reportPath, renderEvidenceHtml(evidence));
-    out += `\nevidence report: ${reportPath} (integrity ${evidence.integrity.verified ? 'verified' : 'NOT verified'})\n`;
-    out += `next: npx mltrail verify ${dir} · npx mltrail lineage ${predictionId} --journal ${dir} · npx mltrail drift --journal ${dir}\n`;
+    out += `\nevidence report: ${reportPath} (${evidence.integrity.badge})\n`;
+    out += `next: npx mltrail verify ${dir} --trusted-key ${vkey} · npx mltrail lineage ${predictionId} --journal ${dir} · npx mltrail drift --journal ${dir}\n`;
   }
   process.stdout.write(out);
   return 0;
