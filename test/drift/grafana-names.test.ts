@@ -161,7 +161,8 @@ function labelsUsed(expr: string): string[] {
     );
   }
   for (const m of expr.matchAll(/[{,|]\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) out.push(m[1]);
-  return out.filter((l) => l !== 'le');
+  // `le` is the histogram bucket label; `__error__` and the like are Loki's own, set by its parsers.
+  return out.filter((l) => l !== 'le' && !/^__.*__$/.test(l));
 }
 
 describe('Grafana queries name exactly what the DriftMonitor emits', () => {
