@@ -15,6 +15,7 @@ import {
   ATTR_MLTRAIL_CHAIN_ID,
   ATTR_MLTRAIL_HASH,
   ATTR_MLTRAIL_PREV_HASH,
+  ATTR_MLTRAIL_RECORD_VERSION,
   ATTR_MLTRAIL_SEQ,
   ATTR_MLTRAIL_VALIDATION_ERRORS,
   ATTR_SERVICE_NAME,
@@ -255,6 +256,8 @@ export class AuditEmitter {
           logAttrs[ATTR_MLTRAIL_PREV_HASH] = record.prev;
           logAttrs[ATTR_MLTRAIL_HASH] = record.hash;
           logAttrs[ATTR_MLTRAIL_BODY_DIGEST] = record.digest;
+          // The reader picks the record-hash domain by this: without it a v2 record reads as v1 and fails.
+          logAttrs[ATTR_MLTRAIL_RECORD_VERSION] = record.v;
         }
         this.#logger.emit({
           eventName: event,

@@ -188,6 +188,7 @@ describe('node --import mltrail/register (ESM server, no mltrail import)', () =>
       'event.name': 'ml.prediction',
       'service.name': 'rain-api',
       'deployment.environment.name': 'prod',
+      severity_text: 'INFO',
       timestamp: expect.any(String),
       trace_id: expect.stringMatching(/^[0-9a-f]{32}$/),
       span_id: expect.stringMatching(/^[0-9a-f]{16}$/),
