@@ -85,6 +85,17 @@ const NOT_RUNNABLE: { file: string; line: string; reason: string; wholeBlock?: b
     line: 'npx mltrail verify --trusted-key',
     reason: 'needs a held checkpoint and its key: test/integrity/verify.test.ts',
   },
+  {
+    file: 'docs/integrity.md',
+    line: 'npx mltrail verify --trust-file',
+    reason: 'needs a trust file of the operator: test/integrity/trust-attacks.test.ts',
+  },
+  {
+    file: 'docs/integrity.md',
+    line: 'cd test/interop/go',
+    wholeBlock: true,
+    reason: 'a Go build inside the checkout: test/interop runs these commands',
+  },
 ];
 
 /** Commands that may exit other than 0 on the demo journal (default: only 0), by the start of the line. */

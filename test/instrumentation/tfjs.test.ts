@@ -83,6 +83,7 @@ describe('TfjsInstrumentation (real @tensorflow/tfjs, CPU backend)', () => {
     expect(preds[0].body).toEqual({
       ...common,
       'event.name': 'ml.prediction',
+      severity_text: 'INFO',
       timestamp: expect.stringMatching(ISO),
       trace_id: expect.stringMatching(HEX32),
       span_id: expect.stringMatching(HEX16),
@@ -130,6 +131,7 @@ describe('TfjsInstrumentation (real @tensorflow/tfjs, CPU backend)', () => {
     expect(recs[2].body).toEqual({
       ...common,
       'event.name': 'ml.stage.failed',
+      severity_text: 'ERROR',
       timestamp: expect.stringMatching(ISO),
       trace_id: expect.stringMatching(HEX32),
       span_id: expect.stringMatching(HEX16),
