@@ -135,8 +135,9 @@ export function recordFromBody(
     if (o === null || typeof o !== 'object' || Array.isArray(o))
       throw new RecordFormatError('the body must be a JSON object', where);
     fromBody(r, o as Record<string, unknown>, where);
-    // What came with the record, to be checked against the body.
-    r.attrs = lookup;
+    // What came with the record, to be checked against the body. A source that carries no lookup
+    // attributes (Loki keeps them as renamed structured metadata) keeps the ones derived from the body.
+    if (Object.keys(lookup).length > 0) r.attrs = lookup;
   }
   return r;
 }
