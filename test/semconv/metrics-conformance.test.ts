@@ -90,8 +90,13 @@ describe('trail metrics follow model/metrics.yaml', () => {
     expect(total(METRIC_ML_PREDICTION_COUNT)).toBe(3);
     expect(total(METRIC_ML_PREDICTION_ERRORS)).toBe(1);
     expect(total(METRIC_MLTRAIL_VALIDATION_FAILURES)).toBe(1);
-    expect(byName[METRIC_ML_PREDICTION_ERRORS].dataPoints.map((p) => p.attributes)).toEqual([
-      { 'ml.model.name': 'credit', 'ml.model.version': '3', 'error.type': 'TypeError' },
+    // The error series exists at zero from a model version's first prediction (so rate panels and the
+    // error-rate alert have data before the first error), then one series per error type.
+    expect(
+      byName[METRIC_ML_PREDICTION_ERRORS].dataPoints.map((p) => ({ ...p.attributes, value: p.value })),
+    ).toEqual([
+      { 'ml.model.name': 'credit', 'ml.model.version': '3', value: 0 },
+      { 'ml.model.name': 'credit', 'ml.model.version': '3', 'error.type': 'TypeError', value: 1 },
     ]);
   });
 });
