@@ -48,6 +48,8 @@ export interface ChainedRecord {
   hash: string;
   prev: string;
   digest: string;
+  /** The record format version (docs/internals.md); format 2 when a sink leaves it out. */
+  v?: number;
 }
 
 /** What a sink could not write, as its `close()` reports it (the journal's `AuditLog` does). */
@@ -257,7 +259,7 @@ export class AuditEmitter {
           logAttrs[ATTR_MLTRAIL_HASH] = record.hash;
           logAttrs[ATTR_MLTRAIL_BODY_DIGEST] = record.digest;
           // The reader picks the record-hash domain by this: without it a v2 record reads as v1 and fails.
-          logAttrs[ATTR_MLTRAIL_RECORD_VERSION] = record.v;
+          logAttrs[ATTR_MLTRAIL_RECORD_VERSION] = record.v ?? 2;
         }
         this.#logger.emit({
           eventName: event,
