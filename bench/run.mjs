@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { docWithTable } from './table.mjs';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv
@@ -72,6 +73,17 @@ if (only === undefined) {
     'bench/results.json',
     `${JSON.stringify({ ...earlier, results: merged, updated }, null, 2)}\n`,
   );
+}
+// The table in docs/performance.md is generated from results.json (one source for every figure the docs quote).
+try {
+  const doc = readFileSync('docs/performance.md', 'utf8');
+  writeFileSync(
+    'docs/performance.md',
+    docWithTable(doc, JSON.parse(readFileSync('bench/results.json', 'utf8'))),
+  );
+  process.stderr.write('bench: docs/performance.md table regenerated from bench/results.json\n');
+} catch (err) {
+  process.stderr.write(`bench: docs/performance.md not regenerated: ${err.message}\n`);
 }
 // Rows without a single value (the drift monitor's two paths) show their figures instead.
 const figures = (r) =>
