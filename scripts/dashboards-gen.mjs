@@ -137,38 +137,211 @@ function auditTrail() {
   );
 }
 
+/**
+ * The lineage graph as Grafana's node graph draws it: one nodes frame (`id`, `title`, `subtitle`) and one
+ * edges frame (`id`, `source`, `target`, `mainstat` = the relation), each from one instant Loki query.
+ *
+ * A log query cannot do this: Grafana turns it into one logs frame whose `id` field is Loki's row id, and
+ * no transformation turns one row per record into one row per edge. So each relation is a metric query
+ * term (`sum by (...) (count_over_time(...))`, one series per node or edge) reading the ids from the
+ * record body with `| json` expressions, the terms joined with `or`. A list of ids (transform inputs,
+ * training datasets, retraining triggers) is read position by position, up to LINEAGE_LIST_LIMITS ids per
+ * record (each position is one term); `mltrail lineage` has the full graph whatever its size. Predictions, decisions and feedback are
+ * left out (one node per request would bury the pipeline); the graph is the pipeline's lineage: sources,
+ * datasets, transforms, runs, evaluations, models, deployments, drift records and retraining.
+ */
+export const LINEAGE_LIST_LIMITS = { inputs: 8, triggers: 32 };
+
+/** A `| json` path to a body key (the keys hold dots, so the bracket form). */
+const bodyPath = (key, index) => `\`["${key}"]${index === undefined ? '' : `[${index}]`}\``;
+
+/**
+ * One term of a lineage query: the records of `event`, the labels `extract` reads from the body (each
+ * required non-empty), then `format` (label → template) and the grouping labels.
+ */
+function lineageTerm(event, extract, format, by) {
+  const json = Object.entries(extract)
+    .map(([label, path]) => `${label}=${path}`)
+    .join(', ');
+  const required = Object.keys(extract)
+    .filter((l) => !l.startsWith('opt_'))
+    .map((l) => ` | ${l}!=""`)
+    .join('');
+  const stages = format.map((f) =>
+    Object.entries(f)
+      .map(([label, template]) => `${label}=\`${template}\``)
+      .join(', '),
+  );
+  const formats = stages.map((f) => ` | label_format ${f}`).join('');
+  return `sum by (${by.join(', ')}) (count_over_time(${ALL} | event_name="${event}" | json ${json} | __error__=""${required}${formats} [$__range]))`;
+}
+
+const nodeTerm = (event, extract, title, kind) =>
+  lineageTerm(event, extract, [{ title, subtitle: kind }], ['id', 'title', 'subtitle']);
+const edgeTerm = (event, extract, relation, format = {}) =>
+  lineageTerm(
+    event,
+    extract,
+    [{ ...format, mainstat: relation }, { id: '{{.source}} → {{.target}}' }],
+    ['id', 'source', 'target', 'mainstat'],
+  );
+const positions = (n) => Array.from({ length: n }, (_, i) => i);
+
+/** The nodes query: every node a pipeline record defines, with a title and its kind. */
+export function lineageNodesQuery() {
+  const k = (key) => bodyPath(key);
+  return [
+    nodeTerm(
+      'ml.dataset.registered',
+      { id: k('ml.dataset.id'), opt_n: k('ml.dataset.name'), opt_v: k('ml.dataset.version') },
+      'dataset {{.opt_n}}@{{.opt_v}}',
+      'dataset',
+    ),
+    lineageTerm(
+      'ml.dataset.registered',
+      { s: k('ml.dataset.source') },
+      [{ id: 'source:{{.s}}', title: 'source {{.s}}', subtitle: 'source' }],
+      ['id', 'title', 'subtitle'],
+    ),
+    nodeTerm(
+      'ml.transform.completed',
+      { id: k('ml.transform.id'), opt_n: k('ml.transform.name') },
+      'transform {{.opt_n}}',
+      'transform',
+    ),
+    nodeTerm(
+      'ml.transform.completed',
+      { id: k('ml.transform.output_id'), opt_n: k('ml.dataset.name'), opt_v: k('ml.dataset.version') },
+      'dataset {{.opt_n}}@{{.opt_v}}',
+      'dataset',
+    ),
+    nodeTerm(
+      'ml.training.completed',
+      { id: k('ml.run.id'), opt_t: k('ml.run.type'), opt_m: k('ml.model.name') },
+      '{{.opt_t}} run of {{.opt_m}}',
+      'run',
+    ),
+    nodeTerm(
+      'ml.evaluation.completed',
+      { id: k('ml.evaluation.id'), opt_m: k('ml.evaluation.metric_name') },
+      'evaluation {{.opt_m}}',
+      'evaluation',
+    ),
+    lineageTerm(
+      'ml.model.registered',
+      { n: k('ml.model.name'), v: k('ml.model.version') },
+      [{ id: '{{.n}}@{{.v}}', title: 'model {{.n}}@{{.v}}', subtitle: 'model' }],
+      ['id', 'title', 'subtitle'],
+    ),
+    nodeTerm(
+      'ml.deployment.completed',
+      { id: k('ml.deployment.id'), opt_e: k('ml.deployment.environment') },
+      'deployment to {{.opt_e}}',
+      'deployment',
+    ),
+    nodeTerm(
+      'ml.drift.detected',
+      { id: k('ml.drift.id'), opt_f: k('ml.drift.feature') },
+      'drift on {{.opt_f}}',
+      'drift',
+    ),
+    lineageTerm(
+      'ml.retraining.triggered',
+      { r: k('ml.run.id'), opt_t: k('ml.retraining.trigger') },
+      [{ id: 'retraining:{{.r}}', title: 'retraining ({{.opt_t}})', subtitle: 'retraining' }],
+      ['id', 'title', 'subtitle'],
+    ),
+  ].join(' or ');
+}
+
+/** The edges query: every relation between pipeline nodes (the relations of recordLineage()). */
+export function lineageEdgesQuery() {
+  const k = (key, i) => bodyPath(key, i);
+  const list = (event, key, target, relation, format) =>
+    positions(
+      key === 'ml.retraining.trigger_ids' ? LINEAGE_LIST_LIMITS.triggers : LINEAGE_LIST_LIMITS.inputs,
+    ).map((i) => edgeTerm(event, { source: k(key, i), ...target }, relation, format));
+  return [
+    edgeTerm('ml.dataset.registered', { s: k('ml.dataset.source'), target: k('ml.dataset.id') }, 'provides', {
+      source: 'source:{{.s}}',
+    }),
+    ...list('ml.transform.completed', 'ml.transform.input_ids', { target: k('ml.transform.id') }, 'input'),
+    edgeTerm(
+      'ml.transform.completed',
+      { source: k('ml.transform.id'), target: k('ml.transform.output_id') },
+      'produces',
+    ),
+    ...list(
+      'ml.training.completed',
+      'ml.training.input_dataset_ids',
+      { target: k('ml.run.id') },
+      'trained on',
+    ),
+    edgeTerm(
+      'ml.evaluation.completed',
+      { source: k('ml.evaluation.dataset_id'), target: k('ml.evaluation.id') },
+      'evaluated on',
+    ),
+    edgeTerm(
+      'ml.evaluation.completed',
+      { source: k('ml.run.id'), target: k('ml.evaluation.id') },
+      'evaluated',
+    ),
+    edgeTerm(
+      'ml.model.registered',
+      { source: k('ml.run.id'), n: k('ml.model.name'), v: k('ml.model.version') },
+      'produced',
+      { target: '{{.n}}@{{.v}}' },
+    ),
+    edgeTerm(
+      'ml.deployment.completed',
+      { n: k('ml.model.name'), v: k('ml.model.version'), target: k('ml.deployment.id') },
+      'deployed',
+      { source: '{{.n}}@{{.v}}' },
+    ),
+    edgeTerm('ml.drift.detected', { source: k('ml.deployment.id'), target: k('ml.drift.id') }, 'drifted'),
+    ...list('ml.retraining.triggered', 'ml.retraining.trigger_ids', { r: k('ml.run.id') }, 'triggered', {
+      target: 'retraining:{{.r}}',
+    }),
+    edgeTerm(
+      'ml.retraining.triggered',
+      { r: k('ml.run.id'), target: k('ml.run.id') },
+      'retrained because of drift',
+      { source: 'retraining:{{.r}}' },
+    ),
+  ].join(' or ');
+}
+
+/**
+ * Grafana's transformations for the node graph: the labels of each series become fields, the sample time
+ * and count are dropped, then the series of each query are merged into one frame (the node graph reads the
+ * first nodes frame and the first edges frame only).
+ */
+export const LINEAGE_TRANSFORMATIONS = [
+  { id: 'labelsToFields', options: { mode: 'columns' } },
+  { id: 'organize', options: { excludeByName: { Time: true, Value: true } } },
+  { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'nodes' } },
+  { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'edges' } },
+];
+
 function lineage() {
   const lineageEvents =
-    'ml.dataset.registered|ml.transform.completed|ml.training.completed|ml.model.registered|ml.deployment.completed|ml.retraining.triggered|ml.drift.detected';
+    'ml.dataset.registered|ml.transform.completed|ml.training.completed|ml.evaluation.completed|ml.model.registered|ml.deployment.completed|ml.retraining.triggered|ml.drift.detected';
   return dashboard(
     'mltrail-lineage',
     'mltrail · Lineage',
     () => [
       panel(
         'nodeGraph',
-        'Lineage: dataset → transform → run → model → deployment',
+        'Lineage: source → dataset → transform → run → model → deployment → drift → retraining',
         { x: 0, y: 0, w: 24, h: 14 },
         [
-          lokiQ(
-            `${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json | __error__=""`,
-          ),
+          { refId: 'nodes', ...lokiQ(lineageNodesQuery(), { queryType: 'instant' }) },
+          { refId: 'edges', ...lokiQ(lineageEdgesQuery(), { queryType: 'instant' }) },
         ],
         {
-          description:
-            'Nodes are lineage records; edges follow the ids they name (transform input ids, training input dataset ids, run id, model version). For the full graph of one id, run "mltrail lineage <id>".',
-          transformations: [
-            { id: 'extractFields', options: { source: 'Line', format: 'json', replace: false } },
-            {
-              id: 'organize',
-              options: {
-                renameByName: {
-                  [loki('ml.dataset.id')]: 'id',
-                  [loki('ml.run.id')]: 'subtitle',
-                  [loki('event.name')]: 'mainstat',
-                },
-              },
-            },
-          ],
+          description: `The pipeline lineage of the records in the time range: nodes are the ids records define (datasets, transforms, runs, evaluations, models, deployments, drift records, retraining), edges the relations they name (at most ${LINEAGE_LIST_LIMITS.inputs} input datasets and ${LINEAGE_LIST_LIMITS.triggers} drift records per record). Predictions are not drawn; for the lineage of one prediction, or a graph of any size, run "mltrail lineage <id>".`,
+          transformations: LINEAGE_TRANSFORMATIONS,
         },
       ),
       panel('table', 'Lineage records', { x: 0, y: 14, w: 24, h: 10 }, [

@@ -123,6 +123,13 @@ function logqlProblems(q: LokiQuery): Finding[] {
   const found: Finding[] = [];
   const problem = (p: string) => found.push({ where: q.where, problem: p });
   const events = targetedEvents(text);
+  // Labels the query makes itself (`| json name="path"`, `| label_format name=...`) exist by construction.
+  const made = new Set(
+    [
+      ...descendants(tree.topNode, 'LabelExtractionExpression'),
+      ...descendants(tree.topNode, 'LabelFormatMatcher'),
+    ].map((n) => at(children(n)[0])),
+  );
   const keysOfEvents = new Set(events.flatMap(eventKeys).map((k) => k.replaceAll('.', '_')));
 
   // Aggregation: each range aggregation grouped by itself or inside a vector aggregation (not `without`).
@@ -194,7 +201,7 @@ function logqlProblems(q: LokiQuery): Finding[] {
   return found;
 
   function checkName(name: string, from: 'metadata' | 'parsed') {
-    if (ON_EVERY_RECORD.has(name)) return;
+    if (ON_EVERY_RECORD.has(name) || made.has(name)) return;
     const key = byLokiName.get(name);
     if (key === undefined) return problem(`${name} is neither a label nor a registry attribute`);
     if (from === 'metadata' && !LOOKUP_ATTRIBUTES.has(key))

@@ -1,0 +1,341 @@
+/**
+ * What each Loki panel shows, computed with Grafana's own data logic: the demo's records go through the real
+ * collector (production pipeline, its Loki exporter pointed at a capture server), are stored the way Loki 3.5
+ * maps OTLP (loki-model.ts), answered the way Loki's query API answers each panel's query, turned into
+ * frames the way Grafana's Loki datasource does, and transformed by `@grafana/data`'s `transformDataFrame`.
+ * The lineage node graph must then draw exactly the pipeline lineage the journal holds.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import type { DataFrame, DataTransformerConfig } from '@grafana/data';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseRecordLine } from '../../src/integrity/index.js';
+import { JournalReader } from '../../src/journal/index.js';
+import { recordBody, recordLineage } from '../../src/lineage/record-lineage.js';
+import * as sc from '../../src/semconv/index.js';
+import { collectorAvailable, collectorSkipReason, startTestCollector, until } from '../collector/harness.js';
+import { lokiFrames, nodeGraphInput, rows, transform } from './grafana-frames.js';
+import { interpolate, type LokiEntry, lokiEntries, query } from './loki-model.js';
+
+interface Target {
+  refId: string;
+  expr: string;
+  legendFormat?: string;
+  queryType?: string;
+  datasource: { type: string };
+}
+interface Panel {
+  title: string;
+  type: string;
+  targets: Target[];
+  transformations?: DataTransformerConfig[];
+}
+const dashboards = Object.fromEntries(
+  ['audit-trail', 'lineage', 'anomalies-drift', 'deployments'].map((d) => [
+    d,
+    JSON.parse(readFileSync(`grafana/dashboards/${d}.json`, 'utf8')) as { panels: Panel[] },
+  ]),
+);
+const panel = (dashboard: string, title: string) => {
+  const p = dashboards[dashboard].panels.find((x) => x.title.startsWith(title));
+  if (p === undefined) throw new Error(`no panel "${title}" in ${dashboard}`);
+  return p;
+};
+
+/** The frames a panel hands its visualisation: every Loki target queried, framed, then transformed. */
+function panelFrames(entries: LokiEntry[], p: Panel, vars: Record<string, string> = {}): DataFrame[] {
+  const frames = p.targets
+    .filter((t) => t.datasource.type === 'loki')
+    .flatMap((t) => lokiFrames(query(entries, interpolate(t.expr, vars)), t));
+  return transform(frames, p.transformations);
+}
+
+const PIPELINE_RELATIONS_LEFT_OUT = new Set(['served', 'decided', 'ground truth']);
+const PER_REQUEST_KINDS = new Set(['prediction', 'decision', 'feedback']);
+
+describe.skipIf(!collectorAvailable())(
+  `Grafana's data logic over the collector's real output (${collectorSkipReason})`,
+  () => {
+    let entries: LokiEntry[] = [];
+    let journal: ReturnType<typeof parseRecordLine>[] = [];
+    let server: Server;
+
+    beforeAll(async () => {
+      // The collector's Loki exporter (production settings, JSON encoding) posts here: what Loki would receive.
+      const requests: unknown[] = [];
+      server = createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c) => chunks.push(c));
+        req.on('end', () => {
+          let body = Buffer.concat(chunks);
+          if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+          requests.push(JSON.parse(body.toString('utf8')));
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as { port: number }).port;
+      const collector = await startTestCollector({ loki: `http://127.0.0.1:${port}/otlp` });
+      const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-frames-')), 'journal');
+      try {
+        const code = await new Promise<number>((resolve) => {
+          execFile(
+            process.execPath,
+            ['dist/cli/main.js', 'demo', '--journal', dir],
+            {
+              env: {
+                ...process.env,
+                OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
+                OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${collector.token}`,
+              },
+            },
+            (err) => resolve(err === null ? 0 : 1),
+          );
+        });
+        expect(code).toBe(0);
+        journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
+        const indexLabels = parse(readFileSync('grafana/loki.yaml', 'utf8'))
+          .limits_config.otlp_config.resource_attributes.attributes_config.filter(
+            (r: { action: string }) => r.action === 'index_label',
+          )
+          .flatMap((r: { attributes: string[] }) => r.attributes);
+        const stored = () => {
+          entries = lokiEntries(requests, indexLabels);
+          return new Set(
+            entries.map(
+              (e) => `${e.structuredMetadata.mltrail_chain_id}:${e.structuredMetadata.mltrail_seq}`,
+            ),
+          ).size;
+        };
+        await until(() => stored() >= journal.length, 'every journal record at the Loki exporter', 100, 600);
+      } finally {
+        await collector.stop();
+      }
+      // At-least-once delivery: a record delivered twice is one entry in Loki (same stream, time and line).
+      const unique = new Map(entries.map((e) => [`${JSON.stringify(e.stream)}|${e.tsNs}|${e.line}`, e]));
+      entries = [...unique.values()];
+    }, 180_000);
+
+    afterAll(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
+
+    /** The pipeline lineage the journal holds (recordLineage over every record), per-request kinds left out. */
+    function journalLineage() {
+      const nodes = new Set<string>();
+      const edges = new Set<string>();
+      for (const r of journal) {
+        const b = recordBody(r);
+        if (b === undefined) continue;
+        const l = recordLineage(r, b);
+        for (const n of l.nodes) if (!PER_REQUEST_KINDS.has(n.kind)) nodes.add(n.id);
+        for (const e of l.edges)
+          if (!PER_REQUEST_KINDS_EDGE(e.relation)) edges.add(`${e.from} -${e.relation}-> ${e.to}`);
+      }
+      return { nodes, edges };
+    }
+    const PER_REQUEST_KINDS_EDGE = (relation: string) => PIPELINE_RELATIONS_LEFT_OUT.has(relation);
+
+    it('Loki receives every journal record, the body as the line and the lookup keys as structured metadata', () => {
+      expect(entries.length).toBe(journal.length);
+      const decision = entries.find((e) => e.structuredMetadata.event_name === sc.EVENT_ML_DECISION)!;
+      expect(Object.keys(decision.stream).sort()).toEqual(['deployment_environment_name', 'service_name']);
+      expect(decision.structuredMetadata).toEqual(
+        expect.objectContaining({
+          ml_decision_outcome: expect.any(String),
+          ml_prediction_id: expect.any(String),
+          mltrail_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+          trace_id: expect.stringMatching(/^[0-9a-f]{32}$/),
+        }),
+      );
+      expect(JSON.parse(decision.line)['event.name']).toBe(sc.EVENT_ML_DECISION);
+    });
+
+    it('the lineage node graph gets one nodes frame and one edges frame: exactly the journal’s pipeline lineage', () => {
+      const expected = journalLineage();
+      const { nodes, edges } = nodeGraphInput(panelFrames(entries, panel('lineage', 'Lineage:')));
+      expect(nodes).toHaveLength(1);
+      expect(edges).toHaveLength(1);
+      expect(nodes[0].fields.map((f) => f.name).sort()).toEqual(['id', 'subtitle', 'title']);
+      expect(edges[0].fields.map((f) => f.name).sort()).toEqual(['id', 'mainstat', 'source', 'target']);
+      const nodeRows = rows(nodes[0]);
+      const edgeRows = rows(edges[0]);
+      expect(new Set(nodeRows.map((n) => n.id))).toEqual(expected.nodes);
+      expect(nodeRows).toHaveLength(expected.nodes.size); // one row per node
+      for (const n of nodeRows) expect(n.title, String(n.id)).toMatch(/\S+ \S/);
+      expect(new Set(edgeRows.map((e) => `${e.source} -${e.mainstat}-> ${e.target}`))).toEqual(
+        expected.edges,
+      );
+      expect(new Set(edgeRows.map((e) => e.id)).size).toBe(edgeRows.length);
+      // processNodes() dereferences the node of each edge end: every end is a node.
+      for (const e of edgeRows) {
+        expect(expected.nodes.has(String(e.source)), `source ${e.source}`).toBe(true);
+        expect(expected.nodes.has(String(e.target)), `target ${e.target}`).toBe(true);
+      }
+      // Every kind of relation the demo records is drawn, the 18-trigger retraining included.
+      expect(new Set(edgeRows.map((e) => e.mainstat))).toEqual(
+        new Set([...expected.edges].map((e) => / -(.+)-> /.exec(e)![1])),
+      );
+    });
+
+    it('the previous lineage panel (one log query, extractFields + organize) draws no edges: its nodes are Loki row ids', () => {
+      const previous: Panel = {
+        title: 'Lineage (previous)',
+        type: 'nodeGraph',
+        targets: [
+          {
+            refId: 'A',
+            datasource: { type: 'loki' },
+            expr: '{service_name=~".+"} | event_name=~"ml.dataset.registered|ml.transform.completed|ml.training.completed|ml.model.registered|ml.deployment.completed|ml.retraining.triggered|ml.drift.detected" | ml_model_name=~"$model.*" | json | __error__=""',
+          },
+        ],
+        transformations: [
+          { id: 'extractFields', options: { source: 'Line', format: 'json', replace: false } },
+          {
+            id: 'organize',
+            options: {
+              renameByName: { ml_dataset_id: 'id', ml_run_id: 'subtitle', event_name: 'mainstat' },
+            },
+          },
+        ],
+      };
+      const { nodes, edges } = nodeGraphInput(panelFrames(entries, previous));
+      expect(edges).toEqual([]);
+      expect(nodes).toHaveLength(1);
+      const ids = new Set(rows(nodes[0]).map((n) => n.id));
+      expect([...ids].every((id) => /^\d{19}_[0-9a-f]+(_\d+)?$/.test(String(id)))).toBe(true);
+      expect([...ids].some((id) => journalLineage().nodes.has(String(id)))).toBe(false);
+    });
+
+    it('Decisions by outcome (pie): one series per outcome, counting the journal’s decisions', () => {
+      const frames = panelFrames(entries, panel('audit-trail', 'Decisions by outcome'));
+      const want = new Map<string, number>();
+      for (const r of journal)
+        if (r.event === sc.EVENT_ML_DECISION) {
+          const o = String(recordBody(r)![sc.ATTR_ML_DECISION_OUTCOME]);
+          want.set(o, (want.get(o) ?? 0) + 1);
+        }
+      const got = new Map(
+        frames.map((f) => [
+          f.fields[1].labels![sc.ATTR_ML_DECISION_OUTCOME.replaceAll('.', '_')],
+          f.fields[1].values[0],
+        ]),
+      );
+      expect(got).toEqual(want);
+    });
+
+    it('Decisions (table): one row per decision with its outcome and prediction id as columns', () => {
+      const frames = panelFrames(entries, panel('audit-trail', 'Decisions'), { outcome: '.*' });
+      expect(frames).toHaveLength(1);
+      const names = frames[0].fields.map((f) => f.name);
+      for (const col of [
+        'Time',
+        'Line',
+        'ml_decision_outcome',
+        'ml_prediction_id',
+        'ml_decision_id',
+        'trace_id',
+      ])
+        expect(names, col).toContain(col);
+      expect(frames[0].length).toBe(journal.filter((r) => r.event === sc.EVENT_ML_DECISION).length);
+    });
+
+    it('Audit records (logs): every audit record, newest first, with its trace id for the Tempo link', () => {
+      const frames = panelFrames(entries, panel('audit-trail', 'Audit records'));
+      expect(frames).toHaveLength(1);
+      expect(frames[0].length).toBe(journal.length);
+      expect(frames[0].fields.map((f) => f.name)).toEqual([
+        'labels',
+        'Time',
+        'Line',
+        'tsNs',
+        'labelTypes',
+        'id',
+      ]);
+    });
+
+    it('Lineage records (table) and Deployments (table): one row per record, the body fields parsed', () => {
+      const lineageEvents = new Set<string>([
+        sc.EVENT_ML_DATASET_REGISTERED,
+        sc.EVENT_ML_TRANSFORM_COMPLETED,
+        sc.EVENT_ML_TRAINING_COMPLETED,
+        sc.EVENT_ML_EVALUATION_COMPLETED,
+        sc.EVENT_ML_MODEL_REGISTERED,
+        sc.EVENT_ML_DEPLOYMENT_COMPLETED,
+        sc.EVENT_ML_RETRAINING_TRIGGERED,
+        sc.EVENT_ML_DRIFT_DETECTED,
+      ]);
+      const lineageTable = panelFrames(entries, panel('lineage', 'Lineage records'));
+      expect(lineageTable[0].length).toBe(journal.filter((r) => lineageEvents.has(r.event)).length);
+      const deployments = panelFrames(entries, panel('deployments', 'Deployments'));
+      expect(deployments[0].length).toBe(
+        journal.filter((r) => r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED).length,
+      );
+      const labels = deployments[0].fields.find((f) => f.name === 'labels')!.values[0] as Record<
+        string,
+        string
+      >;
+      expect(labels).toEqual(
+        expect.objectContaining({
+          ml_deployment_id: expect.any(String),
+          ml_deployment_deployed_by: 'release-bot',
+        }),
+      );
+    });
+
+    it('Drift events and Model version serving (time series, state timeline): one series per feature / version, with the journal’s counts', () => {
+      const count = (event: string, key: string) => {
+        const m = new Map<string, number>();
+        for (const r of journal)
+          if (r.event === event) {
+            const b = recordBody(r)!;
+            const k = key
+              .split(',')
+              .map((x) => b[x])
+              .join('/');
+            m.set(k, (m.get(k) ?? 0) + 1);
+          }
+        return m;
+      };
+      const drift = panelFrames(entries, panel('anomalies-drift', 'Drift events'));
+      expect(
+        new Map(drift.map((f) => [f.fields[1].labels!.ml_drift_feature, f.fields[1].values[0]])),
+      ).toEqual(count(sc.EVENT_ML_DRIFT_DETECTED, sc.ATTR_ML_DRIFT_FEATURE));
+      const serving = panelFrames(entries, panel('deployments', 'Model version serving'));
+      expect(
+        new Map(
+          serving.map((f) => [
+            `${f.fields[1].labels!.ml_model_name}/${f.fields[1].labels!.ml_model_version}`,
+            f.fields[1].values[0],
+          ]),
+        ),
+      ).toEqual(count(sc.EVENT_ML_PREDICTION, `${sc.ATTR_ML_MODEL_NAME},${sc.ATTR_ML_MODEL_VERSION}`));
+    });
+
+    it('Prediction score distribution: a mean and a p90 series per model version, the mean equal to the journal’s', () => {
+      const frames = panelFrames(entries, panel('anomalies-drift', 'Prediction score distribution'));
+      const scores = new Map<string, number[]>();
+      for (const r of journal)
+        if (r.event === sc.EVENT_ML_PREDICTION) {
+          const b = recordBody(r)!;
+          const s = b[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE];
+          if (typeof s !== 'number') continue;
+          const v = String(b[sc.ATTR_ML_MODEL_VERSION]);
+          scores.set(v, [...(scores.get(v) ?? []), s]);
+        }
+      expect(frames.map((f) => f.name).sort()).toEqual(
+        [...scores.keys()].flatMap((v) => [`mean v${v}`, `p90 v${v}`]).sort(),
+      );
+      for (const [v, s] of scores) {
+        const mean = frames.find((f) => f.name === `mean v${v}`)!.fields[1].values[0] as number;
+        expect(mean).toBeCloseTo(s.reduce((a, b) => a + b, 0) / s.length, 9);
+        const p90 = frames.find((f) => f.name === `p90 v${v}`)!.fields[1].values[0] as number;
+        expect(p90).toBeGreaterThanOrEqual(Math.min(...s));
+        expect(p90).toBeLessThanOrEqual(Math.max(...s));
+      }
+    });
+  },
+);
