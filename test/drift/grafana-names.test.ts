@@ -9,7 +9,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { promName } from '../../scripts/dashboards-gen.mjs';
+import { promName } from '../../scripts/dashboards-gen.js';
 import { between, featuresOf, loadWeather, wetLabel } from '../../src/demo/weather-data.js';
 import { buildProfile, DriftMonitor } from '../../src/drift/index.js';
 import { EVENT_ML_DRIFT_DETECTED } from '../../src/semconv/index.js';
@@ -161,8 +161,10 @@ function labelsUsed(expr: string): string[] {
     );
   }
   for (const m of expr.matchAll(/[{,|]\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) out.push(m[1]);
+  // Labels the query makes itself (`| json name=\`path\``, `| label_format name=\`template\``) are not read.
+  const made = new Set([...expr.matchAll(/\b([a-zA-Z_][a-zA-Z0-9_]*)=`/g)].map((m) => m[1]));
   // `le` is the histogram bucket label; `__error__` and the like are Loki's own, set by its parsers.
-  return out.filter((l) => l !== 'le' && !/^__.*__$/.test(l));
+  return out.filter((l) => l !== 'le' && !/^__.*__$/.test(l) && !made.has(l));
 }
 
 describe('Grafana queries name exactly what the DriftMonitor emits', () => {

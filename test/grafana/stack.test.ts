@@ -4,7 +4,7 @@ import { parser as logqlParser } from '@grafana/lezer-logql';
 import { parser as traceqlParser } from '@grafana/lezer-traceql';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { generate, promName } from '../../scripts/dashboards-gen.mjs';
+import { generate, promName } from '../../scripts/dashboards-gen.js';
 import {
   ATTR_ML_DRIFT_FEATURE,
   ATTR_MLTRAIL_CHAIN_ID,
@@ -41,7 +41,7 @@ function queries(): Query[] {
         out.push({ where: `${d.file} › ${p.title}`, lang, expr: t.expr ?? t.query, uid: t.datasource.uid });
       }
     }
-    for (const a of d.json.annotations.list)
+    for (const a of d.json.annotations.list ?? [])
       out.push({
         where: `${d.file} › annotation ${a.name}`,
         lang: 'logql',

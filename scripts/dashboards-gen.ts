@@ -1,10 +1,37 @@
 #!/usr/bin/env node
-// Dashboards and alert rules as code: `npm run dashboards` writes grafana/dashboards/*.json and
-// grafana/provisioning/alerting/rules.yaml; `generate()` returns them so a test can prove they are not stale.
-// Every query uses names from model/ (Loki form: dots → underscores; Prometheus form: see promName()).
+// Dashboards and alert rules as code, built with the Grafana Foundation SDK (its builders are typed against
+// Grafana's own schema, so a panel option or query field Grafana does not have fails `npm run typecheck`).
+// `npm run dashboards` writes grafana/dashboards/*.json and grafana/provisioning/alerting/rules.yaml
+// (provisioning reads them); `generate()` returns them so a test can prove the committed files are this
+// generator's output. Every query uses names from model/ (Loki form: dots → underscores; Prometheus form:
+// see promName()).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RuleBuilder, QueryBuilder as RuleQueryBuilder } from '@grafana/grafana-foundation-sdk/alerting';
+import type * as cog from '@grafana/grafana-foundation-sdk/cog';
+import {
+  type AnnotationQuery,
+  AnnotationQueryBuilder,
+  CustomVariableBuilder,
+  type Dashboard,
+  DashboardBuilder,
+  type DataTransformerConfig,
+  type GridPos,
+  type Panel as PanelModel,
+  TextBoxVariableBuilder,
+  type VariableModel,
+} from '@grafana/grafana-foundation-sdk/dashboard';
+import { TypeReduceBuilder, TypeThresholdBuilder } from '@grafana/grafana-foundation-sdk/expr';
+import { PanelBuilder as LogsPanel } from '@grafana/grafana-foundation-sdk/logs';
+import { DataqueryBuilder as LokiQuery } from '@grafana/grafana-foundation-sdk/loki';
+import { PanelBuilder as NodeGraphPanel } from '@grafana/grafana-foundation-sdk/nodegraph';
+import { PanelBuilder as PieChartPanel } from '@grafana/grafana-foundation-sdk/piechart';
+import { DataqueryBuilder as PromQuery } from '@grafana/grafana-foundation-sdk/prometheus';
+import { PanelBuilder as StateTimelinePanel } from '@grafana/grafana-foundation-sdk/statetimeline';
+import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
+import { DataqueryBuilder as TempoQuery } from '@grafana/grafana-foundation-sdk/tempo';
+import { PanelBuilder as TimeseriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
 import { stringify } from 'yaml';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -15,13 +42,13 @@ const PROM = { type: 'prometheus', uid: 'mltrail-prometheus' };
 const ALL = '{service_name=~".+"}';
 
 /** A registry key in its Loki structured-metadata form. */
-export const loki = (key) => key.replaceAll('.', '_');
+export const loki = (key: string): string => key.replaceAll('.', '_');
 
 /**
  * A registry metric in its Prometheus form (OTLP translation with suffixes): dots → underscores, unit
  * suffix (s → _seconds, "1" on gauges → _ratio), counters end in _total, histograms expose _bucket.
  */
-export function promName(metric, instrument, unit) {
+export function promName(metric: string, instrument: string, unit: string): string {
   let n = metric.replaceAll('.', '_');
   if (unit === 's') n += '_seconds';
   if (unit === '1' && instrument === 'gauge') n += '_ratio';
@@ -36,63 +63,77 @@ const M = {
   duration: promName('ml.prediction.duration', 'histogram', 's'),
 };
 
-let panelId = 0;
-function panel(type, title, gridPos, targets, extra = {}) {
-  panelId++;
-  return {
-    id: panelId,
-    type,
-    title,
-    gridPos,
-    targets: targets.map((t, i) => ({ refId: String.fromCharCode(65 + i), ...t })),
-    ...extra,
-  };
+/** Any panel builder of the SDK (each visualisation has its own, typed with its options). */
+type Panel = cog.Builder<PanelModel> & {
+  id(id: number): unknown;
+  title(title: string): unknown;
+  gridPos(gridPos: GridPos): unknown;
+  withTarget(target: cog.Builder<cog.Dataquery>): unknown;
+};
+
+/** A panel: its builder, title, place on the grid and queries (refIds A, B, … unless a query names one). */
+function panel<P extends Panel>(
+  builder: P,
+  title: string,
+  gridPos: GridPos,
+  targets: cog.Builder<cog.Dataquery>[],
+): P {
+  builder.title(title);
+  builder.gridPos(gridPos);
+  targets.forEach((t, i) => {
+    const q = t as unknown as { refId(refId: string): unknown; build(): { refId?: string } };
+    if (q.build().refId === undefined) q.refId(String.fromCharCode(65 + i));
+    builder.withTarget(t);
+  });
+  return builder;
 }
-const lokiQ = (expr, extra = {}) => ({ datasource: LOKI, expr, queryType: 'range', ...extra });
-const promQ = (expr, legendFormat) => ({ datasource: PROM, expr, legendFormat });
-const traceQ = (query) => ({ datasource: TEMPO, queryType: 'traceql', query, limit: 20 });
+const lokiQ = (expr: string, queryType: 'range' | 'instant' = 'range') =>
+  new LokiQuery().datasource(LOKI).expr(expr).queryType(queryType);
+const promQ = (expr: string, legendFormat: string) =>
+  new PromQuery().datasource(PROM).expr(expr).legendFormat(legendFormat);
+const traceQ = (query: string) =>
+  new TempoQuery().datasource(TEMPO).queryType('traceql').query(query).limit(20);
 
-function dashboard(uid, title, panels, templating = [], annotations = []) {
-  panelId = 0;
-  return {
-    uid,
-    title,
-    tags: ['mltrail', 'audit'],
-    timezone: 'utc',
-    schemaVersion: 41,
-    version: 1,
-    editable: false,
-    time: { from: 'now-7d', to: 'now' },
-    templating: { list: templating },
-    annotations: { list: annotations },
-    panels: panels(),
-  };
+function dashboardOf(
+  uid: string,
+  title: string,
+  panels: Panel[],
+  variables: cog.Builder<VariableModel>[] = [],
+  annotations: cog.Builder<AnnotationQuery>[] = [],
+): Dashboard {
+  const d = new DashboardBuilder(title)
+    .uid(uid)
+    .tags(['mltrail', 'audit'])
+    .timezone('utc')
+    .readonly()
+    .version(1)
+    .time({ from: 'now-7d', to: 'now' });
+  panels.forEach((p, i) => {
+    p.id(i + 1);
+    d.withPanel(p);
+  });
+  for (const v of variables) d.withVariable(v);
+  for (const a of annotations) d.annotation(a);
+  return d.build();
 }
 
-const textVar = (name, label) => ({
-  type: 'textbox',
-  name,
-  label,
-  query: '',
-  current: { text: '', value: '' },
-});
-const customVar = (name, label, values) => ({
-  type: 'custom',
-  name,
-  label,
-  query: values.join(','),
-  includeAll: true,
-  allValue: '.*',
-  current: { text: 'All', value: '$__all' },
-});
+const textVar = (name: string, label: string) =>
+  new TextBoxVariableBuilder(name).label(label).defaultValue('');
+const customVar = (name: string, label: string, values: string[]) =>
+  new CustomVariableBuilder(name)
+    .label(label)
+    .values(values.join(','))
+    .includeAll(true)
+    .allValue('.*')
+    .current({ text: 'All', value: '$__all' });
 
-function auditTrail() {
-  return dashboard(
+function auditTrail(): Dashboard {
+  return dashboardOf(
     'mltrail-audit-trail',
     'mltrail · Audit trail',
-    () => [
+    [
       panel(
-        'logs',
+        new LogsPanel(),
         'Audit records (filter by prediction id, model version, decision outcome)',
         { x: 0, y: 0, w: 24, h: 10 },
         [
@@ -101,24 +142,18 @@ function auditTrail() {
           ),
         ],
       ),
-      panel(
-        'table',
-        'Decisions',
-        { x: 0, y: 10, w: 16, h: 10 },
-        [
-          lokiQ(
-            `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json | __error__=""`,
-          ),
-        ],
-        { transformations: [{ id: 'extractFields', options: { source: 'labels' } }] },
-      ),
-      panel('piechart', 'Decisions by outcome', { x: 16, y: 10, w: 8, h: 10 }, [
+      panel(new TablePanel(), 'Decisions', { x: 0, y: 10, w: 16, h: 10 }, [
+        lokiQ(
+          `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json | __error__=""`,
+        ),
+      ]).withTransformation({ id: 'extractFields', options: { source: 'labels' } }),
+      panel(new PieChartPanel(), 'Decisions by outcome', { x: 16, y: 10, w: 8, h: 10 }, [
         lokiQ(
           `sum by (${loki('ml.decision.outcome')}) (count_over_time(${ALL} | event_name="ml.decision" [$__auto]))`,
-          { queryType: 'instant' },
+          'instant',
         ),
       ]),
-      panel('table', 'Traces of this prediction (jump to trace)', { x: 0, y: 20, w: 24, h: 8 }, [
+      panel(new TablePanel(), 'Traces of this prediction (jump to trace)', { x: 0, y: 20, w: 24, h: 8 }, [
         traceQ(`{ span.${'ml.prediction.id'} = "$prediction_id" }`),
       ]),
     ],
@@ -153,13 +188,18 @@ function auditTrail() {
 export const LINEAGE_LIST_LIMITS = { inputs: 8, triggers: 32 };
 
 /** A `| json` path to a body key (the keys hold dots, so the bracket form). */
-const bodyPath = (key, index) => `\`["${key}"]${index === undefined ? '' : `[${index}]`}\``;
+const bodyPath = (key: string, index?: number) => `\`["${key}"]${index === undefined ? '' : `[${index}]`}\``;
 
 /**
  * One term of a lineage query: the records of `event`, the labels `extract` reads from the body (each
  * required non-empty), then `format` (label → template) and the grouping labels.
  */
-function lineageTerm(event, extract, format, by) {
+function lineageTerm(
+  event: string,
+  extract: Record<string, string>,
+  format: Record<string, string>[],
+  by: string[],
+): string {
   const json = Object.entries(extract)
     .map(([label, path]) => `${label}=${path}`)
     .join(', ');
@@ -176,20 +216,25 @@ function lineageTerm(event, extract, format, by) {
   return `sum by (${by.join(', ')}) (count_over_time(${ALL} | event_name="${event}" | json ${json} | __error__=""${required}${formats} [$__range]))`;
 }
 
-const nodeTerm = (event, extract, title, kind) =>
+const nodeTerm = (event: string, extract: Record<string, string>, title: string, kind: string) =>
   lineageTerm(event, extract, [{ title, subtitle: kind }], ['id', 'title', 'subtitle']);
-const edgeTerm = (event, extract, relation, format = {}) =>
+const edgeTerm = (
+  event: string,
+  extract: Record<string, string>,
+  relation: string,
+  format: Record<string, string> = {},
+) =>
   lineageTerm(
     event,
     extract,
     [{ ...format, mainstat: relation }, { id: '{{.source}} → {{.target}}' }],
     ['id', 'source', 'target', 'mainstat'],
   );
-const positions = (n) => Array.from({ length: n }, (_, i) => i);
+const positions = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** The nodes query: every node a pipeline record defines, with a title and its kind. */
-export function lineageNodesQuery() {
-  const k = (key) => bodyPath(key);
+export function lineageNodesQuery(): string {
+  const k = (key: string) => bodyPath(key);
   return [
     nodeTerm(
       'ml.dataset.registered',
@@ -255,9 +300,15 @@ export function lineageNodesQuery() {
 }
 
 /** The edges query: every relation between pipeline nodes (the relations of recordLineage()). */
-export function lineageEdgesQuery() {
-  const k = (key, i) => bodyPath(key, i);
-  const list = (event, key, target, relation, format) =>
+export function lineageEdgesQuery(): string {
+  const k = (key: string, i?: number) => bodyPath(key, i);
+  const list = (
+    event: string,
+    key: string,
+    target: Record<string, string>,
+    relation: string,
+    format?: Record<string, string>,
+  ) =>
     positions(
       key === 'ml.retraining.trigger_ids' ? LINEAGE_LIST_LIMITS.triggers : LINEAGE_LIST_LIMITS.inputs,
     ).map((i) => edgeTerm(event, { source: k(key, i), ...target }, relation, format));
@@ -317,34 +368,34 @@ export function lineageEdgesQuery() {
  * and count are dropped, then the series of each query are merged into one frame (the node graph reads the
  * first nodes frame and the first edges frame only).
  */
-export const LINEAGE_TRANSFORMATIONS = [
+export const LINEAGE_TRANSFORMATIONS: DataTransformerConfig[] = [
   { id: 'labelsToFields', options: { mode: 'columns' } },
   { id: 'organize', options: { excludeByName: { Time: true, Value: true } } },
   { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'nodes' } },
   { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'edges' } },
 ];
 
-function lineage() {
+function lineage(): Dashboard {
   const lineageEvents =
     'ml.dataset.registered|ml.transform.completed|ml.training.completed|ml.evaluation.completed|ml.model.registered|ml.deployment.completed|ml.retraining.triggered|ml.drift.detected';
-  return dashboard(
+  return dashboardOf(
     'mltrail-lineage',
     'mltrail · Lineage',
-    () => [
+    [
       panel(
-        'nodeGraph',
+        new NodeGraphPanel(),
         'Lineage: source → dataset → transform → run → model → deployment → drift → retraining',
         { x: 0, y: 0, w: 24, h: 14 },
         [
-          { refId: 'nodes', ...lokiQ(lineageNodesQuery(), { queryType: 'instant' }) },
-          { refId: 'edges', ...lokiQ(lineageEdgesQuery(), { queryType: 'instant' }) },
+          lokiQ(lineageNodesQuery(), 'instant').refId('nodes'),
+          lokiQ(lineageEdgesQuery(), 'instant').refId('edges'),
         ],
-        {
-          description: `The pipeline lineage of the records in the time range: nodes are the ids records define (datasets, transforms, runs, evaluations, models, deployments, drift records, retraining), edges the relations they name (at most ${LINEAGE_LIST_LIMITS.inputs} input datasets and ${LINEAGE_LIST_LIMITS.triggers} drift records per record). Predictions are not drawn; for the lineage of one prediction, or a graph of any size, run "mltrail lineage <id>".`,
-          transformations: LINEAGE_TRANSFORMATIONS,
-        },
-      ),
-      panel('table', 'Lineage records', { x: 0, y: 14, w: 24, h: 10 }, [
+      )
+        .description(
+          `The pipeline lineage of the records in the time range: nodes are the ids records define (datasets, transforms, runs, evaluations, models, deployments, drift records, retraining), edges the relations they name (at most ${LINEAGE_LIST_LIMITS.inputs} input datasets and ${LINEAGE_LIST_LIMITS.triggers} drift records per record). Predictions are not drawn; for the lineage of one prediction, or a graph of any size, run "mltrail lineage <id>".`,
+        )
+        .transformations(LINEAGE_TRANSFORMATIONS),
+      panel(new TablePanel(), 'Lineage records', { x: 0, y: 14, w: 24, h: 10 }, [
         lokiQ(
           `${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json | __error__=""`,
         ),
@@ -362,110 +413,129 @@ const byModel = `${loki('ml.model.name')}, ${loki('ml.model.version')}`;
  */
 const scores = `${ALL} | event_name="ml.prediction" | json | __error__="" | unwrap ${loki('ml.prediction.output_score')} | __error__=""`;
 
-function anomalies() {
-  return dashboard(
+const lokiAnnotation = (name: string, iconColor: string, expr: string) =>
+  new AnnotationQueryBuilder().name(name).datasource(LOKI).enable(true).iconColor(iconColor).expr(expr);
+
+function anomalies(): Dashboard {
+  return dashboardOf(
     'mltrail-anomalies-drift',
     'mltrail · Anomalies and drift',
-    () => [
-      panel('timeseries', 'Drift score per feature', { x: 0, y: 0, w: 12, h: 9 }, [
+    [
+      panel(new TimeseriesPanel(), 'Drift score per feature', { x: 0, y: 0, w: 12, h: 9 }, [
         promQ(
           `max by (${loki('ml.drift.feature')}, ${loki('ml.model.version')}) (${M.driftScore})`,
           '{{ml_drift_feature}} v{{ml_model_version}}',
         ),
       ]),
-      panel('timeseries', 'Drift events', { x: 12, y: 0, w: 12, h: 9 }, [
+      panel(new TimeseriesPanel(), 'Drift events', { x: 12, y: 0, w: 12, h: 9 }, [
         lokiQ(
           `sum by (${loki('ml.drift.feature')}) (count_over_time(${ALL} | event_name="ml.drift.detected" [$__auto]))`,
         ),
       ]),
-      panel('timeseries', 'Prediction score distribution (mean, p90)', { x: 0, y: 9, w: 12, h: 9 }, [
-        lokiQ(`avg_over_time(${scores} [$__auto]) by (${byModel})`, {
-          legendFormat: 'mean v{{ml_model_version}}',
-        }),
-        lokiQ(`quantile_over_time(0.9, ${scores} [$__auto]) by (${byModel})`, {
-          legendFormat: 'p90 v{{ml_model_version}}',
-        }),
+      panel(new TimeseriesPanel(), 'Prediction score distribution (mean, p90)', { x: 0, y: 9, w: 12, h: 9 }, [
+        lokiQ(`avg_over_time(${scores} [$__auto]) by (${byModel})`).legendFormat(
+          'mean v{{ml_model_version}}',
+        ),
+        lokiQ(`quantile_over_time(0.9, ${scores} [$__auto]) by (${byModel})`).legendFormat(
+          'p90 v{{ml_model_version}}',
+        ),
       ]),
-      panel('timeseries', 'Error rate', { x: 12, y: 9, w: 6, h: 9 }, [
+      panel(new TimeseriesPanel(), 'Error rate', { x: 12, y: 9, w: 6, h: 9 }, [
         promQ(`sum(rate(${M.errors}[5m])) / clamp_min(sum(rate(${M.predictions}[5m])), 1e-9)`, 'error rate'),
       ]),
-      panel('timeseries', 'Latency p50 / p99', { x: 18, y: 9, w: 6, h: 9 }, [
+      panel(new TimeseriesPanel(), 'Latency p50 / p99', { x: 18, y: 9, w: 6, h: 9 }, [
         promQ(`histogram_quantile(0.5, sum by (le) (rate(${M.duration}_bucket[5m])))`, 'p50'),
         promQ(`histogram_quantile(0.99, sum by (le) (rate(${M.duration}_bucket[5m])))`, 'p99'),
       ]),
-      panel('logs', 'Failed stages and predictions', { x: 0, y: 18, w: 24, h: 8 }, [
+      panel(new LogsPanel(), 'Failed stages and predictions', { x: 0, y: 18, w: 24, h: 8 }, [
         lokiQ(`${ALL} | event_name="ml.stage.failed"`),
       ]),
     ],
     [],
     [
-      {
-        name: 'Deployments',
-        datasource: LOKI,
-        enable: true,
-        iconColor: 'green',
-        expr: `${ALL} | event_name="ml.deployment.completed"`,
-      },
-      {
-        name: 'Retraining',
-        datasource: LOKI,
-        enable: true,
-        iconColor: 'orange',
-        expr: `${ALL} | event_name="ml.retraining.triggered"`,
-      },
+      lokiAnnotation('Deployments', 'green', `${ALL} | event_name="ml.deployment.completed"`),
+      lokiAnnotation('Retraining', 'orange', `${ALL} | event_name="ml.retraining.triggered"`),
     ],
   );
 }
 
-function deployments() {
-  return dashboard('mltrail-deployments', 'mltrail · Deployments', () => [
-    panel('table', 'Deployments (which model version, where, by whom)', { x: 0, y: 0, w: 24, h: 10 }, [
-      lokiQ(`${ALL} | event_name="ml.deployment.completed" | json | __error__=""`),
-    ]),
-    panel('state-timeline', 'Model version serving predictions', { x: 0, y: 10, w: 24, h: 8 }, [
+function deployments(): Dashboard {
+  return dashboardOf('mltrail-deployments', 'mltrail · Deployments', [
+    panel(
+      new TablePanel(),
+      'Deployments (which model version, where, by whom)',
+      { x: 0, y: 0, w: 24, h: 10 },
+      [lokiQ(`${ALL} | event_name="ml.deployment.completed" | json | __error__=""`)],
+    ),
+    panel(new StateTimelinePanel(), 'Model version serving predictions', { x: 0, y: 10, w: 24, h: 8 }, [
       lokiQ(
         `sum by (${loki('ml.model.name')}, ${loki('ml.model.version')}) (count_over_time(${ALL} | event_name="ml.prediction" [$__auto]))`,
       ),
     ]),
-    panel('logs', 'Unregistered models serving traffic', { x: 0, y: 18, w: 24, h: 6 }, [
+    panel(new LogsPanel(), 'Unregistered models serving traffic', { x: 0, y: 18, w: 24, h: 6 }, [
       lokiQ(`${ALL} | event_name="ml.model.unregistered"`),
     ]),
   ]);
 }
 
-function rule(uid, title, datasource, expr, summary, labels) {
+/**
+ * One alert rule: query A (Loki or Prometheus, instant), B = its last value, C = B > 0. Built with the
+ * SDK's alerting builders; provisioning takes the rule's fields inside a group of the file format.
+ */
+function rule(
+  uid: string,
+  title: string,
+  datasource: { type: string; uid: string },
+  expr: string,
+  summary: string,
+  labels: Record<string, string>,
+) {
   const model =
     datasource.type === 'loki'
-      ? { expr, queryType: 'instant', refId: 'A' }
-      : { expr, instant: true, refId: 'A' };
-  return {
-    uid,
-    title,
-    condition: 'C',
-    data: [
-      { refId: 'A', datasourceUid: datasource.uid, relativeTimeRange: { from: 600, to: 0 }, model },
-      {
-        refId: 'B',
-        datasourceUid: '__expr__',
-        model: { type: 'reduce', expression: 'A', reducer: 'last', refId: 'B' },
-      },
-      {
-        refId: 'C',
-        datasourceUid: '__expr__',
-        model: {
-          type: 'threshold',
-          expression: 'B',
-          conditions: [{ evaluator: { type: 'gt', params: [0] } }],
-          refId: 'C',
-        },
-      },
-    ],
-    for: '0m',
-    noDataState: 'OK',
-    execErrState: 'Error',
-    annotations: { summary },
-    labels,
-  };
+      ? new LokiQuery().expr(expr).queryType('instant').refId('A')
+      : new PromQuery().expr(expr).instant().refId('A');
+  const r = new RuleBuilder(title)
+    .uid(uid)
+    .condition('C')
+    .withQuery(
+      new RuleQueryBuilder('A')
+        .datasourceUid(datasource.uid)
+        .relativeTimeRange({ from: 600, to: 0 })
+        .model(model),
+    )
+    .withQuery(
+      new RuleQueryBuilder('B')
+        .datasourceUid('__expr__')
+        .model(new TypeReduceBuilder().expression('A').reducer('last').refId('B')),
+    )
+    .withQuery(
+      new RuleQueryBuilder('C').datasourceUid('__expr__').model(
+        new TypeThresholdBuilder()
+          .expression('B')
+          .conditions([{ evaluator: { type: 'gt', params: [0] } }])
+          .refId('C'),
+      ),
+    )
+    .forDuration('0m')
+    .noDataState('OK')
+    .execErrState('Error')
+    .annotations({ summary })
+    .labels(labels)
+    .build();
+  // Plain data (the built queries carry builder-class values YAML cannot write).
+  return JSON.parse(
+    JSON.stringify({
+      uid: r.uid,
+      title: r.title,
+      condition: r.condition,
+      data: r.data,
+      for: r.for,
+      noDataState: r.noDataState,
+      execErrState: r.execErrState,
+      annotations: r.annotations,
+      labels: r.labels,
+    }),
+  ) as Record<string, unknown>;
 }
 
 /**
@@ -474,7 +544,7 @@ function rule(uid, title, datasource, expr, summary, labels) {
  * one the shipper has not finished) form a contiguous run unless some are missing. A heuristic alarm: a
  * duplicate delivery in the same window can hide a gap; `mltrail verify` is the definitive check.
  */
-function chainGapExpr(window) {
+function chainGapExpr(window: string): string {
   const seq = `mltrail_seq`;
   const chain = `mltrail_chain_id`;
   const sel = `${ALL} | ${seq}!=""`;
@@ -534,8 +604,8 @@ function alertRules() {
 }
 
 /** Every generated file: repo-relative path → content. */
-export function generate() {
-  const json = (d) => `${JSON.stringify(d, null, 2)}\n`;
+export function generate(): Record<string, string> {
+  const json = (d: unknown) => `${JSON.stringify(d, null, 2)}\n`;
   return {
     'grafana/dashboards/audit-trail.json': json(auditTrail()),
     'grafana/dashboards/lineage.json': json(lineage()),
