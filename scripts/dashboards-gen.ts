@@ -192,20 +192,23 @@ const bodyPath = (key: string, index?: number) => `\`["${key}"]${index === undef
 
 /**
  * One term of a lineage query: the records of `event`, the labels `extract` reads from the body (each
- * required non-empty), then `format` (label → template) and the grouping labels.
+ * required non-empty unless named `opt_…` or given a value in `where`), then `format` (label → template)
+ * and the grouping labels.
  */
 function lineageTerm(
   event: string,
   extract: Record<string, string>,
   format: Record<string, string>[],
   by: string[],
+  where: Record<string, string> = {},
 ): string {
   const json = Object.entries(extract)
     .map(([label, path]) => `${label}=${path}`)
     .join(', ');
   const required = Object.keys(extract)
-    .filter((l) => !l.startsWith('opt_'))
+    .filter((l) => !l.startsWith('opt_') && !(l in where))
     .map((l) => ` | ${l}!=""`)
+    .concat(Object.entries(where).map(([l, v]) => ` | ${l}="${v}"`))
     .join('');
   const stages = format.map((f) =>
     Object.entries(f)
@@ -216,19 +219,26 @@ function lineageTerm(
   return `sum by (${by.join(', ')}) (count_over_time(${ALL} | event_name="${event}" | json ${json} | __error__=""${required}${formats} [$__range]))`;
 }
 
-const nodeTerm = (event: string, extract: Record<string, string>, title: string, kind: string) =>
-  lineageTerm(event, extract, [{ title, subtitle: kind }], ['id', 'title', 'subtitle']);
+const nodeTerm = (
+  event: string,
+  extract: Record<string, string>,
+  title: string,
+  kind: string,
+  where: Record<string, string> = {},
+) => lineageTerm(event, extract, [{ title, subtitle: kind }], ['id', 'title', 'subtitle'], where);
 const edgeTerm = (
   event: string,
   extract: Record<string, string>,
   relation: string,
   format: Record<string, string> = {},
+  where: Record<string, string> = {},
 ) =>
   lineageTerm(
     event,
     extract,
     [{ ...format, mainstat: relation }, { id: '{{.source}} → {{.target}}' }],
     ['id', 'source', 'target', 'mainstat'],
+    where,
   );
 const positions = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -247,6 +257,14 @@ export function lineageNodesQuery(): string {
       { s: k('ml.dataset.source') },
       [{ id: 'source:{{.s}}', title: 'source {{.s}}', subtitle: 'source' }],
       ['id', 'title', 'subtitle'],
+    ),
+    // A dataset without a source names its uri as the source.
+    lineageTerm(
+      'ml.dataset.registered',
+      { s: k('ml.dataset.source'), u: k('ml.dataset.uri') },
+      [{ id: 'source:{{.u}}', title: 'source {{.u}}', subtitle: 'source' }],
+      ['id', 'title', 'subtitle'],
+      { s: '' },
     ),
     nodeTerm(
       'ml.transform.completed',
@@ -290,6 +308,21 @@ export function lineageNodesQuery(): string {
       'drift on {{.opt_f}}',
       'drift',
     ),
+    // A failed transform or training run is part of the lineage: what was attempted on the data.
+    nodeTerm(
+      'ml.stage.failed',
+      { id: k('ml.transform.id'), st: k('ml.stage.name'), opt_n: k('ml.transform.name') },
+      'failed transform {{.opt_n}}',
+      'transform',
+      { st: 'transform' },
+    ),
+    nodeTerm(
+      'ml.stage.failed',
+      { id: k('ml.run.id'), st: k('ml.stage.name'), opt_t: k('ml.run.type'), opt_m: k('ml.model.name') },
+      'failed {{.opt_t}} run of {{.opt_m}}',
+      'run',
+      { st: 'train' },
+    ),
     lineageTerm(
       'ml.retraining.triggered',
       { r: k('ml.run.id'), opt_t: k('ml.retraining.trigger') },
@@ -308,14 +341,39 @@ export function lineageEdgesQuery(): string {
     target: Record<string, string>,
     relation: string,
     format?: Record<string, string>,
+    where?: Record<string, string>,
   ) =>
     positions(
       key === 'ml.retraining.trigger_ids' ? LINEAGE_LIST_LIMITS.triggers : LINEAGE_LIST_LIMITS.inputs,
-    ).map((i) => edgeTerm(event, { source: k(key, i), ...target }, relation, format));
+    ).map((i) => edgeTerm(event, { source: k(key, i), ...target }, relation, format, where));
+  const stage = k('ml.stage.name');
   return [
     edgeTerm('ml.dataset.registered', { s: k('ml.dataset.source'), target: k('ml.dataset.id') }, 'provides', {
       source: 'source:{{.s}}',
     }),
+    edgeTerm(
+      'ml.dataset.registered',
+      { s: k('ml.dataset.source'), u: k('ml.dataset.uri'), target: k('ml.dataset.id') },
+      'provides',
+      { source: 'source:{{.u}}' },
+      { s: '' },
+    ),
+    ...list(
+      'ml.stage.failed',
+      'ml.transform.input_ids',
+      { target: k('ml.transform.id'), st: stage },
+      'input',
+      {},
+      { st: 'transform' },
+    ),
+    ...list(
+      'ml.stage.failed',
+      'ml.training.input_dataset_ids',
+      { target: k('ml.run.id'), st: stage },
+      'trained on',
+      {},
+      { st: 'train' },
+    ),
     ...list('ml.transform.completed', 'ml.transform.input_ids', { target: k('ml.transform.id') }, 'input'),
     edgeTerm(
       'ml.transform.completed',
@@ -351,6 +409,14 @@ export function lineageEdgesQuery(): string {
       { source: '{{.n}}@{{.v}}' },
     ),
     edgeTerm('ml.drift.detected', { source: k('ml.deployment.id'), target: k('ml.drift.id') }, 'drifted'),
+    // Drift recorded without a deployment id hangs off the model version.
+    edgeTerm(
+      'ml.drift.detected',
+      { d: k('ml.deployment.id'), n: k('ml.model.name'), v: k('ml.model.version'), target: k('ml.drift.id') },
+      'drifted',
+      { source: '{{.n}}@{{.v}}' },
+      { d: '' },
+    ),
     ...list('ml.retraining.triggered', 'ml.retraining.trigger_ids', { r: k('ml.run.id') }, 'triggered', {
       target: 'retraining:{{.r}}',
     }),

@@ -15,6 +15,7 @@ import type { DataFrame, DataTransformerConfig } from '@grafana/data';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseRecordLine } from '../../src/integrity/index.js';
+import { lookupAttributes } from '../../src/integrity/record.js';
 import { JournalReader } from '../../src/journal/index.js';
 import { recordBody, recordLineage } from '../../src/lineage/record-lineage.js';
 import * as sc from '../../src/semconv/index.js';
@@ -339,3 +340,111 @@ describe.skipIf(!collectorAvailable())(
     });
   },
 );
+
+/** An OTLP export request like the collector's: one resource, the body as the line, the lookup keys as attributes. */
+function otlpRequest(bodies: Record<string, unknown>[]) {
+  const value = (v: unknown) =>
+    Array.isArray(v)
+      ? { arrayValue: { values: v.map((x) => ({ stringValue: String(x) })) } }
+      : { stringValue: String(v) };
+  return {
+    resourceLogs: [
+      {
+        resource: {
+          attributes: [
+            { key: 'service.name', value: { stringValue: 'pipeline' } },
+            { key: 'deployment.environment.name', value: { stringValue: 'test' } },
+          ],
+        },
+        scopeLogs: [
+          {
+            scope: { name: 'mltrail' },
+            logRecords: bodies.map((b, i) => ({
+              timeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i) * 1_000_000n),
+              body: { stringValue: JSON.stringify(b) },
+              attributes: [
+                { key: 'event.name', value: { stringValue: String(b['event.name']) } },
+                { key: 'mltrail.chain.id', value: { stringValue: 'c' } },
+                { key: 'mltrail.seq', value: { intValue: String(i) } },
+                ...Object.entries(lookupAttributes(b)).map(([key, v]) => ({ key, value: value(v) })),
+              ],
+            })),
+          },
+        ],
+      },
+    ],
+  };
+}
+
+describe('the lineage node graph on records the demo does not make', () => {
+  it('draws failed stages with their inputs, a source known by its uri, and drift without a deployment id', () => {
+    const bodies: Record<string, unknown>[] = [
+      {
+        'event.name': sc.EVENT_ML_DATASET_REGISTERED,
+        [sc.ATTR_ML_DATASET_ID]: 'ds-a',
+        [sc.ATTR_ML_DATASET_NAME]: 'a',
+        [sc.ATTR_ML_DATASET_VERSION]: '1',
+        [sc.ATTR_ML_DATASET_URI]: 's3://bucket/a.csv',
+      },
+      {
+        'event.name': sc.EVENT_ML_DATASET_REGISTERED,
+        [sc.ATTR_ML_DATASET_ID]: 'ds-b',
+        [sc.ATTR_ML_DATASET_NAME]: 'b',
+        [sc.ATTR_ML_DATASET_VERSION]: '1',
+        [sc.ATTR_ML_DATASET_SOURCE]: 'warehouse.b',
+      },
+      {
+        'event.name': sc.EVENT_ML_STAGE_FAILED,
+        [sc.ATTR_ML_STAGE_NAME]: 'transform',
+        [sc.ATTR_ML_TRANSFORM_ID]: 'tf-1',
+        [sc.ATTR_ML_TRANSFORM_NAME]: 'clean',
+        [sc.ATTR_ML_TRANSFORM_INPUT_IDS]: ['ds-a'],
+      },
+      {
+        'event.name': sc.EVENT_ML_STAGE_FAILED,
+        [sc.ATTR_ML_STAGE_NAME]: 'train',
+        [sc.ATTR_ML_RUN_ID]: 'run-0',
+        [sc.ATTR_ML_RUN_TYPE]: 'training',
+        [sc.ATTR_ML_MODEL_NAME]: 'm',
+        [sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS]: ['ds-a', 'ds-b'],
+      },
+      {
+        'event.name': sc.EVENT_ML_TRAINING_COMPLETED,
+        [sc.ATTR_ML_RUN_ID]: 'run-1',
+        [sc.ATTR_ML_RUN_TYPE]: 'training',
+        [sc.ATTR_ML_MODEL_NAME]: 'm',
+        [sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS]: ['ds-a', 'ds-b'],
+      },
+      {
+        'event.name': sc.EVENT_ML_MODEL_REGISTERED,
+        [sc.ATTR_ML_RUN_ID]: 'run-1',
+        [sc.ATTR_ML_MODEL_NAME]: 'm',
+        [sc.ATTR_ML_MODEL_VERSION]: '1',
+      },
+      {
+        'event.name': sc.EVENT_ML_DRIFT_DETECTED,
+        [sc.ATTR_ML_DRIFT_ID]: 'dr-1',
+        [sc.ATTR_ML_DRIFT_FEATURE]: 'x',
+        [sc.ATTR_ML_MODEL_NAME]: 'm',
+        [sc.ATTR_ML_MODEL_VERSION]: '1',
+      },
+    ];
+    const entries = lokiEntries([otlpRequest(bodies)], ['service.name', 'deployment.environment.name']);
+    const nodes = new Set<string>();
+    const edges = new Set<string>();
+    bodies.forEach((b, seq) => {
+      const l = recordLineage({ chain: 'c', seq, event: String(b['event.name']), ts: '' } as never, b);
+      for (const n of l.nodes) nodes.add(n.id);
+      for (const e of l.edges) edges.add(`${e.from} -${e.relation}-> ${e.to}`);
+    });
+    expect(edges).toContain('source:s3://bucket/a.csv -provides-> ds-a');
+    expect(edges).toContain('ds-b -trained on-> run-0');
+    expect(edges).toContain('m@1 -drifted-> dr-1');
+    const graph = nodeGraphInput(panelFrames(entries, panel('lineage', 'Lineage:')));
+    expect(new Set(rows(graph.nodes[0]).map((n) => n.id))).toEqual(nodes);
+    expect(new Set(rows(graph.edges[0]).map((e) => `${e.source} -${e.mainstat}-> ${e.target}`))).toEqual(
+      edges,
+    );
+    expect(rows(graph.nodes[0]).find((n) => n.id === 'run-0')!.title).toBe('failed training run of m');
+  });
+});
