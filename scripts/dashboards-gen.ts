@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RuleBuilder, QueryBuilder as RuleQueryBuilder } from '@grafana/grafana-foundation-sdk/alerting';
 import type * as cog from '@grafana/grafana-foundation-sdk/cog';
+import { ReduceDataOptionsBuilder } from '@grafana/grafana-foundation-sdk/common';
 import {
   type AnnotationQuery,
   AnnotationQueryBuilder,
@@ -26,7 +27,11 @@ import { TypeReduceBuilder, TypeThresholdBuilder } from '@grafana/grafana-founda
 import { PanelBuilder as LogsPanel } from '@grafana/grafana-foundation-sdk/logs';
 import { DataqueryBuilder as LokiQuery } from '@grafana/grafana-foundation-sdk/loki';
 import { PanelBuilder as NodeGraphPanel } from '@grafana/grafana-foundation-sdk/nodegraph';
-import { PanelBuilder as PieChartPanel } from '@grafana/grafana-foundation-sdk/piechart';
+import {
+  PieChartLabels,
+  PieChartLegendOptionsBuilder,
+  PanelBuilder as PieChartPanel,
+} from '@grafana/grafana-foundation-sdk/piechart';
 import { DataqueryBuilder as PromQuery } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as StateTimelinePanel } from '@grafana/grafana-foundation-sdk/statetimeline';
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
@@ -147,12 +152,16 @@ function auditTrail(): Dashboard {
           `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json | __error__=""`,
         ),
       ]).withTransformation({ id: 'extractFields', options: { source: 'labels' } }),
+      // The instant query arrives as one table (a row per outcome): one slice per row, named by its outcome.
       panel(new PieChartPanel(), 'Decisions by outcome', { x: 16, y: 10, w: 8, h: 10 }, [
         lokiQ(
-          `sum by (${loki('ml.decision.outcome')}) (count_over_time(${ALL} | event_name="ml.decision" [$__auto]))`,
+          `sum by (${loki('ml.decision.outcome')}) (count_over_time(${ALL} | event_name="ml.decision" [$__range]))`,
           'instant',
         ),
-      ]),
+      ])
+        .reduceOptions(new ReduceDataOptionsBuilder().values(true).calcs(['lastNotNull']).fields(''))
+        .displayLabels([PieChartLabels.Name, PieChartLabels.Percent])
+        .legend(new PieChartLegendOptionsBuilder().showLegend(true)),
       panel(new TablePanel(), 'Traces of this prediction (jump to trace)', { x: 0, y: 20, w: 24, h: 8 }, [
         traceQ(`{ span.${'ml.prediction.id'} = "$prediction_id" }`),
       ]),
@@ -430,13 +439,18 @@ export function lineageEdgesQuery(): string {
 }
 
 /**
- * Grafana's transformations for the node graph: the labels of each series become fields, the sample time
- * and count are dropped, then the series of each query are merged into one frame (the node graph reads the
- * first nodes frame and the first edges frame only).
+ * Grafana's transformations for the node graph. Grafana's Loki datasource already hands an instant query's
+ * series over as one table per query (a column per label, then `Value #<refId>`); should it hand over one
+ * frame per series instead, the labels become fields and the series of each query are merged, so either
+ * way the node graph (which reads the first nodes frame and the first edges frame only) gets one of each.
+ * The sample time and count are dropped.
  */
 export const LINEAGE_TRANSFORMATIONS: DataTransformerConfig[] = [
   { id: 'labelsToFields', options: { mode: 'columns' } },
-  { id: 'organize', options: { excludeByName: { Time: true, Value: true } } },
+  {
+    id: 'organize',
+    options: { excludeByName: { Time: true, Value: true, 'Value #nodes': true, 'Value #edges': true } },
+  },
   { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'nodes' } },
   { id: 'merge', options: {}, filter: { id: 'byRefId', options: 'edges' } },
 ];

@@ -20,7 +20,14 @@ import { JournalReader } from '../../src/journal/index.js';
 import { recordBody, recordLineage } from '../../src/lineage/record-lineage.js';
 import * as sc from '../../src/semconv/index.js';
 import { collectorAvailable, collectorSkipReason, startTestCollector, until } from '../collector/harness.js';
-import { lokiFrames, nodeGraphInput, rows, transform } from './grafana-frames.js';
+import {
+  displayValues,
+  lokiFrames,
+  lokiFrontend,
+  nodeGraphInput,
+  rows,
+  transform,
+} from './grafana-frames.js';
 import { interpolate, type LokiEntry, lokiEntries, query } from './loki-model.js';
 
 interface Target {
@@ -35,6 +42,7 @@ interface Panel {
   type: string;
   targets: Target[];
   transformations?: DataTransformerConfig[];
+  options?: { reduceOptions?: { values?: boolean; calcs: string[]; fields?: string } };
 }
 const dashboards = Object.fromEntries(
   ['audit-trail', 'lineage', 'anomalies-drift', 'deployments'].map((d) => [
@@ -48,12 +56,20 @@ const panel = (dashboard: string, title: string) => {
   return p;
 };
 
-/** The frames a panel hands its visualisation: every Loki target queried, framed, then transformed. */
-function panelFrames(entries: LokiEntry[], p: Panel, vars: Record<string, string> = {}): DataFrame[] {
-  const frames = p.targets
-    .filter((t) => t.datasource.type === 'loki')
-    .flatMap((t) => lokiFrames(query(entries, interpolate(t.expr, vars)), t));
-  return transform(frames, p.transformations);
+/**
+ * The frames a panel hands its visualisation: every Loki target queried, framed by the datasource's backend
+ * and then its browser side, then transformed. `backendOnly` skips the browser step (the frames as the
+ * backend sends them: one per series).
+ */
+function panelFrames(
+  entries: LokiEntry[],
+  p: Panel,
+  vars: Record<string, string> = {},
+  backendOnly = false,
+): DataFrame[] {
+  const targets = p.targets.filter((t) => t.datasource.type === 'loki');
+  const frames = targets.flatMap((t) => lokiFrames(query(entries, interpolate(t.expr, vars)), t));
+  return transform(backendOnly ? frames : lokiFrontend(frames, targets), p.transformations);
 }
 
 const PIPELINE_RELATIONS_LEFT_OUT = new Set(['served', 'decided', 'ground truth']);
@@ -155,32 +171,40 @@ describe.skipIf(!collectorAvailable())(
       expect(JSON.parse(decision.line)['event.name']).toBe(sc.EVENT_ML_DECISION);
     });
 
-    it('the lineage node graph gets one nodes frame and one edges frame: exactly the journal’s pipeline lineage', () => {
-      const expected = journalLineage();
-      const { nodes, edges } = nodeGraphInput(panelFrames(entries, panel('lineage', 'Lineage:')));
-      expect(nodes).toHaveLength(1);
-      expect(edges).toHaveLength(1);
-      expect(nodes[0].fields.map((f) => f.name).sort()).toEqual(['id', 'subtitle', 'title']);
-      expect(edges[0].fields.map((f) => f.name).sort()).toEqual(['id', 'mainstat', 'source', 'target']);
-      const nodeRows = rows(nodes[0]);
-      const edgeRows = rows(edges[0]);
-      expect(new Set(nodeRows.map((n) => n.id))).toEqual(expected.nodes);
-      expect(nodeRows).toHaveLength(expected.nodes.size); // one row per node
-      for (const n of nodeRows) expect(n.title, String(n.id)).toMatch(/\S+ \S/);
-      expect(new Set(edgeRows.map((e) => `${e.source} -${e.mainstat}-> ${e.target}`))).toEqual(
-        expected.edges,
-      );
-      expect(new Set(edgeRows.map((e) => e.id)).size).toBe(edgeRows.length);
-      // processNodes() dereferences the node of each edge end: every end is a node.
-      for (const e of edgeRows) {
-        expect(expected.nodes.has(String(e.source)), `source ${e.source}`).toBe(true);
-        expect(expected.nodes.has(String(e.target)), `target ${e.target}`).toBe(true);
-      }
-      // Every kind of relation the demo records is drawn, the 18-trigger retraining included.
-      expect(new Set(edgeRows.map((e) => e.mainstat))).toEqual(
-        new Set([...expected.edges].map((e) => / -(.+)-> /.exec(e)![1])),
-      );
-    });
+    it.each([
+      ['as the Loki datasource hands them over (one table per query)', false],
+      ['had it handed over one frame per series', true],
+    ])(
+      'the lineage node graph gets one nodes frame and one edges frame: exactly the journal’s pipeline lineage, %s',
+      (_, backendOnly) => {
+        const expected = journalLineage();
+        const { nodes, edges } = nodeGraphInput(
+          panelFrames(entries, panel('lineage', 'Lineage:'), {}, backendOnly),
+        );
+        expect(nodes).toHaveLength(1);
+        expect(edges).toHaveLength(1);
+        expect(nodes[0].fields.map((f) => f.name).sort()).toEqual(['id', 'subtitle', 'title']);
+        expect(edges[0].fields.map((f) => f.name).sort()).toEqual(['id', 'mainstat', 'source', 'target']);
+        const nodeRows = rows(nodes[0]);
+        const edgeRows = rows(edges[0]);
+        expect(new Set(nodeRows.map((n) => n.id))).toEqual(expected.nodes);
+        expect(nodeRows).toHaveLength(expected.nodes.size); // one row per node
+        for (const n of nodeRows) expect(n.title, String(n.id)).toMatch(/\S+ \S/);
+        expect(new Set(edgeRows.map((e) => `${e.source} -${e.mainstat}-> ${e.target}`))).toEqual(
+          expected.edges,
+        );
+        expect(new Set(edgeRows.map((e) => e.id)).size).toBe(edgeRows.length);
+        // processNodes() dereferences the node of each edge end: every end is a node.
+        for (const e of edgeRows) {
+          expect(expected.nodes.has(String(e.source)), `source ${e.source}`).toBe(true);
+          expect(expected.nodes.has(String(e.target)), `target ${e.target}`).toBe(true);
+        }
+        // Every kind of relation the demo records is drawn, the 18-trigger retraining included.
+        expect(new Set(edgeRows.map((e) => e.mainstat))).toEqual(
+          new Set([...expected.edges].map((e) => / -(.+)-> /.exec(e)![1])),
+        );
+      },
+    );
 
     it('the previous lineage panel (one log query, extractFields + organize) draws no edges: its nodes are Loki row ids', () => {
       const previous: Panel = {
@@ -211,21 +235,19 @@ describe.skipIf(!collectorAvailable())(
       expect([...ids].some((id) => journalLineage().nodes.has(String(id)))).toBe(false);
     });
 
-    it('Decisions by outcome (pie): one series per outcome, counting the journal’s decisions', () => {
-      const frames = panelFrames(entries, panel('audit-trail', 'Decisions by outcome'));
+    it('Decisions by outcome (pie): one slice per outcome, named by it, counting the journal’s decisions', () => {
+      const p = panel('audit-trail', 'Decisions by outcome');
+      const frames = panelFrames(entries, p);
       const want = new Map<string, number>();
       for (const r of journal)
         if (r.event === sc.EVENT_ML_DECISION) {
           const o = String(recordBody(r)![sc.ATTR_ML_DECISION_OUTCOME]);
           want.set(o, (want.get(o) ?? 0) + 1);
         }
-      const got = new Map(
-        frames.map((f) => [
-          f.fields[1].labels![sc.ATTR_ML_DECISION_OUTCOME.replaceAll('.', '_')],
-          f.fields[1].values[0],
-        ]),
-      );
-      expect(got).toEqual(want);
+      const slices = displayValues(frames, p.options!.reduceOptions!);
+      expect(new Map(slices.map((x) => [x.title, x.value]))).toEqual(want);
+      // The previous options (each field reduced to its last value): one slice, the count of one outcome.
+      expect(displayValues(frames, { calcs: ['lastNotNull'] })).toHaveLength(1);
     });
 
     it('Decisions (table): one row per decision with its outcome and prediction id as columns', () => {

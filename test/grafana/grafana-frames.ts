@@ -178,6 +178,86 @@ export function lokiFrames(
   });
 }
 
+/**
+ * What Grafana's Loki datasource does in the browser with the backend's frames (`transformBackendResult`,
+ * 12.2): range metric frames are kept (shown as graphs), the instant metric frames of each query become one
+ * table frame (`Time`, one column per label, sorted, `Value #<refId>`: `makeTableFrames`), log frames are
+ * kept (shown as logs). The order: range, instant, logs.
+ */
+export function lokiFrontend(
+  frames: DataFrame[],
+  targets: { refId: string; queryType?: string }[],
+): DataFrame[] {
+  const instantRefIds = new Set(targets.filter((t) => t.queryType === 'instant').map((t) => t.refId));
+  const isMetric = (f: DataFrame) =>
+    f.fields.every((x) => x.type === FieldType.time || x.type === FieldType.number);
+  const range = frames
+    .filter((f) => isMetric(f) && !instantRefIds.has(f.refId ?? ''))
+    .map((f) => ({ ...f, meta: { ...f.meta, preferredVisualisationType: 'graph' as const } }));
+  const byRefId = new Map<string, DataFrame[]>();
+  for (const f of frames.filter((x) => isMetric(x) && instantRefIds.has(x.refId ?? '')))
+    byRefId.set(f.refId!, [...(byRefId.get(f.refId!) ?? []), f]);
+  const tables = [...byRefId].map(([refId, series]): DataFrame => {
+    const names = [
+      ...new Set(series.flatMap((f) => f.fields.flatMap((x) => Object.keys(x.labels ?? {})))),
+    ].sort();
+    const time: number[] = [];
+    const value: number[] = [];
+    const columns = names.map(() => [] as string[]);
+    for (const f of series) {
+      const t = f.fields.find((x) => x.type === FieldType.time)!;
+      const v = f.fields.find((x) => x.type === FieldType.number)!;
+      time.push(...t.values);
+      value.push(...v.values);
+      names.forEach((n, i) => {
+        for (const _ of v.values) columns[i].push(v.labels?.[n] ?? '');
+      });
+    }
+    return {
+      refId,
+      length: time.length,
+      meta: { preferredVisualisationType: 'table' },
+      fields: [
+        { name: 'Time', type: FieldType.time, config: {}, values: time },
+        ...names.map((name, i) => ({
+          name,
+          type: FieldType.string,
+          config: { filterable: true },
+          values: columns[i],
+        })),
+        { name: `Value #${refId}`, type: FieldType.number, config: {}, values: value },
+      ],
+    };
+  });
+  const logs = frames
+    .filter((f) => !isMetric(f))
+    .map((f) => ({ ...f, meta: { ...f.meta, preferredVisualisationType: 'logs' as const } }));
+  return [...range, ...tables, ...logs];
+}
+
+/**
+ * The values a stat-like panel (pie chart, stat, gauge) displays: Grafana's `applyFieldOverrides` then
+ * `getFieldDisplayValues` with the panel's reduce options, as its panel code calls them.
+ */
+export function displayValues(
+  frames: DataFrame[],
+  reduceOptions: { values?: boolean; calcs: string[]; fields?: string; limit?: number },
+): { title: string; value: number }[] {
+  const theme = grafana.createTheme();
+  const fieldConfig = { defaults: {}, overrides: [] };
+  const replaceVariables = (v: string) => v;
+  const data = grafana.applyFieldOverrides({
+    data: frames,
+    fieldConfig,
+    replaceVariables,
+    theme,
+    timeZone: 'utc',
+  });
+  return grafana
+    .getFieldDisplayValues({ data, reduceOptions, fieldConfig, replaceVariables, theme, timeZone: 'utc' })
+    .map((d) => ({ title: d.display.title ?? '', value: d.display.numeric }));
+}
+
 /** A panel's transformations applied with Grafana's `transformDataFrame` (synchronous for static input). */
 export function transform(frames: DataFrame[], transformations: DataTransformerConfig[] = []): DataFrame[] {
   let out: DataFrame[] | undefined;
