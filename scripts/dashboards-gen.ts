@@ -132,6 +132,19 @@ const customVar = (name: string, label: string, values: string[]) =>
     .allValue('.*')
     .current({ text: 'All', value: '$__all' });
 
+/**
+ * A table of log records: each row's labels (index labels, structured metadata and the body fields `| json`
+ * parsed) become columns; the named ones are shown, in this order (a name no record has is no column).
+ */
+function recordColumns(keys: string[]): DataTransformerConfig[] {
+  const names = ['Time', ...keys.map(loki), 'trace_id'];
+  return [
+    { id: 'extractFields', options: { source: 'labels' } },
+    { id: 'filterFieldsByName', options: { include: { names } } },
+    { id: 'organize', options: { indexByName: Object.fromEntries(names.map((n, i) => [n, i])) } },
+  ];
+}
+
 function auditTrail(): Dashboard {
   return dashboardOf(
     'mltrail-audit-trail',
@@ -151,7 +164,17 @@ function auditTrail(): Dashboard {
         lokiQ(
           `${ALL} | event_name="ml.decision" | ${loki('ml.decision.outcome')}=~"$outcome" | ${loki('ml.prediction.id')}=~"$prediction_id.*" | json | __error__=""`,
         ),
-      ]).withTransformation({ id: 'extractFields', options: { source: 'labels' } }),
+      ]).transformations(
+        recordColumns([
+          'ml.decision.outcome',
+          'ml.decision.reason',
+          'ml.decision.automated',
+          'ml.decision.reviewer',
+          'ml.decision.override',
+          'ml.decision.id',
+          'ml.prediction.id',
+        ]),
+      ),
       // The instant query arrives as one table (a row per outcome): one slice per row, named by its outcome.
       panel(new PieChartPanel(), 'Decisions by outcome', { x: 16, y: 10, w: 8, h: 10 }, [
         lokiQ(
@@ -479,7 +502,21 @@ function lineage(): Dashboard {
         lokiQ(
           `${ALL} | event_name=~"${lineageEvents}" | ${loki('ml.model.name')}=~"$model.*" | json | __error__=""`,
         ),
-      ]),
+      ]).transformations(
+        recordColumns([
+          'event.name',
+          'ml.dataset.id',
+          'ml.transform.id',
+          'ml.run.id',
+          'ml.evaluation.id',
+          'ml.model.name',
+          'ml.model.version',
+          'ml.model.digest',
+          'ml.deployment.id',
+          'ml.drift.id',
+          'ml.actor.id',
+        ]),
+      ),
     ],
     [textVar('model', 'Model name')],
   );
@@ -546,6 +583,17 @@ function deployments(): Dashboard {
       'Deployments (which model version, where, by whom)',
       { x: 0, y: 0, w: 24, h: 10 },
       [lokiQ(`${ALL} | event_name="ml.deployment.completed" | json | __error__=""`)],
+    ).transformations(
+      recordColumns([
+        'ml.model.name',
+        'ml.model.version',
+        'ml.model.digest',
+        'ml.deployment.environment',
+        'ml.deployment.endpoint',
+        'ml.deployment.deployed_by',
+        'ml.deployment.replaced_version',
+        'ml.deployment.id',
+      ]),
     ),
     panel(new StateTimelinePanel(), 'Model version serving predictions', { x: 0, y: 10, w: 24, h: 8 }, [
       lokiQ(

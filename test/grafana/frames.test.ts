@@ -250,20 +250,37 @@ describe.skipIf(!collectorAvailable())(
       expect(displayValues(frames, { calcs: ['lastNotNull'] })).toHaveLength(1);
     });
 
-    it('Decisions (table): one row per decision with its outcome and prediction id as columns', () => {
-      const frames = panelFrames(entries, panel('audit-trail', 'Decisions'), { outcome: '.*' });
+    /** The columns a record table shows: its `filterFieldsByName` list, in order, less the names no record has. */
+    const shownColumns = (p: Panel, frame: DataFrame) => {
+      const listed = p.transformations!.find((t) => t.id === 'filterFieldsByName')!.options.include
+        .names as string[];
+      expect(frame.fields.map((f) => f.name)).toEqual(
+        listed.filter((n) => frame.fields.some((f) => f.name === n)),
+      );
+      return frame.fields.map((f) => f.name);
+    };
+
+    it('Decisions (table): one row per decision, its outcome, reason, ids and trace id as columns', () => {
+      const p = panel('audit-trail', 'Decisions');
+      const frames = panelFrames(entries, p, { outcome: '.*' });
       expect(frames).toHaveLength(1);
-      const names = frames[0].fields.map((f) => f.name);
-      for (const col of [
+      expect(shownColumns(p, frames[0])).toEqual([
         'Time',
-        'Line',
         'ml_decision_outcome',
-        'ml_prediction_id',
+        'ml_decision_reason',
+        'ml_decision_automated',
+        'ml_decision_reviewer',
         'ml_decision_id',
+        'ml_prediction_id',
         'trace_id',
-      ])
-        expect(names, col).toContain(col);
+      ]);
       expect(frames[0].length).toBe(journal.filter((r) => r.event === sc.EVENT_ML_DECISION).length);
+      // Every decision has these; a reviewer only where a person reviewed it.
+      for (const f of frames[0].fields.filter((x) => x.name !== 'ml_decision_reviewer'))
+        expect(
+          f.values.every((v) => v !== undefined && v !== ''),
+          f.name,
+        ).toBe(true);
     });
 
     it('Audit records (logs): every audit record, newest first, with its trace id for the Tempo link', () => {
@@ -280,7 +297,7 @@ describe.skipIf(!collectorAvailable())(
       ]);
     });
 
-    it('Lineage records (table) and Deployments (table): one row per record, the body fields parsed', () => {
+    it('Lineage records and Deployments (tables): one row per record, the listed body fields as columns', () => {
       const lineageEvents = new Set<string>([
         sc.EVENT_ML_DATASET_REGISTERED,
         sc.EVENT_ML_TRANSFORM_COMPLETED,
@@ -291,22 +308,37 @@ describe.skipIf(!collectorAvailable())(
         sc.EVENT_ML_RETRAINING_TRIGGERED,
         sc.EVENT_ML_DRIFT_DETECTED,
       ]);
-      const lineageTable = panelFrames(entries, panel('lineage', 'Lineage records'));
-      expect(lineageTable[0].length).toBe(journal.filter((r) => lineageEvents.has(r.event)).length);
-      const deployments = panelFrames(entries, panel('deployments', 'Deployments'));
-      expect(deployments[0].length).toBe(
-        journal.filter((r) => r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED).length,
+      const lineageTable = panel('lineage', 'Lineage records');
+      const lineageFrame = panelFrames(entries, lineageTable)[0];
+      expect(lineageFrame.length).toBe(journal.filter((r) => lineageEvents.has(r.event)).length);
+      expect(shownColumns(lineageTable, lineageFrame)).toEqual(
+        expect.arrayContaining([
+          'Time',
+          'event_name',
+          'ml_dataset_id',
+          'ml_run_id',
+          'ml_model_version',
+          'ml_deployment_id',
+          'ml_drift_id',
+          'trace_id',
+        ]),
       );
-      const labels = deployments[0].fields.find((f) => f.name === 'labels')!.values[0] as Record<
-        string,
-        string
-      >;
-      expect(labels).toEqual(
-        expect.objectContaining({
-          ml_deployment_id: expect.any(String),
-          ml_deployment_deployed_by: 'release-bot',
-        }),
-      );
+      const deployments = panel('deployments', 'Deployments');
+      const frame = panelFrames(entries, deployments)[0];
+      expect(frame.length).toBe(journal.filter((r) => r.event === sc.EVENT_ML_DEPLOYMENT_COMPLETED).length);
+      expect(shownColumns(deployments, frame)).toEqual([
+        'Time',
+        'ml_model_name',
+        'ml_model_version',
+        'ml_model_digest',
+        'ml_deployment_environment',
+        'ml_deployment_endpoint',
+        'ml_deployment_deployed_by',
+        'ml_deployment_replaced_version',
+        'ml_deployment_id',
+        'trace_id',
+      ]);
+      expect(rows(frame).map((r) => r.ml_deployment_deployed_by)).toEqual(['release-bot', 'release-bot']);
     });
 
     it('Drift events and Model version serving (time series, state timeline): one series per feature / version, with the journal’s counts', () => {
