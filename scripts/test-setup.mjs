@@ -1,5 +1,7 @@
 // Installs what the full test suite needs on a fresh machine, then returns: headless Chromium (Debian
-// package, for the evidence-report test) and the bundled collector binary (Go build, cached by manifest).
+// package, for the evidence-report test), the bundled collector binary (Go build, cached by manifest), and
+// the Prometheus and Jaeger the end-to-end test runs against (Go builds from the module proxy, cached by
+// version in test/e2e/backends/_build).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -24,3 +26,4 @@ if (!existsSync('/usr/bin/chromium')) {
 }
 
 run('npm', ['run', '--silent', 'collector:build']);
+run('bash', ['test/e2e/backends/build.sh']);
