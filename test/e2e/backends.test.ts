@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -179,6 +179,8 @@ describe.skipIf(!backendsAvailable())(
     let dir: string;
     let server: Server | undefined;
     let records: JournalEntry[];
+    /** What each check read from the backends, kept in test/artifacts for docs/dashboards.md. */
+    const seen: Record<string, unknown> = {};
 
     beforeAll(async () => {
       const tmp = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
@@ -240,6 +242,8 @@ describe.skipIf(!backendsAvailable())(
         await exited;
       }
       await b?.stop();
+      mkdirSync('test/artifacts', { recursive: true });
+      writeFileSync('test/artifacts/backends-e2e.json', `${JSON.stringify(seen, null, 2)}\n`);
     });
 
     const bodyOf = (event: string, service: string) =>
@@ -250,6 +254,7 @@ describe.skipIf(!backendsAvailable())(
       expect(queries.length).toBeGreaterThanOrEqual(4);
       for (const q of queries) {
         const result = await promQuery(b.prometheus, q.expr);
+        seen[`${q.where}: series`] = result.length;
         expect(result.length, `${q.where}: ${q.expr} returned no data`).toBeGreaterThan(0);
         for (const r of result)
           expect(Number.isFinite(Number(r.value[1])), `${q.where}: ${r.value[1]}`).toBe(true);
@@ -266,6 +271,7 @@ describe.skipIf(!backendsAvailable())(
           bodyOf(sc.EVENT_ML_PREDICTION, service).length + bodyOf(sc.EVENT_ML_STAGE_FAILED, service).length;
         expect(inJournal).toBeGreaterThan(0);
         const [v] = await promQuery(b.prometheus, query);
+        seen[`predictions of ${service}`] = { prometheus: Number(v.value[1]), journal: inJournal };
         expect(Number(v.value[1]), service).toBe(inJournal);
       }
     });
@@ -278,6 +284,7 @@ describe.skipIf(!backendsAvailable())(
       for (const q of panel) {
         const [v] = await promQuery(b.prometheus, forService(q.expr, SERVER));
         const rate = Number(v.value[1]) + (q.where.startsWith('alert') ? 0.05 : 0);
+        seen[`${q.where} (${SERVER})`] = { prometheus: Number(v.value[1]), injected: 1 / FAIL_EVERY };
         expect(Math.abs(rate - 1 / FAIL_EVERY), `${q.where}: ${v.value[1]}`).toBeLessThan(0.02);
       }
     });
@@ -297,6 +304,10 @@ describe.skipIf(!backendsAvailable())(
         const quantile = Number(q.expr.match(/histogram_quantile\(([0-9.]+)/)![1]);
         const [v] = await promQuery(b.prometheus, forService(q.expr, SERVER));
         const ratio = Number(v.value[1]) / measured(quantile);
+        seen[`${q.where} p${quantile * 100} (${SERVER})`] = {
+          prometheus: Number(v.value[1]),
+          journal: measured(quantile),
+        };
         expect(
           ratio,
           `${q.where} p${quantile * 100}: ${v.value[1]} s vs ${measured(quantile)} s`,
@@ -365,6 +376,31 @@ describe.skipIf(!backendsAvailable())(
           expect(linked(await spanOf(t)), 'transform → its input datasets').toEqual(ids(raw));
         }
       }
+      // evaluation → its dataset (or the transform that made it), its run, and its model version when named.
+      const datasetSpan = (id: unknown) =>
+        records.some(
+          (r) => r.event === sc.EVENT_ML_TRANSFORM_COMPLETED && r.body[sc.ATTR_ML_TRANSFORM_OUTPUT_ID] === id,
+        )
+          ? producer(id)
+          : one(sc.EVENT_ML_DATASET_REGISTERED, (x) => x[sc.ATTR_ML_DATASET_ID] === id);
+      for (const e of bodyOf(sc.EVENT_ML_EVALUATION_COMPLETED, PIPELINE)) {
+        const run = one(
+          sc.EVENT_ML_TRAINING_COMPLETED,
+          (x) => x[sc.ATTR_ML_RUN_ID] === e.body[sc.ATTR_ML_RUN_ID],
+        );
+        const model =
+          e.body[sc.ATTR_ML_MODEL_VERSION] === undefined
+            ? []
+            : [
+                one(
+                  sc.EVENT_ML_MODEL_REGISTERED,
+                  (x) => x[sc.ATTR_ML_MODEL_VERSION] === e.body[sc.ATTR_ML_MODEL_VERSION],
+                ),
+              ];
+        expect(linked(await spanOf(e)), 'evaluation → dataset, run (, model)').toEqual(
+          ids([datasetSpan(e.body[sc.ATTR_ML_EVALUATION_DATASET_ID]), run, ...model]),
+        );
+      }
       for (const d of bodyOf(sc.EVENT_ML_DEPLOYMENT_COMPLETED, PIPELINE)) {
         const m = one(
           sc.EVENT_ML_MODEL_REGISTERED,
@@ -405,6 +441,18 @@ describe.skipIf(!backendsAvailable())(
           );
           expect(linked(await spanOf(decision)), `${service}: decision → prediction`).toEqual(ids([p]));
         }
+      }
+    });
+
+    it('the collector refuses OTLP without the bearer token (auth is on in the shipped config)', async () => {
+      for (const signal of ['logs', 'traces', 'metrics']) {
+        const res = await fetch(`${b.otlp}/v1/${signal}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        });
+        await res.arrayBuffer();
+        expect(res.status, signal).toBe(401);
       }
     });
 
