@@ -333,4 +333,11 @@ describe('Loki label shaping (static)', () => {
     expect(statements.some((s) => s.startsWith('limit(log.attributes, 100,'))).toBe(true);
     expect(statements.some((s) => /^set\(log\.body\b|log\.body\s*,/.test(s))).toBe(false);
   });
+
+  it('Loki takes old journals: lines older than a week are not refused (its default would answer 400 and drop them)', () => {
+    const loki = parse(readFileSync('grafana/loki.yaml', 'utf8'));
+    // Loki's defaults are reject_old_samples: true with a 1w max age; the choice must be stated, not inherited.
+    expect(loki.limits_config.reject_old_samples).toBe(false);
+    expect(loki.limits_config.retention_period).toBe('0s');
+  });
 });
