@@ -212,10 +212,13 @@ describe('docker-compose.yml (static)', () => {
     ]);
     for (const [name, s] of Object.entries(services)) {
       if (s.image !== undefined) expect(s.image, name).toMatch(/:[0-9v][^:]*$/);
-      // Loki's images from 3.6 on have no shell or wget: it gets no healthcheck, and nothing waits on one.
-      if (!['collector', 'grafana-auditor', 'loki'].includes(name)) expect(s.healthcheck, name).toBeDefined();
+      // Loki's images from 3.6 on and Tempo's distroless images have no /bin/sh (or wget) to run a healthcheck
+      // with: they get none, and nothing waits on one. Prometheus (busybox) and Grafana images have both.
+      if (!['collector', 'grafana-auditor', 'loki', 'tempo'].includes(name))
+        expect(s.healthcheck, name).toBeDefined();
     }
     expect(services.loki.healthcheck).toBeUndefined();
+    expect(services.tempo.healthcheck).toBeUndefined();
   });
 
   it('a service waits for another to be healthy only when that one has a healthcheck', () => {
