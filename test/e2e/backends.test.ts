@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -458,7 +458,10 @@ describe.skipIf(!backendsAvailable())(
 
     it('the collector created its archive directory and sent the audit records on to Loki', () => {
       expect(b.lokiRequests()).toBeGreaterThan(0);
-      expect(readdirSync(join(b.dir, 'collector', 'archive')).length).toBeGreaterThan(0);
+      const archiveDir = join(b.dir, 'collector', 'archive');
+      expect(readdirSync(archiveDir).length).toBeGreaterThan(0);
+      // Owner only, as collector/config.yaml asks (directory_permissions).
+      expect(statSync(archiveDir).mode & 0o777).toBe(0o700);
     });
   },
 );
