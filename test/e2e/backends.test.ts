@@ -289,6 +289,15 @@ describe.skipIf(!backendsAvailable())(
       }
     });
 
+    it('the error-rate panel reads 0, not "No data", for a server that never failed (its error series starts at zero)', async () => {
+      expect(bodyOf(sc.EVENT_ML_STAGE_FAILED, DEMO_SERVER)).toEqual([]);
+      expect(bodyOf(sc.EVENT_ML_PREDICTION, DEMO_SERVER).length).toBeGreaterThan(0);
+      const [panel] = provisionedPromQueries().filter((q) => /› Error rate/.test(q.where));
+      const result = await promQuery(b.prometheus, forService(panel.expr, DEMO_SERVER));
+      seen[`${panel.where} (${DEMO_SERVER})`] = result.map((r) => Number(r.value[1]));
+      expect(result.map((r) => Number(r.value[1]))).toEqual([0]);
+    });
+
     it('the latency panel’s p50 and p99 are within 2x of the latency the journal recorded', async () => {
       const latencies = [
         ...bodyOf(sc.EVENT_ML_PREDICTION, SERVER),
