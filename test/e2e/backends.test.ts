@@ -191,14 +191,21 @@ describe.skipIf(!backendsAvailable())(
         OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${b.token}`,
         OTEL_METRIC_EXPORT_INTERVAL: '1000',
         OTEL_BSP_SCHEDULE_DELAY: '200',
+        // The SDK's and the shipper's warnings (a refused delivery, a failed export) reach stderr.
+        OTEL_LOG_LEVEL: 'warn',
       };
       // 1. The demo: pipeline (its own tracer provider) + the ONNX server under mltrail/register.
       await new Promise<void>((resolve, reject) => {
         execFile(
           process.execPath,
           ['dist/cli/main.js', 'demo', '--journal', dir],
-          { env: { ...process.env, ...otel } },
-          (err, _stdout, stderr) => (err === null ? resolve() : reject(new Error(`demo failed: ${stderr}`))),
+          // A guard against a hang (not a timed assertion): the failure then says what the demo and the
+          // backends last wrote.
+          { env: { ...process.env, ...otel }, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 },
+          (err, _stdout, stderr) =>
+            err === null
+              ? resolve()
+              : reject(new Error(`demo failed (${err.message}):\n${stderr.slice(-20_000)}\n${b.logs()}`)),
         );
       });
       // 2. A long-running server on the deployed v2 artifact, with injected failures.

@@ -78,6 +78,8 @@ export interface Backends {
   archive: string;
   /** OTLP log requests the collector sent to the Loki stand-in. */
   lokiRequests(): number;
+  /** The last output of each daemon, for a failure message. */
+  logs(): string;
   stop(): Promise<void>;
 }
 
@@ -186,6 +188,7 @@ export async function startBackends(dir: string): Promise<Backends> {
       token,
       archive,
       lokiRequests: () => lokiRequests,
+      logs: () => daemons.map((d) => `--- ${d.name}\n${d.log}`).join('\n'),
       async stop() {
         for (const d of [...daemons].reverse()) await d.stop();
         await new Promise((r) => server.close(r));
