@@ -75,6 +75,8 @@ export function startAutoInstrumentation(
 
 /** How often the journal is shipped while the process runs. */
 const SHIP_INTERVAL_MS = 1_000;
+/** How long shutdown waits for the final delivery of the journal before leaving it for the next start. */
+const FINAL_SHIP_MS = 5_000;
 
 function start(options: RegisterOptions): AutoInstrumentation {
   let glue: PredictionHeaderGlue | undefined;
@@ -184,7 +186,22 @@ function start(options: RegisterOptions): AutoInstrumentation {
         glue?.disable();
         if (shipTimer !== undefined) clearInterval(shipTimer);
         await trail.shutdown().catch((err: unknown) => diag.error('mltrail: journal shutdown failed', err));
-        await ship();
+        // One last delivery, bounded: the shipper retries forever, and an unreachable or refusing collector
+        // must not keep the host from exiting. What is not delivered stays in the journal behind the cursor,
+        // and the next start (or `mltrail ship`) sends it.
+        let lastShip: NodeJS.Timeout | undefined;
+        await Promise.race([
+          ship(),
+          new Promise<void>((resolve) => {
+            lastShip = setTimeout(resolve, FINAL_SHIP_MS);
+            lastShip.unref();
+          }),
+        ]);
+        clearTimeout(lastShip);
+        // Abandons a delivery still backing off (its timer would hold the process) and releases the lock.
+        await shipper
+          ?.close()
+          .catch((err: unknown) => diag.error('mltrail: stopping the shipper failed', err));
         await sdk.shutdown().catch((err: unknown) => diag.error('mltrail: OTel SDK shutdown failed', err));
       })();
       return closing;

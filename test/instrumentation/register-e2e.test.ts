@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -341,6 +341,26 @@ describe('node --require mltrail/register (CommonJS server)', () => {
       'mltrail.checkpoint',
     ]);
     expect(records[1].body['ml.prediction.id']).toBe(r.header);
+  });
+
+  it('such an app still exits when the collector is unreachable: the final delivery is given up, the journal keeps the records', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltrail-e2e-'));
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    const server = await startServer('--require', 'inference-server.cjs', {
+      ...otlpEnv(),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closed}`,
+      MLTRAIL_DIR: dir,
+      HANDLE_SIGTERM: '1',
+    });
+    const r = await post(server.port, '/predict', [[1, 2, 3]]);
+    // Before, the shipper's retries held the process forever (its backoff timer kept the event loop alive).
+    expect(await stop(server.proc)).toEqual({ code: 0, signal: null });
+    expect(bodies(dir).map((x) => x.body['ml.prediction.id'])).toContain(r.header);
   });
 });
 
