@@ -15,9 +15,9 @@ import {
   generateSigner,
   serializeRecord,
 } from '../dist/integrity/index.js';
-import { readIntoVerifier } from '../dist/integrity/record-sources.js';
 import { JournalReader, JournalWriter, listSegments } from '../dist/journal/index.js';
 import { EVENT_ML_PREDICTION } from '../dist/semconv/index.js';
+import { readIntoVerifier } from '../dist/sources/record-sources.js';
 
 const N = Number(process.argv[2] ?? 1_000_000);
 const { signer } = generateSigner('bench');

@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { runDemo } from '../demo/run-demo.js';
 import { shipsJournal } from '../instrumentation/register-options.js';
 import { ChainVerifier, lineEventName, loadSigningKey } from '../integrity/index.js';
-import { readIntoVerifier } from '../integrity/record-sources.js';
-import { JournalReader, Shipper } from '../journal/index.js';
+import { Shipper } from '../journal/index.js';
 import { LineageGraph, renderTree } from '../lineage/index.js';
 import { gatherEvidence, renderEvidenceHtml } from '../report/index.js';
 import { ATTR_ML_DECISION_OUTCOME } from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
+import { readIntoVerifier } from '../sources/record-sources.js';
 import { CliError, parseCommand } from './command.js';
 import { writePrivateFile } from './private-file.js';
 

@@ -1,5 +1,4 @@
 import { parseRecordLine } from '../integrity/index.js';
-import { JournalReader } from '../journal/index.js';
 import {
   ATTR_ML_DEPLOYMENT_ID,
   ATTR_ML_DRIFT_DATASET_DRIFT,
@@ -16,6 +15,7 @@ import {
   EVENT_ML_DRIFT_DETECTED,
   EVENT_ML_RETRAINING_TRIGGERED,
 } from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 

@@ -1,6 +1,6 @@
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, writeSync } from 'node:fs';
 import { canonicalize, parseRecordLine, RecordFormatError, serializeRecord } from '../integrity/index.js';
-import { AuditLog, JournalReader } from '../journal/index.js';
+import { AuditLog } from '../journal/index.js';
 import { createRedactor } from '../privacy/index.js';
 import {
   ATTR_ML_ACTOR_ID,
@@ -9,6 +9,8 @@ import {
   ATTR_MLTRAIL_ERASURE_RECORD_REF,
   EVENT_MLTRAIL_ERASURE,
 } from '../semconv/index.js';
+import { EvidenceDir } from '../sources/evidence-files.js';
+import { JournalReader } from '../sources/journal-reader.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
 const HELP = `usage: mltrail erase <chain>:<seq> --reason TEXT [--journal DIR] [--actor WHO]
@@ -93,7 +95,7 @@ export async function run(argv: string[]): Promise<number> {
       `${ref}: the tombstone is longer than the record; nothing was changed (the erasure record was written)`,
     );
   }
-  const fd = openSync(found.file, 'r+');
+  const fd = new EvidenceDir(dir).open(found.file, true);
   try {
     writeSync(fd, tombstone + ' '.repeat(pad), found.offset, 'utf8');
     fsyncSync(fd);

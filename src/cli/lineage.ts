@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { readLokiRecords } from '../integrity/loki-source.js';
 import { JournalIndex } from '../journal-index/index.js';
 import {
   type LineageEdge,
@@ -12,6 +11,7 @@ import {
   renderTree,
   UnknownLineageIdError,
 } from '../lineage/index.js';
+import { readLokiRecords } from '../sources/loki-source.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 

@@ -62,9 +62,12 @@ main(process.argv.slice(2)).then(
     if (err instanceof CliError) {
       process.stderr.write(`mltrail: ${err.message}\n`);
       process.exitCode = err.exitCode;
-    } else if (['RecordFormatError', 'NoteError'].includes((err as Error | null)?.name ?? '')) {
-      // A malformed journal or archive line (the message names the file and line), or a signing key,
-      // verifier key or checkpoint that does not parse (it names which): bad input, not a bug.
+    } else if (
+      ['RecordFormatError', 'NoteError', 'EvidenceFileError'].includes((err as Error | null)?.name ?? '')
+    ) {
+      // A malformed journal or archive line (the message names the file and line), a signing key,
+      // verifier key or checkpoint that does not parse (it names which), or a file the readers refuse to
+      // open (a FIFO, a device, a link out of the directory; it names the path): bad input, not a bug.
       process.stderr.write(`mltrail: ${(err as Error).message}\n`);
       process.exitCode = 2;
     } else {

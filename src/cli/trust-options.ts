@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
 import { parseCheckpoint, parseNote, parseVerifier, type TrustBasis } from '../integrity/index.js';
+import { EvidenceFileError, readNamedFile } from '../sources/evidence-files.js';
 import { CliError } from './command.js';
 
 /** The trust flags `verify` and `report` share (parseArgs options). */
@@ -43,8 +42,9 @@ export function resolveTrust(values: {
   if (trustFile !== undefined) {
     let text: string;
     try {
-      text = readFileSync(trustFile, 'utf8');
+      text = readNamedFile(trustFile).toString('utf8');
     } catch (err) {
+      if (err instanceof EvidenceFileError) throw new CliError(`cannot read the trust file: ${err.message}`);
       throw new CliError(
         `cannot read the trust file ${trustFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
       );
@@ -64,7 +64,7 @@ export function resolveTrust(values: {
   for (const f of values['since-checkpoint'] ?? []) {
     let note: string;
     try {
-      note = readFileSync(f, 'utf8');
+      note = readNamedFile(f).toString('utf8');
     } catch (err) {
       throw new CliError(`cannot read checkpoint ${f}: ${(err as Error).message}`);
     }
@@ -83,11 +83,6 @@ export function resolveTrust(values: {
     allowUnsignedTail: values['allow-unsigned-tail'] === true,
     checkpoints,
   };
-}
-
-/** The chain a checkpoint file is named for (`checkpoint-<chain>.txt`), if it follows that name. */
-export function checkpointFileChain(path: string): string | undefined {
-  return /^checkpoint-(.+)\.txt$/.exec(basename(path))?.[1];
 }
 
 /** A verifier key as given, or an error naming where it came from — never its content. */

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   ChainVerifier,
   judgeTrust,
@@ -6,12 +5,12 @@ import {
   type TrustVerdict,
   type VerifyReport,
 } from '../integrity/index.js';
-import { readLokiIntoVerifier } from '../integrity/loki-source.js';
-import { readIntoVerifier } from '../integrity/record-sources.js';
 import { repairTornTails } from '../journal/index.js';
+import { readLokiIntoVerifier } from '../sources/loki-source.js';
+import { addCheckpointFiles, readIntoVerifier } from '../sources/record-sources.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
-import { checkpointFileChain, resolveTrust, TRUST_HELP, TRUST_OPTIONS } from './trust-options.js';
+import { resolveTrust, TRUST_HELP, TRUST_OPTIONS } from './trust-options.js';
 
 const HELP = `usage: mltrail verify [DIR|FILE] [options]
 
@@ -20,7 +19,10 @@ records, gap-free sequence numbers, every signed checkpoint (origin, signature a
 which records a signature you trust covers. Reads only: nothing in DIR or FILE is created or changed.
 
   DIR|FILE                 a journal directory (default: --journal, MLTRAIL_DIR, ./.mltrail), a journal
-                           segment, or the collector's file archive (OTLP JSON lines, .gz/.zst)
+                           segment, or the collector's file archive (OTLP JSON lines: plain, gzip, zstd
+                           or the collector's framed zstd, told by content whatever the file name);
+                           only regular files inside DIR are read (a FIFO, device, socket or a link
+                           out of DIR stops the command, exit 2)
   --journal DIR            journal directory
   --loki URL --query Q     read records from Loki's query API instead (LogQL stream selector)
   --tenant T               X-Scope-OrgID for multi-tenant Loki
@@ -76,8 +78,7 @@ export async function run(argv: string[]): Promise<number> {
         verifier,
         progress ? (n) => process.stderr.write(`\rverify: ${n.toLocaleString()} records…`) : undefined,
       );
-      for (const f of summary.checkpointFiles)
-        verifier.addCheckpoint(readFileSync(f, 'utf8'), f, checkpointFileChain(f));
+      addCheckpointFiles(summary, verifier);
     } catch (err) {
       throw new CliError(`cannot read ${source}: ${(err as Error).message}`);
     }

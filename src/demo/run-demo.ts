@@ -15,7 +15,7 @@ import {
 import { buildProfile, type ReferenceProfile, saveProfile } from '../drift/index.js';
 import { readRegisterOptions } from '../instrumentation/register-options.js';
 import { GENERATED_KEY_FILE, parseRecordLine } from '../integrity/index.js';
-import { AuditLog, JournalReader } from '../journal/index.js';
+import { AuditLog } from '../journal/index.js';
 import { buildLinearClassifierOnnx } from '../onnx/index.js';
 import { createRedactor, RedactingSpanProcessor } from '../privacy/index.js';
 import {
@@ -24,6 +24,7 @@ import {
   ATTR_SERVICE_NAME,
   EVENT_ML_DRIFT_DETECTED,
 } from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
 import {
   createTrail,
   type DatasetVersion,

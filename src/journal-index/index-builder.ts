@@ -1,18 +1,10 @@
 import { hash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
-import { listSegments } from '../journal/journal-reader.js';
 import { recordBody, recordLineage } from '../lineage/record-lineage.js';
+import { EvidenceDir } from '../sources/evidence-files.js';
+import { listSegments } from '../sources/journal-reader.js';
 import {
   EntryKind,
   encodeSegmentIndex,
@@ -87,7 +79,7 @@ export function buildSegmentIndex(dir: string, segmentPath: string): SegmentInde
   let malformed = 0;
   let bytes = 0;
   let lastLine = '';
-  for (const l of segmentLines(segmentPath)) {
+  for (const l of segmentLines(new EvidenceDir(dir), segmentPath)) {
     lines++;
     bytes = l.offset + l.length + 1;
     lastLine = l.text;
@@ -129,14 +121,15 @@ export interface JournalIndexBuild {
  */
 export function indexJournal(dir: string, opts: { force?: boolean } = {}): JournalIndexBuild {
   const out: JournalIndexBuild = { built: [], current: 0 };
+  const journal = new EvidenceDir(dir);
   for (const { chain, files } of listSegments(dir)) {
     for (const segment of files) {
       const idx = indexFile(dir, chain, segment);
-      if (!opts.force && existsSync(idx) && indexStaleness(idx, segment, chain) === undefined) {
+      if (!opts.force && existsSync(idx) && indexStaleness(journal, idx, segment, chain) === undefined) {
         out.current++;
         continue;
       }
-      if (statSync(segment).size === 0) continue;
+      if (journal.stat(segment).size === 0) continue;
       out.built.push(buildSegmentIndex(dir, segment));
     }
   }

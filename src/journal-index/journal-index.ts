@@ -1,6 +1,7 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
-import { listSegments } from '../journal/journal-reader.js';
+import { EvidenceDir } from '../sources/evidence-files.js';
+import { listSegments } from '../sources/journal-reader.js';
 import { indexFile, lineEntries } from './index-builder.js';
 import {
   checkCovers,
@@ -66,6 +67,8 @@ export class JournalIndex {
   readonly dir: string;
   readonly notes: IndexNote[] = [];
   readonly #segments: SegmentView[] = [];
+  /** The journal's files, opened under the readers' rules. */
+  readonly #files: EvidenceDir;
   /** Lines read by scanning (what the index saved is everything else). */
   scannedLines = 0;
   /** Segments answered from an index file. */
@@ -73,6 +76,7 @@ export class JournalIndex {
 
   private constructor(dir: string) {
     this.dir = dir;
+    this.#files = new EvidenceDir(dir);
   }
 
   /** Opens every segment's index (checking each) and scans what no current index covers. */
@@ -89,13 +93,13 @@ export class JournalIndex {
   }
 
   #openSegment(chain: string, path: string, useIndex: boolean): SegmentView {
-    const fd = openSync(path, 'r');
+    const fd = this.#files.open(path);
     const view: SegmentView = { path, chain, fd, file: undefined, scanned: undefined };
     let from = 0;
     if (useIndex) {
       const idx = indexFile(this.dir, chain, path);
       try {
-        const file = SegmentIndexFile.open(idx);
+        const file = SegmentIndexFile.open(this.#files, idx);
         try {
           checkCovers(file, fd, chain, path);
           view.file = file;
@@ -123,7 +127,7 @@ export class JournalIndex {
     view.scanned = undefined;
     if (from >= size) return;
     const scanned = new ScannedEntries();
-    for (const l of segmentLines(view.path, from, size)) {
+    for (const l of segmentLines(this.#files, view.path, from, size)) {
       scanned.lines++;
       const found = lineEntries(l.text, l.offset, l.length);
       if (found !== undefined) for (const e of found.entries) scanned.add(e.key, e);

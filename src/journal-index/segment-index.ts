@@ -1,7 +1,8 @@
 import { hash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { RELATIONS } from '../lineage/record-lineage.js';
+import type { EvidenceDir } from '../sources/evidence-files.js';
 
 /**
  * The on-disk index of one journal segment (see docs/internals.md, "Journal index"). Derived data: it only
@@ -236,13 +237,17 @@ export class SegmentIndexFile {
     this.#bodyAt = bodyAt;
   }
 
-  /** Opens and checks an index file; throws {@link StaleIndexError} for anything wrong with it. */
-  static open(file: string): SegmentIndexFile {
+  /**
+   * Opens and checks an index file of the journal `files` (under its rules: a FIFO, device or link out of
+   * the journal is not opened); throws {@link StaleIndexError} for anything wrong with it.
+   */
+  static open(files: EvidenceDir, file: string): SegmentIndexFile {
     let fd: number;
     try {
-      fd = openSync(file, 'r');
+      fd = files.open(file);
     } catch (err) {
-      throw new StaleIndexError(file, `cannot be opened (${(err as NodeJS.ErrnoException).code})`);
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new StaleIndexError(file, `cannot be opened (${code ?? (err as Error).message})`);
     }
     try {
       const size = fstatSync(fd).size;
@@ -420,14 +425,19 @@ function completeLineAfter(fd: number, from: number): boolean {
  * Whether the index file of a segment is current and covers the whole segment as it is now (every block
  * checked): undefined if so, else why not (missing, damaged, stale, or grown past the indexed prefix).
  */
-export function indexStaleness(indexPath: string, segmentPath: string, chain: string): string | undefined {
+export function indexStaleness(
+  files: EvidenceDir,
+  indexPath: string,
+  segmentPath: string,
+  chain: string,
+): string | undefined {
   let file: SegmentIndexFile;
   try {
-    file = SegmentIndexFile.open(indexPath);
+    file = SegmentIndexFile.open(files, indexPath);
   } catch (err) {
     return (err as Error).message;
   }
-  const fd = openSync(segmentPath, 'r');
+  const fd = files.open(segmentPath);
   try {
     checkCovers(file, fd, chain, segmentPath);
     file.checkBlocks();

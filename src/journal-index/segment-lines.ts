@@ -1,4 +1,5 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
+import type { EvidenceDir } from '../sources/evidence-files.js';
 
 /** One complete line of a segment: its text and where its bytes are. */
 export interface SegmentLine {
@@ -11,11 +12,17 @@ export interface SegmentLine {
 const CHUNK = 4 * 1024 * 1024;
 
 /**
- * The complete lines of `file` between byte `from` (a line start) and `to` (default: the end); a last line
- * without its newline (a torn tail, or a line being written) is not yielded.
+ * The complete lines of `file` (a segment of the journal `files`, opened under its rules) between byte
+ * `from` (a line start) and `to` (default: the end); a last line without its newline (a torn tail, or a
+ * line being written) is not yielded.
  */
-export function* segmentLines(file: string, from = 0, to = Number.POSITIVE_INFINITY): Generator<SegmentLine> {
-  const fd = openSync(file, 'r');
+export function* segmentLines(
+  files: EvidenceDir,
+  file: string,
+  from = 0,
+  to = Number.POSITIVE_INFINITY,
+): Generator<SegmentLine> {
+  const fd = files.open(file);
   try {
     let buf = Buffer.allocUnsafe(CHUNK);
     let len = 0;

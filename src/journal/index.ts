@@ -1,3 +1,12 @@
+// Reading lives in sources/ (with the rules for the files it opens); the reader stays part of this
+// subpath's public API.
+export {
+  type JournalChunk,
+  type JournalLine,
+  JournalReader,
+  listSegments,
+  type TornTail,
+} from '../sources/journal-reader.js';
 export {
   type AppendedRecord,
   AuditLog,
@@ -5,14 +14,6 @@ export {
   type AuditLogOptions,
   checkpointFile,
 } from './audit-log.js';
-export {
-  type JournalChunk,
-  type JournalLine,
-  JournalReader,
-  listSegments,
-  repairTornTails,
-  type TornTail,
-} from './journal-reader.js';
 export {
   chainDir,
   type JournalFailure,
@@ -25,3 +26,4 @@ export {
   segmentName,
 } from './journal-writer.js';
 export { cursorFile, otlpLogsTarget, Shipper, type ShipperOptions, toOtlp } from './shipper.js';
+export { repairTornTails } from './tail-repair.js';

@@ -26,7 +26,7 @@ import {
   ATTR_MLTRAIL_SEQ,
   ATTR_SERVICE_NAME,
 } from '../semconv/index.js';
-import { listSegments } from './journal-reader.js';
+import { listSegments } from '../sources/journal-reader.js';
 import { resolveDir } from './journal-writer.js';
 
 /** Options of {@link Shipper}. */

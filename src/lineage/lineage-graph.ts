@@ -1,6 +1,6 @@
 import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
-import { JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
 import {
   type LineageEdge,
   type LineageKind,

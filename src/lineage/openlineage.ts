@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
-import { JournalReader } from '../journal/index.js';
 import * as sc from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
 
 /** OpenLineage spec version the events follow. */
 export const OPENLINEAGE_SCHEMA_URL = 'https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent';

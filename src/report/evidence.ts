@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
 import {
   type AuditRecord,
   ChainVerifier,
@@ -16,10 +14,10 @@ import {
   verifyInclusion,
   verifyNote,
 } from '../integrity/index.js';
-import { readIntoVerifier } from '../integrity/record-sources.js';
-import { JournalReader } from '../journal/index.js';
 import { LineageGraph, type LineageNode, type LineageResult } from '../lineage/index.js';
 import * as sc from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
+import { addCheckpointFiles, readIntoVerifier } from '../sources/record-sources.js';
 
 /** Everything the evidence report shows, gathered from the journal (also returned for `--json`). */
 export interface Evidence {
@@ -373,8 +371,7 @@ function prove(
 ): IntegrityProof {
   const verifier = new ChainVerifier({ trustedKeys: trust.trustedKeys, checkpoints: trust.checkpoints });
   const summary = readIntoVerifier(dir, verifier);
-  for (const f of summary.checkpointFiles)
-    verifier.addCheckpoint(readFileSync(f, 'utf8'), f, /^checkpoint-(.+)\.txt$/.exec(basename(f))?.[1]);
+  addCheckpointFiles(summary, verifier);
   const judged = judgeTrust(verifier.finish(), trust);
   const report = judged.report;
   const verdict = judged.verdict;

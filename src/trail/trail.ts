@@ -16,9 +16,10 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { canonicalize, parseRecordLine, uuidv7 } from '../integrity/index.js';
-import { AuditLog, JournalReader, probeJournalDir, resolveDir } from '../journal/index.js';
+import { AuditLog, probeJournalDir, resolveDir } from '../journal/index.js';
 import { createRedactor } from '../privacy/index.js';
 import * as sc from '../semconv/index.js';
+import { JournalReader } from '../sources/journal-reader.js';
 import {
   AuditEmitter,
   type AuditSeverity,

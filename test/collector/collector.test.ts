@@ -7,9 +7,9 @@ import { LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-log
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { AuditLog, JournalReader } from '../../src/journal/index.js';
 import { ATTRIBUTE_TYPES } from '../../src/semconv/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 import { createTrail } from '../../src/trail/index.js';
 import {
   archivedLogRecords,

@@ -7,8 +7,8 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { cursorFile, JournalReader, Shipper } from '../../src/journal/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 import { ACCESS_NOT_RECORDED } from '../fixtures/trust.js';
 import {
   archivedLogRecords,

@@ -78,7 +78,7 @@ const NOT_RUNNABLE: { file: string; line: string; reason: string; wholeBlock?: b
   {
     file: 'docs/integrity.md',
     line: 'npx mltrail verify --loki',
-    reason: 'needs a Loki: test/integrity/loki-source.test.ts',
+    reason: 'needs a Loki: test/sources/loki-source.test.ts',
   },
   {
     file: 'docs/integrity.md',

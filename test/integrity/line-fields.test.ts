@@ -12,7 +12,7 @@ import {
   type RecordVersion,
   serializeRecord,
 } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 // The attacks on a journal line's fields (issue 13): someone who can write the journal edits what a line
 // says outside its evidence — the event name, the time, the severity, the trace ids — or adds a field

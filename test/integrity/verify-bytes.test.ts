@@ -15,8 +15,8 @@ import {
   serializeRecord,
   type VerifyReport,
 } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { EVENT_ML_PREDICTION } from '../../src/semconv/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 // `mltrail verify` reads journal lines from their bytes and takes the strict parser only for lines that
 // are not the clean next record of their chain. Whatever a segment holds, the report must be exactly the
@@ -240,8 +240,8 @@ describe('verify from bytes = verify with the strict parser', () => {
       new URL('index.js', dist).href
     )) as typeof import('../../src/integrity/index.js');
     const sources = (await import(
-      new URL('record-sources.js', dist).href
-    )) as typeof import('../../src/integrity/record-sources.js');
+      new URL('../sources/record-sources.js', dist).href
+    )) as typeof import('../../src/sources/record-sources.js');
     // Counts the lines the worker checked (accepted without going through addJournalLine on this thread).
     class Counting extends integrity.ChainVerifier {
       fromWorker = 0;

@@ -20,8 +20,8 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
 import { ChainVerifier, canonicalize, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { AuditLog, JournalReader, JournalWriter, repairTornTails } from '../../src/journal/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), `mltrail-${p}-`));
 const input = (i: number) => {

@@ -16,8 +16,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { JournalReader } from '../../src/journal/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 /**
  * Fail-closed and fail-open against a journal that really cannot be written: a small tmpfs filled to the

@@ -16,9 +16,9 @@ import {
   canonicalize,
   parseRecordLine,
 } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { AuditLog, JournalReader, toOtlp } from '../../src/journal/index.js';
 import { createRedactor } from '../../src/privacy/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 import { createTrail } from '../../src/trail/index.js';
 
 /**

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { AuditLog, JournalReader, Shipper } from '../../src/journal/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 import { createTrail } from '../../src/trail/index.js';
 import {
   archivedLogRecords,

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { ChainVerifier, parseRecordLine } from '../../src/integrity/index.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { JournalReader } from '../../src/journal/index.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 /**
  * Root ignores permission bits, so when the tests run as root the host runs without the capabilities that

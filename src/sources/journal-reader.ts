@@ -1,5 +1,6 @@
-import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { EvidenceDir } from './evidence-files.js';
 
 /** Read size of the reader: large, so a segment is a few dozen reads. */
 const CHUNK = 8 * 1024 * 1024;
@@ -56,7 +57,8 @@ export function listSegments(dir: string): { chain: string; files: string[] }[] 
 /**
  * Reads a journal directory: every chain's segments in order, one line at a time, with its location.
  * A torn last line (no trailing newline, as a crash mid-write leaves) is not yielded as a record but
- * recorded in `torn`, precisely (file, line, byte offset), and cut only by {@link repairTornTails}.
+ * recorded in `torn`, precisely (file, line, byte offset), and cut only by `repairTornTails` (journal/).
+ * Segments are opened under the rules of {@link EvidenceDir}: regular files inside `dir` only.
  */
 export class JournalReader {
   readonly dir: string;
@@ -65,6 +67,7 @@ export class JournalReader {
   readonly #chunkBytes: number;
   readonly #buffers: Buffer[] | undefined;
   #nextBuffer = 0;
+  #files: EvidenceDir | undefined;
 
   /**
    * `chunkBytes`: the read size (default 8 MiB); lines longer than it are still read whole. `buffers`:
@@ -116,7 +119,8 @@ export class JournalReader {
   *#fileChunks(file: string): Generator<JournalChunk> {
     // Streams the segment through one large buffer: memory stays bounded by the chunk (plus the longest
     // line) whatever the segment size, and lines are sliced out without per-line reads.
-    const fd = openSync(file, 'r');
+    this.#files ??= new EvidenceDir(this.dir);
+    const fd = this.#files.open(file);
     try {
       let buf = this.#freshBuffer();
       let own = this.#buffers === undefined;
@@ -180,21 +184,4 @@ function countNewlines(buf: Buffer, start: number, end: number): number {
   let n = 0;
   for (let at = buf.indexOf(10, start); at >= 0 && at < end; at = buf.indexOf(10, at + 1)) n++;
   return n;
-}
-
-/** Cuts every torn last line found in a journal directory. Returns what was cut. */
-export function repairTornTails(dir: string): TornTail[] {
-  const reader = new JournalReader(dir);
-  for (const _ of reader.lines()) {
-    // reading finds the torn tails
-  }
-  for (const t of reader.torn) {
-    const fd = openSync(t.file, 'r+');
-    try {
-      ftruncateSync(fd, t.offset);
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return reader.torn;
 }

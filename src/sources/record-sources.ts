@@ -1,18 +1,21 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import * as zlib from 'node:zlib';
-import { listSegments } from '../journal/index.js';
-import type { ChainVerifier } from './chain-verifier.js';
+import { existsSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { ChainVerifier } from '../integrity/chain-verifier.js';
+import { type OtlpLogRecord, parseOtlpLogRecord } from '../integrity/otlp-record.js';
+import { parseRecordLine, RecordFormatError } from '../integrity/record.js';
+import { archiveText } from './archive-format.js';
+import { EvidenceDir, readNamedFile } from './evidence-files.js';
 import { feedJournal } from './journal-feed.js';
-import { type OtlpLogRecord, parseOtlpLogRecord } from './otlp-record.js';
-import { parseRecordLine, RecordFormatError } from './record.js';
+import { listSegments } from './journal-reader.js';
 
 /** What was read into a verifier. */
 export interface ReadSummary {
   files: number;
   lines: number;
-  /** External checkpoint files found (checkpoint-*.txt). */
+  /** External checkpoint files found (checkpoint-*.txt); {@link addCheckpointFiles} reads them. */
   checkpointFiles: string[];
+  /** The directory read (its file rules apply to the checkpoint files too); undefined for one file. */
+  dir?: string;
 }
 
 /** Options of {@link readIntoVerifier}. */
@@ -28,8 +31,10 @@ export interface ReadOptions {
 
 /**
  * Feeds every audit record under `path` into the verifier: a journal directory (chains/…/*.ndjson), a
- * directory or file of journal lines, or a collector file-exporter archive (OTLP JSON lines, optionally
- * gzip or zstd compressed). Torn and malformed lines become problems, never exceptions.
+ * directory or file of journal lines, or a collector file-exporter archive (OTLP JSON lines, plain, gzip,
+ * zstd or the collector's framed zstd, told apart by content whatever the file name). Torn and malformed
+ * lines become problems, never exceptions. Files are opened under the rules of {@link EvidenceDir}
+ * (regular files inside the directory only): any other file stops the read with an `EvidenceFileError`.
  */
 export function readIntoVerifier(
   path: string,
@@ -40,7 +45,9 @@ export function readIntoVerifier(
   if (!existsSync(path)) throw new Error(`${path}: no such file or directory`);
   const summary: ReadSummary = { files: 0, lines: 0, checkpointFiles: [] };
   const st = statSync(path);
-  if (st.isDirectory() && listSegments(path).length > 0) {
+  const dir = st.isDirectory() ? new EvidenceDir(path) : undefined;
+  if (dir !== undefined) summary.dir = path;
+  if (dir !== undefined && listSegments(path).length > 0) {
     const reader = feedJournal(
       path,
       {
@@ -57,14 +64,14 @@ export function readIntoVerifier(
       verifier.addProblem({ kind: 'torn-line', location: `${t.file}:${t.line}`, message: t.message });
     }
   }
-  const files = st.isDirectory() ? otherFiles(path) : [path];
+  const files = dir !== undefined ? otherFiles(dir, path, new Set([dir.real])) : [path];
   for (const file of files) {
     if (/checkpoint-[^/]*\.txt$/.test(file)) {
       summary.checkpointFiles.push(file);
       continue;
     }
     summary.files++;
-    const text = decompress(file);
+    const text = archiveText(dir !== undefined ? dir.read(file) : readNamedFile(file));
     let lineNo = 0;
     let start = 0;
     while (start < text.length) {
@@ -91,50 +98,39 @@ export function readIntoVerifier(
   return summary;
 }
 
-function otherFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const p = join(dir, name);
-    if (name === 'chains') continue;
-    const st = statSync(p);
-    if (st.isDirectory()) out.push(...otherFiles(p));
-    else if (/\.(ndjson|jsonl)(\.gz|\.zst)?$/.test(name) || /checkpoint-.*\.txt$/.test(name)) out.push(p);
-  }
-  return out;
-}
-
-function decompress(file: string): string {
-  const buf = readFileSync(file);
-  if (file.endsWith('.gz')) return zlib.gunzipSync(buf).toString('utf8');
-  if (file.endsWith('.zst')) return zlib.zstdDecompressSync(buf).toString('utf8');
-  if (buf.length >= 8 && buf.readUInt32LE(4) === ZSTD_MAGIC) return zstdMessages(buf);
-  return buf.toString('utf8');
-}
-
-/** The first four bytes of a zstd frame, read little-endian. */
-const ZSTD_MAGIC = 0xfd2fb528;
+/** An external checkpoint file, named for its chain. */
+const CHECKPOINT_FILE = /^checkpoint-(.+)\.txt$/;
 
 /**
- * The collector's file exporter with `compression: zstd` (the bundled archive, whatever its file name)
- * writes each export as a 4-byte big-endian length and one zstd frame holding one OTLP JSON message. Each
- * becomes a line; a message cut short (the collector died mid-write) becomes a torn last line.
+ * Adds the checkpoint files a read found to the verifier (read under the same rules), each with the chain
+ * its name claims, which the verifier checks against the note's origin.
  */
-function zstdMessages(buf: Buffer): string {
-  const lines: string[] = [];
-  let at = 0;
-  while (at + 4 <= buf.length) {
-    const end = at + 4 + buf.readUInt32BE(at);
-    if (end > buf.length) break;
-    try {
-      lines.push(zlib.zstdDecompressSync(buf.subarray(at + 4, end)).toString('utf8'), '\n');
-    } catch (err) {
-      // Stays a line, so verify reports it as malformed where it is.
-      lines.push(`(the zstd message at byte ${at} does not decompress: ${(err as Error).message})\n`);
-    }
-    at = end;
+export function addCheckpointFiles(summary: ReadSummary, verifier: ChainVerifier): void {
+  const dir = summary.dir !== undefined ? new EvidenceDir(summary.dir) : undefined;
+  for (const f of summary.checkpointFiles) {
+    const text = (dir !== undefined ? dir.read(f) : readNamedFile(f)).toString('utf8');
+    verifier.addCheckpoint(text, f, CHECKPOINT_FILE.exec(basename(f))?.[1]);
   }
-  if (at < buf.length) lines.push(`(${buf.length - at} bytes of a cut zstd message)`);
-  return lines.join('');
+}
+
+/**
+ * The journal lines and archives under a directory other than its chains/ (and checkpoint files), in name
+ * order. Directories are followed while they stay inside the evidence directory, each once.
+ */
+function otherFiles(files: EvidenceDir, dir: string, seen: Set<string>): string[] {
+  const out: string[] = [];
+  for (const e of files.entries(dir)) {
+    const name = basename(e.path);
+    if (e.directory) {
+      if (name === 'chains') continue;
+      const real = files.resolve(e.path);
+      if (seen.has(real)) continue;
+      seen.add(real);
+      out.push(...otherFiles(files, e.path, seen));
+    } else if (/\.(ndjson|jsonl)(\.gz|\.zst)?$/.test(name) || /checkpoint-.*\.txt$/.test(name))
+      out.push(e.path);
+  }
+  return out;
 }
 
 function addLine(text: string, file: string, line: number, verifier: ChainVerifier): void {

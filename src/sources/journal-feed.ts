@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { statSync } from 'node:fs';
-import { type JournalChunk, JournalReader, listSegments } from '../journal/index.js';
-import type { ChainVerifier } from './chain-verifier.js';
-import { FIELDS } from './line-check-protocol.js';
-import { LineChecker } from './line-checker.js';
-import { checkLines, RUN_FIELDS } from './line-checker-core.js';
-import { RecordLineScanner } from './record-scanner.js';
+import type { ChainVerifier } from '../integrity/chain-verifier.js';
+import { FIELDS } from '../integrity/line-check-protocol.js';
+import { LineChecker } from '../integrity/line-checker.js';
+import { checkLines, RUN_FIELDS } from '../integrity/line-checker-core.js';
+import { RecordLineScanner } from '../integrity/record-scanner.js';
+import { type JournalChunk, JournalReader, listSegments } from './journal-reader.js';
 
 /** Journals smaller than this are read on one thread (a worker costs a few tens of milliseconds to start). */
 const PARALLEL_MIN_BYTES = 16 * 1024 * 1024;

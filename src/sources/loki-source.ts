@@ -1,3 +1,6 @@
+import type { ChainVerifier } from '../integrity/chain-verifier.js';
+import { recordFromBody } from '../integrity/otlp-record.js';
+import { type AuditRecord, checkRecord } from '../integrity/record.js';
 import {
   ATTR_MLTRAIL_BODY_DIGEST,
   ATTR_MLTRAIL_CHAIN_ID,
@@ -6,9 +9,6 @@ import {
   ATTR_MLTRAIL_RECORD_VERSION,
   ATTR_MLTRAIL_SEQ,
 } from '../semconv/index.js';
-import type { ChainVerifier } from './chain-verifier.js';
-import { recordFromBody } from './otlp-record.js';
-import { type AuditRecord, checkRecord } from './record.js';
 
 /** Options for reading audit records back from Loki's query API. */
 export interface LokiSourceOptions {
