@@ -18,6 +18,7 @@ const all = [
   ['record-pipeline.mjs', quick ? ['5000'] : ['20000']],
   ['journal.mjs', quick ? ['20000', '64'] : ['100000', '64']],
   ['verify.mjs', quick ? ['100000'] : ['1000000']],
+  ['verify-formats.mjs', quick ? ['100000'] : ['1000000']],
   ['lineage.mjs', quick ? ['100000'] : ['1000000']],
   ['drift.mjs', []],
   ['redaction.mjs', []],
