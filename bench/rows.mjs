@@ -51,6 +51,14 @@ export const rows = {
       `${num(r.value)} records/s (${num(r.oneThread)} on one thread); ${num(r.records)} records of ~${r.bytesPerLine} B in ${r.seconds} s`,
     compares: 'the same on the smallest records the trail writes',
   },
+  'verify-v2-vs-v1': {
+    value: (r) =>
+      `${num(r.value)} records/s on format 2 (~${r.bytesPerLineV2} B a line; ${num(r.records)} records in ${r.secondsV2} s)`,
+    baseline: (r) =>
+      `${num(r.baseline)} records/s on format 1 (~${r.bytesPerLineV1} B a line; ${r.secondsV1} s)`,
+    compares:
+      '`mltrail verify` end to end on the same prediction records written as a record format 2 journal vs as a format 1 journal (issue 13: format 2 must not be slower); both verified alternately in one run, medians of 3',
+  },
   'lineage-1m': {
     value: (r) =>
       `${r.value} s; impact query ${r.impactSeconds} s${r.records ? ` (${num(r.records)} records)` : ''}`,

@@ -6,55 +6,13 @@
 // alternately (so noise from other jobs falls on both), end to end as `mltrail verify` reads a journal
 // (readIntoVerifier: segments, line checks, links, Merkle roots, signatures); medians of 3.
 //   npm run build && node bench/verify-formats.mjs [records]      (default 1 000 000 per journal)
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import {
-  ChainVerifier,
-  ChainWriter,
-  canonicalize,
-  generateSigner,
-  serializeRecord,
-} from '../dist/integrity/index.js';
-import { JournalWriter } from '../dist/journal/index.js';
+import { rmSync, statSync } from 'node:fs';
+import { ChainVerifier } from '../dist/integrity/index.js';
 import { listSegments } from '../dist/sources/journal-reader.js';
 import { readIntoVerifier } from '../dist/sources/record-sources.js';
-import { EVENT_ML_PREDICTION } from '../dist/semconv/index.js';
+import { writePredictionJournal } from './prediction-journal.mjs';
 
 const N = Number(process.argv[2] ?? 1_000_000);
-const { signer } = generateSigner('bench');
-
-async function writeJournal(version) {
-  const dir = mkdtempSync(join(tmpdir(), `mltrail-bench-v${version}-`));
-  const chain = new ChainWriter({ signer, checkpointEvery: 10_000, version });
-  const writer = new JournalWriter({
-    dir,
-    chainId: chain.chainId,
-    groupCommitMs: 50,
-    segmentBytes: 256 * 1024 * 1024,
-  });
-  for (let i = 0; i < N; i++) {
-    const ts = new Date(1_764_000_000_000 + i).toISOString();
-    const event = {
-      'event.name': EVENT_ML_PREDICTION,
-      timestamp: ts,
-      ...(version === 2 ? { severity_text: 'INFO' } : {}),
-      'ml.prediction.id': `p-${i}`,
-      'ml.prediction.latency_ms': 1.25,
-    };
-    for (const r of chain.append({
-      event: EVENT_ML_PREDICTION,
-      sev: 'INFO',
-      ts,
-      attrs: { 'ml.prediction.id': `p-${i}` },
-      body: canonicalize(event),
-    }))
-      writer.append(serializeRecord(r));
-    if (i % 100_000 === 99_999) await writer.flush();
-  }
-  await writer.close();
-  return dir;
-}
 
 function verify(dir) {
   const v = new ChainVerifier();
@@ -74,7 +32,7 @@ function median(xs) {
 const journals = {};
 for (const version of [1, 2]) {
   process.stderr.write(`verify-formats: writing ${N.toLocaleString()} format ${version} records…\n`);
-  const dir = await writeJournal(version);
+  const dir = await writePredictionJournal(N, { version });
   const bytes = listSegments(dir)
     .flatMap((c) => c.files)
     .reduce((s, f) => s + statSync(f).size, 0);

@@ -5,56 +5,13 @@
 // no attrs). Floor and verify runs alternate, so noise from other jobs falls on both; medians of 3.
 //   npm run build && node bench/verify.mjs [records]      (default 1 000 000 per journal)
 import { hash } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import {
-  ChainVerifier,
-  ChainWriter,
-  canonicalize,
-  generateSigner,
-  serializeRecord,
-} from '../dist/integrity/index.js';
-import { JournalReader, JournalWriter, listSegments } from '../dist/journal/index.js';
-import { EVENT_ML_PREDICTION } from '../dist/semconv/index.js';
+import { rmSync, statSync } from 'node:fs';
+import { ChainVerifier } from '../dist/integrity/index.js';
+import { JournalReader, listSegments } from '../dist/journal/index.js';
 import { readIntoVerifier } from '../dist/sources/record-sources.js';
+import { writePredictionJournal } from './prediction-journal.mjs';
 
 const N = Number(process.argv[2] ?? 1_000_000);
-const { signer } = generateSigner('bench');
-
-async function writeJournal(small) {
-  const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-verify-'));
-  const chain = new ChainWriter({ signer, checkpointEvery: 10_000 });
-  const writer = new JournalWriter({
-    dir,
-    chainId: chain.chainId,
-    groupCommitMs: 50,
-    segmentBytes: 256 * 1024 * 1024,
-  });
-  for (let i = 0; i < N; i++) {
-    const ts = new Date(1_764_000_000_000 + i).toISOString();
-    const event = small
-      ? { 'event.name': EVENT_ML_PREDICTION, timestamp: ts }
-      : {
-          'event.name': EVENT_ML_PREDICTION,
-          timestamp: ts,
-          'ml.prediction.id': `p-${i}`,
-          'ml.prediction.latency_ms': 1.25,
-        };
-    const attrs = small ? {} : { 'ml.prediction.id': `p-${i}` };
-    for (const r of chain.append({
-      event: EVENT_ML_PREDICTION,
-      sev: 'INFO',
-      ts,
-      attrs,
-      body: canonicalize(event),
-    }))
-      writer.append(serializeRecord(r));
-    if (i % 100_000 === 99_999) await writer.flush();
-  }
-  await writer.close();
-  return dir;
-}
 
 /** One hash per line, reading the segments exactly as verify does. */
 function floor(dir) {
@@ -93,7 +50,7 @@ for (const [name, small] of [
   ['verify-vs-sha256-small', true],
 ]) {
   process.stderr.write(`${name}: writing ${N.toLocaleString()} records…\n`);
-  const dir = await writeJournal(small);
+  const dir = await writePredictionJournal(N, { small });
   const bytes = listSegments(dir)
     .flatMap((c) => c.files)
     .reduce((s, f) => s + statSync(f).size, 0);
