@@ -68,7 +68,7 @@ export class JournalIndex {
   readonly notes: IndexNote[] = [];
   readonly #segments: SegmentView[] = [];
   /** The journal's files, opened under the readers' rules. */
-  readonly #files: EvidenceDir;
+  #evidence: EvidenceDir | undefined;
   /** Lines read by scanning (what the index saved is everything else). */
   scannedLines = 0;
   /** Segments answered from an index file. */
@@ -76,7 +76,12 @@ export class JournalIndex {
 
   private constructor(dir: string) {
     this.dir = dir;
-    this.#files = new EvidenceDir(dir);
+  }
+
+  /** The journal's files, opened under the readers' rules (made when the first segment is opened). */
+  get #files(): EvidenceDir {
+    this.#evidence ??= new EvidenceDir(this.dir);
+    return this.#evidence;
   }
 
   /** Opens every segment's index (checking each) and scans what no current index covers. */
