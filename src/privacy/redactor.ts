@@ -156,6 +156,10 @@ const TIMESTAMP_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d
 const MAX_REMEMBERED_KEY_CHARS = 256;
 /** Distinct keys whose rule transitions are remembered before the memory starts again. */
 const MAX_REMEMBERED_KEYS = 8192;
+/** Longer values are scanned every time instead of remembered as clean. */
+const MAX_REMEMBERED_VALUE_CHARS = 128;
+/** Distinct clean values remembered before the memory starts again. */
+const MAX_REMEMBERED_VALUES = 4096;
 
 interface CompiledRule {
   label: string;
@@ -228,6 +232,13 @@ class PolicyRedactor implements Redactor {
   readonly #dirtyKey: Transition = { set: this.#empty, rule: -1, clean: false };
   /** Keys known to hold nothing to detect, for walks that need no rule lookup (bounded like the NFA memory). */
   readonly #cleanKeys = new Set<string>();
+  /**
+   * Short values the detectors were run on and found nothing in (a service name, a tensor shape, a dtype,
+   * a decision reason): most of an audit body repeats from record to record, and detection depends on the
+   * text alone. Only values written unchanged are kept, i.e. what the journal holds anyway; never a value
+   * a detector matched.
+   */
+  readonly #cleanValues = new Set<string>();
   readonly #interned = new Map<string, StateSet>();
   #root: StateSet;
   #transitions = 0;
@@ -837,7 +848,10 @@ class PolicyRedactor implements Redactor {
       if (n < 7 && !text.includes('@') && !text.includes(':')) return text;
     }
     if (n <= 71 && isMltrailId(text)) return text;
+    const remember = n <= MAX_REMEMBERED_VALUE_CHARS;
+    if (remember && this.#cleanValues.has(text)) return text;
     if (needsNormalizing(text)) return this.#scanNormalized(text, tally);
+    const changesBefore = tally.changes;
     let current = text;
     // A replacement can expose a boundary a later detector needs; a second pass settles that, so the
     // output of redaction is already a fixed point (redacting it again changes nothing).
@@ -845,6 +859,10 @@ class PolicyRedactor implements Redactor {
       const before = tally.changes;
       current = this.#scanOnce(current, tally);
       if (tally.changes === before) break;
+    }
+    if (remember && tally.changes === changesBefore) {
+      if (this.#cleanValues.size >= MAX_REMEMBERED_VALUES) this.#cleanValues.clear();
+      this.#cleanValues.add(text);
     }
     return current;
   }

@@ -244,7 +244,7 @@ describe('the optimised redactor gives exactly what the reference redactor gives
       fc.assert(
         fc.property(fc.oneof(body, value), (v) => {
           expect(fast.redact(v)).toEqual(reference.redact(v));
-          // The memoised key-path transitions must give the same answer on a second visit.
+          // The memoised key-path transitions and clean values must give the same answer on a second visit.
           expect(fast.redact(v)).toEqual(reference.redact(v));
         }),
         { numRuns: 300, seed: SEED },
@@ -279,6 +279,23 @@ describe('the optimised redactor gives exactly what the reference redactor gives
       }),
       { numRuns: 1000, seed: SEED },
     );
+  });
+
+  it('values seen before, and more clean values than the memory holds, are redacted as the first time', () => {
+    const fast = createRedactor({ key: KEY, env: {} });
+    const reference = createReferenceRedactor({ key: KEY, env: {} });
+    // Clean values (remembered), values with personal data (never remembered), and one as long as the limit.
+    const values = Array.from({ length: 10_000 }, (_, i) =>
+      i % 3 === 0
+        ? `reason ${i}: score 0.${i} < 0.50`
+        : i % 3 === 1
+          ? `mail r${i}@example.com`
+          : `x${i}`.repeat(20),
+    );
+    for (let round = 0; round < 2; round++) {
+      for (const v of values) expect(fast.redactString(v)).toEqual(reference.redactString(v));
+      expect(fast.redact({ values }).value).toEqual(reference.redact({ values }).value);
+    }
   });
 
   it('keys seen more often than the transition memory holds still match their rules', () => {
