@@ -2,6 +2,9 @@ import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let counter = 0;
+/** The first two groups (the milliseconds) of the last id made, reused while the millisecond is the same. */
+let prefixMs = -1;
+let prefix = '';
 // Random bytes are drawn 4 KiB at a time: one system call per ~400 ids instead of one or two per id.
 const pool = Buffer.alloc(4096);
 let poolAt = pool.length;
@@ -39,10 +42,14 @@ export function uuidv7(): string {
     counter = ((pool[at] << 8) | pool[at + 1]) & 0x3ff;
   }
   // Bytes 0–5: the milliseconds; 6–7: version 7 and the counter; 8: variant 10 and 6 random bits; 9–15: random.
-  const t = ms.toString(16).padStart(12, '0');
+  if (ms !== prefixMs) {
+    const t = ms.toString(16).padStart(12, '0');
+    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-`;
+    prefixMs = ms;
+  }
   const r = random(8);
   return (
-    `${t.slice(0, 8)}-${t.slice(8, 12)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-` +
+    `${prefix}${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-` +
     `${HEX[0x80 | (pool[r] & 0x3f)]}${HEX[pool[r + 1]]}-${HEX[pool[r + 2]]}${HEX[pool[r + 3]]}` +
     `${HEX[pool[r + 4]]}${HEX[pool[r + 5]]}${HEX[pool[r + 6]]}${HEX[pool[r + 7]]}`
   );

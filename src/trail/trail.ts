@@ -322,8 +322,13 @@ class TrailImpl implements Trail {
   /** Model versions whose zero error series has been started. */
   readonly #errorSeries = new WeakSet<ModelVersion>();
   #errorSeriesUnnamed = false;
-  /** Span contexts of recent predictions by id, so a decision on one links to it. */
-  readonly #predictionSpans = new Map<string, SpanContext>();
+  /**
+   * Span contexts of recent predictions by id, so a decision on one links to it: the latest ones, and the
+   * generation before them (deleting the oldest entry of one map on every prediction costs several times
+   * the insertion).
+   */
+  #predictionSpans = new Map<string, SpanContext>();
+  #olderPredictionSpans = new Map<string, SpanContext>();
 
   constructor(options: TrailRuntimeOptions, sink: AuditSink) {
     const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
@@ -514,7 +519,7 @@ class TrailImpl implements Trail {
       'decide',
       sc.EVENT_ML_DECISION,
       fields,
-      links(spec.predictionSpanContext ?? this.#predictionSpans.get(spec.predictionId)),
+      links(spec.predictionSpanContext ?? this.#predictionSpan(spec.predictionId)),
       spec.actor,
     );
     return { id };
@@ -986,10 +991,14 @@ class TrailImpl implements Trail {
   /** Keeps the span context of the latest predictions (bounded) for the link from a decision. */
   #rememberPrediction(id: string, spanContext: SpanContext): void {
     this.#predictionSpans.set(id, spanContext);
-    if (this.#predictionSpans.size > RECENT_PREDICTION_SPANS) {
-      const oldest = this.#predictionSpans.keys().next().value;
-      if (oldest !== undefined) this.#predictionSpans.delete(oldest);
+    if (this.#predictionSpans.size >= RECENT_PREDICTION_SPANS) {
+      this.#olderPredictionSpans = this.#predictionSpans;
+      this.#predictionSpans = new Map();
     }
+  }
+
+  #predictionSpan(id: string): SpanContext | undefined {
+    return this.#predictionSpans.get(id) ?? this.#olderPredictionSpans.get(id);
   }
 
   /**
@@ -1251,7 +1260,10 @@ export const PREDICTION_DURATION_BUCKETS: readonly number[] = [
   60,
 ];
 
-/** How many recent predictions a decision can be linked to without being given the span context. */
+/**
+ * How many recent predictions a decision can be linked to without being given the span context (at least
+ * this many, at most twice as many).
+ */
 const RECENT_PREDICTION_SPANS = 4096;
 
 function spanName(stage: Stage): string {
