@@ -460,6 +460,16 @@ describe.skipIf(!backendsAvailable())(
       }
     });
 
+    it('Prometheus, started with docker-compose.yml’s flags, takes remote write (Tempo’s metrics-generator sends span metrics and the service graph that way)', async () => {
+      const res = await fetch(`${b.prometheus}/api/v1/write`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+        body: new Uint8Array(0),
+      });
+      // Without --web.enable-remote-write-receiver: 404 "remote write receiver needs to be enabled".
+      expect(`${res.status} ${await res.text()}`).toBe('204 ');
+    });
+
     it('the collector refuses OTLP without the bearer token (auth is on in the shipped config)', async () => {
       for (const signal of ['logs', 'traces', 'metrics']) {
         const res = await fetch(`${b.otlp}/v1/${signal}`, {

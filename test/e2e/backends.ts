@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { collectorBinary, freePort, productionConfig } from '../collector/harness.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -84,7 +84,7 @@ export interface Backends {
 }
 
 /**
- * Starts Prometheus v3.5 (OTLP receiver on, grafana/prometheus.yaml as shipped), Jaeger v1.75 (in-memory,
+ * Starts Prometheus v3.5 (grafana/prometheus.yaml and docker-compose.yml's flags, as shipped), Jaeger v1.75 (in-memory,
  * OTLP in), an HTTP server standing in for Loki (it accepts every OTLP request: Loki itself is AGPL and stays
  * an image), and the bundled collector with collector/config.yaml as shipped — only its endpoints are set,
  * through the variables the config reads, and its own metrics listener is turned off.
@@ -95,11 +95,15 @@ export async function startBackends(dir: string): Promise<Backends> {
   let loki: Server | undefined;
   try {
     const promPort = await freePort();
+    // docker-compose.yml's flags (so the real binary checks them), with this run's paths and address.
+    const composeFlags = (
+      parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8')).services.prometheus.command as string[]
+    ).filter((f) => !/^--(config\.file|storage\.tsdb\.path|web\.listen-address)=/.test(f));
     const prometheus = new Daemon('prometheus', prometheusBinary, [
+      ...composeFlags,
       `--config.file=${join(root, 'grafana', 'prometheus.yaml')}`,
       `--storage.tsdb.path=${join(dir, 'prometheus')}`,
       `--web.listen-address=127.0.0.1:${promPort}`,
-      '--web.enable-otlp-receiver',
       '--log.level=warn',
     ]);
     daemons.push(prometheus);
