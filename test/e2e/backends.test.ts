@@ -51,8 +51,10 @@ interface PromSample {
   value: [number, string];
 }
 
-async function promQuery(base: string, query: string): Promise<PromSample[]> {
-  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(query)}`);
+/** An instant query, at `time` (Unix seconds) when given, else now. */
+async function promQuery(base: string, query: string, time?: number): Promise<PromSample[]> {
+  const at = time === undefined ? '' : `&time=${time}`;
+  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(query)}${at}`);
   const doc = (await res.json()) as { status: string; error?: string; data: { result: PromSample[] } };
   if (doc.status !== 'success') throw new Error(`Prometheus refused ${query}: ${doc.error}`);
   return doc.data.result;
@@ -179,6 +181,8 @@ describe.skipIf(!backendsAvailable())(
     let dir: string;
     let server: Server | undefined;
     let records: JournalEntry[];
+    /** When the demo (and its server) finished, Unix seconds: its rates are read there, not minutes later. */
+    let demoEnded: number;
     /** What each check read from the backends, kept in test/artifacts for docs/dashboards.md. */
     const seen: Record<string, unknown> = {};
 
@@ -208,6 +212,7 @@ describe.skipIf(!backendsAvailable())(
               : reject(new Error(`demo failed (${err.message}):\n${stderr.slice(-20_000)}\n${b.logs()}`)),
         );
       });
+      demoEnded = Date.now() / 1000;
       // 2. A long-running server on the deployed v2 artifact, with injected failures.
       server = await startInferenceServer({
         ...otel,
@@ -300,7 +305,7 @@ describe.skipIf(!backendsAvailable())(
       expect(bodyOf(sc.EVENT_ML_STAGE_FAILED, DEMO_SERVER)).toEqual([]);
       expect(bodyOf(sc.EVENT_ML_PREDICTION, DEMO_SERVER).length).toBeGreaterThan(0);
       const [panel] = provisionedPromQueries().filter((q) => /› Error rate/.test(q.where));
-      const result = await promQuery(b.prometheus, forService(panel.expr, DEMO_SERVER));
+      const result = await promQuery(b.prometheus, forService(panel.expr, DEMO_SERVER), demoEnded);
       seen[`${panel.where} (${DEMO_SERVER})`] = result.map((r) => Number(r.value[1]));
       expect(result.map((r) => Number(r.value[1]))).toEqual([0]);
     });
