@@ -4,7 +4,8 @@
 #   Jaeger v1.75.0    (module github.com/jaegertracing/jaeger v1.75.0, cmd/jaeger)
 # Each lands in _build/<name>-<version>/<name>; an existing binary is reused, so only a cold run compiles.
 # Both modules carry replace directives, which `go install module@version` refuses, so each is built from a
-# throwaway module that requires it (the build list is then the module's own go.mod requirements).
+# throwaway module that requires it: the build list is the module's own requirements (minimal version
+# selection), without its replace directives, which neither build needs.
 set -euo pipefail
 cd "$(dirname "$0")"
 BUILD="$PWD/_build"
