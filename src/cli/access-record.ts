@@ -1,17 +1,13 @@
 import { existsSync, mkdirSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
-import { canonicalize } from '../integrity/index.js';
-import { AuditLog } from '../journal/index.js';
-import { createRedactor } from '../privacy/index.js';
 import {
   ATTR_MLTRAIL_ACCESS_ACTOR,
   ATTR_MLTRAIL_ACCESS_ARGS_DIGEST,
   ATTR_MLTRAIL_ACCESS_COMMAND,
   ATTR_MLTRAIL_ACCESS_RESULT_COUNT,
-  EVENT_MLTRAIL_ACCESS,
-} from '../semconv/index.js';
-import { digestBytes } from '../trail/digest.js';
+} from '../semconv/attributes.js';
+import { EVENT_MLTRAIL_ACCESS } from '../semconv/events.js';
 
 /** The help lines of the access journal flags every reading command takes. */
 export const ACCESS_HELP = `  --access-journal DIR     record this read ("who looked") in this journal (default MLTRAIL_ACCESS_JOURNAL;
@@ -53,6 +49,14 @@ export async function recordAccess(opts: {
     );
     return false;
   }
+  // The writer, redactor and OTel are loaded only when an access is recorded: a lookup with no access
+  // journal configured answers without paying for them (most of a cold lineage query's start-up).
+  const [{ canonicalize }, { AuditLog }, { createRedactor }, { digestBytes }] = await Promise.all([
+    import('../integrity/canonical-json.js'),
+    import('../journal/index.js'),
+    import('../privacy/index.js'),
+    import('../trail/digest.js'),
+  ]);
   // The actor may be given as a name or an address: redacted like every record the trail writes.
   const actor = String(
     createRedactor().redactString(opts.actor ?? process.env.MLTRAIL_ACTOR ?? safeUser()).value,

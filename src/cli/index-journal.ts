@@ -5,10 +5,11 @@ import { CliError, parseCommand, resolveJournalDir } from './command.js';
 const HELP = `usage: mltrail index [DIR] [--journal DIR] [--force] [--json]
 
 Builds the journal index (lookup files under DIR/index/) for every segment that has none, or whose index
-is stale or damaged. The journal writer indexes segments as it seals them; this catches up on the rest
+is stale or damaged, and brings each chain's Merkle tree, stored as C2SP tlog-tiles under DIR/tiles/<chain>/
+(what "mltrail verify --since-checkpoint" reads), up to date. The journal writer indexes segments as it seals them; this catches up on the rest
 (segments sealed by a process that stopped first, a journal copied without its index, an index deleted).
 The index is derived data: deleting it loses nothing, and "mltrail verify" never reads it.
-  --force   rebuild every segment's index
+  --force   rebuild every segment's index and every chain's tiles
   --json    machine-readable summary
 exit: 0 done, 2 usage or I/O error
 `;
@@ -31,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (parsed.values.json) {
     process.stdout.write(
-      `${JSON.stringify({ dir, current: result.current, built: result.built.map((b) => ({ file: b.file, records: b.header.records, malformed: b.header.malformed, bytes: b.header.bytes })) }, null, 2)}\n`,
+      `${JSON.stringify({ dir, current: result.current, built: result.built.map((b) => ({ file: b.file, records: b.header.records, malformed: b.header.malformed, bytes: b.header.bytes })), tiles: result.tiles }, null, 2)}\n`,
     );
     return 0;
   }
@@ -39,6 +40,11 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(
     `indexed ${result.built.length} segment(s) (${records.toLocaleString('en')} records) in ${dir}; ${result.current} already current\n`,
   );
+  for (const t of result.tiles)
+    if (t.size > t.from)
+      process.stdout.write(
+        `  Merkle tiles of chain ${t.chain}: ${t.from.toLocaleString('en')} -> ${t.size.toLocaleString('en')} records\n`,
+      );
   for (const b of result.built)
     if (b.header.malformed > 0)
       process.stdout.write(

@@ -1,17 +1,15 @@
 import { existsSync } from 'node:fs';
-import { JournalIndex } from '../journal-index/index.js';
+// Only what an indexed lookup needs is loaded up front (a cold lookup's cost is mostly start-up): the
+// Loki reader is imported when --loki is given.
+import { JournalIndex } from '../journal-index/journal-index.js';
+import { type LineageStream, queryIndexed } from '../lineage/indexed-lineage.js';
 import {
   type LineageEdge,
   LineageGraph,
   type LineageNode,
-  type LineageStream,
-  queryIndexed,
-  renderDot,
-  renderMermaid,
-  renderTree,
   UnknownLineageIdError,
-} from '../lineage/index.js';
-import { readLokiRecords } from '../sources/loki-source.js';
+} from '../lineage/lineage-graph.js';
+import { renderDot, renderMermaid, renderTree } from '../lineage/render.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
@@ -79,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     if (values.loki !== undefined) {
       const graph = new LineageGraph();
       let malformed = 0;
+      const { readLokiRecords } = await import('../sources/loki-source.js');
       await readLokiRecords(
         { url: values.loki, query: values.query!, tenant: values.tenant },
         { record: (r) => graph.add(r), problem: () => malformed++ },

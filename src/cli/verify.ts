@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import {
   ChainVerifier,
   judgeTrust,
@@ -28,6 +29,11 @@ which records a signature you trust covers. Reads only: nothing in DIR or FILE i
   --tenant T               X-Scope-OrgID for multi-tenant Loki
   --page-size N            entries per Loki request (default 5000, Loki's default maximum)
 ${TRUST_HELP}
+  --incremental            with one --since-checkpoint HELD: verify only the records written since HELD
+                           (a checkpoint-<chain>.txt copied earlier); the records before are not re-read
+                           but proven unchanged by the chain's Merkle tiles (DIR/tiles/, written by the
+                           journal writer and "mltrail index") hashing to HELD's root, and an RFC 6962
+                           consistency proof from HELD to the newest checkpoint since
   --repair-tail            cut torn last lines left by a crash, then verify (this one writes)
   --json                   machine-readable report
 ${ACCESS_HELP}
@@ -45,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
     'page-size': { type: 'string' },
     ...TRUST_OPTIONS,
     'repair-tail': { type: 'boolean' },
+    incremental: { type: 'boolean' },
     json: { type: 'boolean' },
     actor: { type: 'string' },
     'access-journal': { type: 'string' },
@@ -52,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   if (args === undefined) return 0;
   const v = args.values;
   const trust = resolveTrust(v);
+  if (v.incremental) return runIncremental(args.positionals[0], v, trust, argv);
   const verifier = new ChainVerifier({ trustedKeys: trust.trustedKeys, checkpoints: trust.checkpoints });
   const progress = process.stderr.isTTY && !v.json;
   let source: string;
@@ -107,6 +115,70 @@ export async function run(argv: string[]): Promise<number> {
     argv,
     resultCount: report.records,
     actor: v.actor,
+  });
+  return code;
+}
+
+/** `verify --since-checkpoint HELD`: the records since a held checkpoint, the rest by proof. */
+async function runIncremental(
+  positional: string | undefined,
+  v: Record<string, string | boolean | string[] | undefined>,
+  trust: ReturnType<typeof resolveTrust>,
+  argv: string[],
+): Promise<number> {
+  if (v.loki !== undefined)
+    throw new CliError('--incremental reads a journal directory (its Merkle tiles), not Loki');
+  if (trust.checkpoints.length !== 1)
+    throw new CliError(
+      `--incremental needs exactly one --since-checkpoint HELD (the checkpoint verified before), got ${trust.checkpoints.length}`,
+    );
+  const held = trust.checkpoints[0];
+  const source = positional ?? resolveJournalDir(v.journal as string | undefined);
+  if (!existsSync(source) || !statSync(source).isDirectory())
+    throw new CliError(`--incremental needs a journal directory; ${source} is not one`);
+  const { verifySinceCheckpoint, IncrementalVerifyError } = await import('../journal-index/index.js');
+  let result: ReturnType<typeof verifySinceCheckpoint>;
+  try {
+    result = verifySinceCheckpoint(source, held, { trustedKeys: trust.trustedKeys });
+  } catch (err) {
+    if (err instanceof IncrementalVerifyError) throw new CliError(err.message);
+    throw new CliError(`cannot read ${source}: ${(err as Error).message}`);
+  }
+  const { report, verdict } = judgeTrust(result.report, trust);
+  const inc = result.incremental;
+  const consistent = inc.tilesMatch && (inc.consistency === undefined || inc.consistency.verified);
+  const passed = consistent && (verdict.mode === 'pinned' ? verdict.verified : report.ok);
+  if (v.json) {
+    const out = {
+      source,
+      ok: passed,
+      intact: report.ok,
+      verified: verdict.verified && consistent,
+      incremental: inc,
+      trust: verdict,
+      ...rest(report),
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    let s = render(source, report, verdict);
+    const old = inc.held.size > 0 ? `seq 0..${inc.held.size - 1}` : 'no records';
+    if (!inc.tilesMatch)
+      s += `  incremental: ${old} NOT covered: the stored tree does not match the held checkpoint (${inc.held.source})\n`;
+    else if (inc.consistency === undefined)
+      s += `  incremental: ${old} not re-read: covered by the held checkpoint (size ${inc.held.size}, ${inc.held.source}), whose root the chain's Merkle tiles hash to; no newer checkpoint to prove consistency with; ${inc.newRecords} record(s) since, verified\n`;
+    else
+      s += `  incremental: ${old} not re-read: covered by the held checkpoint (size ${inc.held.size}, ${inc.held.source}) and the RFC 6962 consistency proof to checkpoint size ${inc.consistency.to} (${inc.consistency.proofHashes} hashes, ${inc.consistency.verified ? 'verified' : 'FAILED'}); ${inc.newRecords} record(s) since seq ${inc.held.size}, verified in full (run without --incremental to re-read everything)\n`;
+    process.stdout.write(s);
+  }
+  const code = passed ? 0 : 1;
+  process.exitCode = code;
+  await recordAccess({
+    read: source,
+    journal: v['access-journal'] as string | undefined,
+    command: 'verify',
+    argv,
+    resultCount: report.records,
+    actor: v.actor as string | undefined,
   });
   return code;
 }

@@ -110,6 +110,23 @@ export interface ChainVerifierOptions {
   trustedKeys?: readonly string[];
   /** Checkpoints held elsewhere (signed note texts): prove the chain was not truncated or rewritten. */
   checkpoints?: readonly { note: string; source: string }[];
+  /**
+   * Verify one chain from seq `size` on (incremental verification): the records before are not read. The
+   * caller has established, against a root it trusts, the tree of the first `size` records — its compact
+   * range (perfect subtree roots, largest first) — and the hash of record `size - 1`. Records of that
+   * chain with a lower seq must not be added.
+   */
+  resume?: ResumePoint;
+}
+
+/** Where an incremental verification of a chain starts (see {@link ChainVerifierOptions.resume}). */
+export interface ResumePoint {
+  chain: string;
+  size: number;
+  /** Hex hash of record `size - 1` (the `prev` record `size` must name). */
+  lastHash: string;
+  /** The compact range of the tree of the first `size` records. */
+  range: readonly { root: Uint8Array; height: number }[];
 }
 
 /** A record kept with its strings: anything not in the compact table (see {@link ChainState}). */
@@ -173,6 +190,8 @@ interface ChainState {
   checkpoints: { seq: number; note: string; vkey: string; location: string }[];
   duplicates: number;
   problems: Problem[];
+  /** Set when the chain is verified from a resume point, not from seq 0. */
+  resume: ResumePoint | undefined;
 }
 
 /** Problems not tied to a chain (torn or malformed lines) listed one by one before they are only counted. */
@@ -190,6 +209,7 @@ export class ChainVerifier {
   readonly #problems: Problem[] = [];
   readonly #trusted: Map<string, NoteVerifier> | undefined;
   readonly #external: { note: string; source: string; chain?: string }[];
+  readonly #resume: ResumePoint | undefined;
   readonly #erasures = new Map<string, { digest: string; location: string }>();
   readonly #files: string[] = [];
   readonly #fileIds = new Map<string, number>();
@@ -210,6 +230,7 @@ export class ChainVerifier {
       );
     }
     this.#external = [...(opts.checkpoints ?? [])];
+    this.#resume = opts.resume;
   }
 
   /**
@@ -434,9 +455,12 @@ export class ChainVerifier {
     clean: boolean,
   ) {
     const seq = r.seq;
-    const linked = st.count > 0 && seq === st.lastAdded + 1;
+    // The first record after a resume point links to the hash the caller established.
+    const resumed = st.count === 0 && st.resume !== undefined && seq === st.resume.size;
+    const linked = resumed || (st.count > 0 && seq === st.lastAdded + 1);
     let linkBroken = false;
-    if (linked) {
+    if (resumed) linkBroken = r.prev !== st.resume!.lastHash;
+    else if (linked) {
       const prevSlot = seq - 1 - st.base;
       if (prevSlot >= 0 && prevSlot < st.cap && st.flags[prevSlot] & COMPACT)
         linkBroken = r.prev !== slotHex(st.hashes, prevSlot);
@@ -639,6 +663,13 @@ export class ChainVerifier {
       let prevSlot = -1;
       let prevHash: string | undefined;
       let havePrev = false;
+      if (st.resume !== undefined) {
+        for (const r of st.resume.range) tree.appendSubtree(r.root, r.height);
+        expected = st.resume.size;
+        prevHash = st.resume.lastHash;
+        havePrev = st.resume.size > 0;
+        if (wanted.has(expected)) roots.set(expected, tree.root());
+      }
       if (wanted.has(0)) roots.set(0, tree.root());
       this.#walk(st, false, (seq, slot, e) => {
         if (seq !== expected) {
@@ -861,6 +892,7 @@ export class ChainVerifier {
   #state(chain: string): ChainState {
     let st = this.#chains.get(chain);
     if (st === undefined) {
+      const resume = this.#resume?.chain === chain ? this.#resume : undefined;
       st = {
         chain,
         version: 0,
@@ -880,7 +912,16 @@ export class ChainVerifier {
         checkpoints: [],
         duplicates: 0,
         problems: [],
+        resume,
       };
+      if (resume !== undefined) {
+        // The tree so far is the established one; records arrive from seq `size`.
+        const tree = new MerkleFolder();
+        for (const r of resume.range) tree.appendSubtree(r.root, 0, r.height);
+        st.tree = tree;
+        st.roots.set(resume.size, tree.root());
+        st.lastAdded = resume.size - 1;
+      }
       this.#chains.set(chain, st);
     }
     return st;

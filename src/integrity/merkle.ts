@@ -55,6 +55,15 @@ export class CompactMerkleTree {
     this.#folder.appendFromTable(hash, 0);
   }
 
+  /**
+   * Appends a perfect subtree of 2^height leaves by its root: the tree's size must be a multiple of 2^height
+   * (seeding a tree from a compact range, largest subtree first).
+   */
+  appendSubtree(root: Uint8Array, height: number): void {
+    if (root.length !== 32) throw new RangeError(`a subtree root is 32 bytes, not ${root.length}`);
+    this.#folder.appendSubtree(root, 0, height);
+  }
+
   /** The RFC 6962 root at the current size. */
   root(): Buffer {
     return this.#folder.root();

@@ -1,10 +1,11 @@
 import { hash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
 import { recordBody, recordLineage } from '../lineage/record-lineage.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
+import { type TilesBuild, writeTiles } from './merkle-tiles.js';
 import {
   EntryKind,
   encodeSegmentIndex,
@@ -113,6 +114,20 @@ export interface JournalIndexBuild {
   built: SegmentIndexBuild[];
   /** Segments whose index was already current. */
   current: number;
+  /** Each chain's Merkle tiles brought up to date. */
+  tiles: TilesBuild[];
+}
+
+/**
+ * What the journal writer does with a segment it seals (off the request path): indexes it and brings its
+ * chain's Merkle tiles up to date (they start where the previous build stopped).
+ */
+export function buildSealed(dir: string, segmentPath: string): SegmentIndexBuild {
+  const build = buildSegmentIndex(dir, segmentPath);
+  const chain = basename(dirname(segmentPath));
+  const files = listSegments(dir).find((c) => c.chain === chain)?.files ?? [];
+  writeTiles(dir, chain, files);
+  return build;
 }
 
 /**
@@ -120,9 +135,10 @@ export interface JournalIndexBuild {
  * with `force`, of every segment). Derived data only: the journal itself is read, never written.
  */
 export function indexJournal(dir: string, opts: { force?: boolean } = {}): JournalIndexBuild {
-  const out: JournalIndexBuild = { built: [], current: 0 };
+  const out: JournalIndexBuild = { built: [], current: 0, tiles: [] };
   const journal = new EvidenceDir(dir);
   for (const { chain, files } of listSegments(dir)) {
+    out.tiles.push(writeTiles(dir, chain, files, { force: opts.force }));
     for (const segment of files) {
       const idx = indexFile(dir, chain, segment);
       if (!opts.force && existsSync(idx) && indexStaleness(journal, idx, segment, chain) === undefined) {

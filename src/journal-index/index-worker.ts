@@ -1,10 +1,10 @@
 import { parentPort } from 'node:worker_threads';
-import { buildSegmentIndex } from './index-builder.js';
+import { buildSealed } from './index-builder.js';
 
 /** Builds segment indexes for the {@link SegmentIndexer} of the writing process, one message at a time. */
 parentPort?.on('message', (job: { id: number; dir: string; segment: string }) => {
   try {
-    const { file } = buildSegmentIndex(job.dir, job.segment);
+    const { file } = buildSealed(job.dir, job.segment);
     parentPort?.postMessage({ id: job.id, file });
   } catch (err) {
     parentPort?.postMessage({ id: job.id, error: (err as Error).message });

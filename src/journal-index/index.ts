@@ -1,4 +1,10 @@
 export {
+  type IncrementalVerification,
+  IncrementalVerifyError,
+  verifySinceCheckpoint,
+} from './incremental-verify.js';
+export {
+  buildSealed,
   buildSegmentIndex,
   indexFile,
   indexJournal,
@@ -7,6 +13,7 @@ export {
   type SegmentIndexBuild,
 } from './index-builder.js';
 export { type IndexHit, type IndexNote, JournalIndex } from './journal-index.js';
+export { TileReader, type TilesBuild, tilePath, tilesDir, writeTiles } from './merkle-tiles.js';
 export {
   EntryKind,
   type IndexEntry,

@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, readSync } from 'node:fs';
-import { type AuditRecord, parseRecordLine } from '../integrity/index.js';
+import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
 import { indexFile, lineEntries } from './index-builder.js';

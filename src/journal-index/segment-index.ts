@@ -47,7 +47,7 @@ export interface KeyedEntry extends IndexEntry {
 /** What the header of an index file says (a JSON object, checksummed). */
 export interface SegmentIndexHeader {
   format: typeof FORMAT;
-  version: 1;
+  version: typeof VERSION;
   /** The segment's file name (not its path: a journal directory can be moved). */
   segment: string;
   chain: string;
@@ -65,10 +65,23 @@ export interface SegmentIndexHeader {
   fileBytes: number;
   /** SHA-256 (hex) of the block table. */
   blockTableSha256: string;
+  /**
+   * Blocks of the (key, kind) filter after the entries: 64 bytes each, 56 of bits and an 8-byte checksum.
+   * A lookup reads one of them and skips the segment when it says the pair is absent.
+   */
+  filterBlocks: number;
 }
 
 const FORMAT = 'mltrail-segment-index';
+/** 2 added the (key, kind) filter; an index of version 1 is rebuilt. */
+const VERSION = 2;
 const MAGIC = Buffer.from('MLTIDX1\n', 'latin1');
+/** Filter block: 448 bits, then the first 8 bytes of SHA-256 over the block's number and bits. */
+const FILTER_BLOCK = 64;
+const FILTER_BITS = 448;
+const FILTER_PROBES = 6;
+/** Bits per distinct (key, kind) pair: with 6 probes in a 448-bit block, about 1% false positives. */
+const FILTER_BITS_PER_PAIR = 12;
 /** A block is closed once it holds this many bytes. */
 const BLOCK_TARGET = 32 * 1024;
 /**
@@ -116,6 +129,30 @@ function compareKey(
   return aHi !== bHi ? (aHi < bHi ? -1 : 1) : aLo !== bLo ? (aLo < bLo ? -1 : 1) : aKind - bKind;
 }
 
+/**
+ * The filter block of a (key, kind) pair and its bit positions: a blocked Bloom filter, so one lookup
+ * reads one 64-byte block whatever the segment's size.
+ */
+function filterProbe(hi: number, lo: number, kind: number, blocks: number): number {
+  const a = (hi ^ Math.imul(kind, 0x9e3779b1)) >>> 0;
+  let b = (lo ^ Math.imul(kind + 1, 0x85ebca77)) >>> 0;
+  for (let j = 0; j < FILTER_PROBES; j++) {
+    b = Math.imul(b ^ (b >>> 15), 0x2c1b3c6d);
+    b = (b ^ (b >>> 12)) >>> 0;
+    PROBE_BITS[j] = b % FILTER_BITS;
+  }
+  return a % blocks;
+}
+
+/** The bit positions of the last {@link filterProbe}. */
+const PROBE_BITS = new Uint16Array(FILTER_PROBES);
+
+function filterChecksum(block: number, bits: Uint8Array): Buffer {
+  const n = Buffer.alloc(4);
+  n.writeUInt32BE(block, 0);
+  return Buffer.from(hash('sha256', Buffer.concat([n, bits]), 'binary').slice(0, 8), 'latin1');
+}
+
 /** The first 8 bytes of SHA-256, as a checksum of a block. */
 function checksum(data: Uint8Array): Buffer {
   return Buffer.from(hash('sha256', data, 'binary').slice(0, 8), 'latin1');
@@ -129,7 +166,7 @@ export function encodeSegmentIndex(
   entries: KeyedEntry[],
   header: Omit<
     SegmentIndexHeader,
-    'format' | 'version' | 'entries' | 'blocks' | 'fileBytes' | 'blockTableSha256'
+    'format' | 'version' | 'entries' | 'blocks' | 'fileBytes' | 'blockTableSha256' | 'filterBlocks'
   >,
 ): Buffer {
   const keyed = entries.map((e) => ({ e, h: keyHash(e.key) }));
@@ -186,28 +223,46 @@ export function encodeSegmentIndex(
   closeBlock();
   const table = Buffer.concat(rows);
   const body = Buffer.concat(blocks);
+  // The filter holds each distinct (key, kind) pair once (entries are sorted, so repeats are adjacent).
+  let pairs = 0;
+  for (let i = 0; i < keyed.length; i++) {
+    const p = keyed[i - 1];
+    const c = keyed[i];
+    if (p === undefined || p.h[0] !== c.h[0] || p.h[1] !== c.h[1] || p.e.kind !== c.e.kind) pairs++;
+  }
+  const filterBlocks = Math.max(1, Math.ceil((pairs * FILTER_BITS_PER_PAIR) / FILTER_BITS));
+  const filter = Buffer.alloc(filterBlocks * FILTER_BLOCK);
+  for (const { e, h } of keyed) {
+    const base = filterProbe(h[0], h[1], e.kind, filterBlocks) * FILTER_BLOCK;
+    for (const bit of PROBE_BITS) filter[base + (bit >>> 3)] |= 1 << (bit & 7);
+  }
+  for (let i = 0; i < filterBlocks; i++) {
+    const base = i * FILTER_BLOCK;
+    filterChecksum(i, filter.subarray(base, base + FILTER_BITS / 8)).copy(filter, base + FILTER_BITS / 8);
+  }
   // The header's length depends on fileBytes, which depends on the header's length: settle it in two rounds.
   let fileBytes = 0;
   let headerJson = Buffer.alloc(0);
   for (let round = 0; round < 3; round++) {
     const h: SegmentIndexHeader = {
       format: FORMAT,
-      version: 1,
+      version: VERSION,
       ...header,
       entries: entries.length,
       blocks: rows.length,
       fileBytes,
       blockTableSha256: hash('sha256', table),
+      filterBlocks,
     };
     headerJson = Buffer.from(JSON.stringify(h), 'utf8');
-    const total = MAGIC.length + 4 + headerJson.length + 32 + table.length + body.length;
+    const total = MAGIC.length + 4 + headerJson.length + 32 + table.length + body.length + filter.length;
     if (total === fileBytes) break;
     fileBytes = total;
   }
   const len = Buffer.alloc(4);
   len.writeUInt32BE(headerJson.length, 0);
   const headerSum = Buffer.from(hash('sha256', headerJson, 'binary'), 'latin1');
-  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, body]);
+  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, body, filter]);
 }
 
 /** Why an index file cannot be used. */
@@ -219,22 +274,56 @@ export class StaleIndexError extends Error {
 }
 
 /**
- * An index file opened for lookups: the header and block table are read and checked once; each lookup
- * reads the blocks whose key range holds the key and checks their checksums.
+ * An index file opened for lookups: the header is read and checked on opening; the block table when a
+ * lookup first needs it (a lookup the filter answers never reads it); each lookup reads the one filter
+ * block of its (key, kind) pair, then the entry blocks whose key range holds the key, checking every
+ * checksum.
  */
 export class SegmentIndexFile {
   readonly file: string;
   readonly header: SegmentIndexHeader;
   readonly #fd: number;
-  readonly #table: Buffer;
+  #tableBytes: Buffer | undefined;
+  readonly #tableAt: number;
   readonly #bodyAt: number;
+  readonly #filterAt: number;
+  readonly #filterBlock = Buffer.allocUnsafe(FILTER_BLOCK);
 
-  private constructor(file: string, fd: number, header: SegmentIndexHeader, table: Buffer, bodyAt: number) {
+  private constructor(file: string, fd: number, header: SegmentIndexHeader, tableAt: number) {
     this.file = file;
     this.#fd = fd;
     this.header = header;
-    this.#table = table;
-    this.#bodyAt = bodyAt;
+    this.#tableAt = tableAt;
+    this.#bodyAt = tableAt + header.blocks * ROW;
+    this.#filterAt = header.fileBytes - header.filterBlocks * FILTER_BLOCK;
+  }
+
+  /** The block table, read and checked against the header on first use. */
+  get #table(): Buffer {
+    if (this.#tableBytes !== undefined) return this.#tableBytes;
+    const table = Buffer.allocUnsafe(this.header.blocks * ROW);
+    const n = readSync(this.#fd, table, 0, table.length, this.#tableAt);
+    if (n !== table.length || hash('sha256', table) !== this.header.blockTableSha256)
+      throw new StaleIndexError(this.file, 'block table checksum does not match');
+    this.#tableBytes = table;
+    return table;
+  }
+
+  /**
+   * False when the segment certainly has no entry for (`key`, `kind`): one 64-byte read. True means it may
+   * (about 1% of absent pairs pass). A filter block whose checksum fails throws {@link StaleIndexError}.
+   */
+  mayHold(key: string, kind: EntryKind): boolean {
+    const [hi, lo] = keyHash(key);
+    const blocks = this.header.filterBlocks;
+    const block = filterProbe(hi, lo, kind, blocks);
+    const buf = this.#filterBlock;
+    const n = readSync(this.#fd, buf, 0, FILTER_BLOCK, this.#filterAt + block * FILTER_BLOCK);
+    const bits = buf.subarray(0, FILTER_BITS / 8);
+    if (n !== FILTER_BLOCK || !filterChecksum(block, bits).equals(buf.subarray(FILTER_BITS / 8)))
+      throw new StaleIndexError(this.file, `filter block ${block} checksum does not match`);
+    for (const bit of PROBE_BITS) if ((bits[bit >>> 3] & (1 << (bit & 7))) === 0) return false;
+    return true;
   }
 
   /**
@@ -251,7 +340,8 @@ export class SegmentIndexFile {
     }
     try {
       const size = fstatSync(fd).size;
-      const head = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
+      // The header is a few hundred bytes: one small read opens an index whatever its size.
+      const head = Buffer.allocUnsafe(Math.min(size, 4096));
       const n = readSync(fd, head, 0, head.length, 0);
       if (n < MAGIC.length + 4 || !head.subarray(0, MAGIC.length).equals(MAGIC))
         throw new StaleIndexError(file, 'is not an mltrail segment index');
@@ -263,7 +353,7 @@ export class SegmentIndexFile {
       if (hash('sha256', json, 'binary') !== headerBytes.subarray(len, len + 32).toString('latin1'))
         throw new StaleIndexError(file, 'header checksum does not match');
       const header = JSON.parse(json.toString('utf8')) as SegmentIndexHeader;
-      if (header.format !== FORMAT || header.version !== 1)
+      if (header.format !== FORMAT || header.version !== VERSION)
         throw new StaleIndexError(file, `unsupported index format ${header.format} ${header.version}`);
       if (size !== header.fileBytes)
         throw new StaleIndexError(
@@ -271,10 +361,14 @@ export class SegmentIndexFile {
           `is ${size} bytes, its header says ${header.fileBytes} (truncated or appended to)`,
         );
       const tableAt = headerAt + len + 32;
-      const table = readAt(fd, tableAt, header.blocks * ROW, head, n);
-      if (hash('sha256', table) !== header.blockTableSha256)
-        throw new StaleIndexError(file, 'block table checksum does not match');
-      return new SegmentIndexFile(file, fd, header, table, tableAt + table.length);
+      const filterBytes = header.filterBlocks * FILTER_BLOCK;
+      if (
+        !Number.isSafeInteger(header.filterBlocks) ||
+        header.filterBlocks < 1 ||
+        tableAt + header.blocks * ROW + filterBytes > size
+      )
+        throw new StaleIndexError(file, 'header describes sections larger than the file');
+      return new SegmentIndexFile(file, fd, header, tableAt);
     } catch (err) {
       closeSync(fd);
       if (err instanceof StaleIndexError) throw err;
@@ -295,6 +389,7 @@ export class SegmentIndexFile {
 
   /** The entries for `key` of one kind, in offset order (record order), block by block. */
   *entries(key: string, kind: EntryKind): Generator<IndexEntry> {
+    if (!this.mayHold(key, kind)) return;
     const [hi, lo] = keyHash(key);
     const t = this.#table;
     const rows = this.header.blocks;
@@ -333,9 +428,21 @@ export class SegmentIndexFile {
     }
   }
 
-  /** Reads every block and checks its checksum (throws {@link StaleIndexError} at the first that fails). */
+  /**
+   * Reads the block table, every block and every filter block, checking each checksum (throws
+   * {@link StaleIndexError} at the first that fails).
+   */
   checkBlocks(): void {
     for (let i = 0; i < this.header.blocks; i++) this.#scanBlock(i, () => false);
+    const filter = Buffer.allocUnsafe(this.header.filterBlocks * FILTER_BLOCK);
+    const n = readSync(this.#fd, filter, 0, filter.length, this.#filterAt);
+    if (n !== filter.length) throw new StaleIndexError(this.file, 'filter is truncated');
+    for (let i = 0; i < this.header.filterBlocks; i++) {
+      const base = i * FILTER_BLOCK;
+      const bits = filter.subarray(base, base + FILTER_BITS / 8);
+      if (!filterChecksum(i, bits).equals(filter.subarray(base + FILTER_BITS / 8, base + FILTER_BLOCK)))
+        throw new StaleIndexError(this.file, `filter block ${i} checksum does not match`);
+    }
   }
 
   /** Reads block `i`, checks it, and calls `visit` for each entry until it returns false. */

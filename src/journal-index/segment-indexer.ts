@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { diag } from '@opentelemetry/api';
-import { buildSegmentIndex } from './index-builder.js';
+import { buildSealed } from './index-builder.js';
 
 /** Segments smaller than this are indexed on this thread (after the current event-loop turn). */
 const SMALL_SEGMENT = 1 << 20;
@@ -54,7 +54,7 @@ export class SegmentIndexer {
     }
     setImmediate(() => {
       try {
-        buildSegmentIndex(this.dir, segment);
+        buildSealed(this.dir, segment);
         this.built++;
       } catch (err) {
         this.#report(segment, (err as Error).message);

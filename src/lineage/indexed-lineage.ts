@@ -1,5 +1,6 @@
-import type { AuditRecord } from '../integrity/index.js';
-import { EntryKind, type IndexHit, JournalIndex, keyHash } from '../journal-index/index.js';
+import type { AuditRecord } from '../integrity/record.js';
+import { type IndexHit, JournalIndex } from '../journal-index/journal-index.js';
+import { EntryKind, keyHash } from '../journal-index/segment-index.js';
 import {
   type LineageEdge,
   LineageGraph,

@@ -1,5 +1,7 @@
-import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/index.js';
-import * as sc from '../semconv/index.js';
+import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/record.js';
+// The generated constants alone: the semconv index also loads the zod schemas.
+import * as attributes from '../semconv/attributes.js';
+import * as events from '../semconv/events.js';
 import { JournalReader } from '../sources/journal-reader.js';
 import {
   type LineageEdge,
@@ -8,6 +10,8 @@ import {
   recordBody,
   recordLineage,
 } from './record-lineage.js';
+
+const sc = { ...attributes, ...events };
 
 export type { LineageEdge, LineageKind };
 

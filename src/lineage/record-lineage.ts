@@ -1,5 +1,9 @@
-import type { AuditRecord } from '../integrity/index.js';
-import * as sc from '../semconv/index.js';
+import type { AuditRecord } from '../integrity/record.js';
+// The generated constants alone: the semconv index also loads the zod schemas.
+import * as attributes from '../semconv/attributes.js';
+import * as events from '../semconv/events.js';
+
+const sc = { ...attributes, ...events };
 
 /** What a lineage node stands for. */
 export type LineageKind =

@@ -126,14 +126,28 @@ describe('a damaged, stale or missing index is detected and never changes an ans
     ['deleted', (dir) => rmSync(join(dir, 'index'), { recursive: true }), undefined],
     ['truncated', (dir) => truncateSync(indexFiles(dir)[0], 100), /truncated/],
     [
-      'a byte of a block altered',
+      'a byte of an entry block altered',
       (dir) => {
         const f = indexFiles(dir)[0];
         const b = readFileSync(f);
-        b[b.length - 3] ^= 0x20;
+        // The entry blocks end where the filter (64-byte blocks, the header says how many) begins.
+        const header = JSON.parse(b.toString('utf8', 12, 12 + b.readUInt32BE(8)));
+        b[b.length - header.filterBlocks * 64 - 3] ^= 0x20;
         writeFileSync(f, b);
       },
-      /block 0 checksum does not match/,
+      /block \d+ checksum does not match/,
+    ],
+    [
+      'a byte of the filter altered',
+      (dir) => {
+        const f = indexFiles(dir)[0];
+        const b = readFileSync(f);
+        const header = JSON.parse(b.toString('utf8', 12, 12 + b.readUInt32BE(8)));
+        // Every filter block: whichever one a lookup reads is found damaged.
+        for (let i = 0; i < header.filterBlocks; i++) b[b.length - i * 64 - 20] ^= 0x04;
+        writeFileSync(f, b);
+      },
+      /filter block \d+ checksum does not match/,
     ],
     [
       'its header altered',

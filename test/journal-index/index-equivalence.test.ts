@@ -34,8 +34,11 @@ const planArb = fc.record({
   drifts: fc.array(fc.nat(), { maxLength: 2 }),
   /** After how many predictions the first half ends (indexed before the rest is written). */
   half: fc.nat(),
-  /** What happens to each segment's index: 0 current, 1 deleted, 2 truncated, 3 a block altered, 4 header altered. */
-  damage: fc.array(fc.constantFrom(0, 0, 0, 1, 2, 3, 4), { minLength: 8, maxLength: 8 }),
+  /**
+   * What happens to each segment's index: 0 current, 1 deleted, 2 truncated, 3 a filter block altered,
+   * 4 header altered, 5 an entry block altered.
+   */
+  damage: fc.array(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5), { minLength: 8, maxLength: 8 }),
   /** Index everything again once all is written (else segments written after the first half have none). */
   indexAtEnd: fc.boolean(),
 });
@@ -153,6 +156,11 @@ async function writePlan(plan: Plan): Promise<string> {
         if (damage === 2) truncateSync(idx, Math.floor(bytes.length / 2));
         if (damage === 3) {
           bytes[bytes.length - 5] ^= 1;
+          writeFileSync(idx, bytes);
+        }
+        if (damage === 5) {
+          const header = JSON.parse(bytes.toString('utf8', 12, 12 + bytes.readUInt32BE(8)));
+          bytes[bytes.length - header.filterBlocks * 64 - 5] ^= 1;
           writeFileSync(idx, bytes);
         }
         if (damage === 4) {
