@@ -49,7 +49,7 @@ if (impact.nodes.filter((n) => n.kind === 'prediction').length !== N)
   throw new Error('impact query did not list every prediction');
 console.log(
   JSON.stringify({
-    name: 'lineage-1m',
+    name: 'lineage-scan-1m',
     unit: 's',
     value: Number(secs.toFixed(2)),
     baseline: Number(readSecs.toFixed(2)),

@@ -20,6 +20,7 @@ const all = [
   ['verify.mjs', quick ? ['100000'] : ['1000000']],
   ['verify-formats.mjs', quick ? ['100000'] : ['1000000']],
   ['lineage.mjs', quick ? ['100000'] : ['1000000']],
+  ['scale.mjs', quick ? ['100000'] : ['1000000']],
   ['drift.mjs', []],
   ['redaction.mjs', []],
   ['instrumentation.mjs', []],

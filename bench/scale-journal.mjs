@@ -3,7 +3,7 @@
 // template for N more, sealed by a ChainWriter into a second chain (an inference process's) and written
 // straight to 64 MiB segments with synchronous writes: the request path (AuditLog, group commit) is what
 // bench/journal.mjs measures, not what a million-record fixture needs.
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ChainWriter,
@@ -124,7 +124,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const t = performance.now();
   const j = await writeScaleJournal(dir, n);
   j.close();
-  writeFileSync(join(dir, 'bench-ids.json'), JSON.stringify({ ...j.ids, chain: j.chainId, note: j.note }));
+  const records = n + Math.ceil(n / 1000) + 6;
+  writeFileSync(
+    join(dir, 'bench-ids.json'),
+    JSON.stringify({ ...j.ids, chain: j.chainId, note: j.note, records }),
+  );
   console.log(JSON.stringify({ ...j.ids, seconds: (performance.now() - t) / 1000 }));
-  void readFileSync;
 }

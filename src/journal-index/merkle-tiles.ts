@@ -277,7 +277,23 @@ export function writeTiles(
       const row = pending[level] ?? [];
       if (row.length > 0) writeTile(level, Math.floor(count / WIDTH), row);
     }
-    if (checkpoint !== undefined) writeAtomically(join(root, 'checkpoint'), Buffer.from(checkpoint.note));
+    if (checkpoint !== undefined) {
+      // A tlog-tiles client reads the tree at the checkpoint's size: the partial tiles of that size too.
+      if (checkpoint.size < size) {
+        const reader = new TileReader(dir, chain);
+        let c = checkpoint.size;
+        for (let level = 0; c > 0; level++, c = Math.floor(c / WIDTH)) {
+          const w = c % WIDTH;
+          const index = Math.floor(c / WIDTH);
+          const file = join(root, tilePath(level, index, w));
+          if (w === 0 || existsSync(file)) continue;
+          const hashes: Buffer[] = [];
+          for (let i = 0; i < w; i++) hashes.push(reader.hashAt(level, index * WIDTH + i));
+          writeTile(level, index, hashes);
+        }
+      }
+      writeAtomically(join(root, 'checkpoint'), Buffer.from(checkpoint.note));
+    }
     mkdirSync(root, { recursive: true, mode: 0o700 });
     writeAtomically(join(root, STATE), Buffer.from(`${JSON.stringify({ size })}\n`));
     return { chain, from, size, checkpoint: checkpoint?.size };

@@ -134,6 +134,22 @@ describe('an independent Go verifier (x/mod/sumdb/note, transparency-dev/merkle)
     expect(out).toEqual({ proofsVerified: proofs });
   });
 
+  it('Go reads the Merkle tiles mltrail writes (C2SP tlog-tiles) with x/mod/sumdb/tlog: the signed tree, and a consistency proof both Go libraries accept', () => {
+    const copy = mkdtempSync(join(tmpdir(), 'mltrail-interop-tiles-'));
+    cpSync(dir, copy, { recursive: true });
+    expect(cli(['index', copy, '--force']).status).toBe(0);
+    const out = JSON.parse(execFileSync(go, ['tiles', copy, signer.verifierKey], { encoding: 'utf8' }));
+    const size = Number(readFileSync(join(copy, 'tiles', chain, 'checkpoint'), 'utf8').split('\n')[1]);
+    expect(size).toBeGreaterThan(20);
+    expect(out).toEqual({ chains: [{ chain, size, consistency: true }] });
+    // A tile altered: tlog's reader refuses it (it checks every tile against the signed tree).
+    const tile = join(copy, 'tiles', chain, 'tile', '0', `000.p/${size}`);
+    const bytes = readFileSync(tile);
+    bytes[0] ^= 1;
+    writeFileSync(tile, bytes);
+    expect(() => execFileSync(go, ['tiles', copy, signer.verifierKey], { stdio: 'pipe' })).toThrow();
+  });
+
   it("mltrail verify accepts a chain whose checkpoints Go's note.Sign signed, under that pinned key", () => {
     const goDir = mkdtempSync(join(tmpdir(), 'mltrail-interop-go-'));
     const vkey = execFileSync(go, ['write', goDir, '10'], { encoding: 'utf8' }).trim();

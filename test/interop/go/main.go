@@ -10,6 +10,10 @@
 //	mltrail-interop proofs REPORT.json VERIFIER-KEY   every inclusion proof of an `mltrail report --json`
 //	mltrail-interop write DIR N                  a new chain of N records with a checkpoint after every 4,
 //	                                             signed by a fresh key; prints the verifier key
+//	mltrail-interop tiles DIR VERIFIER-KEY       every chain's Merkle tiles under DIR/tiles (C2SP
+//	                                             tlog-tiles), read with golang.org/x/mod/sumdb/tlog: the
+//	                                             tree at the size of the signed checkpoint there, and a
+//	                                             consistency proof from half that size
 package main
 
 import (
@@ -32,6 +36,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 var head = regexp.MustCompile(`^\{"v":2,"chain":"([^"\\\x00-\x1f]+)","seq":(0|[1-9][0-9]*),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})",`)
@@ -61,6 +66,8 @@ func main() {
 		err = verify(os.Args[2], os.Args[3])
 	case "proofs":
 		err = proofs(os.Args[2], os.Args[3])
+	case "tiles":
+		err = tiles(os.Args[2], os.Args[3])
 	case "write":
 		n, _ := strconv.Atoi(os.Args[3])
 		err = write(os.Args[2], n)
@@ -411,4 +418,108 @@ func canonical(o map[string]any) ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// c2spTiles reads tiles laid out as C2SP tlog-tiles (tile/<L>/<N>[.p/<W>], no height element, unlike the
+// sumdb paths of tlog.Tile.Path) for tlog's tile hash reader.
+type c2spTiles struct{ dir string }
+
+func (c2spTiles) Height() int { return 8 }
+
+func (t c2spTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, tile := range tiles {
+		n := fmt.Sprintf("%03d", tile.N%1000)
+		for rest := tile.N / 1000; rest > 0; rest /= 1000 {
+			n = fmt.Sprintf("x%03d/%s", rest%1000, n)
+		}
+		base := filepath.Join(t.dir, "tile", strconv.Itoa(tile.L), n)
+		data, err := os.ReadFile(base)
+		if err != nil {
+			data, err = os.ReadFile(fmt.Sprintf("%s.p/%d", base, tile.W))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) < tile.W*32 {
+			return nil, fmt.Errorf("%s: %d bytes, want %d", base, len(data), tile.W*32)
+		}
+		out[i] = data[:tile.W*32]
+	}
+	return out, nil
+}
+
+func (c2spTiles) SaveTiles([]tlog.Tile, [][]byte) {}
+
+func tiles(dir, vkey string) error {
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return err
+	}
+	type chainTiles struct {
+		Chain       string `json:"chain"`
+		Size        int64  `json:"size"`
+		Consistency bool   `json:"consistency"`
+	}
+	var out []chainTiles
+	chains, err := os.ReadDir(filepath.Join(dir, "tiles"))
+	if err != nil {
+		return err
+	}
+	for _, c := range chains {
+		cdir := filepath.Join(dir, "tiles", c.Name())
+		msg, err := os.ReadFile(filepath.Join(cdir, "checkpoint"))
+		if err != nil {
+			continue // a chain too short to have a checkpoint yet
+		}
+		n, err := note.Open(msg, note.VerifierList(verifier))
+		if err != nil {
+			return fmt.Errorf("%s: %v", c.Name(), err)
+		}
+		lines := strings.Split(n.Text, "\n")
+		size, err := strconv.ParseInt(lines[1], 10, 64)
+		if err != nil || len(lines) < 3 {
+			return fmt.Errorf("%s: malformed checkpoint", c.Name())
+		}
+		rootBytes, err := base64.StdEncoding.DecodeString(lines[2])
+		if err != nil || len(rootBytes) != 32 {
+			return fmt.Errorf("%s: malformed root", c.Name())
+		}
+		var root tlog.Hash
+		copy(root[:], rootBytes)
+		// The reader checks every tile it reads against the signed tree.
+		hr := tlog.TileHashReader(tlog.Tree{N: size, Hash: root}, c2spTiles{cdir})
+		got, err := tlog.TreeHash(size, hr)
+		if err != nil {
+			return fmt.Errorf("%s: %v", c.Name(), err)
+		}
+		if got != root {
+			return fmt.Errorf("%s: tiles hash to %x, the checkpoint says %x", c.Name(), got, root)
+		}
+		old := size / 2
+		ok := false
+		if old > 0 {
+			oldRoot, err := tlog.TreeHash(old, hr)
+			if err != nil {
+				return err
+			}
+			p, err := tlog.ProveTree(size, old, hr)
+			if err != nil {
+				return err
+			}
+			ok = tlog.CheckTree(p, size, root, old, oldRoot) == nil
+			// The same proof, checked by the other independent implementation.
+			hashes := make([][]byte, len(p))
+			for i := range p {
+				hashes[i] = p[i][:]
+			}
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old), uint64(size), hashes, oldRoot[:], root[:]); err != nil {
+				ok = false
+			}
+		}
+		out = append(out, chainTiles{Chain: c.Name(), Size: size, Consistency: ok})
+	}
+	b, _ := json.Marshal(map[string]any{"chains": out})
+	fmt.Println(string(b))
+	return nil
 }

@@ -1,0 +1,147 @@
+// Benchmark (not a test): answers that should not slow down as the trail grows (issue 17). Writes a journal
+// of N records fast (bench/scale-journal.mjs: a real trail for the pipeline, then N predictions sealed by a
+// ChainWriter into 64 MiB segments), then measures, each as its own process where a user would run one:
+// - index-build: `mltrail index` (segment indexes and Merkle tiles) per million records; the journal writer
+//   runs the same build on a worker thread when it seals a segment, never on the request path;
+// - lineage-1m: one prediction's upstream, a fresh `mltrail lineage` process with the index present: the
+//   query (open the index, look up, read the records on the way) timed inside that process, and the whole
+//   process's wall time next to `node -e 0`'s; baseline the same query with --scan (every record read);
+// - impact-1m: every prediction downstream of the training data (`lineage <dataset> --downstream --json`),
+//   wall time and peak RSS;
+// - verify-incremental: 10k records appended after a held checkpoint, `verify --since-checkpoint HELD
+//   --incremental`, vs the full `verify` of the same journal.
+// With MLTRAIL_BENCH_BIG=DIR (a journal written by `node bench/scale-journal.mjs DIR N`, left in place
+// because it takes long to write), adds lineage-<N> and index-build on it, for the slope.
+// Usage: npm run build && node bench/scale.mjs [records]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeScaleJournal } from './scale-journal.mjs';
+
+const N = Number(process.argv[2] ?? 1_000_000);
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const PROBE = join(import.meta.dirname, 'scale-probe.mjs');
+const label = (n) => (n >= 1e6 ? `${Math.round(n / 1e6)}m` : `${Math.round(n / 1e3)}k`);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round = (x, d = 1) => Number(x.toFixed(d));
+const load = () => loadavg().map((x) => round(x, 2));
+
+function timed(args, opts = {}) {
+  const t = performance.now();
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 30, ...opts });
+  const ms = performance.now() - t;
+  if (r.status !== 0 && !opts.allowFail) throw new Error(`${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+  return { ms, r };
+}
+
+/** Peak RSS (KiB) and wall time of a command, stdout discarded. */
+function peak(args) {
+  const t = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const ms = performance.now() - t;
+  const kb = Number(/(\d+)\s*$/.exec(r.stderr)?.[1]);
+  return { ms, mb: kb / 1024 };
+}
+
+/** Index build and lineage figures for one journal directory. */
+function measure(dir, ids, records, rows) {
+  const t = performance.now();
+  execFileSync(process.execPath, [CLI, 'index', '--force', '--journal', dir], { stdio: 'ignore' });
+  const buildSecs = (performance.now() - t) / 1000;
+  rows.push({
+    name: `index-build-${label(records)}`,
+    unit: 's per 1M records',
+    value: round(buildSecs / (records / 1e6), 2),
+    records,
+    seconds: round(buildSecs, 1),
+    load: load(),
+  });
+  // Cold processes: the query inside a fresh process (what the ≤ 50 ms goal is on), and the whole command.
+  const query = [];
+  const wall = [];
+  const node = [];
+  for (let i = 0; i < 5; i++) {
+    for (const id of [ids.last, ids.first]) {
+      const p = timed([PROBE, dir, id, 'upstream']);
+      query.push(JSON.parse(p.r.stdout).ms);
+    }
+    wall.push(timed([CLI, 'lineage', ids.last, '--upstream', '--json', '--journal', dir]).ms);
+    node.push(timed(['-e', '0']).ms);
+  }
+  const scan = timed([CLI, 'lineage', ids.last, '--upstream', '--json', '--scan', '--journal', dir]).ms;
+  rows.push({
+    name: `lineage-${label(records)}`,
+    unit: 'ms',
+    value: round(median(query)),
+    baseline: round(scan),
+    ratio: round(median(query) / scan, 4),
+    goal: 50,
+    goal_is_maximum: true,
+    goal_metric: 'value',
+    records,
+    command_ms: round(median(wall)),
+    node_start_ms: round(median(node)),
+    load: load(),
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-scale-'));
+const rows = [];
+try {
+  process.stderr.write(`scale: writing ${N.toLocaleString()} predictions…\n`);
+  const j = await writeScaleJournal(dir, N);
+  const records = N + Math.ceil(N / 1000) + 6;
+  measure(dir, j.ids, records, rows);
+
+  const impact = peak([CLI, 'lineage', j.ids.dataset, '--downstream', '--json', '--journal', dir]);
+  rows.push({
+    name: `impact-${label(N)}`,
+    unit: 's',
+    value: round(impact.ms / 1000, 2),
+    goal: 1,
+    goal_is_maximum: true,
+    goal_metric: 'value',
+    peak_rss_mb: round(impact.mb),
+    predictions: N,
+    load: load(),
+  });
+
+  // Incremental verification: the checkpoint written after the N records is the one held; 10k more since.
+  const held = join(dir, '..', `${j.chainId}-held.txt`);
+  writeFileSync(held, j.note);
+  j.append(10_000);
+  j.checkpoint();
+  j.close();
+  const inc = [];
+  for (let i = 0; i < 3; i++)
+    inc.push(timed([CLI, 'verify', dir, '--since-checkpoint', held, '--incremental']).ms);
+  const full = timed([CLI, 'verify', dir]).ms;
+  rows.push({
+    name: 'verify-incremental',
+    unit: 's',
+    value: round(median(inc) / 1000, 2),
+    baseline: round(full / 1000, 2),
+    ratio: round(median(inc) / full, 4),
+    goal: 0.5,
+    goal_is_maximum: true,
+    goal_metric: 'value',
+    records: records + 10_001,
+    new_records: 10_001,
+    load: load(),
+  });
+  rmSync(held, { force: true });
+
+  const big = process.env.MLTRAIL_BENCH_BIG;
+  if (big !== undefined) {
+    const ids = JSON.parse(readFileSync(join(big, 'bench-ids.json'), 'utf8'));
+    const n = ids.records ?? 10_000_000;
+    measure(big, ids, n, rows);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+for (const r of rows) console.log(JSON.stringify(r));
