@@ -54,14 +54,15 @@ function measure(dir, ids, records, rows, force = true) {
   execFileSync(process.execPath, args, { stdio: 'ignore' });
   const buildSecs = (performance.now() - t) / 1000;
   // A big journal indexed before (it takes long) is only brought up to date: no build row then.
-  if (force) rows.push({
-    name: `index-build-${label(records)}`,
-    unit: 's per 1M records',
-    value: round(buildSecs / (records / 1e6), 2),
-    records,
-    seconds: round(buildSecs, 1),
-    load: load(),
-  });
+  if (force)
+    rows.push({
+      name: `index-build-${label(records)}`,
+      unit: 's per 1M records',
+      value: round(buildSecs / (records / 1e6), 2),
+      records,
+      seconds: round(buildSecs, 1),
+      load: load(),
+    });
   // Cold processes: the query inside a fresh process (what the ≤ 50 ms goal is on), and the whole command.
   const query = [];
   const wall = [];

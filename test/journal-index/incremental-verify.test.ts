@@ -14,7 +14,6 @@ import {
   verifyConsistency,
 } from '../../src/integrity/index.js';
 import { rootOf } from '../../src/integrity/merkle.js';
-import { readIntoVerifier } from '../../src/integrity/record-sources.js';
 import { AuditLog, chainDir, segmentName } from '../../src/journal/index.js';
 import {
   indexJournal,
@@ -27,6 +26,7 @@ import {
 import { consistencyProofBy } from '../../src/journal-index/merkle-tiles.js';
 import { ATTR_ML_PREDICTION_ID } from '../../src/semconv/attributes.js';
 import { EVENT_ML_PREDICTION } from '../../src/semconv/events.js';
+import { readIntoVerifier } from '../../src/sources/record-sources.js';
 
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
