@@ -141,7 +141,8 @@ describe('an independent Go verifier (x/mod/sumdb/note, transparency-dev/merkle)
     const out = JSON.parse(execFileSync(go, ['tiles', copy, signer.verifierKey], { encoding: 'utf8' }));
     const size = Number(readFileSync(join(copy, 'tiles', chain, 'checkpoint'), 'utf8').split('\n')[1]);
     expect(size).toBeGreaterThan(20);
-    expect(out).toEqual({ chains: [{ chain, size, consistency: true }] });
+    // Every chain's tree is read (the erasure's own chain too: one record, no consistency to prove).
+    expect(out.chains).toContainEqual({ chain, size, consistency: true });
     // A tile altered: tlog's reader refuses it (it checks every tile against the signed tree).
     const tile = join(copy, 'tiles', chain, 'tile', '0', `000.p/${size}`);
     const bytes = readFileSync(tile);
