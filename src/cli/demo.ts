@@ -12,7 +12,7 @@ import { readIntoVerifier } from '../sources/record-sources.js';
 import { CliError, parseCommand } from './command.js';
 import { writePrivateFile } from './private-file.js';
 
-const HELP = `usage: mltrail demo [--journal DIR] [--fresh]
+const HELP = `usage: mltrail demo [--journal DIR] [--fresh] [--ship-timeout SECONDS]
 
 Runs the end-to-end demo on real data with no network and no stack: the Seattle weather data set (npm
 package vega-datasets) → feature selection → a logistic-regression rain model → evaluation → registration →
@@ -23,12 +23,28 @@ summary. The journal goes to --journal, MLTRAIL_DIR, or ./.mltrail/demo.
   --fresh        start a new journal: an existing DIR is first moved aside to DIR.replaced-<time>
                  (kept, never deleted), so the summary covers this run only. Without --fresh a run
                  appends to the journal already in DIR (two more chains per run).
+  --ship-timeout SECONDS
+                 with an OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT), how long the demo waits
+                 for the collector to take the journal (default 30). If it cannot deliver in that time
+                 (unreachable, refusing), it says so on stderr and finishes: every record stays in the
+                 journal, and "npx mltrail ship --once --journal DIR" sends it later.
 `;
 
+const DEFAULT_SHIP_TIMEOUT_S = 30;
+
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand(argv, HELP, { journal: { type: 'string' }, fresh: { type: 'boolean' } }, 0);
+  const parsed = parseCommand(
+    argv,
+    HELP,
+    { journal: { type: 'string' }, fresh: { type: 'boolean' }, 'ship-timeout': { type: 'string' } },
+    0,
+  );
   if (parsed === undefined) return 0;
   const { values } = parsed;
+  const shipTimeoutS =
+    values['ship-timeout'] === undefined ? DEFAULT_SHIP_TIMEOUT_S : Number(values['ship-timeout']);
+  if (!Number.isFinite(shipTimeoutS) || shipTimeoutS <= 0)
+    throw new CliError(`--ship-timeout: "${values['ship-timeout']}" is not a positive number of seconds`, 2);
   const dir = values.journal ?? process.env.MLTRAIL_DIR ?? join('.mltrail', 'demo');
   if (values.fresh === true) {
     const aside = moveAside(dir);
@@ -53,11 +69,7 @@ export async function run(argv: string[]): Promise<number> {
   const report = verifier.finish();
   // With an OTLP endpoint configured, the same run goes to the collector/stack (the whole journal, every chain).
   let shipped = '';
-  if (shipsJournal()) {
-    const shipper = new Shipper({ dir });
-    const n = await shipper.drain();
-    shipped = `shipped ${n} record(s) to ${shipper.url}\n`;
-  }
+  if (shipsJournal()) shipped = await shipBounded(dir, shipTimeoutS);
   if (!report.ok)
     throw new CliError(`the demo journal in ${dir} did not verify; run "mltrail verify ${dir}"`, 1);
   let out = `\nmltrail demo finished in ${((Date.now() - started) / 1000).toFixed(1)}s — journal ${result.dir}\n\n`;
@@ -112,4 +124,35 @@ function moveAside(dir: string): string | undefined {
     );
   }
   return aside;
+}
+
+/**
+ * Delivers the journal to the configured collector, waiting at most `seconds`: the shipper retries forever
+ * (at-least-once), and a demo must not hang on a collector that is down or refusing. What is not delivered
+ * stays in the journal behind the shipper's cursor.
+ */
+async function shipBounded(dir: string, seconds: number): Promise<string> {
+  const shipper = new Shipper({ dir });
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    shipper.drain().then(
+      (n) => ({ n }),
+      (err: unknown) => ({ err }),
+    ),
+    new Promise<{ timedOut: true }>((resolve) => {
+      timer = setTimeout(() => resolve({ timedOut: true }), seconds * 1000);
+    }),
+  ]);
+  clearTimeout(timer);
+  // Abandons a delivery still backing off (its timer would hold the process) and releases the lock.
+  await shipper.close().catch(() => undefined);
+  if ('n' in outcome) return `shipped ${outcome.n} record(s) to ${shipper.url}\n`;
+  const why =
+    'err' in outcome
+      ? (outcome.err as Error).message
+      : `${shipper.failures} failed attempt(s) in ${seconds}s: the collector is unreachable or refusing`;
+  process.stderr.write(
+    `mltrail demo: could not ship the journal to ${shipper.url} (${why}); every record stays in ${dir}: send it later with "npx mltrail ship --once --journal ${dir}"\n`,
+  );
+  return `not shipped to ${shipper.url} (see the message above)\n`;
 }

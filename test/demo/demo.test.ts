@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -95,4 +96,48 @@ describe('the demo (npm start → mltrail demo)', () => {
       /--fresh +start a new journal: an existing DIR is first moved aside to DIR\.replaced-<time>/,
     );
   });
+
+  it('with a collector that is down or refusing, it says so and finishes; the journal keeps every record', async () => {
+    // One endpoint refuses (503 on every request), the other has nothing listening.
+    const refusing = createServer((_req, res) => res.writeHead(503).end('overloaded'));
+    await new Promise<void>((r) => refusing.listen(0, '127.0.0.1', r));
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as { port: number }).port;
+    await new Promise((r) => closed.close(r));
+    try {
+      for (const endpoint of [
+        `http://127.0.0.1:${(refusing.address() as { port: number }).port}`,
+        `http://127.0.0.1:${closedPort}`,
+      ]) {
+        const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-demo-noship-')), 'journal');
+        // Asynchronous: the refusing server answers from this process.
+        const child = spawn(
+          process.execPath,
+          ['dist/cli/main.js', 'demo', '--journal', dir, '--ship-timeout', '2'],
+          { env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_LOGS_EXPORTER: '' } },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        const status = await new Promise<number | null>((r) => child.on('close', r));
+        expect(status, stderr).toBe(0);
+        expect(stderr).toContain(`mltrail demo: could not ship the journal to ${endpoint}/v1/logs (`);
+        expect(stderr).toContain(`send it later with "npx mltrail ship --once --journal ${dir}"`);
+        expect(stdout).toContain(`not shipped to ${endpoint}/v1/logs`);
+        expect(stdout).toMatch(/integrity: \d+ records in \d+ chain\(s\) verified/);
+        expect(
+          spawnSync(process.execPath, ['dist/cli/main.js', 'verify', dir], { encoding: 'utf8' }).status,
+        ).toBe(0);
+      }
+    } finally {
+      refusing.close();
+    }
+    const bad = spawnSync(process.execPath, ['dist/cli/main.js', 'demo', '--ship-timeout', 'soon'], {
+      encoding: 'utf8',
+    });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--ship-timeout: "soon" is not a positive number of seconds');
+  }, 300_000); // each run waits out the OTel exporters' own timeouts (~20 s) besides the 2 s it is given
 });
