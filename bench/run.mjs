@@ -7,6 +7,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { docWithTable } from './table.mjs';
 
+// The figures are for the Node the project pins (OTel JS 3.x needs >= 22.15); the system's node may be older.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 15)) {
+  console.error(
+    `bench: Node ${process.version} is older than the 22.15 the project needs; run "npm run bench" or "npx node bench/run.mjs"`,
+  );
+  process.exit(2);
+}
 const quick = process.argv.includes('--quick');
 const only = process.argv
   .find((a) => a.startsWith('--only='))

@@ -189,8 +189,14 @@ export class JournalIndex {
   ): Generator<IndexHit & { hi?: number; lo?: number; key?: string }> {
     for (let s = 0; s < this.#segments.length; s++) {
       const v = this.#segments[s];
-      if (v.file !== undefined)
-        for (const e of v.file.entriesWithRelation(relations)) yield { ...e, segment: s };
+      // As in entries(): a segment's entries are read whole first, so a damaged block found halfway falls
+      // back to scanning that segment instead of failing the query or mixing two answers.
+      const fromFile = this.#fromFile(
+        v,
+        (f) => [...f.entriesWithRelation(relations)],
+        () => [],
+      );
+      for (const e of fromFile) yield { ...e, segment: s };
       if (v.scanned !== undefined)
         for (const e of v.scanned.withRelation(relations)) yield { ...e, segment: s };
     }

@@ -35,7 +35,13 @@ function walk(dir: string): { dirs: string[]; files: string[] } {
 function setWritable(dir: string, writable: boolean): void {
   const { dirs, files } = walk(dir);
   for (const d of dirs) chmodSync(d, writable ? 0o700 : 0o500);
-  for (const f of files) chmodSync(f, writable ? 0o600 : 0o400);
+  for (const f of files)
+    try {
+      chmodSync(f, writable ? 0o600 : 0o400);
+    } catch (err) {
+      // A checkpoint's temporary file may be renamed into place between the walk and the chmod.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
 }
 
 interface Reply {
