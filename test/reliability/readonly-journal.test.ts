@@ -22,7 +22,10 @@ function walk(dir: string): { dirs: string[]; files: string[] } {
   const out = { dirs: [dir], files: [] as string[] };
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) {
+    // A checkpoint's temporary file may be renamed into place while the host keeps writing: skip it.
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st === undefined) continue;
+    if (st.isDirectory()) {
       const sub = walk(p);
       out.dirs.push(...sub.dirs);
       out.files.push(...sub.files);
@@ -39,7 +42,7 @@ function setWritable(dir: string, writable: boolean): void {
     try {
       chmodSync(f, writable ? 0o600 : 0o400);
     } catch (err) {
-      // A checkpoint's temporary file may be renamed into place between the walk and the chmod.
+      // Renamed into place between the walk and the chmod (as above).
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
 }
