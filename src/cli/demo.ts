@@ -133,23 +133,11 @@ function moveAside(dir: string): string | undefined {
  */
 async function shipBounded(dir: string, seconds: number): Promise<string> {
   const shipper = new Shipper({ dir });
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    shipper.drain().then(
-      (n) => ({ n }),
-      (err: unknown) => ({ err }),
-    ),
-    new Promise<{ timedOut: true }>((resolve) => {
-      timer = setTimeout(() => resolve({ timedOut: true }), seconds * 1000);
-    }),
-  ]);
-  clearTimeout(timer);
-  // Abandons a delivery still backing off (its timer would hold the process) and releases the lock.
-  await shipper.close().catch(() => undefined);
-  if ('n' in outcome) return `shipped ${outcome.n} record(s) to ${shipper.url}\n`;
+  const outcome = await shipper.drainWithin(seconds * 1000);
+  if ('shipped' in outcome) return `shipped ${outcome.shipped} record(s) to ${shipper.url}\n`;
   const why =
-    'err' in outcome
-      ? (outcome.err as Error).message
+    'error' in outcome
+      ? outcome.error.message
       : `${shipper.failures} failed attempt(s) in ${seconds}s: the collector is unreachable or refusing`;
   process.stderr.write(
     `mltrail demo: could not ship the journal to ${shipper.url} (${why}); every record stays in ${dir}: send it later with "npx mltrail ship --once --journal ${dir}"\n`,

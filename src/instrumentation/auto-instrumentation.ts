@@ -164,14 +164,8 @@ function start(options: RegisterOptions): AutoInstrumentation {
   // Audit records reach the collector from the journal (at least once, resumable), not through the log
   // pipeline. The shipper runs on an unref'd timer so it never keeps a finishing process alive.
   const shipper = options.ship ? new Shipper({ dir: options.dir }) : undefined;
-  let shipping: Promise<unknown> = Promise.resolve();
-  const ship = () => {
-    if (shipper === undefined) return shipping;
-    shipping = shipping
-      .then(() => shipper.drain())
-      .catch((err: unknown) => diag.error('mltrail: shipping the journal failed', err));
-    return shipping;
-  };
+  const ship = () =>
+    shipper?.drain().catch((err: unknown) => diag.error('mltrail: shipping the journal failed', err));
   const shipTimer = shipper === undefined ? undefined : setInterval(ship, SHIP_INTERVAL_MS);
   shipTimer?.unref();
 
@@ -189,19 +183,11 @@ function start(options: RegisterOptions): AutoInstrumentation {
         // One last delivery, bounded: the shipper retries forever, and an unreachable or refusing collector
         // must not keep the host from exiting. What is not delivered stays in the journal behind the cursor,
         // and the next start (or `mltrail ship`) sends it.
-        let lastShip: NodeJS.Timeout | undefined;
-        await Promise.race([
-          ship(),
-          new Promise<void>((resolve) => {
-            lastShip = setTimeout(resolve, FINAL_SHIP_MS);
-            lastShip.unref();
-          }),
-        ]);
-        clearTimeout(lastShip);
-        // Abandons a delivery still backing off (its timer would hold the process) and releases the lock.
-        await shipper
-          ?.close()
-          .catch((err: unknown) => diag.error('mltrail: stopping the shipper failed', err));
+        const last = await shipper?.drainWithin(FINAL_SHIP_MS);
+        if (last !== undefined && !('shipped' in last))
+          diag.warn(
+            `mltrail: the journal was not all shipped at shutdown (${'error' in last ? last.error.message : `still failing after ${FINAL_SHIP_MS} ms`}); the next start or "mltrail ship --once" sends the rest`,
+          );
         await sdk.shutdown().catch((err: unknown) => diag.error('mltrail: OTel SDK shutdown failed', err));
       })();
       return closing;

@@ -73,6 +73,9 @@ interface Batch {
 /** What a delivery interrupted by {@link Shipper.stop} rejects with (the follow loop treats it as the end). */
 class StoppedError extends Error {}
 
+/** How a bounded final delivery ({@link Shipper.drainWithin}) ended. */
+export type DrainOutcome = { shipped: number } | { timedOut: true } | { error: Error };
+
 const SEVERITY: Record<string, number> = { DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17 };
 
 /** The logs URL and headers from options and the standard OTLP environment variables. */
@@ -121,6 +124,7 @@ export class Shipper {
   #running = false;
   #loop: Promise<void> | undefined;
   #abort = new AbortController();
+  #draining: Promise<number> | undefined;
   /** Which chain goes first in the next batch, so one busy chain cannot starve the others. */
   #turn = 0;
   /** Records delivered (acknowledged) by this process. */
@@ -208,7 +212,51 @@ export class Shipper {
    * Returns 0 without shipping while another live process ships this journal to this endpoint
    * ({@link Shipper.lockedBy}).
    */
-  async drain(): Promise<number> {
+  drain(): Promise<number> {
+    // One drain at a time: a second call (a timer's round while a final drain runs, say) waits for the
+    // first and then ships what is left, so no batch is sent twice by this process.
+    const before = this.#draining;
+    const run = (async () => {
+      if (before !== undefined) await before.catch(() => undefined);
+      return this.#drainNow();
+    })();
+    this.#draining = run;
+    const done = () => {
+      if (this.#draining === run) this.#draining = undefined;
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  /**
+   * One bounded delivery for a finishing process: ships what the journal holds for at most `ms`
+   * milliseconds, then stops and releases the lock whatever happened. An unreachable or refusing endpoint
+   * is retried until then, never longer; what is not delivered stays in the journal behind the cursor, for
+   * the next start or `mltrail ship --once`. Never rejects.
+   *
+   * @example
+   * const outcome = await new Shipper({ dir }).drainWithin(30_000);
+   * if (!('shipped' in outcome)) console.error('not delivered; run mltrail ship --once later');
+   */
+  async drainWithin(ms: number): Promise<DrainOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race<DrainOutcome>([
+      this.drain().then(
+        (shipped) => ({ shipped }),
+        (err: unknown) => ({ error: err instanceof Error ? err : new Error(String(err)) }),
+      ),
+      new Promise<DrainOutcome>((resolve) => {
+        timer = setTimeout(() => resolve({ timedOut: true }), ms);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    // Abandons a delivery still backing off (its timer would hold the process) and releases the lock.
+    await this.close().catch(() => undefined);
+    return outcome;
+  }
+
+  async #drainNow(): Promise<number> {
     if (!this.#tryLock()) return 0;
     let total = 0;
     for (;;) {

@@ -314,6 +314,38 @@ describe('Shipper against a real HTTP server', () => {
     expect(rx.acked.slice(0, 200).map(key)).toEqual(journal.slice(0, 200).map(key));
   });
 
+  it('drains started together send each record once; a bounded drain gives up on a refusing endpoint and the next run sends the rest', async () => {
+    const dir = tmp('drain-within');
+    await writeJournal(dir, 600);
+    const journal = journalRecords(dir);
+    const rx = await receiver();
+    const one = new Shipper({ dir, endpoint: rx.url, batchSize: 100 });
+    // A timer's round and a final drain overlapping in one process: the second waits for the first.
+    const [a, b] = await Promise.all([one.drain(), one.drain()]);
+    expect(a + b).toBe(journal.length);
+    expect(rx.seen.map(key)).toEqual(journal.map(key));
+    await one.close();
+
+    await writeJournal(dir, 300);
+    const now = journalRecords(dir);
+    rx.plan = () => 'fail';
+    const bounded = new Shipper({
+      dir,
+      endpoint: rx.url,
+      batchSize: 100,
+      initialBackoffMs: 5,
+      maxBackoffMs: 20,
+    });
+    const outcome = await bounded.drainWithin(300);
+    expect(outcome).toEqual({ timedOut: true });
+    expect(bounded.failures).toBeGreaterThan(0);
+    // The lock is released: another shipper takes over at once and sends what was not acknowledged.
+    rx.plan = () => 'ok';
+    const next = new Shipper({ dir, endpoint: rx.url, batchSize: 100 });
+    expect(await next.drainWithin(60_000)).toEqual({ shipped: now.length - journal.length });
+    expect(new Set(rx.acked.map(key))).toEqual(new Set(now.map(key)));
+  });
+
   it('follows records appended while it runs, across chains, and stops promptly while the endpoint is down', async () => {
     const dir = tmp('follow');
     const rx = await receiver();
