@@ -86,5 +86,12 @@ export async function run(argv: string[]): Promise<number> {
         `${summary.failedAttempts > 0 ? ` after ${summary.failedAttempts} failed attempt(s)` : ''}` +
         `${summary.rejected > 0 ? `; the endpoint rejected ${summary.rejected}` : ''}\n`,
     );
+  if (shipper.refused.size > 0) {
+    // What could be read was delivered; a file the journal's rules refuse is named, never read.
+    for (const why of shipper.refused.values()) process.stderr.write(`mltrail: not shipped: ${why}\n`);
+    throw new CliError(
+      `${shipper.refused.size} file(s) in ${shipper.dir} refused (above); ${summary.delivered} record(s) delivered`,
+    );
+  }
   return summary.rejected > 0 ? 1 : 0;
 }

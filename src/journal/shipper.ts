@@ -26,6 +26,7 @@ import {
   ATTR_MLTRAIL_SEQ,
   ATTR_SERVICE_NAME,
 } from '../semconv/index.js';
+import { EvidenceDir, EvidenceFileError } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
 import { resolveDir } from './journal-writer.js';
 
@@ -133,6 +134,12 @@ export class Shipper {
   failures = 0;
   /** Records the endpoint acknowledged but reported as rejected (OTLP partial success). */
   rejected = 0;
+  /**
+   * Files in the chain directories that are not regular files inside the journal (a FIFO, a device, a
+   * link out of it), by path, with why: never opened or read, so never shipped.
+   */
+  readonly refused = new Map<string, string>();
+  #files: EvidenceDir | undefined;
   /** The pid of the process shipping this journal to this endpoint instead of this one, if any. */
   lockedBy: number | undefined;
 
@@ -347,9 +354,15 @@ export class Shipper {
     const key = relative(this.dir, file);
     let fd: number;
     try {
-      fd = openSync(file, 'r');
+      // The journal's file rules: a FIFO would hang the shipper, a link out of the journal would ship
+      // someone else's file.
+      this.#files ??= new EvidenceDir(this.dir);
+      fd = this.#files.open(file);
     } catch (err) {
-      diag.warn(`mltrail shipper: cannot open ${file}: ${(err as Error).message}`);
+      if (err instanceof EvidenceFileError) {
+        if (!this.refused.has(file)) diag.error(`mltrail shipper: ${err.message}`);
+        this.refused.set(file, err.message);
+      } else diag.warn(`mltrail shipper: cannot open ${file}: ${(err as Error).message}`);
       return;
     }
     try {

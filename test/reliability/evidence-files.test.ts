@@ -10,6 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,7 @@ let fixture: TrailJournal;
 let work: string;
 let outside: string;
 let chain: string;
+let endpoint: string;
 const servers: Server[] = [];
 
 beforeAll(async () => {
@@ -69,6 +71,14 @@ beforeAll(async () => {
   // Somewhere else on the same machine: what a link out of the journal leads to.
   outside = realpathSync(mkdtempSync(join(tmpdir(), 'mltrail-elsewhere-')));
   chain = readdirSync(join(fixture.dir, 'chains')).sort()[0];
+  // A real OTLP/HTTP endpoint that accepts everything, for `mltrail ship`.
+  const sink = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  servers.push(sink);
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  endpoint = `http://127.0.0.1:${(sink.address() as { port: number }).port}`;
 }, 120_000);
 
 afterAll(async () => {
@@ -108,6 +118,8 @@ function readers(dir: string): { args: string[]; prefix: string }[] {
     { args: ['index', dir], prefix: `mltrail: cannot index ${dir}: ` },
     // No such record: erase reads every segment looking for it.
     { args: ['erase', `${chain}:999999`, '--reason', 'request 7', '--journal', dir], prefix: 'mltrail: ' },
+    // The shipper delivers what it can read and names, never reads, what the rules refuse.
+    { args: ['ship', '--once', '--journal', dir, '--endpoint', endpoint], prefix: 'mltrail: not shipped: ' },
   ];
 }
 
