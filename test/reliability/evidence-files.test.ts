@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliRun, runCli } from '../fixtures/cli-run.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 
 /**
@@ -25,33 +26,10 @@ import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.
  * never end, so the kill timer below (and the test timeout) only guard against a hang; nothing is timed.
  */
 
-interface Run {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--max-old-space-size=256', 'dist/cli/main.js', ...args], {
-      env: { ...process.env, MLTRAIL_ACCESS_JOURNAL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (status, signal) => {
-      clearTimeout(guard);
-      resolve({ status, signal, stdout, stderr });
-    });
-  });
+  return runCli(args, { env: { MLTRAIL_ACCESS_JOURNAL: '' }, guardMs: 60_000 });
 }
 
 const IN_DIR =

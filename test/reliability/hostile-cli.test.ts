@@ -15,6 +15,7 @@ import { zstdCompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineEventName } from '../../src/integrity/index.js';
+import { type CliRun, runCli } from '../fixtures/cli-run.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 
 /**
@@ -23,36 +24,10 @@ import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.
  * lines, NaN/Infinity literals, records with fields of the wrong type. Fixed seeds: CI sees the same cases.
  */
 
-const HEAP = '--max-old-space-size=256';
+type Run = CliRun;
 
-interface Run {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; the kill timer is only a guard against a hang (a hang fails the test), never a measurement. */
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [HEAP, 'dist/cli/main.js', ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const guard = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (status, signal) => {
-      clearTimeout(guard);
-      resolve({ status, signal, stdout, stderr });
-    });
-  });
+  return runCli(args, { env });
 }
 
 /** No crash: the process ended by itself, with a documented exit code and no stack trace or internal error. */
