@@ -79,7 +79,6 @@ export async function writeScaleJournal(dir, n) {
     pendingBytes = 0;
   };
   const append = (count) => {
-    const t0 = Date.now();
     for (let i = 0; i < count; i++) {
       const id = uuidv7();
       const ts = new Date().toISOString();
