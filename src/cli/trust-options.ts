@@ -1,4 +1,5 @@
-import { parseCheckpoint, parseNote, parseVerifier, type TrustBasis } from '../integrity/index.js';
+import { parseCheckpoint, parseNote, parseVerifier } from '../integrity/signed-note.js';
+import type { TrustBasis } from '../integrity/trust-verdict.js';
 import { EvidenceFileError, readNamedFile } from '../sources/evidence-files.js';
 import { CliError } from './command.js';
 

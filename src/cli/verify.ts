@@ -1,14 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
-import {
-  ChainVerifier,
-  judgeTrust,
-  range,
-  type TrustVerdict,
-  type VerifyReport,
-} from '../integrity/index.js';
-import { repairTornTails } from '../journal/index.js';
-import { readLokiIntoVerifier } from '../sources/loki-source.js';
-import { addCheckpointFiles, readIntoVerifier } from '../sources/record-sources.js';
+// Only what both paths need is loaded up front: `--incremental` reads a few thousand records, so its cost
+// is mostly start-up, and the full reader, the Loki client and the tail repair (which loads the writer)
+// are imported by the paths that use them.
+import { ChainVerifier, type VerifyReport } from '../integrity/chain-verifier.js';
+import { judgeTrust, range, type TrustVerdict } from '../integrity/trust-verdict.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 import { resolveTrust, TRUST_HELP, TRUST_OPTIONS } from './trust-options.js';
@@ -70,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
       const pageSize = v['page-size'] !== undefined ? Number(v['page-size']) : undefined;
       if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize > 0))
         throw new CliError('--page-size must be a positive integer');
+      const { readLokiIntoVerifier } = await import('../sources/loki-source.js');
       await readLokiIntoVerifier({ url: v.loki, query: v.query, tenant: v.tenant, pageSize }, verifier);
     } catch (err) {
       throw new CliError(`reading from Loki failed: ${(err as Error).message}`);
@@ -77,9 +73,11 @@ export async function run(argv: string[]): Promise<number> {
   } else {
     source = args.positionals[0] ?? resolveJournalDir(v.journal);
     if (v['repair-tail']) {
+      const { repairTornTails } = await import('../journal/tail-repair.js');
       for (const t of repairTornTails(source))
         process.stderr.write(`mltrail: cut ${t.bytes} torn bytes at the end of ${t.file}\n`);
     }
+    const { addCheckpointFiles, readIntoVerifier } = await import('../sources/record-sources.js');
     try {
       const summary = readIntoVerifier(
         source,
@@ -136,7 +134,9 @@ async function runIncremental(
   const source = positional ?? resolveJournalDir(v.journal as string | undefined);
   if (!existsSync(source) || !statSync(source).isDirectory())
     throw new CliError(`--incremental needs a journal directory; ${source} is not one`);
-  const { verifySinceCheckpoint, IncrementalVerifyError } = await import('../journal-index/index.js');
+  const { verifySinceCheckpoint, IncrementalVerifyError } = await import(
+    '../journal-index/incremental-verify.js'
+  );
   let result: ReturnType<typeof verifySinceCheckpoint>;
   try {
     result = verifySinceCheckpoint(source, held, { trustedKeys: trust.trustedKeys });

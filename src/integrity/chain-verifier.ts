@@ -1,12 +1,12 @@
 import { hash } from 'node:crypto';
+// The generated constants alone: the semconv index also loads the zod schemas, which verifying never uses.
 import {
   ATTR_MLTRAIL_BODY_DIGEST,
   ATTR_MLTRAIL_CHECKPOINT_NOTE,
   ATTR_MLTRAIL_ERASURE_RECORD_REF,
   ATTR_MLTRAIL_KEY_PUBLIC,
-  EVENT_MLTRAIL_CHECKPOINT,
-  EVENT_MLTRAIL_ERASURE,
-} from '../semconv/index.js';
+} from '../semconv/attributes.js';
+import { EVENT_MLTRAIL_CHECKPOINT, EVENT_MLTRAIL_ERASURE } from '../semconv/events.js';
 import { canonicalize } from './canonical-json.js';
 import { checkpointOrigin } from './chain-writer.js';
 import { CompactMerkleTree, EMPTY_ROOT, sha256Bytes } from './merkle.js';

@@ -1,11 +1,12 @@
+// The generated constants alone: the semconv index also loads the zod schemas (the verifier imports this file).
 import {
   ATTR_MLTRAIL_CHECKPOINT_NOTE,
   ATTR_MLTRAIL_CHECKPOINT_ROOT,
   ATTR_MLTRAIL_CHECKPOINT_SIZE,
   ATTR_MLTRAIL_KEY_ID,
   ATTR_MLTRAIL_KEY_PUBLIC,
-  EVENT_MLTRAIL_CHECKPOINT,
-} from '../semconv/index.js';
+} from '../semconv/attributes.js';
+import { EVENT_MLTRAIL_CHECKPOINT } from '../semconv/events.js';
 import { canonicalize } from './canonical-json.js';
 import { CompactMerkleTree } from './merkle.js';
 import {

@@ -1,5 +1,5 @@
 import { ChainVerifier, type VerifyReport } from '../integrity/chain-verifier.js';
-import { nodeHash, rootOf, verifyConsistency, verifyInclusion } from '../integrity/merkle.js';
+import { nodeHash, verifyConsistency, verifyInclusion } from '../integrity/merkle.js';
 import { parseRecordLine, RecordFormatError } from '../integrity/record.js';
 import { type Checkpoint, parseCheckpoint, parseNote } from '../integrity/signed-note.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
@@ -8,12 +8,12 @@ import {
   compactRange,
   consistencyProofBy,
   inclusionProofBy,
-  startingSegments,
+  mthBy,
   TileError,
   TileReader,
   tilesDir,
 } from './merkle-tiles.js';
-import { segmentLines } from './segment-lines.js';
+import { forEachLine, startOfNewRecords } from './segment-seek.js';
 
 /** What `verify --since-checkpoint` established besides the report of the records it read. */
 export interface IncrementalVerification {
@@ -119,38 +119,45 @@ export function verifySinceCheckpoint(
     checkpoints: [held],
     resume: { chain, size: m, lastHash, range },
   });
-  const newLeaves: Buffer[] = [];
+  const newLeaves = new NewLeaves(m);
   let reached = false;
+  const head = new LineHead(chain);
   const files = new EvidenceDir(dir);
-  for (const file of startingSegments(files, segments, m)) {
-    let lineNo = 0;
-    let end = 0;
-    for (const l of segmentLines(files, file)) {
-      lineNo++;
-      end = l.offset + l.length + 1;
-      const seq = seqOf(l.text);
+  const start = startOfNewRecords(files, segments, m, lastHash);
+  for (let i = start.segment; i < segments.length; i++) {
+    const file = segments[i];
+    const from = i === start.segment ? start : { offset: 0, line: 1 };
+    const read = forEachLine(files, file, from.offset, from.line, (buf, s, e, lineNo, utf8) => {
+      const v2 = head.read(buf, s, e);
+      const seq = v2 ? head.seq : seqOf(buf.toString('utf8', s, Math.min(e, s + 512)));
       if (seq !== undefined && seq < m) {
         reached ||= seq === m - 1;
-        continue;
+        return;
       }
-      if (seq === undefined && !reached) continue;
+      if (seq === undefined && !reached) return;
       reached = true;
+      incremental.newRecords++;
+      // Nearly every line is the next record of the chain and checks out: the verifier's byte path takes
+      // it (as full verification does); anything else is parsed and reported precisely.
+      if (utf8 && verifier.addJournalLine(buf, s, e, file, lineNo)) {
+        if (v2 && head.ours && seq === m + newLeaves.length) newLeaves.pushHex(buf, head.hashAt);
+        return;
+      }
       try {
-        const r = parseRecordLine(l.text, { file, line: lineNo });
-        if (r.chain === chain && r.seq === m + newLeaves.length) newLeaves.push(Buffer.from(r.hash, 'hex'));
+        const r = parseRecordLine(buf.toString('utf8', s, e), { file, line: lineNo });
+        if (r.chain === chain && r.seq === m + newLeaves.length)
+          newLeaves.pushHex(Buffer.from(r.hash, 'latin1'), 0);
         verifier.add(r, { file, line: lineNo });
-        incremental.newRecords++;
       } catch (err) {
         if (!(err instanceof RecordFormatError)) throw err;
         verifier.addProblem({ kind: 'malformed', location: `${file}:${lineNo}`, message: err.message });
       }
-    }
-    const size = files.stat(file).size;
-    if (size > end)
+    });
+    if (read.size > read.end)
       verifier.addProblem({
         kind: 'torn-line',
-        location: `${file}:${lineNo + 1}`,
-        message: `${file} ends in a torn line (${size - end} bytes without a newline)`,
+        location: `${file}:${read.line}`,
+        message: `${file} ends in a torn line (${read.size - read.end} bytes without a newline)`,
       });
   }
   const report = verifier.finish();
@@ -161,7 +168,7 @@ export function verifySinceCheckpoint(
   if (newest !== undefined && newLeaves.length >= newest.size - m) {
     const n = newest.size;
     const mth = (lo: number, hi: number): Buffer =>
-      hi <= m ? tiles.mth(lo, hi) : lo >= m ? rootOf(newLeaves, lo - m, hi - m) : split(lo, hi, mth);
+      hi <= m ? tiles.mth(lo, hi) : lo >= m ? mthBy(lo, hi, newLeaves.node) : split(lo, hi, mth);
     const proof = consistencyProofBy(m, n, mth);
     const root2 = parseCheckpoint(parseNote(newest.note).text).root;
     const verified = verifyConsistency(m, n, cp.root, root2, proof);
@@ -179,9 +186,126 @@ export function verifySinceCheckpoint(
   return { report, incremental };
 }
 
+/** The seq of a line from its first bytes (format 1 or 2), undefined when it names none. */
 function seqOf(text: string): number | undefined {
   const m = /^\{"(?:v":2,"chain":"[^"\\]*","seq|chain":"[^"\\]*","seq)":(0|[1-9]\d*)[,}]/.exec(text);
   return m === null ? undefined : Number(m[1]);
+}
+
+/** Whether `buf` holds `bytes` at `at`. */
+function bytesAt(buf: Uint8Array, at: number, bytes: Uint8Array): boolean {
+  if (at + bytes.length > buf.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (buf[at + i] !== bytes[i]) return false;
+  return true;
+}
+
+const V2_PREFIX = Buffer.from('{"v":2,"chain":"');
+const SEQ_KEY = Buffer.from('","seq":');
+const PREV_KEY = Buffer.from(',"prev":"');
+const HASH_KEY = Buffer.from('","hash":"');
+
+/**
+ * The chain fields at the start of a format 2 line, read from its bytes (no string per line): its seq,
+ * whether it names the chain being verified, and where its record hash's hex digits are. Only the
+ * positions are read; the verifier checks the line itself.
+ */
+class LineHead {
+  readonly #chain: Buffer;
+  seq = 0;
+  ours = false;
+  hashAt = 0;
+
+  constructor(chain: string) {
+    this.#chain = Buffer.from(chain);
+  }
+
+  /** False when `buf[s, e)` does not start like a format 2 record line. */
+  read(buf: Buffer, s: number, e: number): boolean {
+    const chainAt = s + V2_PREFIX.length;
+    if (e - s < 200 || !bytesAt(buf, s, V2_PREFIX)) return false;
+    let q = chainAt;
+    while (q < e && buf[q] !== 0x22 && buf[q] !== 0x5c) q++;
+    if (q >= e || !bytesAt(buf, q, SEQ_KEY)) return false;
+    let p = q + SEQ_KEY.length;
+    const digits = p;
+    let seq = 0;
+    while (p < e && buf[p] >= 0x30 && buf[p] <= 0x39) seq = seq * 10 + (buf[p++] - 0x30);
+    if (p === digits || p - digits > 15 || (buf[digits] === 0x30 && p - digits > 1)) return false;
+    const hashKey = p + PREV_KEY.length + 64;
+    if (hashKey + HASH_KEY.length + 64 > e || !bytesAt(buf, p, PREV_KEY) || !bytesAt(buf, hashKey, HASH_KEY))
+      return false;
+    this.seq = seq;
+    this.ours = q - chainAt === this.#chain.length && bytesAt(buf, chainAt, this.#chain);
+    this.hashAt = hashKey + HASH_KEY.length;
+    return true;
+  }
+}
+
+/** The value of each lowercase hex digit's byte, -1 for every other byte. */
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX_VALUE[0x30 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUE[0x61 + i] = 10 + i;
+
+/**
+ * The record hashes of the chain from seq `m` on, and the roots of the aligned perfect subtrees over them
+ * (`node(height, index)` covers leaves [index·2^height, (index+1)·2^height), all at or after `m`), computed
+ * level by level once, for the consistency proof's new side.
+ */
+class NewLeaves {
+  readonly #m: number;
+  #hashes = new Uint8Array(32 * 1024);
+  length = 0;
+  readonly #levels: { base: number; hashes: Uint8Array }[] = [];
+
+  constructor(m: number) {
+    this.#m = m;
+  }
+
+  /** Appends the leaf whose 64 lowercase hex digits start at `buf[at]`; a leaf that is not hex ends the list. */
+  pushHex(buf: Uint8Array, at: number): void {
+    if (at + 64 > buf.length) return;
+    if (this.length * 32 === this.#hashes.length) {
+      const bigger = new Uint8Array(this.#hashes.length * 2);
+      bigger.set(this.#hashes);
+      this.#hashes = bigger;
+    }
+    const to = this.length * 32;
+    for (let i = 0; i < 32; i++) {
+      const hi = HEX_VALUE[buf[at + 2 * i]];
+      const lo = HEX_VALUE[buf[at + 2 * i + 1]];
+      if (hi < 0 || lo < 0) return;
+      this.#hashes[to + i] = (hi << 4) | lo;
+    }
+    this.length++;
+  }
+
+  readonly node = (height: number, index: number): Buffer => {
+    const level = this.#level(height);
+    const i = index - level.base;
+    if (i < 0 || (i + 1) * 32 > level.hashes.length)
+      throw new RangeError(`no subtree ${height}/${index} among the leaves from ${this.#m}`);
+    return Buffer.from(level.hashes.subarray(i * 32, i * 32 + 32));
+  };
+
+  #level(height: number): { base: number; hashes: Uint8Array } {
+    if (this.#levels.length === 0)
+      this.#levels.push({ base: this.#m, hashes: this.#hashes.subarray(0, this.length * 32) });
+    for (let h = this.#levels.length; h <= height; h++) {
+      const below = this.#levels[h - 1];
+      const base = Math.ceil(this.#m / 2 ** h);
+      const end = Math.floor((this.#m + this.length) / 2 ** h);
+      const hashes = new Uint8Array(Math.max(0, end - base) * 32);
+      for (let j = base; j < end; j++) {
+        const l = (2 * j - below.base) * 32;
+        hashes.set(
+          nodeHash(below.hashes.subarray(l, l + 32), below.hashes.subarray(l + 32, l + 64)),
+          (j - base) * 32,
+        );
+      }
+      this.#levels.push({ base, hashes });
+    }
+    return this.#levels[height];
+  }
 }
 
 function split(lo: number, hi: number, mth: (lo: number, hi: number) => Buffer): Buffer {

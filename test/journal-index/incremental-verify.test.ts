@@ -136,10 +136,12 @@ describe('verify --since-checkpoint HELD --incremental', () => {
       kind: fc.constantFrom('byte', 'delete', 'swap', 'replay', 'conflict', 'torn', 'none'),
       at: fc.integer({ min: heldSize, max: base.lines.length - 2 }),
       byte: fc.nat(),
+      // Small segments, or one segment the start of the new records is searched for by bisection.
+      perSegment: fc.constantFrom(250, 1000),
     });
     let caught = 0;
     fc.assert(
-      fc.property(mutation, ({ kind, at, byte }) => {
+      fc.property(mutation, ({ kind, at, byte, perSegment }) => {
         const lines = [...base.lines];
         let tail = '\n';
         if (kind === 'byte') {
@@ -156,10 +158,10 @@ describe('verify --since-checkpoint HELD --incremental', () => {
           lines.length = at + 1;
           tail = '';
         }
-        writeJournal(dir, base.chain, lines);
+        writeJournal(dir, base.chain, lines, perSegment);
         if (tail === '') {
           // The last line loses its newline and some bytes: a torn write.
-          const seg = join(chainDir(dir, base.chain), segmentName(Math.floor(at / 250) + 1));
+          const seg = join(chainDir(dir, base.chain), segmentName(Math.floor(at / perSegment) + 1));
           const text = readFileSync(seg, 'utf8');
           writeFileSync(seg, text.slice(0, text.length - 1 - (byte % 20)));
         }
@@ -175,6 +177,21 @@ describe('verify --since-checkpoint HELD --incremental', () => {
               .map((p) => p.kind),
           );
         for (const k of kinds(full)) expect(kinds(inc.report), `${kind} at ${at}`).toContain(k);
+        // At the same places: the lines read after the search are numbered as in the whole file.
+        const places = (r: typeof full) =>
+          r.chains
+            .flatMap((c) => c.problems)
+            .filter((p) => p.seq !== undefined && p.seq >= heldSize)
+            .map((p) => `${p.kind} seq ${p.seq} at ${p.location}`);
+        expect(places(inc.report), `${kind} at ${at}`).toEqual(places(full));
+        if (full.ok)
+          expect(
+            inc.report.chains[0].signatures.filter((x) => !x.external).map((x) => x.location),
+          ).toEqual(
+            full.chains[0].signatures
+              .filter((x) => !x.external && x.size >= heldSize)
+              .map((x) => x.location),
+          );
       }),
       { numRuns: 40 },
     );
