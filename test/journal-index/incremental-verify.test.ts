@@ -185,12 +185,8 @@ describe('verify --since-checkpoint HELD --incremental', () => {
             .map((p) => `${p.kind} seq ${p.seq} at ${p.location}`);
         expect(places(inc.report), `${kind} at ${at}`).toEqual(places(full));
         if (full.ok)
-          expect(
-            inc.report.chains[0].signatures.filter((x) => !x.external).map((x) => x.location),
-          ).toEqual(
-            full.chains[0].signatures
-              .filter((x) => !x.external && x.size >= heldSize)
-              .map((x) => x.location),
+          expect(inc.report.chains[0].signatures.filter((x) => !x.external).map((x) => x.location)).toEqual(
+            full.chains[0].signatures.filter((x) => !x.external && x.size >= heldSize).map((x) => x.location),
           );
       }),
       { numRuns: 40 },
