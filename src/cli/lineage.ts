@@ -75,18 +75,20 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     if (values.loki !== undefined) {
-      const graph = new LineageGraph();
-      let malformed = 0;
-      const { readLokiRecords } = await import('../sources/loki-source.js');
-      await readLokiRecords(
+      // Hop by hop, each inside the time window its id gives (docs/lineage.md).
+      const { lokiLineage } = await import('../sources/loki-lineage.js');
+      const answer = await lokiLineage(
         { url: values.loki, query: values.query!, tenant: values.tenant },
-        { record: (r) => graph.add(r), problem: () => malformed++ },
+        id,
+        direction,
       );
-      if (malformed > 0)
+      if (answer.malformed > 0)
         process.stderr.write(
-          `mltrail: ${malformed} Loki entries are not audit records (run mltrail verify --loki)\n`,
+          `mltrail: ${answer.malformed} Loki entries are not audit records (run mltrail verify --loki)\n`,
         );
-      result = graph.query(id, direction);
+      if (answer.mode === 'full-range')
+        process.stderr.write(`mltrail: note: read every record in Loki's range: ${answer.reason}\n`);
+      result = answer.result;
     } else {
       if (!values.scan && existsSync(dir)) {
         index = JournalIndex.open(dir);

@@ -17,6 +17,16 @@ export {
   type TornTail,
 } from './journal-reader.js';
 export {
+  idTime,
+  LOKI_LOOKBACK_MS,
+  LOKI_SKEW_MS,
+  type LokiLineageAnswer,
+  type LokiLineageOptions,
+  type LokiWindowRequest,
+  lokiLineage,
+  lookupQuery,
+} from './loki-lineage.js';
+export {
   type LokiRecordSink,
   type LokiSourceOptions,
   readLokiIntoVerifier,
