@@ -30,7 +30,7 @@ import {
 export interface AuditLogOptions {
   /** Journal directory; defaults to MLTRAIL_DIR, then `./.mltrail`. */
   dir?: string;
-  /** Group-commit interval in ms (default 2). */
+  /** Group-commit interval in ms (default 10, or 2 with `failClosed`; see `JournalWriterOptions`). */
   groupCommitMs?: number;
   /** Rotate to a new segment past this size (default 64 MiB). */
   segmentBytes?: number;

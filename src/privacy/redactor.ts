@@ -110,6 +110,13 @@ export interface Redactor {
   redact(value: unknown): Redacted<unknown>;
   /** Runs the detectors (and JSON-in-string rules) over one string. */
   redactString(value: string): Redacted<string>;
+  /**
+   * True only when `redact(body)` would return a copy with exactly the members `keys` of `body`, each key
+   * and each value unchanged (strings, numbers, booleans and arrays of them compared by value), so a caller
+   * may write `body` as it is. False means "call `redact`": it also covers every case this check does not
+   * settle. Optional: a redactor without it is always asked to `redact`.
+   */
+  keepsMembers?(body: Record<string, unknown>, keys: readonly string[]): boolean;
   /** The key id of the pseudonym key, when one is set. */
   readonly keyId: string | undefined;
 }
@@ -325,6 +332,24 @@ class PolicyRedactor implements Redactor {
     const tally = new RedactionTally();
     const out = this.#walk(value, this.#root, 0, tally);
     return { value: out === REMOVE ? undefined : out, summary: tally.summary() };
+  }
+
+  keepsMembers(body: Record<string, unknown>, keys: readonly string[]): boolean {
+    // The same walk as redact() over a flat object (the root counts one node, its members sit at depth 1),
+    // stopping at the first member it would change, and building no copy of the members it keeps.
+    const tally = new RedactionTally();
+    tally.nodes = 1;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      const t = this.#step(this.#root, key);
+      if (!t.clean) return false;
+      const v = body[key];
+      const c = this.#visit(v, t, key, 0, tally);
+      if (c === v) continue;
+      if (!Array.isArray(v) || !Array.isArray(c) || c.length !== v.length) return false;
+      for (let j = 0; j < v.length; j++) if (c[j] !== v[j]) return false;
+    }
+    return true;
   }
 
   redactString(value: string): Redacted<string> {

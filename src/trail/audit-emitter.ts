@@ -25,7 +25,7 @@ import {
   schemaForEvent,
 } from '../semconv/index.js';
 import { AuditWriteError, type EventIssue, TrailValidationError } from './errors.js';
-import { toJsonSafe } from './json-safe.js';
+import { MAX_STRING_CHARS, toJsonSafe } from './json-safe.js';
 
 /** Severity of an audit record. */
 export type AuditSeverity = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -86,6 +86,8 @@ export interface AuditSink {
 /** Anything with the privacy room's redactor shape. */
 export interface BodyRedactor {
   redact(value: unknown): { value: unknown };
+  /** True only when `redact(body)` would keep the members `keys` of a flat body as they are. */
+  keepsMembers?(body: Record<string, unknown>, keys: readonly string[]): boolean;
 }
 
 /** The result of emitting one audit event. */
@@ -96,6 +98,18 @@ export interface EmittedRecord {
   body: Record<string, unknown>;
   /** Resolves when durable; rejects only when the sink could not write (fail-closed callers await it). */
   durable: Promise<void>;
+}
+
+/** A record shape's member names, as enumerated and in RFC 8785 order (`names`: each as `"name":`). */
+interface MemberOrder {
+  keys: string[];
+  sorted: string[];
+  names: string[];
+  /**
+   * Written member by member: some name is an array index (`"0"`, `"17"`; JavaScript enumerates those
+   * first, in numeric order) or `__proto__` (an assignment would set the prototype instead).
+   */
+  byMember: boolean;
 }
 
 const SEVERITY_NUMBER: Record<AuditSeverity, SeverityNumber> = {
@@ -117,7 +131,10 @@ export class AuditEmitter {
   readonly #strict: boolean;
   readonly #common: Record<string, string>;
   readonly #validationFailures: Counter | undefined;
+  readonly #onePass: boolean;
   #guarded: Promise<void> | undefined;
+  /** The member order of the latest record shape of each event (see #memberOrder). */
+  readonly #orders = new Map<string, MemberOrder>();
   #isoMs = Number.NaN;
   #iso = '';
 
@@ -128,6 +145,8 @@ export class AuditEmitter {
     strict: boolean;
     common: Record<string, string>;
     validationFailures?: Counter;
+    /** Write flat records in one pass (default true); false runs every record through the stages. */
+    onePass?: boolean;
   }) {
     this.#sink = opts.sink;
     this.#redactor = opts.redactor;
@@ -135,6 +154,7 @@ export class AuditEmitter {
     this.#strict = opts.strict;
     this.#common = opts.common;
     this.#validationFailures = opts.validationFailures;
+    this.#onePass = opts.onePass ?? true;
   }
 
   /** Emits one audit event. `fields` are semconv keys; undefined values are omitted. */
@@ -150,7 +170,6 @@ export class AuditEmitter {
       this.#isoMs = now;
       this.#iso = new Date(now).toISOString();
     }
-    const issues: EventIssue[] = [];
     // The body holds everything the record says: format 2 stores nothing outside it but the chain fields.
     const raw: Record<string, unknown> = {
       'event.name': event,
@@ -166,61 +185,10 @@ export class AuditEmitter {
       const v = fields[k];
       if (v !== undefined) raw[k] = v;
     }
-    const safe = toJsonSafe(raw, [], issues) as Record<string, unknown>;
-
-    // The allocation-free check accepts almost every real record; zod runs only to name what is wrong.
-    const schema = acceptsEventBody(event, safe) ? undefined : schemaForEvent(event);
-    if (schema !== undefined) {
-      const parsed = schema.safeParse(safe);
-      if (!parsed.success) {
-        for (const i of parsed.error.issues) {
-          issues.push({
-            code: i.code,
-            path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
-            message: i.message,
-          });
-        }
-      }
-    } else if (!Object.hasOwn(EVENT_SCHEMAS, event)) {
-      issues.push({ code: 'unknown_event', path: ['event.name'], message: `no schema for event "${event}"` });
-    }
-    if (issues.length > 0) {
-      if (this.#strict) throw new TrailValidationError(event, issues);
-      this.#validationFailures?.add(1, { 'event.name': event });
-      diag.warn(`mltrail: ${new TrailValidationError(event, issues).message.slice('mltrail: '.length)}`);
-      safe[ATTR_MLTRAIL_VALIDATION_ERRORS] = JSON.stringify(issues);
-    }
-
-    let body = safe;
-    if (this.#redactor !== undefined) {
-      try {
-        body = this.#redactor.redact(safe).value as Record<string, unknown>;
-      } catch (err) {
-        diag.error('mltrail: redaction failed; the record is written with every string masked', err);
-        body = maskAllStrings(safe) as Record<string, unknown>;
-      }
-    }
-
-    let text: string;
-    try {
-      text = canonicalize(body);
-    } catch (err) {
-      // toJsonSafe leaves nothing canonicalize rejects; if it ever does, keep the evidence as a string.
-      diag.error('mltrail: canonical JSON failed', err);
-      text = canonicalize({
-        'event.name': event,
-        timestamp: raw.timestamp,
-        [ATTR_MLTRAIL_VALIDATION_ERRORS]: String(err),
-      });
-    }
-
-    const attrs: Record<string, string | number | boolean | string[]> = {};
-    for (const k of Object.keys(body)) {
-      if (!LOOKUP_ATTRIBUTES.has(k)) continue;
-      const v = body[k];
-      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') attrs[k] = v;
-      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) attrs[k] = v as string[];
-    }
+    let body: Record<string, unknown> = raw;
+    let attrs: Record<string, string | number | boolean | string[]> = {};
+    let text = this.#onePass ? this.#flatBody(event, raw, attrs) : undefined;
+    if (text === undefined) ({ body, text, attrs } = this.#stagedBody(event, raw));
 
     let record: ChainedRecord | undefined;
     let durable: Promise<void>;
@@ -277,6 +245,149 @@ export class AuditEmitter {
     return { record, body, durable };
   }
 
+  /**
+   * The canonical body of a flat record in one pass, or undefined when the record needs the stages: every
+   * member a string within the length limit, a finite number, a boolean or an array of such strings (what
+   * the stage API writes for a prediction or a decision), the fast validator accepting it and the redactor
+   * keeping every member as it is. Then the JSON-safe copy, the redacted copy and the canonical JSON's
+   * sorting are all the record itself, so the body is written straight from its members in RFC 8785 order;
+   * `test/trail/one-pass-body.test.ts` checks the bytes equal the stages' for random records. The lookup
+   * attributes go into `attrs`.
+   */
+  #flatBody(
+    event: string,
+    raw: Record<string, unknown>,
+    attrs: Record<string, string | number | boolean | string[]>,
+  ): string | undefined {
+    const { sorted, names, byMember } = this.#memberOrder(event, raw);
+    for (let i = 0; i < sorted.length; i++) {
+      const v = raw[sorted[i]];
+      if (typeof v === 'string') {
+        if (v.length > MAX_STRING_CHARS) return undefined;
+      } else if (typeof v === 'number') {
+        if (!Number.isFinite(v)) return undefined;
+      } else if (typeof v !== 'boolean' && !isFlatStringArray(v)) return undefined;
+    }
+    if (!acceptsEventBody(event, raw)) return undefined;
+    const redactor = this.#redactor;
+    if (redactor !== undefined) {
+      if (redactor.keepsMembers === undefined) return undefined;
+      try {
+        if (!redactor.keepsMembers(raw, sorted)) return undefined;
+      } catch {
+        // The stages run the redactor again and handle its failure.
+        return undefined;
+      }
+    }
+    // An object whose members are added in RFC 8785 order is written in that order by JSON.stringify, and
+    // one native call over the whole object is cheaper than one per member; names that are array indices
+    // are enumerated first whatever the insertion order, so such records are written member by member.
+    // (So is a member named __proto__, which an assignment would take for the prototype.)
+    const out: Record<string, unknown> = {};
+    let text = byMember ? '{' : '';
+    for (let i = 0; i < sorted.length; i++) {
+      const k = sorted[i];
+      const v = raw[k] as string | number | boolean | string[];
+      if (byMember) text += `${names[i]}${JSON.stringify(v)}`;
+      else out[k] = v;
+      if (LOOKUP_ATTRIBUTES.has(k)) attrs[k] = Array.isArray(v) ? v.slice() : v;
+    }
+    return byMember ? `${text}}` : JSON.stringify(out);
+  }
+
+  /**
+   * The record's member names in RFC 8785 order, each written as `"name":` (with a leading comma after
+   * the first): records of one event mostly have the same members in the same order, so the sort and the
+   * escaping are done once per shape and reused while the shape repeats.
+   */
+  #memberOrder(event: string, raw: Record<string, unknown>): MemberOrder {
+    const keys = Object.keys(raw);
+    const known = this.#orders.get(event);
+    if (known !== undefined && sameStrings(known.keys, keys)) return known;
+    // Array#sort without a comparator orders by UTF-16 code units, RFC 8785's order.
+    const sorted = [...keys].sort();
+    const order: MemberOrder = {
+      keys,
+      sorted,
+      names: sorted.map((k, i) => `${i === 0 ? '' : ','}${JSON.stringify(k)}:`),
+      byMember: sorted.some((k) => k === '__proto__' || isArrayIndex(k)),
+    };
+    if (this.#orders.size >= 64) this.#orders.clear();
+    this.#orders.set(event, order);
+    return order;
+  }
+
+  /**
+   * The body in stages, for any record: JSON-safe copy → validation (violations attached, or thrown in
+   * strict mode) → redaction → canonical JSON, and the lookup attributes taken from the result.
+   */
+  #stagedBody(
+    event: string,
+    raw: Record<string, unknown>,
+  ): {
+    body: Record<string, unknown>;
+    text: string;
+    attrs: Record<string, string | number | boolean | string[]>;
+  } {
+    const issues: EventIssue[] = [];
+    const safe = toJsonSafe(raw, [], issues) as Record<string, unknown>;
+
+    // The allocation-free check accepts almost every real record; zod runs only to name what is wrong.
+    const schema = acceptsEventBody(event, safe) ? undefined : schemaForEvent(event);
+    if (schema !== undefined) {
+      const parsed = schema.safeParse(safe);
+      if (!parsed.success) {
+        for (const i of parsed.error.issues) {
+          issues.push({
+            code: i.code,
+            path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+            message: i.message,
+          });
+        }
+      }
+    } else if (!Object.hasOwn(EVENT_SCHEMAS, event)) {
+      issues.push({ code: 'unknown_event', path: ['event.name'], message: `no schema for event "${event}"` });
+    }
+    if (issues.length > 0) {
+      if (this.#strict) throw new TrailValidationError(event, issues);
+      this.#validationFailures?.add(1, { 'event.name': event });
+      diag.warn(`mltrail: ${new TrailValidationError(event, issues).message.slice('mltrail: '.length)}`);
+      safe[ATTR_MLTRAIL_VALIDATION_ERRORS] = JSON.stringify(issues);
+    }
+
+    let body = safe;
+    if (this.#redactor !== undefined) {
+      try {
+        body = this.#redactor.redact(safe).value as Record<string, unknown>;
+      } catch (err) {
+        diag.error('mltrail: redaction failed; the record is written with every string masked', err);
+        body = maskAllStrings(safe) as Record<string, unknown>;
+      }
+    }
+
+    let text: string;
+    try {
+      text = canonicalize(body);
+    } catch (err) {
+      // toJsonSafe leaves nothing canonicalize rejects; if it ever does, keep the evidence as a string.
+      diag.error('mltrail: canonical JSON failed', err);
+      text = canonicalize({
+        'event.name': event,
+        timestamp: raw.timestamp,
+        [ATTR_MLTRAIL_VALIDATION_ERRORS]: String(err),
+      });
+    }
+
+    const attrs: Record<string, string | number | boolean | string[]> = {};
+    for (const k of Object.keys(body)) {
+      if (!LOOKUP_ATTRIBUTES.has(k)) continue;
+      const v = body[k];
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') attrs[k] = v;
+      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) attrs[k] = v as string[];
+    }
+    return { body, text, attrs };
+  }
+
   flush(): Promise<void> {
     return this.#sink.flush();
   }
@@ -311,6 +422,26 @@ export function commonFields(opts: {
   };
   for (const [k, v] of Object.entries(opts.extra ?? {})) if (v !== undefined) out[k] = v;
   return out;
+}
+
+function isArrayIndex(k: string): boolean {
+  return /^(?:0|[1-9][0-9]*)$/.test(k) && Number(k) < 2 ** 32 - 1;
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A plain, dense array of strings within the length limit. */
+function isFlatStringArray(v: unknown): v is string[] {
+  if (!Array.isArray(v) || Object.getPrototypeOf(v) !== Array.prototype) return false;
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== 'string' || x.length > MAX_STRING_CHARS) return false;
+  }
+  return true;
 }
 
 function maskAllStrings(v: unknown): unknown {
