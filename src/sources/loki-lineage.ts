@@ -34,7 +34,7 @@ export interface LokiLineageOptions extends Omit<LokiSourceOptions, 'start' | 'e
   lookbackMs?: number;
   /** The present (default: now); windows never reach past it. */
   now?: Date;
-  /** Called with each request's query and window, e.g. to show them (`--verbose`). */
+  /** Called with each request's query and window (a caller that wants to show or log them). */
   onRequest?: (request: LokiWindowRequest) => void;
 }
 
