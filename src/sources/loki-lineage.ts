@@ -15,7 +15,8 @@ const sc = { ...attributes, ...events };
  * on the key the collector ships it under, and the event that defines it), inside the window the id's own
  * time gives. A UUIDv7 id (predictions, decisions, feedback, deployments, runs, transforms, evaluations,
  * drift events) carries the millisecond it was made: its record is searched from that time minus
- * {@link LokiLineageOptions.skewMs} on. An id without a time (a model version `name@version`, a data set
+ * {@link LokiLineageOptions.skewMs} on, in windows that widen (1 hour after it, 1 day, 7, 30, 365 days,
+ * then the rest), never past the time of the record that named it (plus the margin). An id without a time (a model version `name@version`, a data set
  * version, a digest) is searched backwards from the time of the record that named it (what a record names
  * was recorded before it), in windows that widen (1 hour, 1 day, 7, 30, 365 days) up to
  * {@link LokiLineageOptions.lookbackMs}, each window asking only for the slice the previous one did not
@@ -219,21 +220,21 @@ export async function lokiLineage(
       return isDefined(nodeId);
     };
     if (t !== undefined) {
-      const start = t - skew;
-      if (before !== undefined) return slice(start, Math.max(before, t) + skew);
-      // Nothing names it: widen forward from its time (a stage records its id when it ends).
-      let from = start;
-      for (const step of BACKWARD_STEPS_MS) {
-        const to = Math.min(t + skew + step, now + 1);
+      // From the id's time on, widening (a stage records its id when it ends, which can be hours after
+      // it began), never past the record that named it (plus the margin) or now.
+      const cap = Math.min(before !== undefined ? Math.max(before, t) + skew : now + 1, now + 1);
+      let from = t - skew;
+      for (const step of [...BACKWARD_STEPS_MS, Number.POSITIVE_INFINITY]) {
+        const to = Math.min(t + skew + step, cap);
         if (await slice(from, to)) return true;
         from = to;
-        if (to > now) break;
+        if (to >= cap) break;
       }
       return false;
     }
     const anchor = Math.min((before ?? now) + skew, now + 1);
     let to = anchor;
-    for (const step of BACKWARD_STEPS_MS) {
+    for (const step of [...BACKWARD_STEPS_MS, lookback]) {
       const from = Math.max(anchor - skew - step, anchor - lookback);
       if (await slice(from, to)) return true;
       to = from;

@@ -18,7 +18,7 @@ import { parse } from 'yaml';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
 import * as sc from '../../src/semconv/index.js';
-import { idTime, LOKI_SKEW_MS } from '../../src/sources/loki-lineage.js';
+import { idTime, LOKI_SKEW_MS, lokiLineage } from '../../src/sources/loki-lineage.js';
 import { collectorAvailable, collectorSkipReason, startTestCollector, until } from '../collector/harness.js';
 import { type LokiEntry, lokiEntries, query } from '../grafana/loki-model.js';
 
@@ -267,6 +267,30 @@ describe.skipIf(!collectorAvailable())(
         for (const r of requests)
           expect(r.start).toBeGreaterThanOrEqual(oldest - 86_400_000 - 2 * LOKI_SKEW_MS);
       }
+    }, 120_000);
+
+    it('an id no record defines is searched in windows that widen from its time, one after the other, up to now', async () => {
+      const decision = journal.find((r) => r.event === sc.EVENT_ML_DECISION)!;
+      const t = Date.parse(decision.ts);
+      // A UUIDv7 of the trail's time that names nothing, asked two days later.
+      const id = `${t
+        .toString(16)
+        .padStart(12, '0')
+        .replace(/^(.{8})(.{4})$/, '$1-$2')}-7000-8000-000000000000`;
+      expect(idTime(id)).toBe(t);
+      const now = new Date(t + 2 * 86_400_000);
+      const answer = await lokiLineage({ url, query: SELECTOR, now }, id, 'upstream').catch((e: Error) => e);
+      expect(answer).toBeInstanceOf(Error);
+      const windows = seen.slice(-40).filter((r) => r.query.includes(id));
+      const byQuery = new Map<string, Seen[]>();
+      for (const w of windows) byQuery.set(w.query, [...(byQuery.get(w.query) ?? []), w]);
+      expect(byQuery.size).toBe(9);
+      for (const ws of byQuery.values())
+        expect(ws.map((w) => [w.start, w.end])).toEqual([
+          [t - LOKI_SKEW_MS, t + LOKI_SKEW_MS + 3_600_000],
+          [t + LOKI_SKEW_MS + 3_600_000, t + LOKI_SKEW_MS + 86_400_000],
+          [t + LOKI_SKEW_MS + 86_400_000, now.getTime() + 1],
+        ]);
     }, 120_000);
 
     it('the downstream of a data set (an impact query) reads the whole range and says so', async () => {
