@@ -7,15 +7,25 @@
 //   query (open the index, look up, read the records on the way) timed inside that process, and the whole
 //   process's wall time next to `node -e 0`'s; baseline the same query with --scan (every record read);
 // - impact-1m: every prediction downstream of the training data (`lineage <dataset> --downstream --json`),
-//   wall time and peak RSS;
+//   wall time and peak RSS, next to the same with --scan;
 // - verify-incremental: 10k records appended after a held checkpoint, `verify --since-checkpoint HELD
 //   --incremental`, vs the full `verify` of the same journal; with MLTRAIL_BENCH_BIG, on the big journal
 //   instead (its own checkpoint ~10k records before its end held), which is what the goal is set on.
 // With MLTRAIL_BENCH_BIG=DIR (a journal written by `node bench/scale-journal.mjs DIR N`, left in place
-// because it takes long to write), adds lineage-<N> and index-build on it, for the slope.
+// because it takes long to write), adds lineage-<N> and impact-<N> (with peak RSS) on it, for the slope, and
+// index-build with MLTRAIL_BENCH_BIG_REINDEX=1. Lineage rows are on a warm page cache; `cold_ms` is the same
+// query after the kernel's caches are dropped (when the bench may: root on Linux).
 // Usage: npm run build && node bench/scale.mjs [records]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ATTR_MLTRAIL_CHECKPOINT_NOTE } from '../dist/semconv/attributes.js';
@@ -77,6 +87,13 @@ function measure(dir, ids, records, rows, force = true) {
     wall.push(timed([CLI, 'lineage', ids.last, '--upstream', '--json', '--journal', dir]).ms);
     node.push(timed(['-e', '0']).ms);
   }
+  // Cold page cache (as after a reboot, or a journal not read for a while): the same query after the
+  // kernel's caches are dropped, where this process may (root on Linux).
+  const cold = [];
+  for (let i = 0; i < 3 && canDropCaches(); i++) {
+    dropCaches();
+    cold.push(JSON.parse(timed([PROBE, dir, ids.last, 'upstream']).r.stdout).ms);
+  }
   const scan = timed([CLI, 'lineage', ids.last, '--upstream', '--json', '--scan', '--journal', dir]).ms;
   rows.push({
     name: `lineage-${label(records)}`,
@@ -90,6 +107,7 @@ function measure(dir, ids, records, rows, force = true) {
     records,
     command_ms: round(median(wall)),
     node_start_ms: round(median(node)),
+    ...(cold.length > 0 ? { cold_ms: round(median(cold)) } : {}),
     load: load(),
   });
 }
@@ -111,6 +129,46 @@ function verifyIncremental(dir, held, records, newRecords) {
     goal_metric: 'value',
     records,
     new_records: newRecords,
+    load: load(),
+  };
+}
+
+function canDropCaches() {
+  try {
+    accessSync('/proc/sys/vm/drop_caches', constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function dropCaches() {
+  execFileSync('sync');
+  writeFileSync('/proc/sys/vm/drop_caches', '1\n');
+}
+
+/** The impact row: every prediction downstream of the training data, whole command, with peak RSS. */
+function impactRow(dir, ids, predictions, withScan) {
+  const impact = peak([CLI, 'lineage', ids.dataset, '--downstream', '--json', '--journal', dir]);
+  const scan = withScan
+    ? peak([CLI, 'lineage', ids.dataset, '--downstream', '--json', '--scan', '--journal', dir])
+    : undefined;
+  return {
+    name: `impact-${label(predictions)}`,
+    unit: 's',
+    value: round(impact.ms / 1000, 2),
+    ...(scan !== undefined
+      ? {
+          baseline: round(scan.ms / 1000, 2),
+          ratio: round(impact.ms / scan.ms, 4),
+          scan_peak_rss_mb: round(scan.mb),
+        }
+      : {}),
+    goal: 1,
+    goal_is_maximum: true,
+    goal_metric: 'value',
+    peak_rss_mb: round(impact.mb),
+    predictions,
     load: load(),
   };
 }
@@ -150,18 +208,7 @@ try {
   const records = N + Math.ceil(N / 1000) + 6;
   measure(dir, j.ids, records, rows);
 
-  const impact = peak([CLI, 'lineage', j.ids.dataset, '--downstream', '--json', '--journal', dir]);
-  rows.push({
-    name: `impact-${label(N)}`,
-    unit: 's',
-    value: round(impact.ms / 1000, 2),
-    goal: 1,
-    goal_is_maximum: true,
-    goal_metric: 'value',
-    peak_rss_mb: round(impact.mb),
-    predictions: N,
-    load: load(),
-  });
+  rows.push(impactRow(dir, j.ids, N, true));
 
   // Incremental verification: the checkpoint written after the N records is the one held; 10k more since.
   const held = join(dir, '..', `${j.chainId}-held.txt`);
@@ -184,6 +231,8 @@ try {
     writeFileSync(bigHeld, inChain.note);
     rows.push(verifyIncremental(big, bigHeld, inChain.length, inChain.length - inChain.size));
     rmSync(bigHeld, { force: true });
+    // Peak RSS at this size is what the impact goal bounds (≤ 200 MB at 10M).
+    rows.push(impactRow(big, ids, ids.predictions ?? n - Math.ceil(n / 1000) - 6, false));
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -1,14 +1,11 @@
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 // Only what an indexed lookup needs is loaded up front (a cold lookup's cost is mostly start-up): the
 // Loki reader is imported when --loki is given.
-import { JournalIndex } from '../journal-index/journal-index.js';
+import { IndexCoverageError, JournalIndex } from '../journal-index/journal-index.js';
 import { type LineageStream, queryIndexed } from '../lineage/indexed-lineage.js';
-import {
-  type LineageEdge,
-  LineageGraph,
-  type LineageNode,
-  UnknownLineageIdError,
-} from '../lineage/lineage-graph.js';
+import { LineageGraph, type LineageResult, UnknownLineageIdError } from '../lineage/lineage-graph.js';
 import { renderDot, renderMermaid, renderTree } from '../lineage/render.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
@@ -61,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       actor: values.actor,
     });
   };
-  let result: ReturnType<LineageGraph['query']> | undefined;
+  let result: LineageResult | undefined;
   let stream: LineageStream | undefined;
   let index: JournalIndex | undefined;
   // Segments whose index is damaged or stale are scanned instead; say so (once the answer is complete:
@@ -93,9 +90,14 @@ export async function run(argv: string[]): Promise<number> {
       if (!values.scan && existsSync(dir)) {
         index = JournalIndex.open(dir);
         stream = queryIndexed(index, id, direction);
+        // Unknown to the index is unknown to a scan too; a scan only adds close matches, and on a large
+        // journal that is minutes of reading, so it is left to --scan.
+        if (stream === undefined && journalBytes(index) > SUGGESTION_SCAN_BYTES)
+          throw new UnknownLineageIdError(id, [], 'run with --scan to read every record for close matches');
       }
-      if (stream === undefined) result = LineageGraph.queryJournal(dir, id, direction);
-      else if (!stream.fansOut || !values.json) result = stream.collect();
+      stream ??= LineageGraph.streamJournal(dir, id, direction);
+      if (!stream.fansOut) result = stream.result;
+      else if (!values.json) result = collectAtMost(stream, MAX_RENDERED_NODES);
     }
   } catch (err) {
     if (err instanceof UnknownLineageIdError) {
@@ -103,55 +105,147 @@ export async function run(argv: string[]): Promise<number> {
       await access(0);
       throw new CliError(`${err.message} (in ${source})`, 1);
     }
+    if (err instanceof CliError) throw err;
+    if (err instanceof IndexCoverageError) throw new CliError(err.message);
     throw new CliError(`cannot read the audit records in ${source}: ${(err as Error).message}`);
   }
   if (result === undefined) {
-    // An impact query streams: the nodes and edges are read from the journal as they are written out.
-    await access(stream!.count());
-    writeJson({ root: stream!.root, nodes: stream!.nodes(), edges: stream!.edges() });
+    // An impact query streams: the predictions are read from the journal as they are written out, and the
+    // access is recorded once it is known how many nodes were returned.
+    const written = await writeStreamed(stream!);
     notes();
+    await access(written);
     return 0;
   }
   notes();
   await access(result.nodes.length);
-  if (values.json) writeJson(result);
+  if (values.json) process.stdout.write(jsonLines(result));
   else if (format === 'mermaid') process.stdout.write(renderMermaid(result));
   else if (format === 'dot') process.stdout.write(renderDot(result));
   else process.stdout.write(renderTree(result));
   return 0;
 }
 
+/** Above this much journal, an id the index does not know is not searched for close matches by a scan. */
+const SUGGESTION_SCAN_BYTES = 256 * 2 ** 20;
+/** A tree, mermaid or dot answer is held whole: above this many nodes, --json (which streams) is needed. */
+const MAX_RENDERED_NODES = 100_000;
+
+function journalBytes(ix: JournalIndex): number {
+  let n = 0;
+  for (const p of ix.segmentPaths) n += ix.files.stat(p).size;
+  return n;
+}
+
+/** The whole answer, refused with a usage error when it has more than `max` nodes. */
+function collectAtMost(stream: LineageStream, max: number): LineageResult {
+  const nodes = [...stream.result.nodes];
+  const edges = [...stream.result.edges];
+  for (const { node, edge } of stream.streamed()) {
+    if (node !== undefined && nodes.push(node) > max)
+      throw new CliError(
+        `the answer has more than ${max.toLocaleString('en')} nodes (every prediction served downstream): use --json, which streams it`,
+      );
+    edges.push(edge);
+  }
+  return { root: stream.root, nodes, edges };
+}
+
 /**
- * `--json` written in pieces, one node or edge per line: an impact query can return millions of nodes, and
- * one JSON.stringify of all of them would hold the whole text in memory twice.
+ * Writes a streamed answer as `--json`, one node or edge per line, and returns the number of nodes written:
+ * the in-memory part, then each streamed node as it is read, its edge kept in a private temporary file
+ * (an impact answer can have millions; the file is removed at the end) and written after the nodes. A
+ * reader that stops early (`| head`) ends the output without an error.
  */
-function writeJson(result: {
-  root: LineageNode;
-  nodes: Iterable<LineageNode>;
-  edges: Iterable<LineageEdge>;
-}): void {
-  // A reader that stops early (`| head`) is not an error; the access was recorded before any output.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-  });
-  let chunk = `{"root":${JSON.stringify(result.root)},\n"nodes":[\n`;
-  const flush = (force: boolean) => {
-    if (force || chunk.length > 1 << 20) {
-      process.stdout.write(chunk);
-      chunk = '';
+async function writeStreamed(stream: LineageStream): Promise<number> {
+  // Every line read becomes short-lived strings and objects at a high rate, and V8 then grows its young
+  // generation to tens of MiB, most of a streamed answer's memory; a small one costs more, cheaper,
+  // collections and keeps the process's memory flat however many predictions stream.
+  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=2');
+  const out = new StdoutWriter();
+  const spoolDir = mkdtempSync(join(tmpdir(), 'mltrail-lineage-'));
+  const spool = join(spoolDir, 'edges.ndjson');
+  const fd = openSync(spool, 'w+', 0o600);
+  let nodes = 0;
+  try {
+    await out.write(`{"root":${JSON.stringify(stream.root)},\n"nodes":[\n`);
+    for (const n of stream.result.nodes) {
+      await out.write(`${nodes++ === 0 ? '' : ',\n'}${JSON.stringify(n)}`);
+      if (out.closed) return nodes;
     }
-  };
-  let i = 0;
-  for (const n of result.nodes) {
-    chunk += `${i++ === 0 ? '' : ',\n'}${JSON.stringify(n)}`;
-    flush(false);
+    let edges = '';
+    let spooled = 0;
+    for (const { node, edge } of stream.streamed()) {
+      if (node !== undefined) await out.write(`${nodes++ === 0 ? '' : ',\n'}${JSON.stringify(node)}`);
+      if (out.closed) return nodes;
+      edges += `,\n${JSON.stringify(edge)}`;
+      if (edges.length > 1 << 20) {
+        spooled += writeSync(fd, edges);
+        edges = '';
+      }
+    }
+    if (edges.length > 0) spooled += writeSync(fd, edges);
+    await out.write('\n],\n"edges":[\n');
+    let first = true;
+    for (const e of stream.result.edges) {
+      await out.write(`${first ? '' : ',\n'}${JSON.stringify(e)}`);
+      first = false;
+    }
+    // The spooled edges each start with ",\n"; without an in-memory edge before them, the first one's goes.
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let skip = first ? 2 : 0;
+    for (let at = 0; at < spooled && !out.closed; ) {
+      const n = readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      at += n;
+      await out.write(buf.toString('utf8', Math.min(skip, n), n));
+      skip = Math.max(0, skip - n);
+    }
+    await out.write('\n]}\n');
+    await out.flush();
+    return nodes;
+  } finally {
+    closeSync(fd);
+    rmSync(spoolDir, { recursive: true, force: true });
   }
-  chunk += '\n],\n"edges":[\n';
-  i = 0;
-  for (const e of result.edges) {
-    chunk += `${i++ === 0 ? '' : ',\n'}${JSON.stringify(e)}`;
-    flush(false);
+}
+
+/** Buffered writes to stdout that wait when the reader is slower, and stop when it has gone (EPIPE). */
+class StdoutWriter {
+  closed = false;
+  #chunk = '';
+
+  constructor() {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') this.closed = true;
+      else throw err;
+    });
   }
-  chunk += '\n]}\n';
-  flush(true);
+
+  async write(s: string): Promise<void> {
+    this.#chunk += s;
+    if (this.#chunk.length > 1 << 20) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.closed || this.#chunk === '') return;
+    const chunk = this.#chunk;
+    this.#chunk = '';
+    if (!process.stdout.write(chunk))
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          process.stdout.off('drain', done);
+          process.stdout.off('error', done);
+          resolve();
+        };
+        process.stdout.on('drain', done);
+        process.stdout.on('error', done);
+      });
+  }
+}
+
+/** An in-memory answer as `--json`, one node or edge per line, as a streamed one is written. */
+function jsonLines(r: LineageResult): string {
+  const items = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).join(',\n');
+  return `{"root":${JSON.stringify(r.root)},\n"nodes":[\n${items(r.nodes)}\n],\n"edges":[\n${items(r.edges)}\n]}\n`;
 }

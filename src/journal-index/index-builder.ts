@@ -1,8 +1,7 @@
 import { hash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
-import { recordBody, recordLineage } from '../lineage/record-lineage.js';
+import { lineLineage } from '../lineage/record-lineage.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
 import { type TilesBuild, writeTiles } from './merkle-tiles.js';
@@ -14,6 +13,9 @@ import {
   type SegmentIndexHeader,
 } from './segment-index.js';
 import { segmentLines } from './segment-lines.js';
+
+/** The relation whose Out entries are kept apart ({@link EntryKind.Served}). */
+const FANS_OUT = 'served';
 
 /** Where the index of a segment lives: `<dir>/index/<chain>/<segment>.idx`, beside (never inside) the chain. */
 export function indexFile(dir: string, chain: string, segment: string): string {
@@ -30,20 +32,14 @@ export function lineEntries(
   text: string,
   offset: number,
   length: number,
-): { record: AuditRecord; entries: KeyedEntry[] } | undefined {
-  let r: AuditRecord;
-  try {
-    r = parseRecordLine(text);
-  } catch {
-    return undefined;
-  }
+): { entries: KeyedEntry[] } | undefined {
+  const line = lineLineage(text);
+  if (line === undefined) return undefined;
   const at = { offset, length };
   const entries: KeyedEntry[] = [
-    { key: `${r.chain}:${r.seq}`, kind: EntryKind.Record, relation: undefined, other: '', ...at },
+    { key: `${line.chain}:${line.seq}`, kind: EntryKind.Record, relation: undefined, other: '', ...at },
   ];
-  const b = recordBody(r);
-  if (b === undefined) return { record: r, entries };
-  const { nodes, edges, aliases } = recordLineage(r, b);
+  const { nodes, edges, aliases } = line.lineage;
   const defined = new Set<string>();
   for (const n of nodes) {
     if (defined.has(n.id)) continue;
@@ -54,11 +50,17 @@ export function lineEntries(
     if (!defined.has(e.to))
       entries.push({ key: e.to, kind: EntryKind.In, relation: e.relation, other: e.from, ...at });
     if (!defined.has(e.from))
-      entries.push({ key: e.from, kind: EntryKind.Out, relation: e.relation, other: e.to, ...at });
+      entries.push({
+        key: e.from,
+        kind: e.relation === FANS_OUT ? EntryKind.Served : EntryKind.Out,
+        relation: e.relation,
+        other: e.to,
+        ...at,
+      });
   }
   for (const [digest, id] of aliases)
     entries.push({ key: digest, kind: EntryKind.Alias, relation: undefined, other: id, ...at });
-  return { record: r, entries };
+  return { entries };
 }
 
 /** What building one segment's index found. */

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, lstatSync, readSync } from 'node:fs';
 import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
@@ -23,6 +23,32 @@ export interface IndexNote {
   segment: string;
   reason: string;
 }
+
+/**
+ * More of the journal than {@link JournalIndex.open}'s `maxScanBytes` has no current index: scanning it into
+ * memory could exhaust the heap on a large journal, so the lookup refuses instead and says what to do.
+ */
+export class IndexCoverageError extends Error {
+  /** Bytes of segments (or segment tails) no current index covers, and how many segments. */
+  readonly unindexedBytes: number;
+  readonly segments: number;
+  constructor(dir: string, unindexedBytes: number, segments: number, limit: number, first: IndexNote) {
+    super(
+      `the journal index of ${dir} does not cover ${segments} segment(s) (${mib(unindexedBytes)} MiB, more than the ${mib(limit)} MiB a lookup scans into memory; first: ${first.segment}: ${first.reason}); run "mltrail index --journal ${dir}" to bring the index up to date, or pass --scan to read every record instead`,
+    );
+    this.name = 'IndexCoverageError';
+    this.unindexedBytes = unindexedBytes;
+    this.segments = segments;
+  }
+}
+
+const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 2 : 0);
+
+/**
+ * Default for how much unindexed journal a lookup scans into memory (the open segments' tails, an index or
+ * two that is missing or damaged): a few segments' worth. Beyond it, {@link IndexCoverageError}.
+ */
+const MAX_SCAN_BYTES = 256 * 2 ** 20;
 
 /** Entries of the lines an index does not cover, kept in memory for this process. */
 class ScannedEntries {
@@ -50,9 +76,15 @@ class ScannedEntries {
 interface SegmentView {
   path: string;
   chain: string;
-  fd: number;
+  /** Opened on first read. */
+  fd: number | undefined;
   file: SegmentIndexFile | undefined;
   scanned: ScannedEntries | undefined;
+  /** Where the unindexed part starts, and the segment's size when opened. */
+  from: number;
+  size: number;
+  /** Whether the index has been checked against the segment (see #check). */
+  checked: boolean;
 }
 
 /**
@@ -73,9 +105,13 @@ export class JournalIndex {
   scannedLines = 0;
   /** Segments answered from an index file. */
   indexedSegments = 0;
+  /** How much unindexed journal this index scans into memory at most. */
+  readonly #maxScanBytes: number;
+  #scannedBytes = 0;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, maxScanBytes: number) {
     this.dir = dir;
+    this.#maxScanBytes = maxScanBytes;
   }
 
   /** The journal's files, opened under the readers' rules (made when the first segment is opened). */
@@ -84,11 +120,40 @@ export class JournalIndex {
     return this.#evidence;
   }
 
-  /** Opens every segment's index (checking each) and scans what no current index covers. */
-  static open(dir: string, opts: { useIndex?: boolean } = {}): JournalIndex {
-    const ix = new JournalIndex(dir);
-    for (const { chain, files } of listSegments(dir))
-      for (const path of files) ix.#segments.push(ix.#openSegment(chain, path, opts.useIndex !== false));
+  /**
+   * Opens every segment's index (checking each) and scans what no current index covers. Throws
+   * {@link IndexCoverageError} when that is more than `maxScanBytes` (default 256 MiB): a lookup never
+   * silently turns into holding the whole journal in memory.
+   */
+  static open(dir: string, opts: { useIndex?: boolean; maxScanBytes?: number } = {}): JournalIndex {
+    const ix = new JournalIndex(dir, opts.maxScanBytes ?? MAX_SCAN_BYTES);
+    try {
+      for (const { chain, files } of listSegments(dir)) {
+        // A chain directory that leads out of the journal is refused here, once, by its first segment (the
+        // segments are opened only when read).
+        if (files.length > 0) ix.#files.resolve(files[0]);
+        for (const path of files) ix.#segments.push(ix.#openSegment(chain, path, opts.useIndex !== false));
+      }
+      let unindexed = 0;
+      let segments = 0;
+      for (const v of ix.#segments)
+        if (v.size > v.from) {
+          unindexed += v.size - v.from;
+          segments++;
+        }
+      if (unindexed > ix.#maxScanBytes) {
+        const first = ix.notes.find((n) => n.reason !== 'no index') ??
+          ix.notes[0] ?? {
+            segment: ix.#segments.find((v) => v.size > v.from)!.path,
+            reason: 'grown past its index',
+          };
+        throw new IndexCoverageError(dir, unindexed, segments, ix.#maxScanBytes, first);
+      }
+      for (const v of ix.#segments) ix.#scan(v, v.from);
+    } catch (err) {
+      ix.close();
+      throw err;
+    }
     return ix;
   }
 
@@ -98,39 +163,74 @@ export class JournalIndex {
   }
 
   #openSegment(chain: string, path: string, useIndex: boolean): SegmentView {
-    const fd = this.#files.open(path);
-    const view: SegmentView = { path, chain, fd, file: undefined, scanned: undefined };
-    let from = 0;
-    if (useIndex) {
-      const idx = indexFile(this.dir, chain, path);
-      try {
-        const file = SegmentIndexFile.open(this.#files, idx);
-        try {
-          checkCovers(file, fd, chain, path);
-          view.file = file;
-          from = file.header.bytes;
-          this.indexedSegments++;
-        } catch (err) {
-          file.close();
-          throw err;
-        }
-      } catch (err) {
-        const missing = err instanceof StaleIndexError && /ENOENT/.test(err.message);
-        this.notes.push({
-          segment: path,
-          reason: missing ? 'no index' : (err as Error).message,
-        });
-      }
+    // The segment's size from its directory entry; the segment itself is opened when it is first read. A
+    // link or anything but a regular file goes through the readers' rules (which refuse what they must).
+    const st = lstatSync(path);
+    const size = st.isFile() ? st.size : this.#files.stat(path).size;
+    const view: SegmentView = {
+      path,
+      chain,
+      fd: undefined,
+      file: undefined,
+      scanned: undefined,
+      from: 0,
+      size,
+      checked: false,
+    };
+    if (!useIndex) return view;
+    const idx = indexFile(this.dir, chain, path);
+    try {
+      view.file = SegmentIndexFile.open(this.#files, idx);
+      view.from = view.file.header.bytes;
+      this.indexedSegments++;
+    } catch (err) {
+      const missing = err instanceof StaleIndexError && /ENOENT/.test(err.message);
+      this.notes.push({ segment: path, reason: missing ? 'no index' : (err as Error).message });
+      return view;
     }
-    this.#scan(view, from);
+    // A sealed segment as long as its index says is checked when a lookup first reads it (one that its key
+    // times or filter rule out is not read at all); one that grew or shrank is checked now.
+    if (size !== view.from) this.#check(view);
     return view;
+  }
+
+  /** The segment's descriptor, opened under the readers' rules on first use. */
+  #fd(v: SegmentView): number {
+    v.fd ??= this.#files.open(v.path);
+    return v.fd;
+  }
+
+  /**
+   * Checks once that a segment's index covers the segment as it is (its indexed prefix ends with the line
+   * indexed); if not, the index is set aside with a note and the segment is scanned instead.
+   */
+  #check(v: SegmentView): void {
+    if (v.checked || v.file === undefined) return;
+    v.checked = true;
+    try {
+      checkCovers(v.file, this.#fd(v), v.chain, v.path);
+    } catch (err) {
+      this.notes.push({ segment: v.path, reason: (err as Error).message });
+      v.file.close();
+      v.file = undefined;
+      v.from = 0;
+      this.indexedSegments--;
+    }
   }
 
   /** Scans the segment from byte `from` into memory (what no current index covers). */
   #scan(view: SegmentView, from: number): void {
-    const size = fstatSync(view.fd).size;
+    const size = view.size;
     view.scanned = undefined;
+    view.from = from;
+    view.size = size;
     if (from >= size) return;
+    this.#scannedBytes += size - from;
+    if (this.#scannedBytes > this.#maxScanBytes)
+      throw new IndexCoverageError(this.dir, this.#scannedBytes, 1, this.#maxScanBytes, {
+        segment: view.path,
+        reason: this.notes.at(-1)?.reason ?? 'not indexed',
+      });
     const scanned = new ScannedEntries();
     for (const l of segmentLines(this.#files, view.path, from, size)) {
       scanned.lines++;
@@ -152,7 +252,7 @@ export class JournalIndex {
     } catch (err) {
       if (!(err instanceof StaleIndexError)) throw err;
       this.notes.push({ segment: v.path, reason: err.message });
-      v.file.close();
+      v.file?.close();
       v.file = undefined;
       this.indexedSegments--;
       this.#scan(v, 0);
@@ -175,12 +275,22 @@ export class JournalIndex {
       // never leaves half an answer from the index and the rest from the scan.
       const fromFile = this.#fromFile(
         v,
-        (f) => [...f.entries(key, kind)],
+        (f) => (f.mayHold(key, kind) ? this.#checkedEntries(v, key, kind) : []),
         () => [],
       );
       for (const e of fromFile) yield { ...e, segment: s };
       if (v.scanned !== undefined) for (const e of v.scanned.lookup(key, kind)) yield { ...e, segment: s };
     }
+  }
+
+  /** A segment's entries for (key, kind) from its index once the index is checked, else from a scan. */
+  #checkedEntries(v: SegmentView, key: string, kind: EntryKind): IndexEntry[] {
+    this.#check(v);
+    if (v.file === undefined) {
+      this.#scan(v, 0);
+      return [];
+    }
+    return [...v.file.entries(key, kind)];
   }
 
   /** Every entry with one of the given relations, segment by segment (for joins over the whole journal). */
@@ -193,7 +303,15 @@ export class JournalIndex {
       // back to scanning that segment instead of failing the query or mixing two answers.
       const fromFile = this.#fromFile(
         v,
-        (f) => [...f.entriesWithRelation(relations)],
+        (f) => {
+          if (!f.mayHoldRelation(relations)) return [];
+          this.#check(v);
+          if (v.file === undefined) {
+            this.#scan(v, 0);
+            return [];
+          }
+          return [...v.file.entriesWithRelation(relations)];
+        },
         () => [],
       );
       for (const e of fromFile) yield { ...e, segment: s };
@@ -202,11 +320,47 @@ export class JournalIndex {
     }
   }
 
+  /** The segment files in journal order (positions match {@link IndexHit.segment}). */
+  get segmentPaths(): string[] {
+    return this.#segments.map((v) => v.path);
+  }
+
+  /** The journal's files, opened under the readers' rules (for a sequential pass over segments). */
+  get files(): EvidenceDir {
+    return this.#files;
+  }
+
+  /**
+   * False when segment `s` certainly holds no entry for (`key`, `kind`), neither in its index nor in its
+   * scanned tail (one filter block read); true when it may.
+   */
+  mayHold(s: number, key: string, kind: EntryKind): boolean {
+    const v = this.#segments[s];
+    if (v.scanned !== undefined && v.scanned.lookup(key, kind).length > 0) return true;
+    if (v.file === undefined) return false;
+    try {
+      return v.file.mayHold(key, kind);
+    } catch (err) {
+      if (err instanceof StaleIndexError) return true;
+      throw err;
+    }
+  }
+
+  /**
+   * False when segment `s` certainly holds no edge with one of `relations` (its index counts them), true
+   * when it may.
+   */
+  mayHoldRelation(s: number, relations: readonly string[]): boolean {
+    const v = this.#segments[s];
+    if (v.scanned !== undefined) for (const _ of v.scanned.withRelation(relations)) return true;
+    return v.file?.mayHoldRelation(relations) ?? false;
+  }
+
   /** The line an entry points to. */
   readLine(hit: IndexHit): string {
     const v = this.#segments[hit.segment];
     const buf = Buffer.allocUnsafe(hit.length);
-    const n = readSync(v.fd, buf, 0, hit.length, hit.offset);
+    const n = readSync(this.#fd(v), buf, 0, hit.length, hit.offset);
     return buf.toString('utf8', 0, n);
   }
 
@@ -227,7 +381,7 @@ export class JournalIndex {
   close(): void {
     for (const v of this.#segments) {
       v.file?.close();
-      closeSync(v.fd);
+      if (v.fd !== undefined) closeSync(v.fd);
     }
     this.#segments.length = 0;
   }

@@ -25,6 +25,12 @@ export enum EntryKind {
   Alias = 4,
   /** The key is the record's `<chain>:<seq>`. */
   Record = 5,
+  /**
+   * An Out entry of the relation that fans out (`served`: a deployment's or model's predictions),
+   * kept apart so that looking up what else comes out of a deployment never reads its millions of
+   * predictions; `other` is the prediction.
+   */
+  Served = 6,
 }
 
 /** One entry found for a key: where the record is and what it says about the key. */
@@ -70,11 +76,76 @@ export interface SegmentIndexHeader {
    * A lookup reads one of them and skips the segment when it says the pair is absent.
    */
   filterBlocks: number;
+  /**
+   * Per entry kind, the millisecond ranges of the UUIDv7 keys it holds (at most
+   * {@link MAX_KEY_RANGES}, every key inside one) and whether it holds any other key. A lookup of a UUIDv7 id
+   * skips the segment when no range holds the id's time, without reading anything; other keys skip it when
+   * `other` is false.
+   */
+  keyTimes: Partial<Record<EntryKind, KeyTimes>>;
+  /** How many edge entries (In, Out, Served) the index holds per relation. */
+  relationEntries: Partial<Record<string, number>>;
+}
+
+/** The UUIDv7 key times of one entry kind in a segment index (see {@link SegmentIndexHeader.keyTimes}). */
+export interface KeyTimes {
+  /** [first, last] Unix milliseconds, ascending, disjoint. */
+  ranges: [number, number][];
+  /** Whether keys that are not UUIDv7 occur. */
+  other: boolean;
 }
 
 const FORMAT = 'mltrail-segment-index';
-/** 2 added the (key, kind) filter; an index of version 1 is rebuilt. */
-const VERSION = 2;
+/**
+ * 2 added the (key, kind) filter; 3 the key time ranges and relation counts in the header and the Served
+ * entry kind. An index of an older version is not read (its segment is scanned) and is rebuilt by
+ * `mltrail index`.
+ */
+const VERSION = 3;
+/** Time ranges kept per entry kind: the nearest ranges are merged until this many are left. */
+const MAX_KEY_RANGES = 8;
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/** The millisecond a UUIDv7 encodes (its first 48 bits), or undefined for any other string. */
+export function uuidV7Time(id: string): number | undefined {
+  if (id.length !== 36 || id.charCodeAt(14) !== 0x37 || !UUID_V7.test(id)) return undefined;
+  return Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/** Sorted distinct times as at most `max` ranges, split at the `max - 1` largest gaps. */
+function timeRanges(times: number[], max: number): [number, number][] {
+  const all = Float64Array.from(times).sort();
+  if (all.length === 0) return [];
+  // The largest gaps (ties: the earlier), kept sorted by size, descending.
+  const top: { gap: number; at: number }[] = [];
+  for (let i = 1; i < all.length; i++) {
+    const gap = all[i] - all[i - 1];
+    if (gap === 0 || (top.length === max - 1 && gap <= top[top.length - 1].gap)) continue;
+    let k = top.length;
+    while (k > 0 && top[k - 1].gap < gap) k--;
+    top.splice(k, 0, { gap, at: i });
+    if (top.length > max - 1) top.pop();
+  }
+  const cuts = top.map((t) => t.at).sort((a, b) => a - b);
+  const ranges: [number, number][] = [];
+  let start = 0;
+  for (const c of cuts) {
+    ranges.push([all[start], all[c - 1]]);
+    start = c;
+  }
+  ranges.push([all[start], all[all.length - 1]]);
+  return ranges;
+}
+
+/** False when the header's key times rule out any entry for (`key`, `kind`); true when it may have one. */
+function mayHoldByTime(h: SegmentIndexHeader, key: string, kind: EntryKind): boolean {
+  const k = h.keyTimes[kind];
+  if (k === undefined) return false;
+  const t = uuidV7Time(key);
+  if (t === undefined) return k.other;
+  for (const [a, b] of k.ranges) if (t >= a && t <= b) return true;
+  return false;
+}
 const MAGIC = Buffer.from('MLTIDX1\n', 'latin1');
 /** Filter block: 448 bits, then the first 8 bytes of SHA-256 over the block's number and bits. */
 const FILTER_BLOCK = 64;
@@ -92,7 +163,14 @@ const ROW = 34;
 /** Fixed part of an entry: key hash (8), kind (1), relation (1), offset (4), length (4), other length (2). */
 const ENTRY_FIXED = 20;
 const NO_RELATION = 0xff;
-const ALL_KINDS = [EntryKind.Node, EntryKind.In, EntryKind.Out, EntryKind.Alias, EntryKind.Record];
+const ALL_KINDS = [
+  EntryKind.Node,
+  EntryKind.In,
+  EntryKind.Out,
+  EntryKind.Alias,
+  EntryKind.Record,
+  EntryKind.Served,
+];
 const RELATION_CODES = new Map<string, number>(RELATIONS.map((r, i) => [r, i]));
 
 /**
@@ -166,13 +244,49 @@ export function encodeSegmentIndex(
   entries: KeyedEntry[],
   header: Omit<
     SegmentIndexHeader,
-    'format' | 'version' | 'entries' | 'blocks' | 'fileBytes' | 'blockTableSha256' | 'filterBlocks'
+    | 'format'
+    | 'version'
+    | 'entries'
+    | 'blocks'
+    | 'fileBytes'
+    | 'blockTableSha256'
+    | 'filterBlocks'
+    | 'keyTimes'
+    | 'relationEntries'
   >,
 ): Buffer {
-  const keyed = entries.map((e) => ({ e, h: keyHash(e.key) }));
-  keyed.sort(
-    (a, b) => compareKey(a.h[0], a.h[1], a.e.kind, b.h[0], b.h[1], b.e.kind) || a.e.offset - b.e.offset,
-  );
+  const times = new Map<EntryKind, { times: number[]; other: boolean }>();
+  const relationEntries: Record<string, number> = {};
+  for (const e of entries) {
+    let k = times.get(e.kind);
+    if (k === undefined) {
+      k = { times: [], other: false };
+      times.set(e.kind, k);
+    }
+    const t = uuidV7Time(e.key);
+    if (t === undefined) k.other = true;
+    else k.times.push(t);
+    if (e.relation !== undefined) relationEntries[e.relation] = (relationEntries[e.relation] ?? 0) + 1;
+  }
+  const keyTimes: Partial<Record<EntryKind, KeyTimes>> = {};
+  for (const [kind, k] of [...times].sort((a, b) => a[0] - b[0]))
+    keyTimes[kind] = { ranges: timeRanges(k.times, MAX_KEY_RANGES), other: k.other };
+  // Sorted through typed arrays (an index permutation): a comparator over objects costs most of a build.
+  const n = entries.length;
+  const his = new Uint32Array(n);
+  const los = new Uint32Array(n);
+  const kinds = new Uint8Array(n);
+  const offsets = new Float64Array(n);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const e = entries[i];
+    [his[i], los[i]] = keyHash(e.key);
+    kinds[i] = e.kind;
+    offsets[i] = e.offset;
+    order[i] = i;
+  }
+  order.sort((a, b) => his[a] - his[b] || los[a] - los[b] || kinds[a] - kinds[b] || offsets[a] - offsets[b]);
+  const keyed = Array.from(order, (i) => ({ e: entries[i], h: [his[i], los[i]] as const }));
   const blocks: Buffer[] = [];
   const rows: Buffer[] = [];
   let block = Buffer.allocUnsafe(BLOCK_TARGET * 2);
@@ -253,6 +367,8 @@ export function encodeSegmentIndex(
       fileBytes,
       blockTableSha256: hash('sha256', table),
       filterBlocks,
+      keyTimes,
+      relationEntries,
     };
     headerJson = Buffer.from(JSON.stringify(h), 'utf8');
     const total = MAGIC.length + 4 + headerJson.length + 32 + table.length + body.length + filter.length;
@@ -309,11 +425,19 @@ export class SegmentIndexFile {
     return table;
   }
 
+  /** False when the header says no edge entry has one of `relations`; true when one does. */
+  mayHoldRelation(relations: readonly string[]): boolean {
+    const counts = this.header.relationEntries;
+    return relations.some((r) => (counts[r] ?? 0) > 0);
+  }
+
   /**
-   * False when the segment certainly has no entry for (`key`, `kind`): one 64-byte read. True means it may
-   * (about 1% of absent pairs pass). A filter block whose checksum fails throws {@link StaleIndexError}.
+   * False when the segment certainly has no entry for (`key`, `kind`): from the header's key times when
+   * they rule it out (no read), else one 64-byte filter read. True means it may (about 1% of absent pairs
+   * pass). A filter block whose checksum fails throws {@link StaleIndexError}.
    */
   mayHold(key: string, kind: EntryKind): boolean {
+    if (!mayHoldByTime(this.header, key, kind)) return false;
     const [hi, lo] = keyHash(key);
     const blocks = this.header.filterBlocks;
     const block = filterProbe(hi, lo, kind, blocks);

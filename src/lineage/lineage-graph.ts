@@ -2,14 +2,18 @@ import { type AuditRecord, lineEventName, parseRecordLine } from '../integrity/r
 // The generated constants alone: the semconv index also loads the zod schemas.
 import * as attributes from '../semconv/attributes.js';
 import * as events from '../semconv/events.js';
-import { JournalReader } from '../sources/journal-reader.js';
+import { EvidenceDir } from '../sources/evidence-files.js';
+import { JournalReader, listSegments } from '../sources/journal-reader.js';
 import {
   type LineageEdge,
   type LineageKind,
+  lineLineage,
   RELATION_KINDS,
+  type RecordLineage,
   recordBody,
   recordLineage,
 } from './record-lineage.js';
+import { type LineageStream, lineageStream, SERVED, type SegmentPass } from './served-stream.js';
 
 const sc = { ...attributes, ...events };
 
@@ -37,9 +41,10 @@ export interface LineageResult {
 /** Thrown for an id the graph does not know; carries close matches. */
 export class UnknownLineageIdError extends Error {
   readonly suggestions: string[];
-  constructor(id: string, suggestions: string[]) {
+  /** `hint`: what to do instead, when close matches were not looked for. */
+  constructor(id: string, suggestions: string[], hint?: string) {
     super(
-      `no lineage node "${id}"${suggestions.length > 0 ? `; did you mean ${suggestions.map((s) => `"${s}"`).join(', ')}?` : ''}`,
+      `no lineage node "${id}"${suggestions.length > 0 ? `; did you mean ${suggestions.map((s) => `"${s}"`).join(', ')}?` : ''}${hint !== undefined ? `; ${hint}` : ''}`,
     );
     this.name = 'UnknownLineageIdError';
     this.suggestions = suggestions;
@@ -161,33 +166,47 @@ export class LineageGraph {
   /**
    * Answers one query from a journal, reading the per-prediction records (predictions, decisions,
    * feedback — nearly all of a busy journal) only when the answer needs them: the upstream of a prediction
-   * needs the pipeline and the few records that name it, while the downstream of a dataset or model needs
-   * every prediction it served. Same result as `fromJournal(dir).query(id, direction)`.
+   * needs the pipeline and the few records that name it. Same result as `fromJournal(dir).query(id,
+   * direction)`, held in memory: for an answer that fans out to every prediction a deployment served, use
+   * {@link streamJournal}.
    */
   static queryJournal(
     dir: string,
     id: string,
     direction: 'upstream' | 'downstream' | 'both' = 'both',
   ): LineageResult {
+    return LineageGraph.streamJournal(dir, id, direction).collect();
+  }
+
+  /**
+   * {@link queryJournal} with bounded memory: the pipeline part in memory (read with the records that name
+   * the id), and the predictions served by a deployment or model in the answer, with their decisions and
+   * feedback, streamed by one more sequential pass over the journal each time the answer is read. An
+   * unknown id throws {@link UnknownLineageIdError} with close matches found by one more pass that keeps
+   * only the best few.
+   */
+  static streamJournal(
+    dir: string,
+    id: string,
+    direction: 'upstream' | 'downstream' | 'both' = 'both',
+  ): LineageStream {
     const needles = new Set([id]);
-    for (let pass = 0; pass < 4; pass++) {
+    for (;;) {
       const g = LineageGraph.#read(dir, needles);
-      const root = g.resolve(id);
-      // Unknown here may be a prediction named by nothing we kept: the full graph decides (and suggests).
-      if (root === undefined) break;
-      const result = g.query(id, direction);
-      // Predictions served by a model or deployment in the answer: only the full graph has them all.
-      if (
-        direction !== 'upstream' &&
-        g.query(id, 'downstream').nodes.some((n) => n.kind === 'deployment' || n.kind === 'model')
-      )
-        break;
+      // Unknown here may be a prediction named by nothing we kept: the whole journal decides (and suggests).
+      if (g.resolve(id) === undefined) throw new UnknownLineageIdError(id, suggestFromJournal(dir, id));
+      const expanded = new Set<string>();
+      const result = g.query(id, direction, expanded);
       // A decision or feedback names its prediction; that prediction's own record holds its upstream.
       const missing = result.nodes.filter((n) => n.facts.recorded === false && !needles.has(n.id));
-      if (missing.length === 0) return result;
+      if (missing.length === 0) {
+        const servers = result.nodes
+          .filter((n) => expanded.has(n.id) && (n.kind === 'deployment' || n.kind === 'model'))
+          .map((n) => n.id);
+        return lineageStream(result, scanPass(dir), servers);
+      }
       for (const n of missing) needles.add(n.id);
     }
-    return LineageGraph.fromJournal(dir).query(id, direction);
   }
 
   static #read(dir: string, needles: Set<string> | undefined): LineageGraph {
@@ -208,8 +227,23 @@ export class LineageGraph {
       // Cheap pre-filter on the raw line: only ml.* stage events define lineage.
       const event = lineEventName(l.text);
       if (event !== undefined && !event.startsWith(sc.ML_NAMESPACE)) continue;
-      if (forms !== undefined && event !== undefined && PER_PREDICTION_EVENTS.has(event)) {
+      if (
+        needles !== undefined &&
+        forms !== undefined &&
+        event !== undefined &&
+        PER_PREDICTION_EVENTS.has(event)
+      ) {
         if (!forms.some((f) => l.text.includes(f))) continue;
+        // A prediction that names a needle only as the deployment or model that served it is part of that
+        // server's fan-out, which streams: held here, a deployment's downstream would hold every prediction.
+        const r = parseRecordLine(l.text, l);
+        const b = recordBody(r);
+        if (b === undefined) continue;
+        const lineage = recordLineage(r, b);
+        if (!namesNeedle(lineage, needles)) continue;
+        g.#addLineage(b, lineage);
+        g.records++;
+        continue;
       }
       g.add(parseRecordLine(l.text, l));
     }
@@ -224,7 +258,10 @@ export class LineageGraph {
     this.records++;
     const b = recordBody(r);
     if (b === undefined) return;
-    const { nodes, edges, aliases } = recordLineage(r, b);
+    this.#addLineage(b, recordLineage(r, b));
+  }
+
+  #addLineage(b: Record<string, unknown>, { nodes, edges, aliases }: RecordLineage): void {
     for (const n of nodes) {
       this.#node(n.id, n.kind, n.label, n.body, n.record, n.time);
       if (n.failed) {
@@ -249,20 +286,9 @@ export class LineageGraph {
 
   /** Ids that look like `id` (prefix, substring, or small edit distance), for "did you mean". */
   suggest(id: string, max = 5): string[] {
-    const scored: [number, string][] = [];
-    for (const k of this.nodes.keys()) {
-      if (k.startsWith(id) || id.startsWith(k)) scored.push([0, k]);
-      else if (k.includes(id)) scored.push([1, k]);
-      else if (Math.abs(k.length - id.length) <= 3) {
-        const d = editDistance(k, id, 3);
-        if (d <= 3) scored.push([1 + d, k]);
-      }
-      if (scored.length > 10_000) break;
-    }
-    return scored
-      .sort((a, b) => a[0] - b[0] || a[1].localeCompare(b[1]))
-      .slice(0, max)
-      .map(([, k]) => k);
+    const best = new Suggestions(id, max);
+    for (const k of this.nodes.keys()) best.consider(k);
+    return best.list();
   }
 
   /**
@@ -391,6 +417,76 @@ function dedupe(edges: LineageEdge[]): LineageEdge[] {
     if (!Array.isArray(known)) byTarget.set(e.to, list);
     return true;
   });
+}
+
+/**
+ * The best few ids like `id` among those offered (prefix or substring first, then by edit distance up to 3,
+ * ties by id), in memory bounded by `max`: offered one by one from a graph or a pass over a journal.
+ */
+class Suggestions {
+  readonly #id: string;
+  readonly #max: number;
+  #best: [number, string][] = [];
+
+  constructor(id: string, max: number) {
+    this.#id = id;
+    this.#max = max;
+  }
+
+  consider(k: string): void {
+    const id = this.#id;
+    let score: number | undefined;
+    if (k.startsWith(id) || id.startsWith(k)) score = 0;
+    else if (k.includes(id)) score = 1;
+    else if (Math.abs(k.length - id.length) <= 3) {
+      const d = editDistance(k, id, 3);
+      if (d <= 3) score = 1 + d;
+    }
+    if (score === undefined) return;
+    const worst = this.#best.at(-1);
+    if (this.#best.length >= this.#max && worst !== undefined && compare([score, k], worst) >= 0) return;
+    if (this.#best.some(([, b]) => b === k)) return;
+    this.#best.push([score, k]);
+    this.#best.sort(compare);
+    if (this.#best.length > this.#max) this.#best.length = this.#max;
+  }
+
+  list(): string[] {
+    return this.#best.map(([, k]) => k);
+  }
+}
+
+function compare(a: [number, string], b: [number, string]): number {
+  return a[0] - b[0] || a[1].localeCompare(b[1]);
+}
+
+/** Close matches of `id` among every node id a journal's records define: one pass, bounded memory. */
+function suggestFromJournal(dir: string, id: string, max = 5): string[] {
+  const best = new Suggestions(id, max);
+  for (const l of new JournalReader(dir).lines()) {
+    const event = lineEventName(l.text);
+    if (event !== undefined && !event.startsWith(sc.ML_NAMESPACE)) continue;
+    const line = lineLineage(l.text);
+    if (line !== undefined) for (const n of line.lineage.nodes) best.consider(n.id);
+  }
+  return best.list();
+}
+
+/** Whether a per-prediction record defines a needle, or names one other than as the server of a prediction. */
+function namesNeedle(lineage: RecordLineage, needles: Set<string>): boolean {
+  if (lineage.nodes.some((n) => needles.has(n.id))) return true;
+  return lineage.edges.some((e) => needles.has(e.to) || (needles.has(e.from) && e.relation !== SERVED));
+}
+
+/** Every segment of a journal, read whole: what a full scan streams from. */
+function scanPass(dir: string): SegmentPass {
+  const paths = listSegments(dir).flatMap((c) => c.files);
+  return {
+    files: new EvidenceDir(dir),
+    paths,
+    mayServe: () => true,
+    mayFollow: () => true,
+  };
 }
 
 function editDistance(a: string, b: string, cap: number): number {

@@ -1,4 +1,4 @@
-import type { AuditRecord } from '../integrity/record.js';
+import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
 // The generated constants alone: the semconv index also loads the zod schemas.
 import * as attributes from '../semconv/attributes.js';
 import * as events from '../semconv/events.js';
@@ -264,4 +264,53 @@ export function recordBody(r: AuditRecord): Record<string, unknown> | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** What one journal line says about lineage, with the record it is. */
+export interface LineLineage {
+  chain: string;
+  seq: number;
+  lineage: RecordLineage;
+}
+
+const NOTHING: RecordLineage = { nodes: [], edges: [], aliases: [] };
+
+// The fixed head of a format 2 line with a body, as the record parser checks it (src/integrity/record.ts).
+const V2_BODY_HEAD =
+  /^\{"v":2,"chain":"([^"\\\u0000-\u001f]+)","seq":(0|[1-9][0-9]{0,15}),"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}","body":/;
+
+/**
+ * What one journal line says about lineage ({@link recordLineage}), or undefined when the line is not a
+ * record (the record parser would reject it). A format 2 line with a body is parsed once and not hashed (a
+ * lineage read re-reads what it trusts; hashing is `mltrail verify`'s job); anything else — format 1, an
+ * erased record, which contributes nothing — goes through the record parser.
+ */
+export function lineLineage(text: string): LineLineage | undefined {
+  const head = V2_BODY_HEAD.exec(text);
+  if (head !== null && text.endsWith('}')) {
+    let b: unknown;
+    try {
+      b = JSON.parse(text.slice(head[0].length, -1));
+    } catch {
+      return undefined;
+    }
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) return undefined;
+    const body = b as Record<string, unknown>;
+    const event = body['event.name'];
+    if (typeof event !== 'string') return undefined;
+    const chain = head[1];
+    const seq = Number(head[2]);
+    const ts = typeof body.timestamp === 'string' ? body.timestamp : '';
+    // recordLineage reads the record's place, event and time; the body it is given.
+    const r = { chain, seq, event, ts } as AuditRecord;
+    return { chain, seq, lineage: recordLineage(r, body) };
+  }
+  let r: AuditRecord;
+  try {
+    r = parseRecordLine(text);
+  } catch {
+    return undefined;
+  }
+  const body = recordBody(r);
+  return { chain: r.chain, seq: r.seq, lineage: body === undefined ? NOTHING : recordLineage(r, body) };
 }
