@@ -4,6 +4,7 @@
  * so `mltrail verify` never pays for loading the report renderer.
  */
 import { CliError, type CommandModule } from './command.js';
+import { enableCompileCache } from './compile-cache.js';
 
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   demo: { summary: 'run the end-to-end demo on a real model and data set', load: () => import('./demo.js') },
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`mltrail: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
+  enableCompileCache();
   const mod = await entry.load();
   return mod.run(rest);
 }

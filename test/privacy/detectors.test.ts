@@ -140,7 +140,15 @@ describe('detectors: near misses stay untouched', () => {
         hex(16),
         fc.date({ min: new Date(0), max: new Date(4102444800000), noInvalidDate: true }),
         fc.tuple(fc.nat(99), fc.nat(99), fc.nat(999)),
-        fc.array(fc.double({ noNaN: true, noDefaultInfinity: true }), { maxLength: 20 }),
+        // Feature values: any finite double except a 13–19 digit integer, which is masked on purpose when
+        // it is a valid card number (docs/privacy.md: "a card stored as a number"); found by an unseeded run
+        // drawing 2428654706189523.
+        fc.array(
+          fc
+            .double({ noNaN: true, noDefaultInfinity: true })
+            .filter((x) => !(Number.isInteger(x) && Math.abs(x) >= 1e12 && Math.abs(x) < 1e19)),
+          { maxLength: 20 },
+        ),
         (u4, u7, digest, traceId, spanId, date, [a, b, c], vector) => {
           const body = {
             'ml.prediction.id': u7,
