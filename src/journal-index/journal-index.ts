@@ -1,4 +1,5 @@
-import { closeSync, lstatSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { type AuditRecord, parseRecordLine } from '../integrity/record.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
@@ -41,6 +42,8 @@ export class IndexCoverageError extends Error {
     this.segments = segments;
   }
 }
+
+const INDEX_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 2 : 0);
 
@@ -131,8 +134,11 @@ export class JournalIndex {
       for (const { chain, files } of listSegments(dir)) {
         // A chain directory that leads out of the journal is refused here, once, by its first segment (the
         // segments are opened only when read).
-        if (files.length > 0) ix.#files.resolve(files[0]);
-        for (const path of files) ix.#segments.push(ix.#openSegment(chain, path, opts.useIndex !== false));
+        if (files.length === 0) continue;
+        ix.#files.resolve(files[0]);
+        const opener = ix.#indexOpener(chain);
+        for (const path of files)
+          ix.#segments.push(ix.#openSegment(chain, path, opts.useIndex !== false, opener));
       }
       let unindexed = 0;
       let segments = 0;
@@ -162,7 +168,43 @@ export class JournalIndex {
     return this.#segments.length;
   }
 
-  #openSegment(chain: string, path: string, useIndex: boolean): SegmentView {
+  /**
+   * How the index files of a chain are opened: its index directory is checked once to lie inside the
+   * journal, then each file is opened without following a link (O_NOFOLLOW) and must be a regular file
+   * (checked on the descriptor); a link, or anything else, goes through the readers' rules, which follow a
+   * link that stays inside and refuse the rest. Opening a hundred segment indexes then costs two system
+   * calls each.
+   */
+  #indexOpener(chain: string): Pick<EvidenceDir, 'open'> {
+    const indexDir = join(this.dir, 'index', chain);
+    try {
+      const real = this.#files.resolve(indexDir);
+      if (real !== join(this.#files.real, 'index', chain)) return this.#files;
+    } catch {
+      return this.#files;
+    }
+    return {
+      open: (path: string) => {
+        let fd: number;
+        try {
+          fd = openSync(path, INDEX_FLAGS);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.#files.open(path);
+          throw err;
+        }
+        if (fstatSync(fd).isFile()) return fd;
+        closeSync(fd);
+        return this.#files.open(path);
+      },
+    };
+  }
+
+  #openSegment(
+    chain: string,
+    path: string,
+    useIndex: boolean,
+    opener: Pick<EvidenceDir, 'open'>,
+  ): SegmentView {
     // The segment's size from its directory entry; the segment itself is opened when it is first read. A
     // link or anything but a regular file goes through the readers' rules (which refuse what they must).
     const st = lstatSync(path);
@@ -180,7 +222,7 @@ export class JournalIndex {
     if (!useIndex) return view;
     const idx = indexFile(this.dir, chain, path);
     try {
-      view.file = SegmentIndexFile.open(this.#files, idx);
+      view.file = SegmentIndexFile.open(opener, idx);
       view.from = view.file.header.bytes;
       this.indexedSegments++;
     } catch (err) {

@@ -454,7 +454,7 @@ export class SegmentIndexFile {
    * Opens and checks an index file of the journal `files` (under its rules: a FIFO, device or link out of
    * the journal is not opened); throws {@link StaleIndexError} for anything wrong with it.
    */
-  static open(files: EvidenceDir, file: string): SegmentIndexFile {
+  static open(files: Pick<EvidenceDir, 'open'>, file: string): SegmentIndexFile {
     let fd: number;
     try {
       fd = files.open(file);
