@@ -13,6 +13,4 @@ const answer = queryIndexed(ix, id, direction)?.collect();
 const ms = performance.now() - t;
 ix.close();
 if (answer === undefined) throw new Error(`${id}: not found`);
-console.log(
-  JSON.stringify({ ms, open_ms: opened - t, nodes: answer.nodes.length, notes: ix.notes.length }),
-);
+console.log(JSON.stringify({ ms, open_ms: opened - t, nodes: answer.nodes.length, notes: ix.notes.length }));

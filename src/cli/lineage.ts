@@ -158,10 +158,6 @@ function collectAtMost(stream: LineageStream, max: number): LineageResult {
  * reader that stops early (`| head`) ends the output without an error.
  */
 async function writeStreamed(stream: LineageStream): Promise<number> {
-  // Every line read becomes short-lived strings and objects at a high rate, and V8 then grows its young
-  // generation to tens of MiB, most of a streamed answer's memory; a small one costs more, cheaper,
-  // collections and keeps the process's memory flat however many predictions stream.
-  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=2');
   const out = new StdoutWriter();
   const spoolDir = mkdtempSync(join(tmpdir(), 'mltrail-lineage-'));
   const spool = join(spoolDir, 'edges.ndjson');
@@ -210,17 +206,15 @@ async function writeStreamed(stream: LineageStream): Promise<number> {
   }
 }
 
-/** Buffered writes to stdout that wait when the reader is slower, and stop when it has gone (EPIPE). */
+/**
+ * Buffered writes straight to file descriptor 1, synchronously: nothing queues in memory however fast the
+ * answer is produced (a stream would hold what the reader has not taken yet). A reader that has gone
+ * (EPIPE) ends the output; a non-blocking pipe that is full (EAGAIN) is waited for.
+ */
 class StdoutWriter {
   closed = false;
   #chunk = '';
-
-  constructor() {
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') this.closed = true;
-      else throw err;
-    });
-  }
+  readonly #pause = new Int32Array(new SharedArrayBuffer(4));
 
   async write(s: string): Promise<void> {
     this.#chunk += s;
@@ -229,18 +223,21 @@ class StdoutWriter {
 
   async flush(): Promise<void> {
     if (this.closed || this.#chunk === '') return;
-    const chunk = this.#chunk;
+    const bytes = Buffer.from(this.#chunk, 'utf8');
     this.#chunk = '';
-    if (!process.stdout.write(chunk))
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          process.stdout.off('drain', done);
-          process.stdout.off('error', done);
-          resolve();
-        };
-        process.stdout.on('drain', done);
-        process.stdout.on('error', done);
-      });
+    for (let at = 0; at < bytes.length; ) {
+      try {
+        at += writeSync(1, bytes, at, bytes.length - at);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') {
+          this.closed = true;
+          return;
+        }
+        if (code !== 'EAGAIN') throw err;
+        Atomics.wait(this.#pause, 0, 0, 5);
+      }
+    }
   }
 }
 
