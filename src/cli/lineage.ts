@@ -158,6 +158,10 @@ function collectAtMost(stream: LineageStream, max: number): LineageResult {
  * reader that stops early (`| head`) ends the output without an error.
  */
 async function writeStreamed(stream: LineageStream): Promise<number> {
+  // Each line read becomes short-lived strings at a high rate, and V8 then grows its young generation to
+  // far more than the answer ever holds live: a small, fixed one keeps the process's memory flat however
+  // many predictions stream (the collections it costs are cheap, the live part being small).
+  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=1 --semi-space-growth-factor=1');
   const out = new StdoutWriter();
   const spoolDir = mkdtempSync(join(tmpdir(), 'mltrail-lineage-'));
   const spool = join(spoolDir, 'edges.ndjson');
