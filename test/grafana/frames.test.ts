@@ -1,25 +1,12 @@
-/**
- * What each Loki panel shows, computed with Grafana's own data logic: the demo's records go through the real
- * collector (production pipeline, its Loki exporter pointed at a capture server), are stored the way Loki 3.5
- * maps OTLP (loki-model.ts), answered the way Loki's query API answers each panel's query, turned into
- * frames the way Grafana's Loki datasource does, and transformed by `@grafana/data`'s `transformDataFrame`.
- * The lineage node graph must then draw exactly the pipeline lineage the journal holds.
- */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
 import type { DataFrame, DataTransformerConfig } from '@grafana/data';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
-import { parseRecordLine } from '../../src/integrity/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { parseRecordLine } from '../../src/integrity/index.js';
 import { lookupAttributes } from '../../src/integrity/record.js';
-import { JournalReader } from '../../src/journal/index.js';
 import { recordBody, recordLineage } from '../../src/lineage/record-lineage.js';
 import * as sc from '../../src/semconv/index.js';
-import { collectorAvailable, collectorSkipReason, startTestCollector, until } from '../collector/harness.js';
+import { collectorAvailable, collectorSkipReason } from '../collector/harness.js';
+import { demoInLoki } from './demo-in-loki.js';
 import {
   displayValues,
   lokiFrames,
@@ -80,65 +67,10 @@ describe.skipIf(!collectorAvailable())(
   () => {
     let entries: LokiEntry[] = [];
     let journal: ReturnType<typeof parseRecordLine>[] = [];
-    let server: Server;
 
     beforeAll(async () => {
-      // The collector's Loki exporter (production settings, JSON encoding) posts here: what Loki would receive.
-      const requests: unknown[] = [];
-      server = createServer((req, res) => {
-        const chunks: Buffer[] = [];
-        req.on('data', (c) => chunks.push(c));
-        req.on('end', () => {
-          let body = Buffer.concat(chunks);
-          if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-          requests.push(JSON.parse(body.toString('utf8')));
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-        });
-      });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      const port = (server.address() as { port: number }).port;
-      const collector = await startTestCollector({ loki: `http://127.0.0.1:${port}/otlp` });
-      const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-frames-')), 'journal');
-      try {
-        const code = await new Promise<number>((resolve) => {
-          execFile(
-            process.execPath,
-            ['dist/cli/main.js', 'demo', '--journal', dir],
-            {
-              env: {
-                ...process.env,
-                OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
-                OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${collector.token}`,
-              },
-            },
-            (err) => resolve(err === null ? 0 : 1),
-          );
-        });
-        expect(code).toBe(0);
-        journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
-        const indexLabels = parse(readFileSync('grafana/loki.yaml', 'utf8'))
-          .limits_config.otlp_config.resource_attributes.attributes_config.filter(
-            (r: { action: string }) => r.action === 'index_label',
-          )
-          .flatMap((r: { attributes: string[] }) => r.attributes);
-        const stored = () => {
-          entries = lokiEntries(requests, indexLabels);
-          return new Set(
-            entries.map(
-              (e) => `${e.structuredMetadata.mltrail_chain_id}:${e.structuredMetadata.mltrail_seq}`,
-            ),
-          ).size;
-        };
-        await until(() => stored() >= journal.length, 'every journal record at the Loki exporter', 100, 600);
-      } finally {
-        await collector.stop();
-      }
-      // At-least-once delivery: a record delivered twice is one entry in Loki (same stream, time and line).
-      const unique = new Map(entries.map((e) => [`${JSON.stringify(e.stream)}|${e.tsNs}|${e.line}`, e]));
-      entries = [...unique.values()];
+      ({ journal, entries } = await demoInLoki('mltrail-frames'));
     }, 180_000);
-
-    afterAll(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
 
     /** The pipeline lineage the journal holds (recordLineage over every record), per-request kinds left out. */
     function journalLineage() {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine } from '../../src/integrity/index.js';
 import { JournalReader } from '../../src/journal/index.js';
+import { runCli } from '../fixtures/cli-run.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 import { ACCESS_NOT_RECORDED } from '../fixtures/trust.js';
 
@@ -24,19 +25,7 @@ const tenants: string[] = [];
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
 // The CLI talks to the server in this process, so it must not block the event loop.
-const cliAsync = (args: string[]) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['dist/cli/main.js', ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+const cliAsync = (args: string[]) => runCli(args);
 
 beforeAll(async () => {
   j = await buildTrailJournal();

@@ -7,20 +7,16 @@
  * Loki itself does not run here (AGPL, images only). Each answer must equal the journal's, and every
  * request's window must be bounded by the time its id encodes (or by the record that named the id).
  */
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
-import { parseRecordLine } from '../../src/integrity/index.js';
-import { JournalReader } from '../../src/journal/index.js';
+import type { parseRecordLine } from '../../src/integrity/index.js';
 import * as sc from '../../src/semconv/index.js';
 import { idTime, LOKI_SKEW_MS, lokiLineage } from '../../src/sources/loki-lineage.js';
-import { collectorAvailable, collectorSkipReason, startTestCollector, until } from '../collector/harness.js';
-import { type LokiEntry, lokiEntries, query } from '../grafana/loki-model.js';
+import { collectorAvailable, collectorSkipReason } from '../collector/harness.js';
+import { runCli } from '../fixtures/cli-run.js';
+import { demoInLoki } from '../grafana/demo-in-loki.js';
+import { type LokiEntry, query } from '../grafana/loki-model.js';
 
 const SELECTOR = '{service_name=~".+"}';
 
@@ -35,19 +31,7 @@ interface Seen {
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
 // The CLI talks to the server in this process, so it must not block the event loop.
-const cliAsync = (args: string[]) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['dist/cli/main.js', ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+const cliAsync = (args: string[]) => runCli(args);
 
 /** A lineage answer with its nodes and edges in one order, so two sources compare as graphs. */
 function sortedAnswer(stdout: string) {
@@ -70,65 +54,12 @@ describe.skipIf(!collectorAvailable())(
     let entries: LokiEntry[] = [];
     let journal: ReturnType<typeof parseRecordLine>[] = [];
     let dir = '';
-    let capture: Server;
     let loki: Server;
     let url = '';
     const seen: Seen[] = [];
 
     beforeAll(async () => {
-      // What Loki would receive: the collector's Loki exporter (production settings) posts here.
-      const requests: unknown[] = [];
-      capture = createServer((req, res) => {
-        const chunks: Buffer[] = [];
-        req.on('data', (c) => chunks.push(c));
-        req.on('end', () => {
-          let body = Buffer.concat(chunks);
-          if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-          requests.push(JSON.parse(body.toString('utf8')));
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-        });
-      });
-      await new Promise<void>((r) => capture.listen(0, '127.0.0.1', r));
-      const port = (capture.address() as { port: number }).port;
-      const collector = await startTestCollector({ loki: `http://127.0.0.1:${port}/otlp` });
-      dir = join(mkdtempSync(join(tmpdir(), 'mltrail-loki-windowed-')), 'journal');
-      try {
-        const code = await new Promise<number>((resolve) => {
-          execFile(
-            process.execPath,
-            ['dist/cli/main.js', 'demo', '--journal', dir],
-            {
-              env: {
-                ...process.env,
-                OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
-                OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${collector.token}`,
-              },
-            },
-            (err) => resolve(err === null ? 0 : 1),
-          );
-        });
-        expect(code).toBe(0);
-        journal = [...new JournalReader(dir).lines()].map((l) => parseRecordLine(l.text));
-        const indexLabels = parse(readFileSync('grafana/loki.yaml', 'utf8'))
-          .limits_config.otlp_config.resource_attributes.attributes_config.filter(
-            (r: { action: string }) => r.action === 'index_label',
-          )
-          .flatMap((r: { attributes: string[] }) => r.attributes);
-        const stored = () => {
-          entries = lokiEntries(requests, indexLabels);
-          return new Set(
-            entries.map(
-              (e) => `${e.structuredMetadata.mltrail_chain_id}:${e.structuredMetadata.mltrail_seq}`,
-            ),
-          ).size;
-        };
-        await until(() => stored() >= journal.length, 'every journal record at the Loki exporter', 100, 600);
-      } finally {
-        await collector.stop();
-      }
-      // At-least-once delivery: a record delivered twice is one entry in Loki (same stream, time and line).
-      const unique = new Map(entries.map((e) => [`${JSON.stringify(e.stream)}|${e.tsNs}|${e.line}`, e]));
-      entries = [...unique.values()];
+      ({ dir, journal, entries } = await demoInLoki('mltrail-loki-windowed'));
 
       // Loki's query API over the recording: the request's window, its LogQL, forward, its limit.
       loki = createServer((req, res) => {
@@ -179,7 +110,7 @@ describe.skipIf(!collectorAvailable())(
     }, 240_000);
 
     afterAll(async () => {
-      await Promise.all([capture, loki].map((s) => new Promise((r) => s?.close(r))));
+      await new Promise((r) => (loki ? loki.close(r) : r(undefined)));
     });
 
     /** Lineage from Loki and from the journal, and the requests Loki saw for it. */
