@@ -9,6 +9,7 @@ import { JournalReader } from '../../src/journal/index.js';
 import { runCli } from '../fixtures/cli-run.js';
 import { buildTrailJournal, type TrailJournal } from '../fixtures/trail-journal.js';
 import { ACCESS_NOT_RECORDED } from '../fixtures/trust.js';
+import { sortedAnswer } from './sorted-answer.js';
 
 /**
  * Loki cannot run here (no container engine), so a real HTTP server on loopback answers Loki's documented
@@ -70,21 +71,6 @@ beforeAll(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 });
-
-/** A lineage answer with its nodes and edges in one order, so two sources compare as graphs. */
-function sortedAnswer(stdout: string) {
-  const a = JSON.parse(stdout) as {
-    root: unknown;
-    nodes: { id: string }[];
-    edges: { from: string; to: string; relation: string }[];
-  };
-  const key = (e: { from: string; to: string; relation: string }) => `${e.from} ${e.relation} ${e.to}`;
-  return {
-    ...a,
-    nodes: [...a.nodes].sort((x, y) => x.id.localeCompare(y.id)),
-    edges: [...a.edges].sort((x, y) => key(x).localeCompare(key(y))),
-  };
-}
 
 afterAll(async () => {
   await new Promise((r) => server.close(r));

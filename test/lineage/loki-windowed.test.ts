@@ -17,6 +17,7 @@ import { collectorAvailable, collectorSkipReason } from '../collector/harness.js
 import { runCli } from '../fixtures/cli-run.js';
 import { demoInLoki } from '../grafana/demo-in-loki.js';
 import { type LokiEntry, query } from '../grafana/loki-model.js';
+import { sortedAnswer } from './sorted-answer.js';
 
 const SELECTOR = '{service_name=~".+"}';
 
@@ -32,21 +33,6 @@ const cli = (args: string[]) =>
   spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
 // The CLI talks to the server in this process, so it must not block the event loop.
 const cliAsync = (args: string[]) => runCli(args);
-
-/** A lineage answer with its nodes and edges in one order, so two sources compare as graphs. */
-function sortedAnswer(stdout: string) {
-  const a = JSON.parse(stdout) as {
-    root: unknown;
-    nodes: { id: string }[];
-    edges: { from: string; to: string; relation: string }[];
-  };
-  const key = (e: { from: string; to: string; relation: string }) => `${e.from} ${e.relation} ${e.to}`;
-  return {
-    ...a,
-    nodes: [...a.nodes].sort((x, y) => x.id.localeCompare(y.id)),
-    edges: [...a.edges].sort((x, y) => key(x).localeCompare(key(y))),
-  };
-}
 
 describe.skipIf(!collectorAvailable())(
   `mltrail lineage --loki in time windows, against recorded query-API answers (${collectorSkipReason})`,
