@@ -337,7 +337,12 @@ export class Shipper {
 
   #nextBatch(): Batch {
     const batch: Batch = { records: [], segments: {} };
-    const chains = listSegments(this.dir);
+    const chains = listSegments(this.dir, (path, err) => {
+      // One unreadable chain directory (a link loop, no permission) must not stop delivering the others.
+      const why = `${path} cannot be read: ${err.message}`;
+      if (!this.refused.has(path)) diag.error(`mltrail shipper: ${why}`);
+      this.refused.set(path, why);
+    });
     if (chains.length === 0) return batch;
     const first = this.#turn++ % chains.length;
     for (let i = 0; i < chains.length && batch.records.length < this.#batchSize; i++) {

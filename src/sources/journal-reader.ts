@@ -37,15 +37,30 @@ export interface TornTail {
   message: string;
 }
 
-/** The segment files of every chain in a journal directory, in order. */
-export function listSegments(dir: string): { chain: string; files: string[] }[] {
+/**
+ * The segment files of every chain in a journal directory, in order. A chain entry that cannot be read (a
+ * symbolic link loop, a directory without permission) throws, unless `unreadable` is given: then it is
+ * reported there and the other chains are listed (what a shipper, which must go on delivering, wants).
+ */
+export function listSegments(
+  dir: string,
+  unreadable?: (path: string, err: Error) => void,
+): { chain: string; files: string[] }[] {
   const root = join(dir, 'chains');
   if (!existsSync(root)) return [];
   const out: { chain: string; files: string[] }[] = [];
   for (const chain of readdirSync(root).sort()) {
     const cdir = join(root, chain);
-    if (!statSync(cdir).isDirectory()) continue;
-    const files = readdirSync(cdir)
+    let names: string[];
+    try {
+      if (!statSync(cdir).isDirectory()) continue;
+      names = readdirSync(cdir);
+    } catch (err) {
+      if (unreadable === undefined) throw err;
+      unreadable(cdir, err as Error);
+      continue;
+    }
+    const files = names
       .filter((f) => /^\d{6,}\.ndjson$/.test(f))
       .sort()
       .map((f) => join(cdir, f));

@@ -196,6 +196,30 @@ describe('files the CLI opens: regular files inside the directory given', () => 
     await expectRefused(dir, `${seg} leads to ${join(outside, foreign, first)}, outside ${dir}; ${IN_DIR}`);
   });
 
+  it('a chain directory that is a symbolic link loop: ship delivers the other chains and names it; readers end cleanly', {
+    timeout: 120_000,
+  }, async () => {
+    const dir = copyJournal();
+    symlinkSync('loop-b', join(dir, 'chains', 'loop-a'));
+    symlinkSync('loop-a', join(dir, 'chains', 'loop-b'));
+    const shipped = await cli(['ship', '--once', '--journal', dir, '--endpoint', endpoint]);
+    expect(shipped.status, shipped.stderr).toBe(2);
+    expect(shipped.stderr).toMatch(/^mltrail ship: delivered [1-9]\d* record\(s\)/m);
+    expect(shipped.stderr).toContain(
+      `mltrail: not shipped: ${join(dir, 'chains', 'loop-a')} cannot be read: ELOOP`,
+    );
+    expect(shipped.stderr).not.toMatch(/internal error|^\s+at .*:\d+:\d+\)?$/m);
+    for (const args of [
+      ['verify', dir],
+      ['index', dir],
+    ]) {
+      const r = await cli(args);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain('ELOOP');
+      expect(r.stderr).not.toMatch(/internal error|^\s+at .*:\d+:\d+\)?$/m);
+    }
+  });
+
   it('a link that stays inside the directory is followed (the journal reads as before)', {
     timeout: 120_000,
   }, async () => {
