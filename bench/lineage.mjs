@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { AuditLog, JournalReader } from '../dist/journal/index.js';
 import { LineageGraph } from '../dist/lineage/index.js';
 import { createTrail } from '../dist/trail/index.js';
+import { benchPipeline } from './scale-journal.mjs';
 
 const N = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-lineage-'));
@@ -15,14 +16,7 @@ const trail = await createTrail({
   redactor: false,
   sink: new AuditLog({ dir, groupCommitMs: 20 }),
 });
-const data = await trail.dataset({ name: 'train', data: 'rows' });
-let runId = '';
-trail.train(
-  { model: 'm', inputs: [data], onRecorded: (r) => (runId = r.id), artifact: () => ({ data: 'w' }) },
-  () => 1,
-)();
-const model = await trail.register({ name: 'm', version: '1', run: runId, data: 'w' });
-const dep = trail.deploy({ model, environment: 'bench' });
+const { data, dep } = await benchPipeline(trail);
 let last = '';
 const predict = trail.predict({ model: dep, capture: 'none', onRecorded: (p) => (last = p.id) }, (x) => x);
 process.stderr.write(`writing ${N.toLocaleString()} predictions…\n`);

@@ -21,13 +21,11 @@ const SEGMENT_BYTES = 64 * 1024 * 1024;
  * Writes the pipeline and `n` predictions into `dir`. Returns the ids a lineage bench asks about, the
  * inference chain's writer (to append more later) and a function that appends more predictions.
  */
-export async function writeScaleJournal(dir, n) {
-  const { signer, privateKey } = generateSigner('bench');
-  const trail = await createTrail({
-    serviceName: 'bench',
-    redactor: false,
-    sink: new AuditLog({ dir, signingKey: { key: privateKey } }),
-  });
+/**
+ * The pipeline every lineage bench predicts under: data set `train`, a training run, model `m@1`, a
+ * deployment. Returns the data set, the registered model and the deployment.
+ */
+export async function benchPipeline(trail) {
   const data = await trail.dataset({ name: 'train', data: 'rows' });
   let runId = '';
   trail.train(
@@ -36,6 +34,17 @@ export async function writeScaleJournal(dir, n) {
   )();
   const model = await trail.register({ name: 'm', version: '1', run: runId, data: 'w' });
   const dep = trail.deploy({ model, environment: 'bench' });
+  return { data, model, dep };
+}
+
+export async function writeScaleJournal(dir, n) {
+  const { signer, privateKey } = generateSigner('bench');
+  const trail = await createTrail({
+    serviceName: 'bench',
+    redactor: false,
+    sink: new AuditLog({ dir, signingKey: { key: privateKey } }),
+  });
+  const { data, model, dep } = await benchPipeline(trail);
   let seedId = '';
   trail.predict({ model: dep, capture: 'none', onRecorded: (p) => (seedId = p.id) }, (x) => x)(1);
   await trail.shutdown();
