@@ -105,11 +105,8 @@ interface MemberOrder {
   keys: string[];
   sorted: string[];
   names: string[];
-  /**
-   * Written member by member: some name is an array index (`"0"`, `"17"`; JavaScript enumerates those
-   * first, in numeric order) or `__proto__` (an assignment would set the prototype instead).
-   */
-  byMember: boolean;
+  /** Whether each sorted member is a lookup attribute (repeated in the record's attributes). */
+  lookup: boolean[];
 }
 
 const SEVERITY_NUMBER: Record<AuditSeverity, SeverityNumber> = {
@@ -259,14 +256,25 @@ export class AuditEmitter {
     raw: Record<string, unknown>,
     attrs: Record<string, string | number | boolean | string[]>,
   ): string | undefined {
-    const { sorted, names, byMember } = this.#memberOrder(event, raw);
+    const { sorted, names, lookup } = this.#memberOrder(event, raw);
+    // Written member by member while the members are checked (a record that fails a check is rare and
+    // its text is dropped): a finite number's shortest round-trip form is String(v), several times cheaper
+    // than JSON.stringify of it; strings and string arrays are escaped by JSON.stringify, as RFC 8785 asks.
+    let text = '{';
     for (let i = 0; i < sorted.length; i++) {
       const v = raw[sorted[i]];
+      let json: string;
       if (typeof v === 'string') {
         if (v.length > MAX_STRING_CHARS) return undefined;
+        json = JSON.stringify(v);
       } else if (typeof v === 'number') {
         if (!Number.isFinite(v)) return undefined;
-      } else if (typeof v !== 'boolean' && !isFlatStringArray(v)) return undefined;
+        json = String(v);
+      } else if (typeof v === 'boolean') json = v ? 'true' : 'false';
+      else if (isFlatStringArray(v)) json = JSON.stringify(v);
+      else return undefined;
+      text += names[i] + json;
+      if (lookup[i]) attrs[sorted[i]] = Array.isArray(v) ? v.slice() : (v as string | number | boolean);
     }
     if (!acceptsEventBody(event, raw)) return undefined;
     const redactor = this.#redactor;
@@ -279,20 +287,7 @@ export class AuditEmitter {
         return undefined;
       }
     }
-    // An object whose members are added in RFC 8785 order is written in that order by JSON.stringify, and
-    // one native call over the whole object is cheaper than one per member; names that are array indices
-    // are enumerated first whatever the insertion order, so such records are written member by member.
-    // (So is a member named __proto__, which an assignment would take for the prototype.)
-    const out: Record<string, unknown> = {};
-    let text = byMember ? '{' : '';
-    for (let i = 0; i < sorted.length; i++) {
-      const k = sorted[i];
-      const v = raw[k] as string | number | boolean | string[];
-      if (byMember) text += `${names[i]}${JSON.stringify(v)}`;
-      else out[k] = v;
-      if (LOOKUP_ATTRIBUTES.has(k)) attrs[k] = Array.isArray(v) ? v.slice() : v;
-    }
-    return byMember ? `${text}}` : JSON.stringify(out);
+    return `${text}}`;
   }
 
   /**
@@ -310,7 +305,7 @@ export class AuditEmitter {
       keys,
       sorted,
       names: sorted.map((k, i) => `${i === 0 ? '' : ','}${JSON.stringify(k)}:`),
-      byMember: sorted.some((k) => k === '__proto__' || isArrayIndex(k)),
+      lookup: sorted.map((k) => LOOKUP_ATTRIBUTES.has(k)),
     };
     if (this.#orders.size >= 64) this.#orders.clear();
     this.#orders.set(event, order);
@@ -422,10 +417,6 @@ export function commonFields(opts: {
   };
   for (const [k, v] of Object.entries(opts.extra ?? {})) if (v !== undefined) out[k] = v;
   return out;
-}
-
-function isArrayIndex(k: string): boolean {
-  return /^(?:0|[1-9][0-9]*)$/.test(k) && Number(k) < 2 ** 32 - 1;
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {

@@ -1205,7 +1205,7 @@ class TrailImpl implements Trail {
 
   /** Canonical JSON of any value, made JSON-safe first so it never throws. */
   #json(value: unknown): string {
-    return canonicalize(safeJson(value));
+    return flatCanonicalJson(value) ?? canonicalize(safeJson(value));
   }
 
   #digestJson(value: unknown): string {
@@ -1356,7 +1356,7 @@ function round3(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-import { toJsonSafe } from './json-safe.js';
+import { flatCanonicalJson, toJsonSafe } from './json-safe.js';
 
 function toJsonSafeQuiet(value: unknown): unknown {
   const v = toJsonSafe(value, [], []);
