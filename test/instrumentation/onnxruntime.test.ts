@@ -225,6 +225,63 @@ describe('OnnxRuntimeInstrumentation (real onnxruntime-node)', () => {
     expect(audit(harness).some((r) => r.eventName === 'ml.model.unregistered')).toBe(false);
   });
 
+  it('runs of one session follow the registry, the feeds and the capture policy from run to run', async () => {
+    // The instrumentation prepares a session's fields once and reuses them while runs look alike: a
+    // registration, another batch size or another policy between two runs must still show in the next one.
+    const harness = await instrumented();
+    const session = await ort.InferenceSession.create(modelPath);
+    const one = new ort.Tensor('float32', [1, 2, 3], [1, 3]);
+    const two = new ort.Tensor('float32', [1, 2, 3, 4, 5, 6], [2, 3]);
+    await session.run({ features: one });
+    await session.run({ features: one });
+    const model = await harness.trail.register({
+      name: 'rain',
+      version: '5',
+      file: modelPath,
+      format: 'onnx',
+    });
+    await session.run({ features: one });
+    await session.run({ features: two });
+    instrumentation!.setConfig({ ...instrumentation!.getConfig(), capture: 'full' });
+    await session.run({ features: two });
+    await session.run({ features: one });
+
+    const preds = audit(harness)
+      .filter((r) => r.eventName === 'ml.prediction')
+      .map((r) => r.body);
+    const pick = (b: Record<string, unknown>) => ({
+      version: b['ml.model.version'],
+      registered: b['ml.prediction.registered'],
+      shapes: b['ml.prediction.input_shapes'],
+      batch: b['ml.prediction.batch_size'],
+      outputs: b['ml.prediction.output_dtypes'],
+      input: b['ml.prediction.input'],
+    });
+    const unregistered = { version: undefined, registered: false };
+    const registered = { version: '5', registered: true };
+    const outputs = ['probability:float32'];
+    const x1 = { shapes: ['features:1x3'], batch: 1, outputs };
+    const x2 = { shapes: ['features:2x3'], batch: 2, outputs };
+    expect(preds.map(pick)).toEqual([
+      { ...unregistered, ...x1, input: undefined },
+      { ...unregistered, ...x1, input: undefined },
+      { ...registered, ...x1, input: undefined },
+      { ...registered, ...x2, input: undefined },
+      {
+        ...registered,
+        ...x2,
+        input: canonicalize({ features: { data: [1, 2, 3, 4, 5, 6], dims: [2, 3], type: 'float32' } }),
+      },
+      {
+        ...registered,
+        ...x1,
+        input: canonicalize({ features: { data: [1, 2, 3], dims: [1, 3], type: 'float32' } }),
+      },
+    ]);
+    expect(model.digest).toBe(modelDigest);
+    expect(preds.every((b) => b['ml.model.digest'] === modelDigest)).toBe(true);
+  });
+
   it('a failing run is recorded as ml.stage.failed and rethrows the original error object', async () => {
     // A recorder between onnxruntime and the instrumentation keeps the error object onnxruntime threw.
     const proto = (ort.InferenceSession as unknown as { prototype: object }).prototype as {

@@ -2,8 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { isWrapped } from '@opentelemetry/instrumentation';
 import { readOnnxModelInfo } from '../../onnx/model-info.js';
 import * as sc from '../../semconv/index.js';
-import { digestBytes, getTrail, type PredictSpec, type Trail } from '../../trail/index.js';
-import { bindModel, type LoadedModel } from '../model-binding.js';
+import {
+  type CaptureMode,
+  type Deployment,
+  digestBytes,
+  getTrail,
+  type ModelVersion,
+  type PredictSpec,
+  type Trail,
+} from '../../trail/index.js';
+import { bindingOf, type LoadedModel, registeredModel } from '../model-binding.js';
 import { ModuleInstrumentation } from '../module-instrumentation.js';
 import { canonicalTensorsJson, dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
 import { MLTRAIL_VERSION } from '../version.js';
@@ -117,13 +125,14 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
 
   private wrapRun(original: RunFn): RunFn {
     const instrumentation = this;
+    // What was prepared for each session's runs (see RunPlan); weak, so sessions are still collected.
+    const plans = new WeakMap<object, RunPlan>();
     return function run(this: object, ...args: [Feeds, ...unknown[]]): Promise<RunResult> {
       let predicted: RunFn;
       try {
         const trail = instrumentation.#trail();
         if (trail === undefined) return Reflect.apply(original, this, args);
-        const spec = instrumentation.#predictSpec(trail, instrumentation.#sessions.get(this), args[0]);
-        predicted = trail.predict(spec, original) as RunFn;
+        predicted = instrumentation.#plan(plans, trail, this, args[0], original).predicted;
       } catch (err) {
         instrumentation._diag.error('could not observe session.run; it runs unobserved', err);
         return Reflect.apply(original, this, args);
@@ -132,60 +141,178 @@ export class OnnxRuntimeInstrumentation extends ModuleInstrumentation<OnnxRuntim
     };
   }
 
-  #predictSpec(
+  /**
+   * The plan for one run: the previous run's of this session while the trail, the capture policy, the
+   * registry's answer for the model and the feeds' names and dims are the same (a serving loop's runs),
+   * else a new one. The registry is asked on every run, so a model registered after it was loaded is
+   * named from the next run on.
+   */
+  #plan(
+    plans: WeakMap<object, RunPlan>,
     trail: Trail,
-    model: SessionModel | undefined,
+    session: object,
     feeds: Feeds,
-  ): PredictSpec<[Feeds], Promise<RunResult>> {
-    const bound = bindModel(trail, model);
+    original: RunFn,
+  ): RunPlan {
+    const loaded = this.#sessions.get(session);
+    const registered = registeredModel(trail, loaded);
+    const capture = this.getConfig().capture;
+    const cacheable = session !== null && typeof session === 'object';
+    const known = cacheable ? plans.get(session) : undefined;
+    if (
+      known !== undefined &&
+      known.trail === trail &&
+      known.capture === capture &&
+      known.registered === registered &&
+      known.feeds.matches(feeds)
+    )
+      return known;
+    const signature = FeedsSignature.of(feeds);
+    const plan: RunPlan = {
+      trail,
+      capture,
+      registered,
+      feeds: signature,
+      predicted: trail.predict(runSpec(bindingOf(loaded, registered), signature, capture), original) as RunFn,
+    };
+    if (cacheable) plans.set(session, plan);
+    return plan;
+  }
+}
+
+/** What {@link OnnxRuntimeInstrumentation} prepares once for the runs of a session that look alike. */
+interface RunPlan {
+  trail: Trail;
+  capture: CaptureMode | undefined;
+  registered: Deployment | ModelVersion | undefined;
+  feeds: FeedsSignature;
+  /** The audited run (`trail.predict` of the original), with the fields that follow from the above. */
+  predicted: RunFn;
+}
+
+/**
+ * The feeds' names (in order) and dims: everything the prediction's input fields (names, shapes, batch
+ * size) are made of, so runs whose feeds match it share those fields.
+ */
+class FeedsSignature {
+  readonly names: readonly string[];
+  /** Each tensor's dims (a copy), or its shape notation when it has none of the onnxruntime kind. */
+  readonly dims: readonly (readonly number[] | string)[];
+  readonly fields: Readonly<Record<string, unknown>>;
+
+  private constructor(
+    names: string[],
+    dims: (readonly number[] | string)[],
+    fields: Record<string, unknown>,
+  ) {
+    this.names = names;
+    this.dims = dims;
+    this.fields = fields;
+  }
+
+  static of(feeds: Feeds): FeedsSignature {
     const names: string[] = [];
     const shapes: string[] = [];
+    const dims: (readonly number[] | string)[] = [];
     const tensors: OrtTensor[] = [];
     if (isRecord(feeds)) {
       for (const name of Object.keys(feeds)) {
         const t = feeds[name];
+        const shape = shapeOf(t);
         names.push(name);
-        shapes.push(`${name}:${shapeOf(t)}`);
+        shapes.push(`${name}:${shape}`);
+        const d = t?.dims;
+        dims.push(Array.isArray(d) && t?.shape === undefined ? Array.from(d as number[]) : `\0${shape}`);
         tensors.push(t);
       }
     }
+    // Shared by every record of the plan, so frozen: nothing may change them under a later record.
     const fields: Record<string, unknown> = {
-      ...bound.fields,
-      [sc.ATTR_ML_PREDICTION_INPUT_NAMES]: names,
-      [sc.ATTR_ML_PREDICTION_INPUT_SHAPES]: shapes,
+      [sc.ATTR_ML_PREDICTION_INPUT_NAMES]: Object.freeze(names.slice()),
+      [sc.ATTR_ML_PREDICTION_INPUT_SHAPES]: Object.freeze(shapes),
     };
     const batch = batchSize(tensors);
     if (batch !== undefined) fields[sc.ATTR_ML_PREDICTION_BATCH_SIZE] = batch;
-    // The callbacks are the same functions for every call: only the model and the feeds' fields vary.
-    return {
-      ...RUN_CALLBACKS,
-      model: bound.model,
-      modelDigest: bound.modelDigest,
-      capture: this.getConfig().capture,
-      fields,
-    };
+    return new FeedsSignature(names, dims, fields);
   }
+
+  /** True when `feeds` has the same names in the same order, each with the same dims. */
+  matches(feeds: Feeds): boolean {
+    if (!isRecord(feeds)) return false;
+    let i = 0;
+    for (const name of Object.keys(feeds)) {
+      if (i >= this.names.length || name !== this.names[i]) return false;
+      const want = this.dims[i++];
+      const t = feeds[name];
+      if (typeof want === 'string' || t?.shape !== undefined) return false;
+      const d = t?.dims;
+      if (!Array.isArray(d) || d.length !== want.length) return false;
+      for (let j = 0; j < d.length; j++) if (d[j] !== want[j]) return false;
+    }
+    return i === this.names.length;
+  }
+}
+
+/** The `trail.predict` spec of a plan's runs: the model's binding, the feeds' fields, the policy. */
+function runSpec(
+  bound: ReturnType<typeof bindingOf>,
+  feeds: FeedsSignature,
+  capture: CaptureMode | undefined,
+): PredictSpec<[Feeds], Promise<RunResult>> {
+  const fields = Object.freeze({ ...bound.fields, ...feeds.fields });
+  // Output names and dtypes repeat from run to run too: the last ones are kept and handed out again.
+  let outputs: { names: string[]; dtypes: string[]; fields: Readonly<Record<string, unknown>> } | undefined;
+  return {
+    ...RUN_CALLBACKS,
+    resultFields: (result) => {
+      if (outputs !== undefined && sameOutputs(result, outputs.names, outputs.dtypes)) return outputs.fields;
+      const names: string[] = [];
+      const dtypes: string[] = [];
+      if (isRecord(result)) {
+        for (const name of Object.keys(result)) {
+          names.push(name);
+          dtypes.push(`${name}:${dtypeOf(result[name])}`);
+        }
+      }
+      outputs = {
+        names,
+        dtypes,
+        fields: Object.freeze({
+          [sc.ATTR_ML_PREDICTION_OUTPUT_NAMES]: Object.freeze(names.slice()),
+          [sc.ATTR_ML_PREDICTION_OUTPUT_DTYPES]: Object.freeze(dtypes.slice()),
+        }),
+      };
+      return outputs.fields;
+    },
+    model: bound.model,
+    modelDigest: bound.modelDigest,
+    capture,
+    fields,
+  };
+}
+
+/** True when `result` has exactly these output names, in order, with these `name:dtype` entries. */
+function sameOutputs(result: unknown, names: readonly string[], dtypes: readonly string[]): boolean {
+  if (!isRecord(result)) return false;
+  let i = 0;
+  for (const name of Object.keys(result)) {
+    if (i >= names.length || name !== names[i]) return false;
+    const dtype = dtypes[i++];
+    // `name:dtype`, compared without building the string.
+    const t = dtypeOf(result[name]);
+    if (dtype.length !== name.length + 1 + t.length || !dtype.endsWith(t)) return false;
+  }
+  return i === names.length;
 }
 
 /** What the trail asks of every `session.run` (module-level: no closures per call). */
 const RUN_CALLBACKS: Pick<
   PredictSpec<[Feeds], Promise<RunResult>>,
-  'input' | 'inputJson' | 'outputContent' | 'resultFields' | 'output'
+  'input' | 'inputJson' | 'outputContent' | 'output'
 > = {
   input: (f) => tensorsView(f),
   inputJson: (f) => tensorsJson(f),
   outputContent: (result) => tensorsView(result),
-  resultFields: (result) => {
-    const names: string[] = [];
-    const dtypes: string[] = [];
-    if (isRecord(result)) {
-      for (const name of Object.keys(result)) {
-        names.push(name);
-        dtypes.push(`${name}:${dtypeOf(result[name])}`);
-      }
-    }
-    return { [sc.ATTR_ML_PREDICTION_OUTPUT_NAMES]: names, [sc.ATTR_ML_PREDICTION_OUTPUT_DTYPES]: dtypes };
-  },
   output: (result) => singleScore(result),
 };
 
