@@ -376,6 +376,44 @@ export function acceptsEventBody(name: string, body: Record<string, unknown>): b
   }
   return required === sp.required.size;
 }
+
+/** The checks of one body shape (its member names in one order), made once by {@link eventShape}. */
+export interface EventShape {
+  /** What each member must hold, in the order of the names given to {@link eventShape}. */
+  readonly kinds: readonly Kind[];
+}
+
+/**
+ * The per-member checks of a body of event \`name\` whose members are exactly \`keys\` (own enumerable
+ * names, no repeats), or undefined when no such body is accepted (an unknown event or member, a required
+ * member missing). For such a body, \`acceptsEventBody(name, body)\` is true exactly when
+ * \`acceptsMember(shape, i, body[keys[i]])\` is true for every i: records of one event mostly repeat their
+ * shape, so the names are looked up once per shape and a caller can skip members it saw accepted.
+ */
+export function eventShape(name: string, keys: readonly string[]): EventShape | undefined {
+  const sp = Object.hasOwn(SPECS, name) ? SPECS[name] : undefined;
+  if (sp === undefined) return undefined;
+  const kinds: Kind[] = [];
+  let required = 0;
+  let named = false;
+  for (const k of keys) {
+    if (k === 'event.name') {
+      named = true;
+      kinds.push([name]);
+      continue;
+    }
+    const kind = sp.kinds.get(k);
+    if (kind === undefined) return undefined;
+    kinds.push(kind);
+    if (sp.required.has(k)) required++;
+  }
+  return named && required === sp.required.size ? { kinds } : undefined;
+}
+
+/** Whether member \`i\` of a body of this shape certainly passes the schema's check (see {@link eventShape}). */
+export function acceptsMember(shape: EventShape, i: number, v: unknown): boolean {
+  return ok(shape.kinds[i], v);
+}
 `;
   out['src/semconv/fast-check.ts'] = s;
 
@@ -388,7 +426,7 @@ export function acceptsEventBody(name: string, body: Record<string, unknown>): b
   s += `export {\n${reg.events.map((e) => `  EVENT_${constName(e.name)},`).join('\n')}\n  EVENT_NAMES,\n  type EventName,\n} from './events.js';\n`;
   s += `export {\n  ATTRIBUTE_TYPES,\n  INDEX_LABEL_ATTRIBUTES,\n  JSON_ATTRIBUTES,\n  LOOKUP_ATTRIBUTES,\n  METRIC_DEFINITIONS,\n  METRIC_INSTRUMENTS,\n} from './lookup.js';\n`;
   s += `export {\n${reg.metrics.map((m) => `  METRIC_${constName(m.metric_name)},`).join('\n')}\n} from './metrics.js';\n`;
-  s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\nexport { acceptsEventBody } from './fast-check.js';\n`;
+  s += `export {\n  EVENT_SCHEMAS,\n  type EventBodies,\n  type EventBody,\n${reg.events.map((e) => `  type ${pascal(e.name)}Body,`).join('\n')}\n  schemaForEvent,\n} from './schemas.js';\nexport { acceptsEventBody, acceptsMember, type EventShape, eventShape } from './fast-check.js';\n`;
   s += `export {\n${reg.spans.map((sp) => `  SPAN_${constName(ann(sp).span_name)},`).join('\n')}\n  SPAN_NAMES,\n} from './spans.js';\n`;
   out['src/semconv/index.ts'] = s;
 

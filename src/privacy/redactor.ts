@@ -114,9 +114,16 @@ export interface Redactor {
    * True only when `redact(body)` would return a copy with exactly the members `keys` of `body`, each key
    * and each value unchanged (strings, numbers, booleans and arrays of them compared by value), so a caller
    * may write `body` as it is. False means "call `redact`": it also covers every case this check does not
-   * settle. Optional: a redactor without it is always asked to `redact`.
+   * settle. Optional: a redactor without it is always asked to `redact`. `alsoKept` (default 0) counts
+   * further members of `body` the caller already knows are kept strings, numbers or booleans: they are
+   * not visited, but count towards `maxNodes` as `redact` would count them.
    */
-  keepsMembers?(body: Record<string, unknown>, keys: readonly string[]): boolean;
+  keepsMembers?(body: Record<string, unknown>, keys: readonly string[], alsoKept?: number): boolean;
+  /**
+   * True when `keepsMembers`' answer for a member depends only on its name and value, so a caller that
+   * saw a member kept may skip it next time it holds the same value (and count it in `alsoKept`).
+   */
+  readonly memberwise?: boolean;
   /** The key id of the pseudonym key, when one is set. */
   readonly keyId: string | undefined;
 }
@@ -334,11 +341,15 @@ class PolicyRedactor implements Redactor {
     return { value: out === REMOVE ? undefined : out, summary: tally.summary() };
   }
 
-  keepsMembers(body: Record<string, unknown>, keys: readonly string[]): boolean {
+  /** Rules, detectors and the pseudonym key are fixed at construction; nothing else decides a member. */
+  readonly memberwise = true;
+
+  keepsMembers(body: Record<string, unknown>, keys: readonly string[], alsoKept = 0): boolean {
     // The same walk as redact() over a flat object (the root counts one node, its members sit at depth 1),
-    // stopping at the first member it would change, and building no copy of the members it keeps.
+    // stopping at the first member it would change, and building no copy of the members it keeps. Members
+    // the caller already knows are kept scalars count one node each, as the walk would count them.
     const tally = new RedactionTally();
-    tally.nodes = 1;
+    tally.nodes = 1 + alsoKept;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
       const t = this.#step(this.#root, key);

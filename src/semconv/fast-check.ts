@@ -159,3 +159,41 @@ export function acceptsEventBody(name: string, body: Record<string, unknown>): b
   }
   return required === sp.required.size;
 }
+
+/** The checks of one body shape (its member names in one order), made once by {@link eventShape}. */
+export interface EventShape {
+  /** What each member must hold, in the order of the names given to {@link eventShape}. */
+  readonly kinds: readonly Kind[];
+}
+
+/**
+ * The per-member checks of a body of event `name` whose members are exactly `keys` (own enumerable
+ * names, no repeats), or undefined when no such body is accepted (an unknown event or member, a required
+ * member missing). For such a body, `acceptsEventBody(name, body)` is true exactly when
+ * `acceptsMember(shape, i, body[keys[i]])` is true for every i: records of one event mostly repeat their
+ * shape, so the names are looked up once per shape and a caller can skip members it saw accepted.
+ */
+export function eventShape(name: string, keys: readonly string[]): EventShape | undefined {
+  const sp = Object.hasOwn(SPECS, name) ? SPECS[name] : undefined;
+  if (sp === undefined) return undefined;
+  const kinds: Kind[] = [];
+  let required = 0;
+  let named = false;
+  for (const k of keys) {
+    if (k === 'event.name') {
+      named = true;
+      kinds.push([name]);
+      continue;
+    }
+    const kind = sp.kinds.get(k);
+    if (kind === undefined) return undefined;
+    kinds.push(kind);
+    if (sp.required.has(k)) required++;
+  }
+  return named && required === sp.required.size ? { kinds } : undefined;
+}
+
+/** Whether member `i` of a body of this shape certainly passes the schema's check (see {@link eventShape}). */
+export function acceptsMember(shape: EventShape, i: number, v: unknown): boolean {
+  return ok(shape.kinds[i], v);
+}

@@ -219,7 +219,7 @@ export {
   type MltrailJournalGapBody,
   schemaForEvent,
 } from './schemas.js';
-export { acceptsEventBody } from './fast-check.js';
+export { acceptsEventBody, acceptsMember, type EventShape, eventShape } from './fast-check.js';
 export {
   SPAN_ML_DATASET,
   SPAN_ML_TRANSFORM,

@@ -20,7 +20,10 @@ import {
   ATTR_MLTRAIL_VALIDATION_ERRORS,
   ATTR_SERVICE_NAME,
   acceptsEventBody,
+  acceptsMember,
   EVENT_SCHEMAS,
+  type EventShape,
+  eventShape,
   LOOKUP_ATTRIBUTES,
   schemaForEvent,
 } from '../semconv/index.js';
@@ -86,8 +89,18 @@ export interface AuditSink {
 /** Anything with the privacy room's redactor shape. */
 export interface BodyRedactor {
   redact(value: unknown): { value: unknown };
-  /** True only when `redact(body)` would keep the members `keys` of a flat body as they are. */
-  keepsMembers?(body: Record<string, unknown>, keys: readonly string[]): boolean;
+  /**
+   * True only when `redact(body)` would keep the members `keys` of a flat body as they are. `alsoKept`
+   * counts members outside `keys` the caller knows are kept strings, numbers or booleans (they still count
+   * towards the redactor's node limit); only a {@link BodyRedactor.memberwise} redactor is given any.
+   */
+  keepsMembers?(body: Record<string, unknown>, keys: readonly string[], alsoKept?: number): boolean;
+  /**
+   * True when `keepsMembers`' answer for a member depends on nothing but its name and value (no state,
+   * no clock): the emitter then asks only about members whose value differs from the last record of the
+   * same shape. The privacy room's redactor is.
+   */
+  readonly memberwise?: boolean;
 }
 
 /** The result of emitting one audit event. */
@@ -107,7 +120,23 @@ interface MemberOrder {
   names: string[];
   /** Whether each sorted member is a lookup attribute (repeated in the record's attributes). */
   lookup: boolean[];
+  /** The validator's checks of this shape (sorted order), or undefined when no record of it is accepted. */
+  shape: EventShape | undefined;
+  /**
+   * Per sorted member, the last string, number or boolean a record of this shape was written with in one
+   * pass (validated, kept by a member-wise redactor), and its JSON: a member that repeats it (the service,
+   * the model, the severity, a decision outcome) is neither checked nor escaped again.
+   */
+  last: unknown[];
+  lastJson: string[];
+  /** Scratch: positions (and their JSON) whose value differs from `last` in the record being written. */
+  changed: number[];
+  changedJson: string[];
+  changedKeys: string[];
 }
+
+/** No value of a record: `last` before the first record of a shape. */
+const NONE = Symbol('none');
 
 const SEVERITY_NUMBER: Record<AuditSeverity, SeverityNumber> = {
   DEBUG: SeverityNumber.DEBUG,
@@ -256,7 +285,17 @@ export class AuditEmitter {
     raw: Record<string, unknown>,
     attrs: Record<string, string | number | boolean | string[]>,
   ): string | undefined {
-    const { sorted, names, lookup } = this.#memberOrder(event, raw);
+    const order = this.#memberOrder(event, raw);
+    const { sorted, names, lookup, shape, last, lastJson, changed, changedJson, changedKeys } = order;
+    if (shape === undefined || raw['event.name'] !== event) return undefined;
+    const redactor = this.#redactor;
+    if (redactor !== undefined && redactor.keepsMembers === undefined) return undefined;
+    // A member-wise redactor's answer for a member depends on its name and value alone, so a member that
+    // repeats what this shape was last written with needs no check; any other redactor sees every member.
+    const memo = redactor === undefined || redactor.memberwise === true;
+    changed.length = 0;
+    changedJson.length = 0;
+    changedKeys.length = 0;
     // Written member by member while the members are checked (a record that fails a check is rare and
     // its text is dropped): a finite number's shortest round-trip form is String(v), several times cheaper
     // than JSON.stringify of it; strings and string arrays are escaped by JSON.stringify, as RFC 8785 asks.
@@ -264,27 +303,44 @@ export class AuditEmitter {
     for (let i = 0; i < sorted.length; i++) {
       const v = raw[sorted[i]];
       let json: string;
-      if (typeof v === 'string') {
-        if (v.length > MAX_STRING_CHARS) return undefined;
-        json = JSON.stringify(v);
-      } else if (typeof v === 'number') {
-        if (!Number.isFinite(v)) return undefined;
-        json = String(v);
-      } else if (typeof v === 'boolean') json = v ? 'true' : 'false';
-      else if (isFlatStringArray(v)) json = JSON.stringify(v);
-      else return undefined;
+      if (memo && v === last[i]) json = lastJson[i];
+      else {
+        if (typeof v === 'string') {
+          if (v.length > MAX_STRING_CHARS) return undefined;
+          json = JSON.stringify(v);
+        } else if (typeof v === 'number') {
+          if (!Number.isFinite(v)) return undefined;
+          json = String(v);
+        } else if (typeof v === 'boolean') json = v ? 'true' : 'false';
+        else if (isFlatStringArray(v)) json = JSON.stringify(v);
+        else return undefined;
+        if (!acceptsMember(shape, i, v)) return undefined;
+        changed.push(i);
+        changedJson.push(json);
+        changedKeys.push(sorted[i]);
+      }
       text += names[i] + json;
       if (lookup[i]) attrs[sorted[i]] = Array.isArray(v) ? v.slice() : (v as string | number | boolean);
     }
-    if (!acceptsEventBody(event, raw)) return undefined;
-    const redactor = this.#redactor;
-    if (redactor !== undefined) {
-      if (redactor.keepsMembers === undefined) return undefined;
+    if (redactor?.keepsMembers !== undefined) {
       try {
-        if (!redactor.keepsMembers(raw, sorted)) return undefined;
+        const kept = memo
+          ? changedKeys.length === 0 ||
+            redactor.keepsMembers(raw, changedKeys, sorted.length - changedKeys.length)
+          : redactor.keepsMembers(raw, sorted);
+        if (!kept) return undefined;
       } catch {
         // The stages run the redactor again and handle its failure.
         return undefined;
+      }
+    }
+    // Arrays are always checked again (an array equal to the last one is another object).
+    for (let j = 0; j < changed.length; j++) {
+      const i = changed[j];
+      const v = raw[sorted[i]];
+      if (typeof v !== 'object') {
+        last[i] = v;
+        lastJson[i] = changedJson[j];
       }
     }
     return `${text}}`;
@@ -306,6 +362,12 @@ export class AuditEmitter {
       sorted,
       names: sorted.map((k, i) => `${i === 0 ? '' : ','}${JSON.stringify(k)}:`),
       lookup: sorted.map((k) => LOOKUP_ATTRIBUTES.has(k)),
+      shape: eventShape(event, sorted),
+      last: sorted.map(() => NONE),
+      lastJson: sorted.map(() => ''),
+      changed: [],
+      changedJson: [],
+      changedKeys: [],
     };
     if (this.#orders.size >= 64) this.#orders.clear();
     this.#orders.set(event, order);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { acceptsEventBody, EVENT_SCHEMAS } from '../../src/semconv/index.js';
+import { acceptsEventBody, acceptsMember, EVENT_SCHEMAS, eventShape } from '../../src/semconv/index.js';
 
 /** Enum values and literals a schema field allows, so random bodies hit the valid branch too. */
 function allowedValues(field: z.ZodType): unknown[] {
@@ -90,6 +90,13 @@ describe('acceptsEventBody (the allocation-free validator on the hot path)', () 
             else body[k] = v;
           }
           const fast = acceptsEventBody(event, body);
+          // The member-wise form (a shape made once, then one check per member) says the same.
+          for (const name of [event, 'ml.other']) {
+            const names = Object.keys(body).sort();
+            const shape = eventShape(name, names);
+            const memberwise = shape !== undefined && names.every((k, i) => acceptsMember(shape, i, body[k]));
+            expect(memberwise, `${name}: ${JSON.stringify(body)}`).toBe(acceptsEventBody(name, body));
+          }
           if (fast) accepted++;
           else rejected++;
           // Never "valid" where the schema says otherwise; "not sure" is always allowed.

@@ -170,7 +170,13 @@ const SPAN: SpanContext = {
   traceFlags: 1,
 };
 
-type Policy = 'default rules' | 'rules that change members' | 'no redactor' | 'a redactor without the check';
+type Policy =
+  | 'default rules'
+  | 'rules that change members'
+  | 'no redactor'
+  | 'a redactor without the check'
+  | 'a redactor with the check, not member-wise'
+  | 'a small node limit';
 
 function redactorFor(policy: Policy): Redactor | undefined {
   switch (policy) {
@@ -192,6 +198,18 @@ function redactorFor(policy: Policy): Redactor | undefined {
       const r = createRedactor({ key: KEY });
       return { redact: (v) => r.redact(v), redactString: (s) => r.redactString(s), keyId: r.keyId };
     }
+    case 'a redactor with the check, not member-wise': {
+      const r = createRedactor({ key: KEY });
+      return {
+        redact: (v) => r.redact(v),
+        redactString: (s) => r.redactString(s),
+        keepsMembers: (b, k) => r.keepsMembers?.(b, k) ?? false,
+        keyId: r.keyId,
+      };
+    }
+    case 'a small node limit':
+      // Records of 10 to 16 members: some fit, some are cut, so the members the emitter skips must count.
+      return createRedactor({ key: KEY, maxNodes: 12 });
   }
 }
 
@@ -268,5 +286,101 @@ describe('one-pass audit body', () => {
         '"service.name":"svc","severity_text":"INFO","span_id":"b7ad6b7169203331","timestamp":"2026-12-07T20:00:00.123Z",' +
         '"trace_id":"0af7651916cd43dd8448eb211c80319c"}',
     );
+  });
+  // Records of one shape mostly repeat their members (service, model, severity, outcome), and the one pass
+  // skips checks and escaping of a member that holds what the shape was last written with. Sequences of
+  // records that change a few members at a time — to other valid values, to personal data, to invalid or
+  // nested values, to arrays — must still give the stages' bytes record by record.
+  for (const policy of [
+    'default rules',
+    'rules that change members',
+    'no redactor',
+    'a redactor with the check, not member-wise',
+    'a small node limit',
+  ] as const) {
+    it(`writes the stages' bytes for records that repeat most members (${policy})`, () => {
+      vi.spyOn(Date, 'now').mockReturnValue(NOW);
+      const common = { 'service.name': 'svc', 'deployment.environment.name': 'test' };
+      const start = fc.constantFrom(EVENT_ML_PREDICTION, EVENT_ML_DECISION).chain((event) =>
+        fc.record({
+          event: fc.constant(event),
+          base: fields(event),
+          steps: fc.array(
+            fc.tuple(
+              fc.array(fc.tuple(fc.nat(20), fc.oneof({ weight: 3, arbitrary: text }, value)), {
+                maxLength: 3,
+              }),
+              fc.boolean(),
+            ),
+            { minLength: 2, maxLength: 12 },
+          ),
+        }),
+      );
+      fc.assert(
+        fc.property(start, ({ event, base, steps }) => {
+          const onePass = collector();
+          const staged = collector();
+          const fast = new AuditEmitter({
+            sink: onePass.sink,
+            redactor: redactorFor(policy),
+            strict: false,
+            common,
+          });
+          const slow = new AuditEmitter({
+            sink: staged.sink,
+            redactor: redactorFor(policy),
+            strict: false,
+            common,
+            onePass: false,
+          });
+          let current: Record<string, unknown> = { ...base };
+          for (const [changes, traced] of steps) {
+            const names = Object.keys(current);
+            const next: Record<string, unknown> = { ...current };
+            // Same member names, new values (an undefined value drops the member: another shape).
+            for (const [at, v] of changes) if (names.length > 0) next[names[at % names.length]] = v;
+            for (const f of [current, next]) {
+              fast.emit(event, 'INFO', f, traced ? SPAN : undefined);
+              slow.emit(event, 'INFO', f, traced ? SPAN : undefined);
+              expect(onePass.inputs.at(-1)).toEqual(staged.inputs.at(-1));
+            }
+            current = next;
+          }
+        }),
+        { seed: SEED, numRuns: 250 },
+      );
+    });
+  }
+  it('counts the members it skips towards the redactor node limit', () => {
+    vi.spyOn(Date, 'now').mockReturnValue(NOW);
+    const run = (onePass: boolean) => {
+      const { sink, inputs } = collector();
+      const emitter = new AuditEmitter({
+        sink,
+        redactor: createRedactor({ key: KEY, maxNodes: 14 }),
+        strict: false,
+        common: { 'service.name': 'svc' },
+        onePass,
+      });
+      const base = {
+        [ATTR_ML_PREDICTION_ID]: ID_SAMPLES[0],
+        [ATTR_ML_PREDICTION_LATENCY_MS]: 1.5,
+        [ATTR_ML_PREDICTION_OUTPUT_SCORE]: 0.25,
+        [ATTR_ML_MODEL_FORMAT]: 'onnx',
+        [ATTR_ML_MODEL_DIGEST]: ID_SAMPLES[3],
+        [ATTR_ML_PREDICTION_INPUT_NAMES]: ['a'],
+      };
+      // 10 members and one array element: 12 nodes with the root, within the limit.
+      emitter.emit(EVENT_ML_PREDICTION, 'INFO', base);
+      // The same members but a longer array: past the limit, the stages cut the body.
+      emitter.emit(EVENT_ML_PREDICTION, 'INFO', {
+        ...base,
+        [ATTR_ML_PREDICTION_INPUT_NAMES]: ['a', 'b', 'c', 'd'],
+      });
+      return inputs;
+    };
+    const fast = run(true);
+    expect(fast).toEqual(run(false));
+    expect(fast[1]?.body).toContain('[Truncated]');
   });
 });
