@@ -6,9 +6,15 @@ import {
   ATTR_ML_MODEL_VERSION,
   METRIC_ML_DRIFT_SCORE,
 } from '../semconv/index.js';
-import { DriftInputError } from './errors.js';
+import { checkSample, DriftInputError } from './errors.js';
 import type { NumericFeatureProfile, ReferenceProfile } from './profile.js';
-import { chiSquareTest, jensenShannonDistance, ksTest, wassersteinDistance, zTest } from './statistics.js';
+import {
+  chiSquareTest,
+  jensenShannonDistance,
+  ksTestSorted,
+  wassersteinDistance,
+  zTest,
+} from './statistics.js';
 
 /** What the monitor reports for one drifted feature (or the whole data set). */
 export interface DriftDetail {
@@ -100,6 +106,11 @@ export class DriftMonitor {
   readonly #gauge;
   #window: Record<string, unknown>[] = [];
   #start = new Date();
+  /**
+   * What the tests need of each reference feature, worked out at its first window: the reference never
+   * changes, so its sort, its counts and its expanded values are the same for every window.
+   */
+  readonly #prepared = new Map<string, PreparedFeature>();
 
   constructor(opts: DriftMonitorOptions) {
     this.#o = {
@@ -228,18 +239,28 @@ export class DriftMonitor {
   ): FeatureDriftResult | undefined {
     const ref = this.#o.reference.features[feature];
     const large = ref.count > this.#o.largeReference;
+    let prepared = this.#prepared.get(feature);
+    if (prepared === undefined) {
+      prepared = {};
+      this.#prepared.set(feature, prepared);
+    }
     if (ref.kind === 'numeric') {
       const cur = rows
         .map((r) => r[feature])
         .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
       if (cur.length === 0) return undefined;
-      const refCounts = numericCounts(ref);
+      if (!('counts' in prepared)) prepared.counts = numericCounts(ref);
+      const refCounts = prepared.counts;
       // Evidently counts distinct values over reference and current together; ≤ 5 → tested as categories.
       if (refCounts !== undefined && distinct(refCounts.keys(), cur.map(String)) <= 5) {
-        return this.#testCategories(feature, refCounts, cur, large, alpha, Number);
+        return this.#testCategories(prepared, refCounts, feature, cur, large, alpha, Number);
       }
       if (!large) {
-        const ks = ksTest(ref.sample, cur);
+        if (prepared.sorted === undefined) {
+          checkSample(ref.sample, 'first sample');
+          prepared.sorted = Float64Array.from(ref.sample).sort();
+        }
+        const ks = ksTestSorted(prepared.sorted, cur);
         return {
           feature,
           test: 'ks',
@@ -266,7 +287,8 @@ export class DriftMonitor {
       .filter((v) => v !== undefined && v !== null)
       .map(String);
     if (cur.length === 0) return undefined;
-    return this.#testCategories(feature, new Map(Object.entries(ref.frequencies)), cur, large, alpha, String);
+    prepared.counts ??= new Map(Object.entries(ref.frequencies));
+    return this.#testCategories(prepared, prepared.counts, feature, cur, large, alpha, String);
   }
 
   /**
@@ -275,15 +297,17 @@ export class DriftMonitor {
    * when ≥ threshold) for large ones.
    */
   #testCategories<T extends string | number>(
-    feature: string,
+    prepared: PreparedFeature,
     refCounts: Map<string, number>,
+    feature: string,
     current: T[],
     large: boolean,
     alpha: number,
     parse: (key: string) => T,
   ): FeatureDriftResult {
     if (!large) {
-      const refValues = [...refCounts].flatMap(([k, n]) => Array<T>(n).fill(parse(k)));
+      prepared.values ??= [...refCounts].flatMap(([k, n]) => Array<T>(n).fill(parse(k)));
+      const refValues = prepared.values as T[];
       const binary = distinct(refCounts.keys(), current.map(String)) <= 2;
       const r = binary ? zTest(refValues, current) : chiSquareTest(refValues, current);
       return {
@@ -312,6 +336,16 @@ export class DriftMonitor {
       drifted: js >= this.#o.distanceThreshold,
     };
   }
+}
+
+/** One reference feature as the window tests use it (each part made when first needed). */
+interface PreparedFeature {
+  /** A numeric feature's per-value counts (undefined: too many distinct values to count). */
+  counts?: Map<string, number> | undefined;
+  /** A numeric feature's sample, checked and sorted (the KS test's first sample). */
+  sorted?: Float64Array;
+  /** The reference as one value per row, for χ² and the z-test. */
+  values?: (string | number)[];
 }
 
 /** Rejects options that would make every window meaningless, at construction (never later, in observe). */

@@ -33,8 +33,19 @@ export function ksTest(
   opts: { method?: 'exact' | 'asymp' | 'auto' } = {},
 ): KsResult {
   checkSample(a, 'first sample');
+  return ksTestSorted(Float64Array.from(a).sort(), b, opts);
+}
+
+/**
+ * {@link ksTest} with the first sample already checked and sorted (`Float64Array.from(a).sort()`): what a
+ * drift monitor does with its reference sample once instead of once per window. Same result.
+ */
+export function ksTestSorted(
+  x: Float64Array,
+  b: readonly number[],
+  opts: { method?: 'exact' | 'asymp' | 'auto' } = {},
+): KsResult {
   checkSample(b, 'second sample');
-  const x = Float64Array.from(a).sort();
   const y = Float64Array.from(b).sort();
   const n1 = x.length;
   const n2 = y.length;
@@ -75,10 +86,19 @@ function exactTwoSided(n1: number, n2: number, d: number): number | undefined {
   const lcm = (n1 / g) * n2;
   const h = Math.round(d * lcm);
   if (h === 0) return 1;
+  // A function of (n1, n2, h) alone, and a monitor asks for the same few again and again (its windows have
+  // one size, the reference one size, and D takes few values): the path count, O(n1·n2), is done once each.
+  const key = `${n1},${n2},${h}`;
+  if (exactMemo.has(key)) return exactMemo.get(key);
   const p = n1 === n2 ? probOutsideSquare(n1, h) : outerProbInside(n1, n2, g, h);
-  if (!Number.isFinite(p) || p < 0 || p > 1) return undefined;
-  return p;
+  const exact = !Number.isFinite(p) || p < 0 || p > 1 ? undefined : p;
+  if (exactMemo.size >= 4096) exactMemo.clear();
+  exactMemo.set(key, exact);
+  return exact;
 }
+
+/** Exact two-sided p-values by `n1,n2,h` (bounded: cleared when full). */
+const exactMemo = new Map<string, number | undefined>();
 
 function probOutsideSquare(n: number, h: number): number {
   let P = 0;

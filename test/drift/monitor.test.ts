@@ -7,6 +7,7 @@ import {
   DriftMonitor,
   type DriftWindowResult,
   jensenShannonDistance,
+  ksTest,
   PREDICTION_FEATURE,
   zTest,
 } from '../../src/drift/index.js';
@@ -81,6 +82,32 @@ describe('DriftMonitor on real data (vega-datasets seattle-weather)', () => {
       'ml.deployment.id': 'dep-1',
     });
     expect(tempMax['ml.drift.p_value']).toBeLessThan(0.05);
+  });
+
+  it('window after window, each KS result equals ksTest on the reference sample and that window', () => {
+    // The monitor sorts the reference once and remembers exact p-values; every window must still read
+    // exactly as a fresh test of its own rows.
+    const monitor = new DriftMonitor({ reference: profile, window: { size: 60 } });
+    const rows = rowsOf(between(days, '2014-01-01', '2015-12-31')).slice(0, 360);
+    const windows: DriftWindowResult[] = [];
+    for (const r of rows) {
+      const w = monitor.observe(r);
+      if (w !== undefined) windows.push(w);
+    }
+    expect(windows).toHaveLength(6);
+    windows.forEach((w, i) => {
+      const slice = rows.slice(i * 60, i * 60 + 60);
+      expect(w.features.map((f) => f.test)).toEqual(['ks', 'ks', 'ks', 'ks']);
+      for (const f of w.features) {
+        const ref = profile.features[f.feature];
+        if (ref.kind !== 'numeric') throw new Error(f.feature);
+        const fresh = ksTest(
+          ref.sample,
+          slice.map((r) => r[f.feature]),
+        );
+        expect([f.statistic, f.pValue]).toEqual([fresh.statistic, fresh.pValue]);
+      }
+    });
   });
 
   it('Bonferroni divides the threshold; large references switch to normed Wasserstein', () => {

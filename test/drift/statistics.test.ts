@@ -52,6 +52,16 @@ function generatedKs(kind: string): [number[], number[]] {
   throw new Error(kind);
 }
 
+describe('ksTest asked again (the exact p-values are remembered by sizes and D)', () => {
+  it('gives the same statistic and p-value the second and third time, for every oracle case', () => {
+    for (const c of oracle.ks) {
+      const first = ksTest(c.a, c.b, { method: c.method });
+      for (let i = 0; i < 2; i++) expect(ksTest(c.a, c.b, { method: c.method })).toEqual(first);
+      pv(first.pValue, c.pvalue);
+    }
+  });
+});
+
 describe('ksTest at sizes in the thousands (exact lattice-path count, tiny p, heavy ties)', () => {
   for (const c of oracle.ks_generated) {
     it(`${c.name}, method=${c.method}`, () => {
