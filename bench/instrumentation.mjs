@@ -5,7 +5,12 @@
 // for its runs only), medians of 5 runs per side; wall µs per call (the row's value) and CPU µs per call of
 // the process (user + system, steadier on a shared machine). Goal: instrumented <= 2 x bare + 10 µs.
 // Usage: npm run build && node bench/instrumentation.mjs [N]
+// BENCH_NATIVE_TIME=1 also times onnxruntime's native run alone on each side (a subclass of the binding's
+// session class around its `run`), which shows how much of the difference is the native run slowing down
+// when the audit work runs between two runs (docs/performance.md, issue 16); off by default, so the row's
+// figures are of unmodified onnxruntime.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { context } from '@opentelemetry/api';
@@ -18,6 +23,29 @@ import { buildLinearClassifierOnnx } from '../dist/onnx/index.js';
 import { createTrail } from '../dist/trail/index.js';
 
 const N = Number(process.argv[2] ?? 5_000);
+/** Nanoseconds spent in the native run since the last reset (BENCH_NATIVE_TIME=1 only). */
+let nativeNs = 0n;
+const timeNative = process.env.BENCH_NATIVE_TIME === '1' && timeNativeRuns();
+function timeNativeRuns() {
+  try {
+    const { binding } = createRequire(import.meta.url)('onnxruntime-node/dist/binding.js');
+    const Native = binding.InferenceSession;
+    binding.InferenceSession = class extends Native {
+      run(...args) {
+        const t = process.hrtime.bigint();
+        try {
+          return super.run(...args);
+        } finally {
+          nativeNs += process.hrtime.bigint() - t;
+        }
+      }
+    };
+    return true;
+  } catch (err) {
+    process.stderr.write(`BENCH_NATIVE_TIME: cannot time this onnxruntime-node's native run (${err})\n`);
+    return false;
+  }
+}
 const RUNS = 5;
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const noopSpanExporter = {
@@ -37,10 +65,15 @@ function median(xs) {
 async function run(session, settle) {
   const t = performance.now();
   const c0 = process.cpuUsage();
+  nativeNs = 0n;
   for (let i = 0; i < N; i++) await session.run({ features });
   await settle();
   const c = process.cpuUsage(c0);
-  return { wall: ((performance.now() - t) * 1000) / N, cpu: (c.user + c.system) / N };
+  return {
+    wall: ((performance.now() - t) * 1000) / N,
+    cpu: (c.user + c.system) / N,
+    native: Number(nativeNs) / 1000 / N,
+  };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mltrail-bench-instr-'));
@@ -81,6 +114,10 @@ console.log(`  bare onnxruntime       ${bare.toFixed(1)} µs (CPU ${m('bare', 'c
 console.log(
   `  instrumented (mltrail) ${instrumented.toFixed(1)} µs (CPU ${m('instrumented', 'cpu').toFixed(1)} µs)  (+${(instrumented - bare).toFixed(1)} µs, x${(instrumented / bare).toFixed(2)})`,
 );
+if (timeNative)
+  console.log(
+    `  native run alone: bare ${m('bare', 'native').toFixed(1)} µs, instrumented ${m('instrumented', 'native').toFixed(1)} µs`,
+  );
 if (instrumented > goal)
   process.stderr.write(
     `instrumented-session-run: ${instrumented.toFixed(1)} µs, goal <= 2 x bare + 10 = ${goal.toFixed(1)} µs: ` +
@@ -95,6 +132,12 @@ console.log(
     ratio: Number((instrumented / bare).toFixed(2)),
     cpu_us_per_call: Number(m('instrumented', 'cpu').toFixed(1)),
     baseline_cpu_us_per_call: Number(m('bare', 'cpu').toFixed(1)),
+    ...(timeNative
+      ? {
+          native_us_per_call: Number(m('instrumented', 'native').toFixed(1)),
+          baseline_native_us_per_call: Number(m('bare', 'native').toFixed(1)),
+        }
+      : {}),
     goal: Number(goal.toFixed(1)),
     goal_metric: 'value',
     goal_is_maximum: true,
