@@ -51,6 +51,9 @@ export interface ChainWriterOptions {
   version?: RecordVersion;
 }
 
+/** A record hash as bytes, for the Merkle tree. */
+const LEAF = Buffer.alloc(32);
+
 /** The origin line of a chain's checkpoints. */
 export function checkpointOrigin(chainId: string): string {
   return `mltrail/chain/${chainId}`;
@@ -144,7 +147,9 @@ export class ChainWriter {
     };
     if (input.traceId !== undefined) record.trace_id = input.traceId;
     if (input.spanId !== undefined) record.span_id = input.spanId;
-    this.#tree.appendLeafHash(Buffer.from(hash, 'hex'));
+    // Decoded into one reused buffer (the tree copies it): no Buffer per record.
+    LEAF.write(hash, 0, 'hex');
+    this.#tree.appendLeafHash(LEAF);
     this.#prev = hash;
     return record;
   }

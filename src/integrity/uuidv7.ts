@@ -2,15 +2,25 @@ import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let counter = 0;
-/** The first two groups (the milliseconds) of the last id made, reused while the millisecond is the same. */
+/** The millisecond of the first two groups now in the id buffer, rewritten only when it changes. */
 let prefixMs = -1;
-let prefix = '';
 // Random bytes are drawn 4 KiB at a time: one system call per ~400 ids instead of one or two per id.
 const pool = Buffer.alloc(4096);
 let poolAt = pool.length;
 
-/** Two hex digits of every byte value: ids are written from the pool's bytes with no Buffer in between. */
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/**
+ * Ids are written into one reused buffer and read out as one flat string: an id built by concatenating
+ * its pieces is a rope that is flattened (allocated and copied again) the first time it is hashed, as a
+ * Map key or a digest input, or escaped into a record.
+ */
+const ID = Buffer.alloc(36);
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+
+/** Writes byte `b` as two lower-case hex digits at `at`. */
+function putHex(at: number, b: number): void {
+  ID[at] = HEX_DIGITS[b >> 4];
+  ID[at + 1] = HEX_DIGITS[b & 15];
+}
 
 /** The offset of `n` fresh random bytes in the pool. */
 function random(n: number): number {
@@ -44,15 +54,18 @@ export function uuidv7(): string {
   // Bytes 0–5: the milliseconds; 6–7: version 7 and the counter; 8: variant 10 and 6 random bits; 9–15: random.
   if (ms !== prefixMs) {
     const t = ms.toString(16).padStart(12, '0');
-    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-`;
+    ID.write(`${t.slice(0, 8)}-${t.slice(8, 12)}-`, 0, 'latin1');
     prefixMs = ms;
   }
   const r = random(8);
-  return (
-    `${prefix}${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-` +
-    `${HEX[0x80 | (pool[r] & 0x3f)]}${HEX[pool[r + 1]]}-${HEX[pool[r + 2]]}${HEX[pool[r + 3]]}` +
-    `${HEX[pool[r + 4]]}${HEX[pool[r + 5]]}${HEX[pool[r + 6]]}${HEX[pool[r + 7]]}`
-  );
+  putHex(14, 0x70 | (counter >> 8));
+  putHex(16, counter & 0xff);
+  ID[18] = 0x2d;
+  putHex(19, 0x80 | (pool[r] & 0x3f));
+  putHex(21, pool[r + 1]);
+  ID[23] = 0x2d;
+  for (let i = 0; i < 6; i++) putHex(24 + 2 * i, pool[r + 2 + i]);
+  return ID.toString('latin1', 0, 36);
 }
 
 /** The millisecond timestamp in a UUIDv7. */
