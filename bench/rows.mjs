@@ -94,7 +94,7 @@ export const rows = {
     baseline: (r) =>
       r.baseline === undefined ? '' : `${num(r.baseline)} s, peak RSS ${num(r.scan_peak_rss_mb)} MB (--scan)`,
     compares:
-      'every prediction downstream of the training data through the index (`mltrail lineage <dataset> --downstream --json`: the pipeline by lookups, then one sequential pass over the segments that may hold a served prediction, each prediction’s line parsed once and written as it is read), whole command, vs the same with --scan (every segment read)',
+      'every prediction downstream of the training data through the index (`mltrail lineage <dataset> --downstream --json`: the pipeline by lookups, then the lean predictions — id, kind, record — copied out of the index’s fan-out tables, no record read), whole command, vs the same lean answer with --scan (every segment read, each prediction’s line parsed)',
   },
   'impact-10m': {
     value: (r) => `${num(r.value)} s, peak RSS ${num(r.peak_rss_mb)} MB, ${num(r.predictions)} predictions`,

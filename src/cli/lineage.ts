@@ -4,17 +4,27 @@ import { join } from 'node:path';
 // Only what an indexed lookup needs is loaded up front (a cold lookup's cost is mostly start-up): the
 // Loki reader is imported when --loki is given.
 import { IndexCoverageError, JournalIndex } from '../journal-index/journal-index.js';
+import type { FanOutTable } from '../journal-index/segment-index.js';
 import { type LineageStream, queryIndexed } from '../lineage/indexed-lineage.js';
-import { LineageGraph, type LineageResult, UnknownLineageIdError } from '../lineage/lineage-graph.js';
+import {
+  type LineageEdge,
+  LineageGraph,
+  type LineageResult,
+  UnknownLineageIdError,
+} from '../lineage/lineage-graph.js';
 import { renderDot, renderMermaid, renderTree } from '../lineage/render.js';
+import type { LeanNode } from '../lineage/served-stream.js';
 import { ACCESS_HELP, recordAccess } from './access-record.js';
 import { CliError, parseCommand, resolveJournalDir } from './command.js';
 
-const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json] [--format tree|mermaid|dot] [--scan]
+const HELP = `usage: mltrail lineage <id> [--journal DIR | --loki URL --query Q] [--upstream|--downstream] [--json [--facts]] [--format tree|mermaid|dot] [--scan]
 
 Shows where anything came from and what came of it: a prediction id, a model version (name@version or its
 sha256 digest), a dataset version, a run, a deployment, a drift event. --downstream from a dataset version
 lists the models trained on it and every prediction they made (impact analysis).
+  --json --facts                      an impact answer's predictions, decisions and feedback with the facts
+                                      of their records (without it, each is its id, kind and record, which
+                                      the journal index holds: no record is read)
   --loki URL --query Q [--tenant T]   read the records from Loki's query API instead of the journal
   --scan                              read every record instead of looking ids up in the journal index
                                       (the index is derived data; "mltrail index" builds missing ones)
@@ -35,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
     query: { type: 'string' },
     tenant: { type: 'string' },
     scan: { type: 'boolean' },
+    facts: { type: 'boolean' },
   });
   if (parsed === undefined) return 0;
   const { values, positionals } = parsed;
@@ -112,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
   if (result === undefined) {
     // An impact query streams: the predictions are read from the journal as they are written out, and the
     // access is recorded once it is known how many nodes were returned.
-    const written = await writeStreamed(stream!);
+    const written = await writeStreamed(stream!, values.facts === true);
     notes();
     await access(written);
     return 0;
@@ -153,56 +164,126 @@ function collectAtMost(stream: LineageStream, max: number): LineageResult {
 
 /**
  * Writes a streamed answer as `--json`, one node or edge per line, and returns the number of nodes written:
- * the in-memory part, then each streamed node as it is read, its edge kept in a private temporary file
- * (an impact answer can have millions; the file is removed at the end) and written after the nodes. A
- * reader that stops early (`| head`) ends the output without an error.
+ * the in-memory part, then each streamed node as it is read (lean unless `facts`), its edge kept in a
+ * private temporary file (an impact answer can have millions; the file is removed at the end) and written
+ * after the nodes. A reader that stops early (`| head`) ends the output without an error.
  */
-async function writeStreamed(stream: LineageStream): Promise<number> {
+async function writeStreamed(stream: LineageStream, facts: boolean): Promise<number> {
   // Each line read becomes short-lived strings at a high rate, and V8 then grows its young generation to
   // far more than the answer ever holds live: a small, fixed one keeps the process's memory flat however
-  // many predictions stream (the collections it costs are cheap, the live part being small).
-  (await import('node:v8')).setFlagsFromString('--max-semi-space-size=1 --semi-space-growth-factor=1');
-  const out = new StdoutWriter();
+  // many predictions stream (the collections it costs are cheap, the live part being small). A lean answer
+  // reads no line, and collecting that often would cost more than the rest of its work.
+  if (facts)
+    (await import('node:v8')).setFlagsFromString('--max-semi-space-size=1 --semi-space-growth-factor=1');
+  const out = new FdWriter(1);
   const spoolDir = mkdtempSync(join(tmpdir(), 'mltrail-lineage-'));
   const spool = join(spoolDir, 'edges.ndjson');
   const fd = openSync(spool, 'w+', 0o600);
+  const edges = new FdWriter(fd);
   let nodes = 0;
   try {
-    await out.write(`{"root":${JSON.stringify(stream.root)},\n"nodes":[\n`);
+    out.write(`{"root":${JSON.stringify(stream.root)},\n"nodes":[\n`);
     for (const n of stream.result.nodes) {
-      await out.write(`${nodes++ === 0 ? '' : ',\n'}${JSON.stringify(n)}`);
+      out.write(`${nodes++ === 0 ? '' : ',\n'}${JSON.stringify(n)}`);
       if (out.closed) return nodes;
     }
-    let edges = '';
-    let spooled = 0;
-    for (const { node, edge } of stream.streamed()) {
-      if (node !== undefined) await out.write(`${nodes++ === 0 ? '' : ',\n'}${JSON.stringify(node)}`);
-      if (out.closed) return nodes;
-      edges += `,\n${JSON.stringify(edge)}`;
-      if (edges.length > 1 << 20) {
-        spooled += writeSync(fd, edges);
-        edges = '';
+    const item = (node: object | undefined, edge: LineageEdge) => {
+      if (node !== undefined) {
+        if (nodes++ > 0) out.write(',\n');
+        out.write(facts ? JSON.stringify(node) : leanJson(node as LeanNode));
       }
+      edges.write(
+        `,\n{"from":${JSON.stringify(edge.from)},"to":${JSON.stringify(edge.to)},"relation":${JSON.stringify(edge.relation)}}`,
+      );
+    };
+    if (facts)
+      for (const { node, edge } of stream.streamed()) {
+        item(node, edge);
+        if (out.closed) return nodes;
+      }
+    else {
+      // A served row is copied out of the index table byte by byte: at a million rows a second, making
+      // strings and objects for each would cost more than all the rest.
+      // The bytes around each row's id, made once per table (servers) and per chain.
+      let table: FanOutTable | undefined;
+      let from: Buffer[] = [];
+      let chainOf = '';
+      let chainBytes = Buffer.alloc(0);
+      stream.visitLean({
+        get stopped() {
+          return out.closed;
+        },
+        item,
+        servedRow(t, row, server, chain, known) {
+          if (t.servedTail(row) === undefined) {
+            const id = t.servedPrediction(row);
+            const record = `${chain}:${t.servedSeq(row)}`;
+            item(known ? undefined : { id, kind: 'prediction', record }, {
+              from: t.servers[server],
+              to: id,
+              relation: 'served',
+            });
+            return;
+          }
+          if (t !== table) {
+            table = t;
+            from = t.servers.map((s) => Buffer.from(`,\n{"from":${JSON.stringify(s)},"to":`, 'utf8'));
+          }
+          if (chain !== chainOf) {
+            chainOf = chain;
+            chainBytes = Buffer.from(`${JSON.stringify(chain).slice(0, -1)}:`, 'utf8');
+          }
+          const head = from[server];
+          const e = edges.reserve(head.length + 64);
+          let at = edges.at;
+          e.set(head, at);
+          at += head.length;
+          const idAt = at;
+          at = t.writeServedId(row, e, at);
+          const idEnd = at;
+          e.set(EDGE_SERVED, at);
+          edges.at = at + EDGE_SERVED.length;
+          if (known) return;
+          const o = out.reserve(chainBytes.length + 128);
+          at = out.at;
+          if (nodes++ > 0) {
+            o[at++] = 0x2c;
+            o[at++] = 0x0a;
+          }
+          o.set(LEAN_ID, at);
+          at += LEAN_ID.length;
+          for (let k = idAt; k < idEnd; k++) o[at++] = e[k];
+          o.set(LEAN_KIND_PREDICTION, at);
+          at += LEAN_KIND_PREDICTION.length;
+          o.set(chainBytes, at);
+          at += chainBytes.length;
+          at = putDecimal(o, at, t.servedSeq(row));
+          o[at++] = 0x22;
+          o[at++] = 0x7d;
+          out.at = at;
+        },
+      });
+      if (out.closed) return nodes;
     }
-    if (edges.length > 0) spooled += writeSync(fd, edges);
-    await out.write('\n],\n"edges":[\n');
+    edges.flush();
+    out.write('\n],\n"edges":[\n');
     let first = true;
     for (const e of stream.result.edges) {
-      await out.write(`${first ? '' : ',\n'}${JSON.stringify(e)}`);
+      out.write(`${first ? '' : ',\n'}${JSON.stringify(e)}`);
       first = false;
     }
     // The spooled edges each start with ",\n"; without an in-memory edge before them, the first one's goes.
     const buf = Buffer.allocUnsafe(1 << 20);
     let skip = first ? 2 : 0;
-    for (let at = 0; at < spooled && !out.closed; ) {
+    for (let at = 0; at < edges.written && !out.closed; ) {
       const n = readSync(fd, buf, 0, buf.length, at);
       if (n === 0) break;
       at += n;
-      await out.write(buf.toString('utf8', Math.min(skip, n), n));
+      out.writeBytes(buf.subarray(Math.min(skip, n), n));
       skip = Math.max(0, skip - n);
     }
-    await out.write('\n]}\n');
-    await out.flush();
+    out.write('\n]}\n');
+    out.flush();
     return nodes;
   } finally {
     closeSync(fd);
@@ -210,28 +291,82 @@ async function writeStreamed(stream: LineageStream): Promise<number> {
   }
 }
 
+const LEAN_ID = Buffer.from('{"id":', 'latin1');
+const LEAN_KIND_PREDICTION = Buffer.from(',"kind":"prediction","record":', 'latin1');
+const EDGE_SERVED = Buffer.from(',"relation":"served"}', 'latin1');
+
+/** Writes a non-negative integer's decimal digits into `out` at `at`; returns the end. */
+function putDecimal(out: Buffer, at: number, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) return at + out.write(String(n), at, 'latin1');
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  for (let i = at + digits - 1; i >= at; i--) {
+    out[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return at + digits;
+}
+
+/** A lean node as JSON, in the key order `JSON.stringify` gives it. */
+function leanJson(n: LeanNode): string {
+  return `{"id":${JSON.stringify(n.id)},"kind":"${n.kind}","record":${JSON.stringify(n.record)}}`;
+}
+
 /**
- * Buffered writes straight to file descriptor 1, synchronously: nothing queues in memory however fast the
- * answer is produced (a stream would hold what the reader has not taken yet). A reader that has gone
- * (EPIPE) ends the output; a non-blocking pipe that is full (EAGAIN) is waited for.
+ * Buffered writes straight to a file descriptor (1, or the edges' spool), synchronously, through one 1 MiB
+ * buffer: nothing queues in memory however fast the answer is produced (a stream would hold what the reader
+ * has not taken yet), and no string grows with the answer. A reader that has gone (EPIPE) ends the output;
+ * a non-blocking pipe that is full (EAGAIN) is waited for.
  */
-class StdoutWriter {
+class FdWriter {
   closed = false;
-  #chunk = '';
+  /** Bytes written to the descriptor so far. */
+  written = 0;
+  readonly #fd: number;
+  readonly #buf = Buffer.allocUnsafe(1 << 20);
+  /** Where the next byte goes in the buffer (see {@link reserve}). */
+  at = 0;
   readonly #pause = new Int32Array(new SharedArrayBuffer(4));
 
-  async write(s: string): Promise<void> {
-    this.#chunk += s;
-    if (this.#chunk.length > 1 << 20) await this.flush();
+  constructor(fd: number) {
+    this.#fd = fd;
   }
 
-  async flush(): Promise<void> {
-    if (this.closed || this.#chunk === '') return;
-    const bytes = Buffer.from(this.#chunk, 'utf8');
-    this.#chunk = '';
+  write(s: string): void {
+    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+    if (this.at + s.length * 3 > this.#buf.length) {
+      this.flush();
+      if (s.length * 3 > this.#buf.length) {
+        this.#writeAll(Buffer.from(s, 'utf8'));
+        return;
+      }
+    }
+    this.at += this.#buf.write(s, this.at);
+  }
+
+  /** The buffer, with at least `n` bytes free from {@link at} (for `n` up to 64 KiB): write, then move `at`. */
+  reserve(n: number): Buffer {
+    if (this.at + n > this.#buf.length) this.flush();
+    return this.#buf;
+  }
+
+  writeBytes(b: Buffer): void {
+    this.flush();
+    this.#writeAll(b);
+  }
+
+  flush(): void {
+    if (this.at === 0) return;
+    const n = this.at;
+    this.at = 0;
+    this.#writeAll(this.#buf.subarray(0, n));
+  }
+
+  #writeAll(bytes: Buffer): void {
+    if (this.closed) return;
     for (let at = 0; at < bytes.length; ) {
       try {
-        at += writeSync(1, bytes, at, bytes.length - at);
+        at += writeSync(this.#fd, bytes, at, bytes.length - at);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EPIPE') {
@@ -242,6 +377,7 @@ class StdoutWriter {
         Atomics.wait(this.#pause, 0, 0, 5);
       }
     }
+    this.written += bytes.length;
   }
 }
 

@@ -1,21 +1,25 @@
 import { hash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { lineLineage } from '../lineage/record-lineage.js';
+import { type LineLineage, lineLineage } from '../lineage/record-lineage.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
 import { type TilesBuild, writeTiles } from './merkle-tiles.js';
 import {
   EntryKind,
   encodeSegmentIndex,
+  type FollowRow,
   indexStaleness,
   type KeyedEntry,
   type SegmentIndexHeader,
+  type ServedRow,
 } from './segment-index.js';
 import { segmentLines } from './segment-lines.js';
 
 /** The relation whose Out entries are kept apart ({@link EntryKind.Served}). */
 const FANS_OUT = 'served';
+/** The relations of what follows a prediction (its decisions and feedback), kept in the fan-out tables. */
+const FOLLOWS = new Set(['decided', 'ground truth']);
 
 /** Where the index of a segment lives: `<dir>/index/<chain>/<segment>.idx`, beside (never inside) the chain. */
 export function indexFile(dir: string, chain: string, segment: string): string {
@@ -35,6 +39,10 @@ export function lineEntries(
 ): { entries: KeyedEntry[] } | undefined {
   const line = lineLineage(text);
   if (line === undefined) return undefined;
+  return { entries: entriesOf(line, offset, length) };
+}
+
+function entriesOf(line: LineLineage, offset: number, length: number): KeyedEntry[] {
   const at = { offset, length };
   const entries: KeyedEntry[] = [
     { key: `${line.chain}:${line.seq}`, kind: EntryKind.Record, relation: undefined, other: '', ...at },
@@ -60,7 +68,29 @@ export function lineEntries(
   }
   for (const [digest, id] of aliases)
     entries.push({ key: digest, kind: EntryKind.Alias, relation: undefined, other: id, ...at });
-  return { entries };
+  return entries;
+}
+
+/**
+ * The fan-out rows of one record: the prediction it defines with the deployment or model that served it,
+ * and the decision or feedback it defines with the prediction it follows (an edge whose target the record
+ * defines, as the streamed answer takes them).
+ */
+function fanOutRowsOf(
+  line: LineLineage,
+  offset: number,
+  length: number,
+  served: ServedRow[],
+  follows: FollowRow[],
+): void {
+  const { nodes, edges } = line.lineage;
+  for (const e of edges) {
+    if (e.relation !== FANS_OUT && !FOLLOWS.has(e.relation)) continue;
+    if (!nodes.some((n) => n.id === e.to)) continue;
+    const at = { offset, length, seq: line.seq };
+    if (e.relation === FANS_OUT) served.push({ server: e.from, prediction: e.to, ...at });
+    else follows.push({ prediction: e.from, relation: e.relation, id: e.to, ...at });
+  }
 }
 
 /** What building one segment's index found. */
@@ -82,29 +112,40 @@ export function buildSegmentIndex(dir: string, segmentPath: string): SegmentInde
   let malformed = 0;
   let bytes = 0;
   let lastLine = '';
+  const served: ServedRow[] = [];
+  const follows: FollowRow[] = [];
+  let ownChain = true;
   for (const l of segmentLines(new EvidenceDir(dir), segmentPath)) {
     lines++;
     bytes = l.offset + l.length + 1;
     lastLine = l.text;
     if (l.length > 0xffffffff || l.offset > 0xffffffff)
       throw new Error(`${segmentPath}: segment too large to index`);
-    const found = lineEntries(l.text, l.offset, l.length);
-    if (found === undefined) {
+    const line = lineLineage(l.text);
+    if (line === undefined) {
       malformed++;
       continue;
     }
     records++;
-    for (const e of found.entries) entries.push(e);
+    for (const e of entriesOf(line, l.offset, l.length)) entries.push(e);
+    // A record of another chain than the segment's own cannot be named `<chain>:<seq>` from the table's
+    // rows: such a segment gets no fan-out tables (an impact answer reads its records instead).
+    if (line.chain !== chain) ownChain = false;
+    else if (ownChain) fanOutRowsOf(line, l.offset, l.length, served, follows);
   }
-  const data = encodeSegmentIndex(entries, {
-    segment: basename(segmentPath),
-    chain,
-    bytes,
-    lastLineSha256: lines > 0 ? hash('sha256', lastLine) : '',
-    lines,
-    records,
-    malformed,
-  });
+  const data = encodeSegmentIndex(
+    entries,
+    {
+      segment: basename(segmentPath),
+      chain,
+      bytes,
+      lastLineSha256: lines > 0 ? hash('sha256', lastLine) : '',
+      lines,
+      records,
+      malformed,
+    },
+    ownChain ? { served, follows } : undefined,
+  );
   const file = indexFile(dir, chain, segmentPath);
   writeAtomically(file, data);
   const header = JSON.parse(data.toString('utf8', 12, 12 + data.readUInt32BE(8))) as SegmentIndexHeader;

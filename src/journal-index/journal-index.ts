@@ -7,6 +7,7 @@ import { indexFile, lineEntries } from './index-builder.js';
 import {
   checkCovers,
   type EntryKind,
+  type FanOutTable,
   type IndexEntry,
   SegmentIndexFile,
   StaleIndexError,
@@ -360,6 +361,40 @@ export class JournalIndex {
       if (v.scanned !== undefined)
         for (const e of v.scanned.withRelation(relations)) yield { ...e, segment: s };
     }
+  }
+
+  /**
+   * Segment `s`'s fan-out tables with the part of the segment they cover (`[0, from)`), once its index is
+   * checked to cover the segment; what is past `from` (up to `size`) has to be read. No tables (never
+   * indexed, damaged, stale, or a segment with records of another chain): `from` is 0, the whole segment is
+   * to be read. A damaged table is noted and its segment scanned for later lookups, as a damaged block is.
+   */
+  fanOut(s: number): { table: FanOutTable | undefined; from: number; size: number } {
+    const v = this.#segments[s];
+    const none = () => ({ table: undefined, from: 0, size: v.size });
+    if (v.file === undefined) return none();
+    this.#check(v);
+    if (v.file === undefined) {
+      this.#scan(v, 0);
+      return none();
+    }
+    try {
+      const table = v.file.fanOut();
+      return table === undefined ? none() : { table, from: v.file.header.bytes, size: v.size };
+    } catch (err) {
+      if (!(err instanceof StaleIndexError)) throw err;
+      this.notes.push({ segment: v.path, reason: err.message });
+      v.file.close();
+      v.file = undefined;
+      this.indexedSegments--;
+      this.#scan(v, 0);
+      return none();
+    }
+  }
+
+  /** The chain of segment `s` (the directory it lies in). */
+  chainOf(s: number): string {
+    return this.#segments[s].chain;
   }
 
   /** The segment files in journal order (positions match {@link IndexHit.segment}). */

@@ -85,6 +85,43 @@ export interface SegmentIndexHeader {
   keyTimes: Partial<Record<EntryKind, KeyTimes>>;
   /** How many edge entries (In, Out, Served) the index holds per relation. */
   relationEntries: Partial<Record<string, number>>;
+  /**
+   * The fan-out tables (see {@link FanOutTable}), between the block table and the entry blocks; absent when
+   * the segment holds a record of another chain than the one it lies in (its segment is then read instead).
+   */
+  fanOut?: FanOutHeader;
+}
+
+/** Where a segment index's fan-out tables are and how to check them. */
+export interface FanOutHeader {
+  /** Bytes of the JSON list of servers (deployment or model ids) that served rows refer to by position. */
+  serverBytes: number;
+  served: number;
+  follows: number;
+  /** Bytes of the string pool (ids that are not lowercase UUIDs). */
+  poolBytes: number;
+  /** SHA-256 (hex) of the whole section. */
+  sha256: string;
+}
+
+/** A prediction a deployment or model served, as its record says (one row of {@link FanOutTable}). */
+export interface ServedRow {
+  server: string;
+  prediction: string;
+  offset: number;
+  length: number;
+  seq: number;
+}
+
+/** A decision or feedback that follows a prediction, as its record says (one row of {@link FanOutTable}). */
+export interface FollowRow {
+  prediction: string;
+  relation: string;
+  /** The decision's or feedback's id. */
+  id: string;
+  offset: number;
+  length: number;
+  seq: number;
 }
 
 /** The UUIDv7 key times of one entry kind in a segment index (see {@link SegmentIndexHeader.keyTimes}). */
@@ -98,10 +135,10 @@ export interface KeyTimes {
 const FORMAT = 'mltrail-segment-index';
 /**
  * 2 added the (key, kind) filter; 3 the key time ranges and relation counts in the header and the Served
- * entry kind. An index of an older version is not read (its segment is scanned) and is rebuilt by
- * `mltrail index`.
+ * entry kind; 4 the fan-out tables. An index of an older version is not read (its segment is scanned) and
+ * is rebuilt by `mltrail index`.
  */
-const VERSION = 3;
+const VERSION = 4;
 /** Time ranges kept per entry kind: the nearest ranges are merged until this many are left. */
 const MAX_KEY_RANGES = 8;
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
@@ -253,8 +290,11 @@ export function encodeSegmentIndex(
     | 'filterBlocks'
     | 'keyTimes'
     | 'relationEntries'
+    | 'fanOut'
   >,
+  fanOut?: { served: ServedRow[]; follows: FollowRow[] },
 ): Buffer {
+  const fanOutSection = fanOut === undefined ? undefined : encodeFanOut(fanOut.served, fanOut.follows);
   const times = new Map<EntryKind, { times: number[]; other: boolean }>();
   const relationEntries: Record<string, number> = {};
   for (const e of entries) {
@@ -369,16 +409,211 @@ export function encodeSegmentIndex(
       filterBlocks,
       keyTimes,
       relationEntries,
+      ...(fanOutSection !== undefined ? { fanOut: fanOutSection.header } : {}),
     };
     headerJson = Buffer.from(JSON.stringify(h), 'utf8');
-    const total = MAGIC.length + 4 + headerJson.length + 32 + table.length + body.length + filter.length;
+    const total =
+      MAGIC.length +
+      4 +
+      headerJson.length +
+      32 +
+      table.length +
+      (fanOutSection?.bytes.length ?? 0) +
+      body.length +
+      filter.length;
     if (total === fileBytes) break;
     fileBytes = total;
   }
   const len = Buffer.alloc(4);
   len.writeUInt32BE(headerJson.length, 0);
   const headerSum = Buffer.from(hash('sha256', headerJson, 'binary'), 'latin1');
-  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, body, filter]);
+  const fan = fanOutSection?.bytes ?? Buffer.alloc(0);
+  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, fan, body, filter]);
+}
+
+/**
+ * Served row: offset (4), length (4), seq (8, float), server's position in the list (4), flags (1), 3 unused,
+ * prediction id (16). Follow row: offset (4), length (4), seq (8), relation (1), flags (1), 2 unused,
+ * prediction id (16), decision's or feedback's id (16). An id slot holds a lowercase UUID as its 16 bytes,
+ * or (flag set) the offset (4) and length (4) of the id in the string pool.
+ */
+const SERVED_ROW = 40;
+const FOLLOW_ROW = 52;
+const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The fan-out section: the servers' list, the served rows and the follow rows in record order, the pool. */
+function encodeFanOut(served: ServedRow[], follows: FollowRow[]): { bytes: Buffer; header: FanOutHeader } {
+  const servers = new Map<string, number>();
+  for (const r of served) if (!servers.has(r.server)) servers.set(r.server, servers.size);
+  const serverJson = Buffer.from(JSON.stringify([...servers.keys()]), 'utf8');
+  const pool: Buffer[] = [];
+  let poolBytes = 0;
+  const rows = Buffer.alloc(served.length * SERVED_ROW + follows.length * FOLLOW_ROW);
+  const putId = (id: string, at: number): boolean => {
+    if (LOWER_UUID.test(id)) {
+      rows.write(id.replaceAll('-', ''), at, 'hex');
+      return false;
+    }
+    const b = Buffer.from(id, 'utf8');
+    rows.writeUInt32BE(poolBytes, at);
+    rows.writeUInt32BE(b.length, at + 4);
+    pool.push(b);
+    poolBytes += b.length;
+    return true;
+  };
+  let at = 0;
+  for (const r of served) {
+    rows.writeUInt32BE(r.offset, at);
+    rows.writeUInt32BE(r.length, at + 4);
+    rows.writeDoubleBE(r.seq, at + 8);
+    rows.writeUInt32BE(servers.get(r.server)!, at + 16);
+    rows[at + 20] = putId(r.prediction, at + 24) ? 1 : 0;
+    at += SERVED_ROW;
+  }
+  for (const r of follows) {
+    rows.writeUInt32BE(r.offset, at);
+    rows.writeUInt32BE(r.length, at + 4);
+    rows.writeDoubleBE(r.seq, at + 8);
+    rows[at + 16] = RELATION_CODES.get(r.relation) ?? NO_RELATION;
+    rows[at + 17] = (putId(r.prediction, at + 20) ? 1 : 0) | (putId(r.id, at + 36) ? 2 : 0);
+    at += FOLLOW_ROW;
+  }
+  const bytes = Buffer.concat([serverJson, rows, ...pool]);
+  return {
+    bytes,
+    header: {
+      serverBytes: serverJson.length,
+      served: served.length,
+      follows: follows.length,
+      poolBytes,
+      sha256: hash('sha256', bytes),
+    },
+  };
+}
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+/** 256 two-digit lowercase hex strings, to spell ids out of their bytes. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/**
+ * A segment's fan-out tables, read whole and checked: every prediction a deployment or model served, and
+ * every decision and feedback that names a prediction, each with its record's place, in record order. What
+ * an impact answer streams comes from here without reading the records (see docs/internals.md).
+ */
+export class FanOutTable {
+  readonly servers: readonly string[];
+  readonly served: number;
+  readonly follows: number;
+  readonly #rows: Buffer;
+  readonly #pool: Buffer;
+
+  constructor(bytes: Buffer, h: FanOutHeader, file: string) {
+    let servers: unknown;
+    try {
+      servers = JSON.parse(bytes.toString('utf8', 0, h.serverBytes));
+    } catch {
+      servers = undefined;
+    }
+    if (!Array.isArray(servers) || servers.some((x) => typeof x !== 'string'))
+      throw new StaleIndexError(file, 'fan-out server list is not a list of ids');
+    this.servers = servers as string[];
+    this.served = h.served;
+    this.follows = h.follows;
+    const rowsEnd = h.serverBytes + h.served * SERVED_ROW + h.follows * FOLLOW_ROW;
+    this.#rows = bytes.subarray(h.serverBytes, rowsEnd);
+    this.#pool = bytes.subarray(rowsEnd);
+  }
+
+  /** The id in the slot at `at` of the rows (`pooled`: in the string pool). */
+  id(at: number, pooled: boolean): string {
+    const r = this.#rows;
+    if (pooled) {
+      const start = r.readUInt32BE(at);
+      return this.#pool.toString('utf8', start, start + r.readUInt32BE(at + 4));
+    }
+    const h = HEX;
+    return (
+      h[r[at]] +
+      h[r[at + 1]] +
+      h[r[at + 2]] +
+      h[r[at + 3]] +
+      '-' +
+      h[r[at + 4]] +
+      h[r[at + 5]] +
+      '-' +
+      h[r[at + 6]] +
+      h[r[at + 7]] +
+      '-' +
+      h[r[at + 8]] +
+      h[r[at + 9]] +
+      '-' +
+      h[r[at + 10]] +
+      h[r[at + 11]] +
+      h[r[at + 12]] +
+      h[r[at + 13]] +
+      h[r[at + 14]] +
+      h[r[at + 15]]
+    );
+  }
+
+  /** The served rows' servers, by position in {@link servers}: one number per row, for filtering. */
+  servedServer(i: number): number {
+    return this.#rows.readUInt32BE(i * SERVED_ROW + 16);
+  }
+
+  /** Served row `i`'s prediction id. */
+  servedPrediction(i: number): string {
+    const at = i * SERVED_ROW;
+    return this.id(at + 24, (this.#rows[at + 20] & 1) !== 0);
+  }
+
+  /**
+   * The last 32 bits of served row `i`'s prediction id when it is a UUID (stored as its bytes; random bits
+   * in a UUIDv7), else undefined.
+   */
+  servedTail(i: number): number | undefined {
+    const at = i * SERVED_ROW;
+    return (this.#rows[at + 20] & 1) !== 0 ? undefined : this.#rows.readUInt32BE(at + 36);
+  }
+
+  /**
+   * Writes served row `i`'s prediction id as JSON (quoted) into `out` at `at` and returns where it ends; for
+   * a UUID stored as its bytes, the hex digits are written straight from them (no string is made).
+   */
+  writeServedId(i: number, out: Buffer, at: number): number {
+    const r = this.#rows;
+    const slot = i * SERVED_ROW + 24;
+    if ((r[slot - 4] & 1) !== 0) return at + out.write(JSON.stringify(this.servedPrediction(i)), at, 'utf8');
+    out[at++] = 0x22;
+    for (let k = 0; k < 16; k++) {
+      if (k === 4 || k === 6 || k === 8 || k === 10) out[at++] = 0x2d;
+      const b = r[slot + k];
+      out[at++] = HEX_DIGITS[b >>> 4];
+      out[at++] = HEX_DIGITS[b & 15];
+    }
+    out[at++] = 0x22;
+    return at;
+  }
+
+  /** Served row `i`'s record: its seq in the chain. */
+  servedSeq(i: number): number {
+    return this.#rows.readDoubleBE(i * SERVED_ROW + 8);
+  }
+
+  /** Follow row `i` (a decision or feedback naming a prediction), in record order after the served rows. */
+  follow(i: number): FollowRow {
+    const r = this.#rows;
+    const at = this.served * SERVED_ROW + i * FOLLOW_ROW;
+    const flags = r[at + 17];
+    return {
+      prediction: this.id(at + 20, (flags & 1) !== 0),
+      relation: RELATIONS[r[at + 16]] ?? '',
+      id: this.id(at + 36, (flags & 2) !== 0),
+      offset: r.readUInt32BE(at),
+      length: r.readUInt32BE(at + 4),
+      seq: r.readDoubleBE(at + 8),
+    };
+  }
 }
 
 /** Why an index file cannot be used. */
@@ -401,6 +636,7 @@ export class SegmentIndexFile {
   readonly #fd: number;
   #tableBytes: Buffer | undefined;
   readonly #tableAt: number;
+  readonly #fanOutAt: number;
   readonly #bodyAt: number;
   readonly #filterAt: number;
   readonly #filterBlock = Buffer.allocUnsafe(FILTER_BLOCK);
@@ -410,7 +646,8 @@ export class SegmentIndexFile {
     this.#fd = fd;
     this.header = header;
     this.#tableAt = tableAt;
-    this.#bodyAt = tableAt + header.blocks * ROW;
+    this.#fanOutAt = tableAt + header.blocks * ROW;
+    this.#bodyAt = this.#fanOutAt + fanOutBytes(header);
     this.#filterAt = header.fileBytes - header.filterBlocks * FILTER_BLOCK;
   }
 
@@ -423,6 +660,20 @@ export class SegmentIndexFile {
       throw new StaleIndexError(this.file, 'block table checksum does not match');
     this.#tableBytes = table;
     return table;
+  }
+
+  /**
+   * The segment's fan-out tables, read whole and checked against the header's checksum (throws
+   * {@link StaleIndexError} if they do not match); undefined when the index has none.
+   */
+  fanOut(): FanOutTable | undefined {
+    const h = this.header.fanOut;
+    if (h === undefined) return undefined;
+    const bytes = Buffer.allocUnsafe(fanOutBytes(this.header));
+    const n = readSync(this.#fd, bytes, 0, bytes.length, this.#fanOutAt);
+    if (n !== bytes.length || hash('sha256', bytes) !== h.sha256)
+      throw new StaleIndexError(this.file, 'fan-out tables checksum does not match');
+    return new FanOutTable(bytes, h, this.file);
   }
 
   /** False when the header says no edge entry has one of `relations`; true when one does. */
@@ -489,7 +740,8 @@ export class SegmentIndexFile {
       if (
         !Number.isSafeInteger(header.filterBlocks) ||
         header.filterBlocks < 1 ||
-        tableAt + header.blocks * ROW + filterBytes > size
+        !validFanOut(header.fanOut) ||
+        tableAt + header.blocks * ROW + fanOutBytes(header) + filterBytes > size
       )
         throw new StaleIndexError(file, 'header describes sections larger than the file');
       return new SegmentIndexFile(file, fd, header, tableAt);
@@ -558,6 +810,7 @@ export class SegmentIndexFile {
    */
   checkBlocks(): void {
     for (let i = 0; i < this.header.blocks; i++) this.#scanBlock(i, () => false);
+    this.fanOut();
     const filter = Buffer.allocUnsafe(this.header.filterBlocks * FILTER_BLOCK);
     const n = readSync(this.#fd, filter, 0, filter.length, this.#filterAt);
     if (n !== filter.length) throw new StaleIndexError(this.file, 'filter is truncated');
@@ -596,6 +849,18 @@ export class SegmentIndexFile {
       at += ENTRY_FIXED + otherLength;
     }
   }
+}
+
+/** Bytes of the fan-out section an index header describes (0 without one). */
+function fanOutBytes(h: SegmentIndexHeader): number {
+  const f = h.fanOut;
+  return f === undefined ? 0 : f.serverBytes + f.served * SERVED_ROW + f.follows * FOLLOW_ROW + f.poolBytes;
+}
+
+function validFanOut(f: FanOutHeader | undefined): boolean {
+  if (f === undefined) return true;
+  const counts = [f.serverBytes, f.served, f.follows, f.poolBytes];
+  return counts.every((c) => Number.isSafeInteger(c) && c >= 0) && typeof f.sha256 === 'string';
 }
 
 /** `length` bytes at `position`, from `head` (the first `n` bytes of the file) when it holds them. */

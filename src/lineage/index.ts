@@ -17,4 +17,4 @@ export {
 } from './openlineage.js';
 export { RELATIONS, recordLineage } from './record-lineage.js';
 export { renderDot, renderMermaid, renderTree } from './render.js';
-export type { StreamedItem } from './served-stream.js';
+export type { LeanItem, LeanNode, StreamedItem } from './served-stream.js';

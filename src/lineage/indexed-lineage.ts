@@ -95,6 +95,7 @@ function indexPass(ix: JournalIndex) {
     mayServe: (i: number, servers: readonly string[]) =>
       servers.some((s) => ix.mayHold(i, s, EntryKind.Served)),
     mayFollow: (i: number) => ix.mayHoldRelation(i, AFTER_PREDICTION),
+    fanOut: (i: number) => ({ ...ix.fanOut(i), chain: ix.chainOf(i) }),
   };
 }
 

@@ -70,7 +70,7 @@ describe('lineage graph from a trail journal', () => {
   });
 
   it('downstream impact from the raw data set lists every prediction of both model versions, and the decline', () => {
-    const r = cli(['lineage', j.raw.id, '--journal', j.dir, '--json', '--downstream']);
+    const r = cli(['lineage', j.raw.id, '--journal', j.dir, '--json', '--downstream', '--facts']);
     expect(r.status, r.stderr).toBe(0);
     const { nodes } = JSON.parse(r.stdout) as Json;
     const predictions = nodes.filter((n) => n.kind === 'prediction').map((n) => n.id);
@@ -79,6 +79,13 @@ describe('lineage graph from a trail journal', () => {
     expect(decisions.length).toBe(j.predictions1.length + j.predictions2.length);
     expect(decisions.filter((d) => d.facts['ml.decision.outcome'] === 'decline').length).toBe(1);
     expect(nodes.filter((n) => n.kind === 'feedback').length).toBe(j.withFeedback.length);
+    // Without --facts the same nodes, each what the journal index holds: id, kind and record.
+    const lean = cli(['lineage', j.raw.id, '--journal', j.dir, '--json', '--downstream']);
+    expect(lean.status, lean.stderr).toBe(0);
+    const streamed = new Set(['prediction', 'decision', 'feedback']);
+    expect((JSON.parse(lean.stdout) as Json).nodes).toEqual(
+      nodes.map((n) => (streamed.has(n.kind) ? { id: n.id, kind: n.kind, record: n.record } : n)),
+    );
   });
 
   it('v2 was retrained because of the drift on v1’s deployment; the failed attempt is in the lineage', () => {

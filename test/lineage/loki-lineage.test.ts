@@ -82,7 +82,8 @@ describe('mltrail lineage --loki', () => {
       [j.declined, '--upstream'],
       [j.raw.id, '--downstream'],
     ]) {
-      const fromJournal = cli(['lineage', id, dir, '--journal', j.dir, '--json']);
+      // Loki's answer holds the records' facts: the journal's with them (an impact answer is lean without).
+      const fromJournal = cli(['lineage', id, dir, '--journal', j.dir, '--json', '--facts']);
       expect(fromJournal.status, fromJournal.stderr).toBe(0);
       const fromLoki = await cliAsync([
         'lineage',
