@@ -334,11 +334,13 @@ export class AuditEmitter {
         return undefined;
       }
     }
-    // Arrays are always checked again (an array equal to the last one is another object).
+    // Arrays are checked again (an array equal to the last one is another object, and an array can change
+    // in place), except a frozen one: the same frozen array is the same value (the onnxruntime
+    // instrumentation hands the same frozen tensor names, shapes and dtypes to every run of a session).
     for (let j = 0; j < changed.length; j++) {
       const i = changed[j];
       const v = raw[sorted[i]];
-      if (typeof v !== 'object') {
+      if (typeof v !== 'object' || Object.isFrozen(v)) {
         last[i] = v;
         lastJson[i] = changedJson[j];
       }
