@@ -323,7 +323,7 @@ class FdWriter {
   /** Bytes written to the descriptor so far. */
   written = 0;
   readonly #fd: number;
-  readonly #buf = Buffer.allocUnsafe(1 << 20);
+  #buf = Buffer.allocUnsafe(1 << 20);
   /** Where the next byte goes in the buffer (see {@link reserve}). */
   at = 0;
   readonly #pause = new Int32Array(new SharedArrayBuffer(4));
@@ -344,9 +344,13 @@ class FdWriter {
     this.at += this.#buf.write(s, this.at);
   }
 
-  /** The buffer, with at least `n` bytes free from {@link at} (for `n` up to 64 KiB): write, then move `at`. */
+  /**
+   * The buffer, with at least `n` bytes free from {@link at}: write, then move `at`. (It grows past 1 MiB
+   * only for a row around an id that long: a record can name a deployment by a megabyte of text.)
+   */
   reserve(n: number): Buffer {
     if (this.at + n > this.#buf.length) this.flush();
+    if (n > this.#buf.length) this.#buf = Buffer.allocUnsafe(n);
     return this.#buf;
   }
 

@@ -28,7 +28,8 @@ export enum EntryKind {
   /**
    * An Out entry of the relation that fans out (`served`: a deployment's or model's predictions),
    * kept apart so that looking up what else comes out of a deployment never reads its millions of
-   * predictions; `other` is the prediction.
+   * predictions; `other` is the prediction. An index with fan-out tables keeps these in its filter and key
+   * times only (the rows are in the tables, {@link FanOutTable}): a file lookup of them finds none.
    */
   Served = 6,
 }
@@ -311,22 +312,34 @@ export function encodeSegmentIndex(
   const keyTimes: Partial<Record<EntryKind, KeyTimes>> = {};
   for (const [kind, k] of [...times].sort((a, b) => a[0] - b[0]))
     keyTimes[kind] = { ranges: timeRanges(k.times, MAX_KEY_RANGES), other: k.other };
+  // With fan-out tables, the served predictions are rows there: the Served entries (one per prediction,
+  // the largest part of a busy segment's entries) stay in the filter and the key times only, which is
+  // what "may this segment hold a prediction served by X" needs.
+  const servedKeys = new Set<string>();
+  const inBlocks =
+    fanOut === undefined
+      ? entries
+      : entries.filter((e) => {
+          if (e.kind !== EntryKind.Served) return true;
+          servedKeys.add(e.key);
+          return false;
+        });
   // Sorted through typed arrays (an index permutation): a comparator over objects costs most of a build.
-  const n = entries.length;
+  const n = inBlocks.length;
   const his = new Uint32Array(n);
   const los = new Uint32Array(n);
   const kinds = new Uint8Array(n);
   const offsets = new Float64Array(n);
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
-    const e = entries[i];
+    const e = inBlocks[i];
     [his[i], los[i]] = keyHash(e.key);
     kinds[i] = e.kind;
     offsets[i] = e.offset;
     order[i] = i;
   }
   order.sort((a, b) => his[a] - his[b] || los[a] - los[b] || kinds[a] - kinds[b] || offsets[a] - offsets[b]);
-  const keyed = Array.from(order, (i) => ({ e: entries[i], h: [his[i], los[i]] as const }));
+  const keyed = Array.from(order, (i) => ({ e: inBlocks[i], h: [his[i], los[i]] as const }));
   const blocks: Buffer[] = [];
   const rows: Buffer[] = [];
   let block = Buffer.allocUnsafe(BLOCK_TARGET * 2);
@@ -384,12 +397,15 @@ export function encodeSegmentIndex(
     const c = keyed[i];
     if (p === undefined || p.h[0] !== c.h[0] || p.h[1] !== c.h[1] || p.e.kind !== c.e.kind) pairs++;
   }
+  pairs += servedKeys.size;
   const filterBlocks = Math.max(1, Math.ceil((pairs * FILTER_BITS_PER_PAIR) / FILTER_BITS));
   const filter = Buffer.alloc(filterBlocks * FILTER_BLOCK);
-  for (const { e, h } of keyed) {
-    const base = filterProbe(h[0], h[1], e.kind, filterBlocks) * FILTER_BLOCK;
+  const probe = (hi: number, lo: number, kind: EntryKind) => {
+    const base = filterProbe(hi, lo, kind, filterBlocks) * FILTER_BLOCK;
     for (const bit of PROBE_BITS) filter[base + (bit >>> 3)] |= 1 << (bit & 7);
-  }
+  };
+  for (const { e, h } of keyed) probe(h[0], h[1], e.kind);
+  for (const key of servedKeys) probe(...keyHash(key), EntryKind.Served);
   for (let i = 0; i < filterBlocks; i++) {
     const base = i * FILTER_BLOCK;
     filterChecksum(i, filter.subarray(base, base + FILTER_BITS / 8)).copy(filter, base + FILTER_BITS / 8);
@@ -402,7 +418,7 @@ export function encodeSegmentIndex(
       format: FORMAT,
       version: VERSION,
       ...header,
-      entries: entries.length,
+      entries: inBlocks.length,
       blocks: rows.length,
       fileBytes,
       blockTableSha256: hash('sha256', table),

@@ -131,8 +131,21 @@ describe('segment headers let a lookup skip a segment without reading it', () =>
   it('a served prediction is kept apart from what else comes out of a deployment', () => {
     const ix = JournalIndex.open(j.dir);
     try {
-      const served = [...ix.entries(j.deployment1.id, EntryKind.Served)].map((h) => h.other);
+      // In the fan-out tables (and, for an open segment's unindexed tail, as scanned Served entries).
+      const served: string[] = [];
+      for (let s = 0; s < ix.segmentCount; s++) {
+        const { table } = ix.fanOut(s);
+        if (table !== undefined)
+          for (let r = 0; r < table.served; r++)
+            if (table.servers[table.servedServer(r)] === j.deployment1.id)
+              served.push(table.servedPrediction(r));
+      }
+      for (const h of ix.entries(j.deployment1.id, EntryKind.Served)) served.push(h.other);
       expect(served.sort()).toEqual([...j.predictions1].sort());
+      // The segments that hold them say so without a block read (filter and key times).
+      for (let s = 0; s < ix.segmentCount; s++)
+        if (ix.fanOut(s).table?.servers.includes(j.deployment1.id))
+          expect(ix.mayHold(s, j.deployment1.id, EntryKind.Served)).toBe(true);
       expect([...ix.entries(j.deployment1.id, EntryKind.Out)].every((h) => h.relation !== 'served')).toBe(
         true,
       );
