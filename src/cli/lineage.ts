@@ -4,7 +4,7 @@ import { join } from 'node:path';
 // Only what an indexed lookup needs is loaded up front (a cold lookup's cost is mostly start-up): the
 // Loki reader is imported when --loki is given.
 import { IndexCoverageError, JournalIndex } from '../journal-index/journal-index.js';
-import type { FanOutTable } from '../journal-index/segment-index.js';
+import { type FanOutTable, writeUuidJson } from '../journal-index/segment-index.js';
 import { type LineageStream, queryIndexed } from '../lineage/indexed-lineage.js';
 import {
   type LineageEdge,
@@ -177,7 +177,7 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
     (await import('node:v8')).setFlagsFromString('--max-semi-space-size=1 --semi-space-growth-factor=1');
   const out = new FdWriter(1);
   const spoolDir = mkdtempSync(join(tmpdir(), 'mltrail-lineage-'));
-  const spool = join(spoolDir, 'edges.ndjson');
+  const spool = join(spoolDir, 'edges');
   const fd = openSync(spool, 'w+', 0o600);
   const edges = new FdWriter(fd);
   let nodes = 0;
@@ -192,10 +192,19 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
         if (nodes++ > 0) out.write(',\n');
         out.write(facts ? JSON.stringify(node) : leanJson(node as LeanNode));
       }
-      edges.write(
-        `,\n{"from":${JSON.stringify(edge.from)},"to":${JSON.stringify(edge.to)},"relation":${JSON.stringify(edge.relation)}}`,
-      );
+      const json = `,\n{"from":${JSON.stringify(edge.from)},"to":${JSON.stringify(edge.to)},"relation":${JSON.stringify(edge.relation)}}`;
+      // Spooled as it is: a tag, its length and its UTF-8 (a UTF-16 code unit takes at most 3 bytes).
+      const b = edges.reserve(5 + json.length * 3);
+      const at = edges.at;
+      const n = b.write(json, at + 5, 'utf8');
+      b[at] = SPOOL_JSON;
+      b.writeUInt32LE(n, at + 1);
+      edges.at = at + 5 + n;
     };
+    // A served row's edge is spooled as its server's slot in `templates` and the UUID's 16 bytes (21 bytes
+    // instead of ~110 as JSON: the spool of a 10M answer is 210 MB, not 1.1 GB), and spelled out when read back.
+    const slots = new Map<string, number>();
+    const templates: Buffer[] = [];
     if (facts)
       for (const { node, edge } of stream.streamed()) {
         item(node, edge);
@@ -204,11 +213,11 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
     else {
       // A served row is copied out of the index table byte by byte: at a million rows a second, making
       // strings and objects for each would cost more than all the rest.
-      // Each row is written from a template made once per table and server (the edge) and per chain (the
-      // node): one copy of it, then the id's hex digits (a UUID's: always 36) and the record's seq patched in.
-      // Copying a handful of short constants instead costs as much again.
+      // Each node is written from a template made once per chain: one copy of it, then the id's hex digits (a
+      // UUID's: always 36) and the record's seq patched in (copying a handful of short constants instead
+      // costs as much again).
       let table: FanOutTable | undefined;
-      let edgeOf: Buffer[] = [];
+      let slotOf: number[] = [];
       let chainOf = '';
       let nodeOf = Buffer.alloc(0);
       stream.visitLean({
@@ -229,9 +238,19 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
           }
           if (t !== table) {
             table = t;
-            edgeOf = t.servers.map((s) =>
-              Buffer.from(`,\n{"from":${JSON.stringify(s)},"to":${UUID_SLOT},"relation":"served"}`, 'utf8'),
-            );
+            slotOf = t.servers.map((s) => {
+              let k = slots.get(s);
+              if (k === undefined) {
+                k = templates.push(
+                  Buffer.from(
+                    `,\n{"from":${JSON.stringify(s)},"to":${UUID_SLOT},"relation":"served"}`,
+                    'utf8',
+                  ),
+                );
+                slots.set(s, --k);
+              }
+              return k;
+            });
           }
           if (chain !== chainOf) {
             chainOf = chain;
@@ -240,19 +259,23 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
               'utf8',
             );
           }
-          const edge = edgeOf[server];
-          const e = edges.reserve(edge.length);
-          const idAt = edges.at + edge.length - EDGE_SERVED_TAIL;
-          e.set(edge, edges.at);
-          t.writeServedId(row, e, idAt);
-          edges.at += edge.length;
+          const e = edges.reserve(SERVED_RECORD);
+          let at = edges.at;
+          const slot = slotOf[server];
+          e[at] = SPOOL_SERVED;
+          e[at + 1] = slot >>> 24;
+          e[at + 2] = slot >>> 16;
+          e[at + 3] = slot >>> 8;
+          e[at + 4] = slot;
+          t.copyServedUuid(row, e, at + 5);
+          edges.at = at + SERVED_RECORD;
           if (known) return;
           const o = out.reserve(nodeOf.length + 32);
-          let at = out.at;
+          at = out.at;
           // The first node has no ",\n" before it.
           const skip = nodes++ > 0 ? 0 : 2;
           o.set(skip === 0 ? nodeOf : nodeOf.subarray(2), at);
-          for (let k = 0, to = at + NODE_ID_AT - skip; k < UUID_SLOT.length; k++) o[to + k] = e[idAt + k];
+          writeUuidJson(e, edges.at - 16, o, at + NODE_ID_AT - skip);
           at = putDecimal(o, at + nodeOf.length - skip, t.servedSeq(row));
           o[at++] = 0x22;
           o[at++] = 0x7d;
@@ -269,15 +292,7 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
       first = false;
     }
     // The spooled edges each start with ",\n"; without an in-memory edge before them, the first one's goes.
-    const buf = Buffer.allocUnsafe(1 << 20);
-    let skip = first ? 2 : 0;
-    for (let at = 0; at < edges.written && !out.closed; ) {
-      const n = readSync(fd, buf, 0, buf.length, at);
-      if (n === 0) break;
-      at += n;
-      out.writeBytes(buf.subarray(Math.min(skip, n), n));
-      skip = Math.max(0, skip - n);
-    }
+    replaySpool(fd, edges.written, templates, out, first);
     out.write('\n]}\n');
     out.flush();
     return nodes;
@@ -287,10 +302,71 @@ async function writeStreamed(stream: LineageStream, facts: boolean): Promise<num
   }
 }
 
+/**
+ * Writes the spooled edges (see writeStreamed) to `out` as JSON, the first one without its ",\n" when `skip`.
+ * (A function of its own: inside the long async writer, the loop is compiled far less well.)
+ */
+function replaySpool(
+  fd: number,
+  written: number,
+  templates: readonly Buffer[],
+  out: FdWriter,
+  skip: boolean,
+): void {
+  let buf = Buffer.allocUnsafe(1 << 20);
+  let have = 0;
+  for (let pos = 0; pos < written && !out.closed; ) {
+    const n = readSync(fd, buf, have, Math.min(buf.length - have, written - pos), pos);
+    if (n === 0) break;
+    pos += n;
+    have += n;
+    let r = 0;
+    for (let start = 0; !out.closed; ) {
+      if (have - r >= SERVED_RECORD && buf[r] === SPOOL_SERVED) {
+        const t = templates[buf.readUInt32BE(r + 1)];
+        const o = out.reserve(t.length);
+        start = out.at;
+        o.set(t, out.at);
+        writeUuidJson(buf, r + 5, o, out.at + t.length - EDGE_SERVED_TAIL);
+        out.at += t.length;
+        r += SERVED_RECORD;
+      } else if (have - r >= 5 && buf[r] === SPOOL_JSON) {
+        const len = buf.readUInt32LE(r + 1);
+        if (5 + len > buf.length) {
+          // A record longer than the buffer (an id of megabytes): a larger buffer for it.
+          const bigger = Buffer.allocUnsafe(5 + len);
+          buf.copy(bigger, 0, r, have);
+          buf = bigger;
+          have -= r;
+          r = 0;
+        }
+        if (have - r < 5 + len) break;
+        const o = out.reserve(len);
+        start = out.at;
+        buf.copy(o, out.at, r + 5, r + 5 + len);
+        out.at += len;
+        r += 5 + len;
+      } else break;
+      if (skip) {
+        const o = out.reserve(0);
+        o.copyWithin(start, start + 2, out.at);
+        out.at -= 2;
+        skip = false;
+      }
+    }
+    buf.copyWithin(0, r, have);
+    have -= r;
+  }
+}
+
 /** Where a UUID's quoted hex goes in a lean row's template (see writeStreamed); a UUID as JSON is 38 bytes. */
 const UUID_SLOT = `"${'0'.repeat(36)}"`;
 const NODE_ID_AT = ',\n{"id":'.length;
 const EDGE_SERVED_TAIL = `${UUID_SLOT},"relation":"served"}`.length;
+/** The spool's records: an edge as JSON (tag, length, bytes), or a served row's (tag, server slot, UUID). */
+const SPOOL_JSON = 0;
+const SPOOL_SERVED = 1;
+const SERVED_RECORD = 1 + 4 + 16;
 
 /** Writes a non-negative integer's decimal digits into `out` at `at`; returns the end. */
 function putDecimal(out: Buffer, at: number, n: number): number {
@@ -360,11 +436,6 @@ class FdWriter {
     if (this.at + n > this.#buf.length) this.flush();
     if (n > this.#buf.length) this.#buf = Buffer.allocUnsafe(n);
     return this.#buf;
-  }
-
-  writeBytes(b: Buffer): void {
-    this.flush();
-    this.#writeAll(b);
   }
 
   flush(): void {

@@ -511,6 +511,19 @@ const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 /** 256 two-digit lowercase hex strings, to spell ids out of their bytes. */
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
+/** Writes the UUID whose 16 bytes are at `from` in `src` as JSON (quoted, lowercase) into `out` at `at`; returns the end. */
+export function writeUuidJson(src: Buffer, from: number, out: Buffer, at: number): number {
+  out[at++] = 0x22;
+  for (let k = 0; k < 16; k++) {
+    if (k === 4 || k === 6 || k === 8 || k === 10) out[at++] = 0x2d;
+    const b = src[from + k];
+    out[at++] = HEX_DIGITS[b >>> 4];
+    out[at++] = HEX_DIGITS[b & 15];
+  }
+  out[at++] = 0x22;
+  return at;
+}
+
 /**
  * A segment's fan-out tables, read whole and checked: every prediction a deployment or model served, and
  * every decision and feedback that names a prediction, each with its record's place, in record order. What
@@ -600,15 +613,14 @@ export class FanOutTable {
     const r = this.#rows;
     const slot = i * SERVED_ROW + 24;
     if ((r[slot - 4] & 1) !== 0) return at + out.write(JSON.stringify(this.servedPrediction(i)), at, 'utf8');
-    out[at++] = 0x22;
-    for (let k = 0; k < 16; k++) {
-      if (k === 4 || k === 6 || k === 8 || k === 10) out[at++] = 0x2d;
-      const b = r[slot + k];
-      out[at++] = HEX_DIGITS[b >>> 4];
-      out[at++] = HEX_DIGITS[b & 15];
-    }
-    out[at++] = 0x22;
-    return at;
+    return writeUuidJson(r, slot, out, at);
+  }
+
+  /** Copies served row `i`'s prediction id's 16 bytes into `out` at `at`; only for a UUID (see {@link servedTail}). */
+  copyServedUuid(i: number, out: Buffer, at: number): void {
+    const r = this.#rows;
+    const slot = i * SERVED_ROW + 24;
+    for (let k = 0; k < 16; k++) out[at + k] = r[slot + k];
   }
 
   /** Served row `i`'s record: its seq in the chain. */
