@@ -101,7 +101,8 @@ describe.skipIf(!collectorAvailable())(
 
     /** Lineage from Loki and from the journal, and the requests Loki saw for it. */
     async function both(id: string, direction: string) {
-      const fromJournal = cli(['lineage', id, direction, '--journal', dir, '--json']);
+      // Loki answers always carry the facts; the journal's impact answer does with --facts.
+      const fromJournal = cli(['lineage', id, direction, '--journal', dir, '--json', '--facts']);
       expect(fromJournal.status, fromJournal.stderr).toBe(0);
       const before = seen.length;
       const fromLoki = await cliAsync([
