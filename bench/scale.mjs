@@ -164,9 +164,10 @@ function impactRow(dir, ids, predictions, withScan) {
           scan_peak_rss_mb: round(scan.mb),
         }
       : {}),
-    goal: 1,
+    // The goals: ≤ 1 s at 1M; at 10M, peak RSS ≤ 200 MB (the time is reported, its slope shown).
+    goal: withScan ? 1 : 200,
     goal_is_maximum: true,
-    goal_metric: 'value',
+    goal_metric: withScan ? 'value' : 'peak_rss_mb',
     peak_rss_mb: round(impact.mb),
     predictions,
     load: load(),
