@@ -89,6 +89,8 @@ interface SegmentView {
   size: number;
   /** Whether the index has been checked against the segment (see #check). */
   checked: boolean;
+  /** The index was set aside and the segment is to be scanned when a lookup first needs it. */
+  scanPending?: boolean;
 }
 
 /**
@@ -263,6 +265,7 @@ export class JournalIndex {
 
   /** Scans the segment from byte `from` into memory (what no current index covers). */
   #scan(view: SegmentView, from: number): void {
+    view.scanPending = false;
     const size = view.size;
     view.scanned = undefined;
     view.from = from;
@@ -282,6 +285,12 @@ export class JournalIndex {
     }
     this.scannedLines += scanned.lines;
     view.scanned = scanned;
+  }
+
+  /** The entries scanned from a segment's records, scanning it first if its index was set aside for later. */
+  #scanned(v: SegmentView): ScannedEntries | undefined {
+    if (v.scanPending) this.#scan(v, 0);
+    return v.scanned;
   }
 
   /**
@@ -322,7 +331,8 @@ export class JournalIndex {
         () => [],
       );
       for (const e of fromFile) yield { ...e, segment: s };
-      if (v.scanned !== undefined) for (const e of v.scanned.lookup(key, kind)) yield { ...e, segment: s };
+      const scanned = this.#scanned(v);
+      if (scanned !== undefined) for (const e of scanned.lookup(key, kind)) yield { ...e, segment: s };
     }
   }
 
@@ -358,8 +368,8 @@ export class JournalIndex {
         () => [],
       );
       for (const e of fromFile) yield { ...e, segment: s };
-      if (v.scanned !== undefined)
-        for (const e of v.scanned.withRelation(relations)) yield { ...e, segment: s };
+      const scanned = this.#scanned(v);
+      if (scanned !== undefined) for (const e of scanned.withRelation(relations)) yield { ...e, segment: s };
     }
   }
 
@@ -367,7 +377,9 @@ export class JournalIndex {
    * Segment `s`'s fan-out tables with the part of the segment they cover (`[0, from)`), once its index is
    * checked to cover the segment; what is past `from` (up to `size`) has to be read. No tables (never
    * indexed, damaged, stale, or a segment with records of another chain): `from` is 0, the whole segment is
-   * to be read. A damaged table is noted and its segment scanned for later lookups, as a damaged block is.
+   * to be read. Damaged tables (a checksum that fails, or rows that cannot be what the builder wrote: see
+   * {@link FanOutTable}) are noted, as a damaged block is, and the segment is scanned for lookups when one
+   * first needs it.
    */
   fanOut(s: number): { table: FanOutTable | undefined; from: number; size: number } {
     const v = this.#segments[s];
@@ -375,7 +387,7 @@ export class JournalIndex {
     if (v.file === undefined) return none();
     this.#check(v);
     if (v.file === undefined) {
-      this.#scan(v, 0);
+      v.scanPending = true;
       return none();
     }
     try {
@@ -387,7 +399,10 @@ export class JournalIndex {
       v.file.close();
       v.file = undefined;
       this.indexedSegments--;
-      this.#scan(v, 0);
+      // Scanned into memory only if a lookup needs it: the caller reads the segment's records now, and
+      // an impact answer makes no lookup after this (a scan would read the segment twice, and damaged
+      // tables in segments larger together than the scan's bound would stop the answer half-written).
+      v.scanPending = true;
       return none();
     }
   }
@@ -413,7 +428,8 @@ export class JournalIndex {
    */
   mayHold(s: number, key: string, kind: EntryKind): boolean {
     const v = this.#segments[s];
-    if (v.scanned !== undefined && v.scanned.lookup(key, kind).length > 0) return true;
+    const scanned = this.#scanned(v);
+    if (scanned !== undefined && scanned.lookup(key, kind).length > 0) return true;
     if (v.file === undefined) return false;
     try {
       return v.file.mayHold(key, kind);
@@ -429,7 +445,8 @@ export class JournalIndex {
    */
   mayHoldRelation(s: number, relations: readonly string[]): boolean {
     const v = this.#segments[s];
-    if (v.scanned !== undefined) for (const _ of v.scanned.withRelation(relations)) return true;
+    const scanned = this.#scanned(v);
+    if (scanned !== undefined) for (const _ of scanned.withRelation(relations)) return true;
     return v.file?.mayHoldRelation(relations) ?? false;
   }
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
 import { closeSync, fstatSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -536,6 +537,11 @@ export class FanOutTable {
   readonly #rows: Buffer;
   readonly #pool: Buffer;
 
+  /**
+   * The tables in `bytes` (the section `h` describes, its checksum checked). Throws {@link StaleIndexError}
+   * when they cannot be what the index builder wrote (see {@link impossibleRows}): such tables are damaged
+   * like ones whose checksum fails.
+   */
   constructor(bytes: Buffer, h: FanOutHeader, file: string) {
     let servers: unknown;
     try {
@@ -545,12 +551,18 @@ export class FanOutTable {
     }
     if (!Array.isArray(servers) || servers.some((x) => typeof x !== 'string'))
       throw new StaleIndexError(file, 'fan-out server list is not a list of ids');
+    if (new Set(servers).size !== servers.length)
+      throw new StaleIndexError(file, 'fan-out server list names a server twice');
     this.servers = servers as string[];
     this.served = h.served;
     this.follows = h.follows;
     const rowsEnd = h.serverBytes + h.served * SERVED_ROW + h.follows * FOLLOW_ROW;
     this.#rows = bytes.subarray(h.serverBytes, rowsEnd);
     this.#pool = bytes.subarray(rowsEnd);
+    const why = isUtf8(this.#pool)
+      ? impossibleRows(this.#rows, this.#pool, h.served, h.follows, servers.length)
+      : 'the string pool is not UTF-8';
+    if (why !== undefined) throw new StaleIndexError(file, `fan-out tables: ${why}`);
   }
 
   /** The id in the slot at `at` of the rows (`pooled`: in the string pool). */
@@ -644,6 +656,74 @@ export class FanOutTable {
   }
 }
 
+/** The relation codes a follow row can hold: what follows a prediction (the builder writes no other). */
+const DECIDED_CODE = RELATION_CODES.get('decided')!;
+const GROUND_TRUTH_CODE = RELATION_CODES.get('ground truth')!;
+
+/**
+ * Why fan-out rows cannot be what the index builder wrote, or undefined: the reader would otherwise map
+ * such a row silently to something (an id past the pool to "", a server past the list to no server, a seq
+ * that is no integer to "NaN"). Checked once per table before any row is used, a few comparisons per row:
+ * a table found impossible is set aside whole and its segment read instead (rows already written out
+ * could not be taken back). The builder writes rows in record order (seqs never decrease, and are
+ * integers), servers in the order rows first name them (so each row names at most one more than those
+ * before it, and every server is named), a follow row's relation one that follows a prediction, flags only
+ * for the id slots a row has, and pool references inside the pool that begin and end on whole characters.
+ * A row's line place (offset, length) is not checked: no reader of the tables uses it.
+ */
+function impossibleRows(
+  rows: Buffer,
+  pool: Buffer,
+  served: number,
+  follows: number,
+  servers: number,
+): string | undefined {
+  // Through a DataView: its reads compile to a load and a byte swap, where Buffer's readUInt32BE and
+  // readDoubleBE cost several times as much.
+  const v = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+  let seq = 0;
+  let named = 0;
+  for (let i = 0, at = 0; i < served; i++, at += SERVED_ROW) {
+    const s = v.getFloat64(at + 8);
+    const server = v.getUint32(at + 16);
+    const flags = rows[at + 20];
+    if (!(s >= seq && Number.isSafeInteger(s))) return `served row ${i}'s seq ${s} is out of record order`;
+    if (server > named || server >= servers)
+      return `served row ${i} names server ${server}, ${server >= servers ? `the list has ${servers}` : 'before a row names the one before it'}`;
+    if (flags > 1) return `served row ${i} has flags ${flags}`;
+    if (flags === 1 && !inPool(v, at + 24, pool)) return `served row ${i}'s id is not in the string pool`;
+    if (server === named) named++;
+    seq = s;
+  }
+  if (named !== servers) return `the server list has ${servers} servers, the rows name ${named}`;
+  seq = 0;
+  for (let i = 0, at = served * SERVED_ROW; i < follows; i++, at += FOLLOW_ROW) {
+    const s = v.getFloat64(at + 8);
+    const code = rows[at + 16];
+    const flags = rows[at + 17];
+    if (!(s >= seq && Number.isSafeInteger(s))) return `follow row ${i}'s seq ${s} is out of record order`;
+    if (code !== DECIDED_CODE && code !== GROUND_TRUTH_CODE)
+      return `follow row ${i} has relation code ${code}`;
+    if (flags > 3) return `follow row ${i} has flags ${flags}`;
+    if (((flags & 1) !== 0 && !inPool(v, at + 20, pool)) || ((flags & 2) !== 0 && !inPool(v, at + 36, pool)))
+      return `follow row ${i}'s id is not in the string pool`;
+    seq = s;
+  }
+  return undefined;
+}
+
+/** Whether the pool reference (offset, length) at `at` of `rows` lies in `pool` on whole UTF-8 characters. */
+function inPool(rows: DataView, at: number, pool: Buffer): boolean {
+  const start = rows.getUint32(at);
+  const end = start + rows.getUint32(at + 4);
+  // A UTF-8 continuation byte (10xxxxxx) is inside a character.
+  return (
+    end <= pool.length &&
+    (start === end || (pool[start] & 0xc0) !== 0x80) &&
+    (end === pool.length || (pool[end] & 0xc0) !== 0x80)
+  );
+}
+
 /** Why an index file cannot be used. */
 export class StaleIndexError extends Error {
   constructor(file: string, reason: string) {
@@ -701,6 +781,16 @@ export class SegmentIndexFile {
     const n = readSync(this.#fd, bytes, 0, bytes.length, this.#fanOutAt);
     if (n !== bytes.length || hash('sha256', bytes) !== h.sha256)
       throw new StaleIndexError(this.file, 'fan-out tables checksum does not match');
+    // The sections tile the file: counts that make the tables reach into the entry blocks (or leave a gap
+    // before them) cannot be what the builder wrote, whatever the checksum says.
+    const t = this.#table;
+    let body = 0;
+    for (let r = 0; r < this.header.blocks; r++) {
+      if (t.readUInt32BE(r * ROW + 18) !== body) body = Number.NaN;
+      body += t.readUInt32BE(r * ROW + 22);
+    }
+    if (this.#bodyAt + body !== this.#filterAt)
+      throw new StaleIndexError(this.file, 'fan-out tables do not end where the entry blocks begin');
     return new FanOutTable(bytes, h, this.file);
   }
 
