@@ -143,17 +143,37 @@ const FORMAT = 'mltrail-segment-index';
 const VERSION = 4;
 /** Time ranges kept per entry kind: the nearest ranges are merged until this many are left. */
 const MAX_KEY_RANGES = 8;
-const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
-/** The millisecond a UUIDv7 encodes (its first 48 bits), or undefined for any other string. */
+/** The value of a hexadecimal digit (either case), or -1. */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20;
+  return l >= 0x61 && l <= 0x66 ? l - 0x57 : -1;
+}
+
+/**
+ * The millisecond a UUIDv7 encodes (its first 48 bits), or undefined for any other string: a UUID of hex
+ * digits in either case with version 7 and variant 8-b.
+ */
 export function uuidV7Time(id: string): number | undefined {
-  if (id.length !== 36 || id.charCodeAt(14) !== 0x37 || !UUID_V7.test(id)) return undefined;
-  return Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+  if (id.length !== 36 || id.charCodeAt(14) !== 0x37) return undefined;
+  let time = 0;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 0x2d) return undefined;
+      continue;
+    }
+    const v = hexValue(c);
+    if (v < 0 || (i === 19 && v >> 2 !== 2)) return undefined;
+    if (i < 13) time = time * 16 + v;
+  }
+  return time;
 }
 
 /** Sorted distinct times as at most `max` ranges, split at the `max - 1` largest gaps. */
-function timeRanges(times: number[], max: number): [number, number][] {
-  const all = Float64Array.from(times).sort();
+function timeRanges(times: Float64Array, max: number): [number, number][] {
+  const all = times.sort();
   if (all.length === 0) return [];
   // The largest gaps (ties: the earlier), kept sorted by size, descending.
   const top: { gap: number; at: number }[] = [];
@@ -218,6 +238,15 @@ const RELATION_CODES = new Map<string, number>(RELATIONS.map((r, i) => [r, i]));
  * name the key.
  */
 export function keyHash(key: string): [number, number] {
+  const hi = hashKey(key);
+  return [hi, hashedLow];
+}
+
+/** The low half of the last {@link hashKey}. */
+let hashedLow = 0;
+
+/** {@link keyHash} without an array: returns the high half, leaves the low half in {@link hashedLow}. */
+function hashKey(key: string): number {
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193 ^ key.length;
   for (let i = 0; i < key.length; i++) {
@@ -231,7 +260,8 @@ export function keyHash(key: string): [number, number] {
   h1 ^= h1 >>> 13;
   h2 = Math.imul(h2 ^ (h2 >>> 16), 0xc2b2ae35);
   h2 ^= h2 >>> 16;
-  return [h1 >>> 0, h2 >>> 0];
+  hashedLow = h2 >>> 0;
+  return h1 >>> 0;
 }
 
 /** Entries are ordered by key hash, then kind: the order of a (key, kind) pair. */
@@ -275,12 +305,268 @@ function checksum(data: Uint8Array): Buffer {
   return Buffer.from(hash('sha256', data, 'binary').slice(0, 8), 'latin1');
 }
 
+/** The first 8 bytes of SHA-256 of `data`, written at `out[at]`. */
+function putChecksum(data: Uint8Array, out: Buffer, at: number): void {
+  hash('sha256', data, 'buffer').copy(out, at, 0, 8);
+}
+
+/**
+ * The entries of one segment's index as the builder collects them: each already in its stored form (the
+ * 20 fixed bytes and the other end's UTF-8, as {@link encodeSegmentIndex} packs them into blocks) in one
+ * buffer, not as objects, with the key times, relation counts and served keys the header needs gathered as
+ * they come.
+ */
+export class IndexEntryTable {
+  count = 0;
+  /** Where entry i's bytes start in {@link bytes}. */
+  at = new Uint32Array(4096);
+  bytes = Buffer.allocUnsafe(1 << 20);
+  used = 0;
+  /** Per kind: the UUIDv7 times of its keys, how many, and whether another key occurred. */
+  readonly times = new Map<EntryKind, { times: Float64Array; count: number; other: boolean }>();
+  /** Edge entries per relation, in the order relations first occur. */
+  readonly relationEntries: Record<string, number> = {};
+  /** The distinct keys of {@link EntryKind.Served} entries. */
+  readonly servedKeys = new Set<string>();
+
+  /** Adds an entry: `key` of `kind`, for the record whose line is at `offset` (`length` bytes). */
+  add(
+    key: string,
+    kind: EntryKind,
+    relation: string | undefined,
+    other: string,
+    offset: number,
+    length: number,
+  ): void {
+    const hi = hashKey(key);
+    // At most 3 bytes of UTF-8 per UTF-16 code unit.
+    const at = this.#put(hi, hashedLow, kind, relation, offset, length, other.length * 3);
+    const b = this.bytes;
+    let n = 0;
+    if (other !== '') {
+      // ASCII (every id mltrail makes) byte by byte; anything else through the encoder.
+      for (; n < other.length; n++) {
+        const c = other.charCodeAt(n);
+        if (c >= 0x80) break;
+        b[at + ENTRY_FIXED + n] = c;
+      }
+      if (n < other.length) n = b.write(other, at + ENTRY_FIXED, 'utf8');
+    }
+    this.#end(at, n);
+    this.#time(kind, uuidV7Time(key));
+    if (kind === EntryKind.Served) this.servedKeys.add(key);
+  }
+
+  /**
+   * {@link add} for a key and other end that are ASCII bytes of `src`: `[keyStart, keyEnd)`, then, if
+   * `sep` is not -1, that byte and `[key2Start, key2End)` (a record's `<chain>:<seq>`); the other end
+   * `[otherStart, otherEnd)`. A Served entry's key is also given as `servedKey`.
+   */
+  addAscii(
+    src: Uint8Array,
+    keyStart: number,
+    keyEnd: number,
+    sep: number,
+    key2Start: number,
+    key2End: number,
+    kind: EntryKind,
+    relation: string | undefined,
+    otherStart: number,
+    otherEnd: number,
+    offset: number,
+    length: number,
+  ): void {
+    const hi = hashAscii(src, keyStart, keyEnd, sep, key2Start, key2End);
+    const n = otherEnd - otherStart;
+    const at = this.#put(hi, hashedLow, kind, relation, offset, length, n);
+    const b = this.bytes;
+    for (let k = 0; k < n; k++) b[at + ENTRY_FIXED + k] = src[otherStart + k];
+    this.#end(at, n);
+    this.#time(kind, sep === -1 ? uuidV7TimeAscii(src, keyStart, keyEnd) : undefined);
+  }
+
+  /** Writes an entry's fixed part (its other end's length left for {@link #end}); returns where it is. */
+  #put(
+    hi: number,
+    lo: number,
+    kind: EntryKind,
+    relation: string | undefined,
+    offset: number,
+    length: number,
+    otherRoom: number,
+  ): number {
+    const i = this.count++;
+    if (i === this.at.length) {
+      const bigger = new Uint32Array(this.at.length * 2);
+      bigger.set(this.at);
+      this.at = bigger;
+    }
+    const room = ENTRY_FIXED + otherRoom;
+    if (this.used + room > this.bytes.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + room));
+      this.bytes.copy(bigger, 0, 0, this.used);
+      this.bytes = bigger;
+    }
+    const b = this.bytes;
+    const at = this.used;
+    this.at[i] = at;
+    b[at] = hi >>> 24;
+    b[at + 1] = hi >>> 16;
+    b[at + 2] = hi >>> 8;
+    b[at + 3] = hi;
+    b[at + 4] = lo >>> 24;
+    b[at + 5] = lo >>> 16;
+    b[at + 6] = lo >>> 8;
+    b[at + 7] = lo;
+    b[at + 8] = kind;
+    if (relation === undefined) b[at + 9] = NO_RELATION;
+    else {
+      b[at + 9] = RELATION_CODES.get(relation) ?? NO_RELATION;
+      this.relationEntries[relation] = (this.relationEntries[relation] ?? 0) + 1;
+    }
+    b[at + 10] = offset >>> 24;
+    b[at + 11] = offset >>> 16;
+    b[at + 12] = offset >>> 8;
+    b[at + 13] = offset;
+    b[at + 14] = length >>> 24;
+    b[at + 15] = length >>> 16;
+    b[at + 16] = length >>> 8;
+    b[at + 17] = length;
+    return at;
+  }
+
+  /** Sets the length of the other end written after the entry at `at`. */
+  #end(at: number, n: number): void {
+    if (n > 0xffff) throw new RangeError(`an index entry's other end is ${n} bytes (at most 65535 fit)`);
+    this.bytes[at + 18] = n >>> 8;
+    this.bytes[at + 19] = n;
+    this.used = at + ENTRY_FIXED + n;
+  }
+
+  /** Notes the UUIDv7 time of an entry's key (undefined: the key is not a UUIDv7). */
+  #time(kind: EntryKind, t: number | undefined): void {
+    let k = this.times.get(kind);
+    if (k === undefined) {
+      k = { times: new Float64Array(1024), count: 0, other: false };
+      this.times.set(kind, k);
+    }
+    if (t === undefined) k.other = true;
+    else {
+      if (k.count === k.times.length) {
+        const bigger = new Float64Array(k.times.length * 2);
+        bigger.set(k.times);
+        k.times = bigger;
+      }
+      k.times[k.count++] = t;
+    }
+  }
+}
+
+/**
+ * {@link hashKey} of a key whose UTF-16 code units are the ASCII bytes `src[s, e)`, then (if `sep` is not
+ * -1) the byte `sep` and `src[s2, e2)`.
+ */
+function hashAscii(src: Uint8Array, s: number, e: number, sep: number, s2: number, e2: number): number {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ (sep === -1 ? e - s : e - s + 1 + e2 - s2);
+  for (let i = s; i < e; i++) {
+    const c = src[i];
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  if (sep !== -1) {
+    h1 = Math.imul(h1 ^ sep, 0x01000193);
+    h2 = Math.imul(h2 ^ sep, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+    for (let i = s2; i < e2; i++) {
+      const c = src[i];
+      h1 = Math.imul(h1 ^ c, 0x01000193);
+      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+      h2 ^= h2 >>> 15;
+    }
+  }
+  h1 ^= h1 >>> 16;
+  h1 = Math.imul(h1, 0x85ebca6b);
+  h1 ^= h1 >>> 13;
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 0xc2b2ae35);
+  h2 ^= h2 >>> 16;
+  hashedLow = h2 >>> 0;
+  return h1 >>> 0;
+}
+
+/** {@link uuidV7Time} of the ASCII bytes `src[s, e)`. */
+function uuidV7TimeAscii(src: Uint8Array, s: number, e: number): number | undefined {
+  if (e - s !== 36 || src[s + 14] !== 0x37) return undefined;
+  let time = 0;
+  for (let i = 0; i < 36; i++) {
+    const c = src[s + i];
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 0x2d) return undefined;
+      continue;
+    }
+    const v = hexValue(c);
+    if (v < 0 || (i === 19 && v >> 2 !== 2)) return undefined;
+    if (i < 13) time = time * 16 + v;
+  }
+  return time;
+}
+
+function u32(b: Buffer, at: number): number {
+  return ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+}
+
+/** Entries with a key hash's high half below 2^32 and a position below this are sorted by one number. */
+const SORT_POSITIONS = 2 ** 21;
+
+/**
+ * The entries `list` (positions in `t`) in stored order: by (key hash, kind, offset), and as added when
+ * equal in all of these (the order a stable sort of that comparison gives). One native sort of numbers
+ * (the high half of the key hash and the place in the list) does almost all of it; runs of equal high
+ * halves (a key's several entries) are put in order with the full comparison.
+ */
+function sortEntries(t: IndexEntryTable, list: Uint32Array): Uint32Array {
+  const n = list.length;
+  const b = t.bytes;
+  const at = t.at;
+  const compare = (x: number, y: number) => {
+    const a = at[list[x]];
+    const c = at[list[y]];
+    return (
+      u32(b, a) - u32(b, c) ||
+      u32(b, a + 4) - u32(b, c + 4) ||
+      b[a + 8] - b[c + 8] ||
+      u32(b, a + 10) - u32(b, c + 10) ||
+      x - y
+    );
+  };
+  const order = new Uint32Array(n);
+  if (n >= SORT_POSITIONS) {
+    for (let j = 0; j < n; j++) order[j] = j;
+    order.sort(compare);
+  } else {
+    const keys = new Float64Array(n);
+    for (let j = 0; j < n; j++) keys[j] = u32(b, at[list[j]]) * SORT_POSITIONS + j;
+    keys.sort();
+    for (let j = 0; j < n; j++) order[j] = keys[j] % SORT_POSITIONS;
+    for (let s = 0; s < n; ) {
+      const hi = Math.floor(keys[s] / SORT_POSITIONS);
+      let e = s + 1;
+      while (e < n && Math.floor(keys[e] / SORT_POSITIONS) === hi) e++;
+      if (e - s > 1) order.subarray(s, e).sort(compare);
+      s = e;
+    }
+  }
+  for (let j = 0; j < n; j++) order[j] = list[order[j]];
+  return order;
+}
+
 /**
  * Writes the bytes of an index file for the given entries: entries sorted by key hash, packed into
  * checksummed blocks, a block table, and a header that names the segment prefix. Returns the file's bytes.
  */
 export function encodeSegmentIndex(
-  entries: KeyedEntry[],
+  table: IndexEntryTable,
   header: Omit<
     SegmentIndexHeader,
     | 'format'
@@ -294,138 +580,102 @@ export function encodeSegmentIndex(
     | 'relationEntries'
     | 'fanOut'
   >,
-  fanOut?: { served: ServedRow[]; follows: FollowRow[] },
+  fanOut?: FanOutRows,
 ): Buffer {
-  const fanOutSection = fanOut === undefined ? undefined : encodeFanOut(fanOut.served, fanOut.follows);
-  const times = new Map<EntryKind, { times: number[]; other: boolean }>();
-  const relationEntries: Record<string, number> = {};
-  for (const e of entries) {
-    let k = times.get(e.kind);
-    if (k === undefined) {
-      k = { times: [], other: false };
-      times.set(e.kind, k);
-    }
-    const t = uuidV7Time(e.key);
-    if (t === undefined) k.other = true;
-    else k.times.push(t);
-    if (e.relation !== undefined) relationEntries[e.relation] = (relationEntries[e.relation] ?? 0) + 1;
-  }
+  const fanOutSection = fanOut?.encode();
   const keyTimes: Partial<Record<EntryKind, KeyTimes>> = {};
-  for (const [kind, k] of [...times].sort((a, b) => a[0] - b[0]))
-    keyTimes[kind] = { ranges: timeRanges(k.times, MAX_KEY_RANGES), other: k.other };
+  for (const [kind, k] of [...table.times].sort((a, b) => a[0] - b[0]))
+    keyTimes[kind] = { ranges: timeRanges(k.times.subarray(0, k.count), MAX_KEY_RANGES), other: k.other };
   // With fan-out tables, the served predictions are rows there: the Served entries (one per prediction,
   // the largest part of a busy segment's entries) stay in the filter and the key times only, which is
   // what "may this segment hold a prediction served by X" needs.
-  const servedKeys = new Set<string>();
-  const inBlocks =
-    fanOut === undefined
-      ? entries
-      : entries.filter((e) => {
-          if (e.kind !== EntryKind.Served) return true;
-          servedKeys.add(e.key);
-          return false;
-        });
-  // Sorted through typed arrays (an index permutation): a comparator over objects costs most of a build.
-  const n = inBlocks.length;
-  const his = new Uint32Array(n);
-  const los = new Uint32Array(n);
-  const kinds = new Uint8Array(n);
-  const offsets = new Float64Array(n);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    const e = inBlocks[i];
-    [his[i], los[i]] = keyHash(e.key);
-    kinds[i] = e.kind;
-    offsets[i] = e.offset;
-    order[i] = i;
+  const servedKeys = fanOut === undefined ? undefined : table.servedKeys;
+  const src = table.bytes;
+  let n = 0;
+  let bodyBytes = 0;
+  const list = new Uint32Array(table.count);
+  for (let i = 0; i < table.count; i++) {
+    const a = table.at[i];
+    if (servedKeys !== undefined && src[a + 8] === EntryKind.Served) continue;
+    list[n++] = i;
+    bodyBytes += ENTRY_FIXED + ((src[a + 18] << 8) | src[a + 19]);
   }
-  order.sort((a, b) => his[a] - his[b] || los[a] - los[b] || kinds[a] - kinds[b] || offsets[a] - offsets[b]);
-  const keyed = Array.from(order, (i) => ({ e: inBlocks[i], h: [his[i], los[i]] as const }));
-  const blocks: Buffer[] = [];
-  const rows: Buffer[] = [];
-  let block = Buffer.allocUnsafe(BLOCK_TARGET * 2);
+  const order = sortEntries(table, list.subarray(0, n));
+  const body = Buffer.allocUnsafe(bodyBytes);
+  let rows = Buffer.allocUnsafe(ROW * 64);
+  let blocks = 0;
+  let blockStart = 0;
   let at = 0;
-  let first: [number, number, number] | undefined;
-  let last: [number, number, number] = [0, 0, 0];
-  let blockOffset = 0;
+  let first = -1;
+  let last = -1;
   const closeBlock = () => {
-    if (first === undefined) return;
-    const data = Buffer.from(block.subarray(0, at));
-    const row = Buffer.alloc(ROW);
-    row.writeUInt32BE(first[0], 0);
-    row.writeUInt32BE(first[1], 4);
-    row[8] = first[2];
-    row.writeUInt32BE(last[0], 9);
-    row.writeUInt32BE(last[1], 13);
-    row[17] = last[2];
-    row.writeUInt32BE(blockOffset, 18);
-    row.writeUInt32BE(data.length, 22);
-    checksum(data).copy(row, 26);
-    blocks.push(data);
-    rows.push(row);
-    blockOffset += data.length;
-    at = 0;
-    first = undefined;
-  };
-  for (const { e, h } of keyed) {
-    const other = Buffer.from(e.other, 'utf8');
-    const size = ENTRY_FIXED + other.length;
-    if (at > 0 && at + size > BLOCK_TARGET) closeBlock();
-    if (at + size > block.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(block.length * 2, at + size));
-      block.copy(bigger, 0, 0, at);
-      block = bigger;
+    if (first < 0) return;
+    if ((blocks + 1) * ROW > rows.length) {
+      const bigger = Buffer.allocUnsafe(rows.length * 2);
+      rows.copy(bigger, 0, 0, blocks * ROW);
+      rows = bigger;
     }
-    first ??= [h[0], h[1], e.kind];
-    last = [h[0], h[1], e.kind];
-    block.writeUInt32BE(h[0], at);
-    block.writeUInt32BE(h[1], at + 4);
-    block[at + 8] = e.kind;
-    block[at + 9] = e.relation === undefined ? NO_RELATION : (RELATION_CODES.get(e.relation) ?? NO_RELATION);
-    block.writeUInt32BE(e.offset, at + 10);
-    block.writeUInt32BE(e.length, at + 14);
-    block.writeUInt16BE(other.length, at + 18);
-    other.copy(block, at + ENTRY_FIXED);
+    const r = blocks * ROW;
+    body.copy(rows, r, first, first + 9);
+    body.copy(rows, r + 9, last, last + 9);
+    rows.writeUInt32BE(blockStart, r + 18);
+    rows.writeUInt32BE(at - blockStart, r + 22);
+    putChecksum(body.subarray(blockStart, at), rows, r + 26);
+    blocks++;
+    blockStart = at;
+    first = -1;
+  };
+  // The filter holds each distinct (key, kind) pair once (entries are sorted, so repeats are adjacent).
+  let pairs = servedKeys?.size ?? 0;
+  for (let j = 0; j < n; j++) {
+    const e = table.at[order[j]];
+    const size = ENTRY_FIXED + ((src[e + 18] << 8) | src[e + 19]);
+    if (at > blockStart && at - blockStart + size > BLOCK_TARGET) closeBlock();
+    for (let k = 0; k < size; k++) body[at + k] = src[e + k];
+    let same = last >= 0;
+    for (let k = 0; k < 9 && same; k++) same = body[last + k] === body[at + k];
+    if (!same) pairs++;
+    if (first < 0) first = at;
+    last = at;
     at += size;
   }
   closeBlock();
-  const table = Buffer.concat(rows);
-  const body = Buffer.concat(blocks);
-  // The filter holds each distinct (key, kind) pair once (entries are sorted, so repeats are adjacent).
-  let pairs = 0;
-  for (let i = 0; i < keyed.length; i++) {
-    const p = keyed[i - 1];
-    const c = keyed[i];
-    if (p === undefined || p.h[0] !== c.h[0] || p.h[1] !== c.h[1] || p.e.kind !== c.e.kind) pairs++;
-  }
-  pairs += servedKeys.size;
+  const blockTable = rows.subarray(0, blocks * ROW);
   const filterBlocks = Math.max(1, Math.ceil((pairs * FILTER_BITS_PER_PAIR) / FILTER_BITS));
   const filter = Buffer.alloc(filterBlocks * FILTER_BLOCK);
-  const probe = (hi: number, lo: number, kind: EntryKind) => {
-    const base = filterProbe(hi, lo, kind, filterBlocks) * FILTER_BLOCK;
-    for (const bit of PROBE_BITS) filter[base + (bit >>> 3)] |= 1 << (bit & 7);
+  const probe = (h: number, l: number, k: EntryKind) => {
+    const base = filterProbe(h, l, k, filterBlocks) * FILTER_BLOCK;
+    for (let p = 0; p < FILTER_PROBES; p++) {
+      const bit = PROBE_BITS[p];
+      filter[base + (bit >>> 3)] |= 1 << (bit & 7);
+    }
   };
-  for (const { e, h } of keyed) probe(h[0], h[1], e.kind);
-  for (const key of servedKeys) probe(...keyHash(key), EntryKind.Served);
+  for (let e = 0; e < body.length; e += ENTRY_FIXED + ((body[e + 18] << 8) | body[e + 19]))
+    probe(u32(body, e), u32(body, e + 4), body[e + 8]);
+  for (const key of servedKeys ?? []) probe(hashKey(key), hashedLow, EntryKind.Served);
+  const numbered = Buffer.allocUnsafe(4 + FILTER_BITS / 8);
   for (let i = 0; i < filterBlocks; i++) {
     const base = i * FILTER_BLOCK;
-    filterChecksum(i, filter.subarray(base, base + FILTER_BITS / 8)).copy(filter, base + FILTER_BITS / 8);
+    numbered.writeUInt32BE(i, 0);
+    filter.copy(numbered, 4, base, base + FILTER_BITS / 8);
+    putChecksum(numbered, filter, base + FILTER_BITS / 8);
   }
   // The header's length depends on fileBytes, which depends on the header's length: settle it in two rounds.
   let fileBytes = 0;
   let headerJson = Buffer.alloc(0);
+  const blockTableSha256 = hash('sha256', blockTable);
   for (let round = 0; round < 3; round++) {
     const h: SegmentIndexHeader = {
       format: FORMAT,
       version: VERSION,
       ...header,
-      entries: inBlocks.length,
-      blocks: rows.length,
+      entries: n,
+      blocks,
       fileBytes,
-      blockTableSha256: hash('sha256', table),
+      blockTableSha256,
       filterBlocks,
       keyTimes,
-      relationEntries,
+      relationEntries: table.relationEntries,
       ...(fanOutSection !== undefined ? { fanOut: fanOutSection.header } : {}),
     };
     headerJson = Buffer.from(JSON.stringify(h), 'utf8');
@@ -434,7 +684,7 @@ export function encodeSegmentIndex(
       4 +
       headerJson.length +
       32 +
-      table.length +
+      blockTable.length +
       (fanOutSection?.bytes.length ?? 0) +
       body.length +
       filter.length;
@@ -443,9 +693,9 @@ export function encodeSegmentIndex(
   }
   const len = Buffer.alloc(4);
   len.writeUInt32BE(headerJson.length, 0);
-  const headerSum = Buffer.from(hash('sha256', headerJson, 'binary'), 'latin1');
+  const headerSum = hash('sha256', headerJson, 'buffer');
   const fan = fanOutSection?.bytes ?? Buffer.alloc(0);
-  return Buffer.concat([MAGIC, len, headerJson, headerSum, table, fan, body, filter]);
+  return Buffer.concat([MAGIC, len, headerJson, headerSum, blockTable, fan, body, filter]);
 }
 
 /**
@@ -456,56 +706,222 @@ export function encodeSegmentIndex(
  */
 const SERVED_ROW = 40;
 const FOLLOW_ROW = 52;
-const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** The fan-out section: the servers' list, the served rows and the follow rows in record order, the pool. */
-function encodeFanOut(served: ServedRow[], follows: FollowRow[]): { bytes: Buffer; header: FanOutHeader } {
-  const servers = new Map<string, number>();
-  for (const r of served) if (!servers.has(r.server)) servers.set(r.server, servers.size);
-  const serverJson = Buffer.from(JSON.stringify([...servers.keys()]), 'utf8');
-  const pool: Buffer[] = [];
-  let poolBytes = 0;
-  const rows = Buffer.alloc(served.length * SERVED_ROW + follows.length * FOLLOW_ROW);
-  const putId = (id: string, at: number): boolean => {
-    if (LOWER_UUID.test(id)) {
-      rows.write(id.replaceAll('-', ''), at, 'hex');
-      return false;
+/**
+ * Writes `id` into the 16-byte slot at `rows[at]` when it is a lowercase UUID and returns true; else
+ * leaves the slot and returns false.
+ */
+function putLowerUuid(id: string, rows: Buffer, at: number): boolean {
+  if (id.length !== 36) return false;
+  for (let i = 0, b = at; i < 36; ) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (id.charCodeAt(i) !== 0x2d) return notUuid(rows, at);
+      i++;
+      continue;
     }
-    const b = Buffer.from(id, 'utf8');
-    rows.writeUInt32BE(poolBytes, at);
-    rows.writeUInt32BE(b.length, at + 4);
-    pool.push(b);
-    poolBytes += b.length;
-    return true;
-  };
-  let at = 0;
-  for (const r of served) {
-    rows.writeUInt32BE(r.offset, at);
-    rows.writeUInt32BE(r.length, at + 4);
-    rows.writeDoubleBE(r.seq, at + 8);
-    rows.writeUInt32BE(servers.get(r.server)!, at + 16);
-    rows[at + 20] = putId(r.prediction, at + 24) ? 1 : 0;
-    at += SERVED_ROW;
+    const h = lowerHex(id.charCodeAt(i));
+    const l = lowerHex(id.charCodeAt(i + 1));
+    if (h < 0 || l < 0) return notUuid(rows, at);
+    rows[b++] = (h << 4) | l;
+    i += 2;
   }
-  for (const r of follows) {
-    rows.writeUInt32BE(r.offset, at);
-    rows.writeUInt32BE(r.length, at + 4);
-    rows.writeDoubleBE(r.seq, at + 8);
-    rows[at + 16] = RELATION_CODES.get(r.relation) ?? NO_RELATION;
-    rows[at + 17] = (putId(r.prediction, at + 20) ? 1 : 0) | (putId(r.id, at + 36) ? 2 : 0);
-    at += FOLLOW_ROW;
+  return true;
+}
+
+/** {@link putLowerUuid} of the ASCII bytes `src[s, e)`. */
+function putLowerUuidAscii(src: Uint8Array, s: number, e: number, rows: Buffer, at: number): boolean {
+  if (e - s !== 36) return false;
+  for (let i = 0, b = at; i < 36; ) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (src[s + i] !== 0x2d) return notUuid(rows, at);
+      i++;
+      continue;
+    }
+    const h = lowerHex(src[s + i]);
+    const l = lowerHex(src[s + i + 1]);
+    if (h < 0 || l < 0) return notUuid(rows, at);
+    rows[b++] = (h << 4) | l;
+    i += 2;
   }
-  const bytes = Buffer.concat([serverJson, rows, ...pool]);
-  return {
-    bytes,
-    header: {
-      serverBytes: serverJson.length,
-      served: served.length,
-      follows: follows.length,
-      poolBytes,
-      sha256: hash('sha256', bytes),
-    },
-  };
+  return true;
+}
+
+/** Clears a slot a UUID was being written into (the slot of a pooled id holds only its place): false. */
+function notUuid(rows: Buffer, at: number): false {
+  rows.fill(0, at, at + 16);
+  return false;
+}
+
+function lowerHex(c: number): number {
+  return c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+}
+
+/**
+ * The fan-out rows of one segment as the builder finds them, in record order, written into their final
+ * row layout as they come (see {@link encodeFanOut} for the section).
+ */
+export class FanOutRows {
+  readonly #servers = new Map<string, number>();
+  #served: Buffer = Buffer.alloc(SERVED_ROW * 1024);
+  #servedCount = 0;
+  #follows: Buffer = Buffer.alloc(FOLLOW_ROW * 256);
+  #followCount = 0;
+  /** Ids that are not lowercase UUIDs, of the served rows and of the follow rows (the pool is both). */
+  readonly #servedPool: Buffer[] = [];
+  #servedPoolBytes = 0;
+  readonly #followPool: Buffer[] = [];
+  #followPoolBytes = 0;
+
+  /** A prediction `server` (a deployment or model) served. */
+  served(server: string, prediction: string, offset: number, length: number, seq: number): void {
+    const at = this.#servedRow(server, offset, length, seq);
+    if (!putLowerUuid(prediction, this.#served, at + 24))
+      this.#poolServed(Buffer.from(prediction, 'utf8'), at);
+  }
+
+  /** A decision or feedback (`id`) that follows `prediction`. */
+  follows(
+    prediction: string,
+    relation: string,
+    id: string,
+    offset: number,
+    length: number,
+    seq: number,
+  ): void {
+    const at = this.#followRow(relation, offset, length, seq);
+    const rows = this.#follows;
+    let flags = 0;
+    if (!putLowerUuid(prediction, rows, at + 20)) {
+      this.#poolFollow(Buffer.from(prediction, 'utf8'), at + 20);
+      flags |= 1;
+    }
+    if (!putLowerUuid(id, rows, at + 36)) {
+      this.#poolFollow(Buffer.from(id, 'utf8'), at + 36);
+      flags |= 2;
+    }
+    rows[at + 17] = flags;
+  }
+
+  #servedRow(server: string, offset: number, length: number, seq: number): number {
+    if ((this.#servedCount + 1) * SERVED_ROW > this.#served.length) this.#served = grownRows(this.#served);
+    const rows = this.#served;
+    const at = this.#servedCount++ * SERVED_ROW;
+    let s = this.#servers.get(server);
+    if (s === undefined) {
+      s = this.#servers.size;
+      this.#servers.set(server, s);
+    }
+    rows.writeUInt32BE(offset, at);
+    rows.writeUInt32BE(length, at + 4);
+    rows.writeDoubleBE(seq, at + 8);
+    rows.writeUInt32BE(s, at + 16);
+    return at;
+  }
+
+  #poolServed(id: Buffer, at: number): void {
+    const rows = this.#served;
+    rows.writeUInt32BE(this.#servedPoolBytes, at + 24);
+    rows.writeUInt32BE(id.length, at + 28);
+    this.#servedPool.push(id);
+    this.#servedPoolBytes += id.length;
+    rows[at + 20] = 1;
+  }
+
+  #followRow(relation: string, offset: number, length: number, seq: number): number {
+    if ((this.#followCount + 1) * FOLLOW_ROW > this.#follows.length) this.#follows = grownRows(this.#follows);
+    const rows = this.#follows;
+    const at = this.#followCount++ * FOLLOW_ROW;
+    rows.writeUInt32BE(offset, at);
+    rows.writeUInt32BE(length, at + 4);
+    rows.writeDoubleBE(seq, at + 8);
+    rows[at + 16] = RELATION_CODES.get(relation) ?? NO_RELATION;
+    return at;
+  }
+
+  /** Puts an id in the follow rows' part of the pool (offsets relative to it until encode() knows where it starts). */
+  #poolFollow(id: Buffer, slot: number): void {
+    const rows = this.#follows;
+    rows.writeUInt32BE(this.#followPoolBytes, slot);
+    rows.writeUInt32BE(id.length, slot + 4);
+    this.#followPool.push(id);
+    this.#followPoolBytes += id.length;
+  }
+
+  /** {@link served} with the prediction id given as the ASCII bytes `src[s, e)`. */
+  servedAscii(
+    server: string,
+    src: Uint8Array,
+    s: number,
+    e: number,
+    offset: number,
+    length: number,
+    seq: number,
+  ): void {
+    const at = this.#servedRow(server, offset, length, seq);
+    if (!putLowerUuidAscii(src, s, e, this.#served, at + 24))
+      this.#poolServed(Buffer.from(src.subarray(s, e)), at);
+  }
+
+  /** {@link follows} with both ids given as ASCII bytes of `src`. */
+  followsAscii(
+    src: Uint8Array,
+    ps: number,
+    pe: number,
+    relation: string,
+    is: number,
+    ie: number,
+    offset: number,
+    length: number,
+    seq: number,
+  ): void {
+    const at = this.#followRow(relation, offset, length, seq);
+    const rows = this.#follows;
+    let flags = 0;
+    if (!putLowerUuidAscii(src, ps, pe, rows, at + 20)) {
+      this.#poolFollow(Buffer.from(src.subarray(ps, pe)), at + 20);
+      flags |= 1;
+    }
+    if (!putLowerUuidAscii(src, is, ie, rows, at + 36)) {
+      this.#poolFollow(Buffer.from(src.subarray(is, ie)), at + 36);
+      flags |= 2;
+    }
+    rows[at + 17] = flags;
+  }
+
+  /** The fan-out section: the servers' list, the served rows and the follow rows in record order, the pool. */
+  encode(): { bytes: Buffer; header: FanOutHeader } {
+    const serverJson = Buffer.from(JSON.stringify([...this.#servers.keys()]), 'utf8');
+    const follows = this.#follows.subarray(0, this.#followCount * FOLLOW_ROW);
+    for (let at = 0; at < follows.length; at += FOLLOW_ROW) {
+      const flags = follows[at + 17];
+      if (flags & 1) follows.writeUInt32BE(follows.readUInt32BE(at + 20) + this.#servedPoolBytes, at + 20);
+      if (flags & 2) follows.writeUInt32BE(follows.readUInt32BE(at + 36) + this.#servedPoolBytes, at + 36);
+    }
+    const bytes = Buffer.concat([
+      serverJson,
+      this.#served.subarray(0, this.#servedCount * SERVED_ROW),
+      follows,
+      ...this.#servedPool,
+      ...this.#followPool,
+    ]);
+    return {
+      bytes,
+      header: {
+        serverBytes: serverJson.length,
+        served: this.#servedCount,
+        follows: this.#followCount,
+        poolBytes: this.#servedPoolBytes + this.#followPoolBytes,
+        sha256: hash('sha256', bytes),
+      },
+    };
+  }
+}
+
+/** Twice the rows, the new part zeroed (unused bytes of a row are 0). */
+function grownRows(rows: Buffer): Buffer {
+  const bigger = Buffer.alloc(rows.length * 2);
+  rows.copy(bigger);
+  return bigger;
 }
 
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');

@@ -254,6 +254,36 @@ export function recordLineage(r: AuditRecord, b: Record<string, unknown>): Recor
 }
 
 /**
+ * The body keys whose values decide what {@link recordLineage} returns as node ids, edges and aliases (the
+ * other keys it reads only make labels). The index builder reads these from a line's bytes instead of
+ * parsing the whole body (src/journal-index/line-fields.ts); a test checks that a body cut down to them
+ * gives the same ids, edges and aliases. A key read here for ids must be added to this list.
+ */
+export const LINEAGE_KEYS: readonly string[] = [
+  sc.ATTR_ML_DATASET_ID,
+  sc.ATTR_ML_DATASET_SOURCE,
+  sc.ATTR_ML_DATASET_URI,
+  sc.ATTR_ML_DATASET_DIGEST,
+  sc.ATTR_ML_TRANSFORM_ID,
+  sc.ATTR_ML_TRANSFORM_OUTPUT_ID,
+  sc.ATTR_ML_TRANSFORM_INPUT_IDS,
+  sc.ATTR_ML_RUN_ID,
+  sc.ATTR_ML_TRAINING_INPUT_DATASET_IDS,
+  sc.ATTR_ML_EVALUATION_ID,
+  sc.ATTR_ML_EVALUATION_DATASET_ID,
+  sc.ATTR_ML_MODEL_NAME,
+  sc.ATTR_ML_MODEL_VERSION,
+  sc.ATTR_ML_MODEL_DIGEST,
+  sc.ATTR_ML_DEPLOYMENT_ID,
+  sc.ATTR_ML_PREDICTION_ID,
+  sc.ATTR_ML_DECISION_ID,
+  sc.ATTR_ML_FEEDBACK_ID,
+  sc.ATTR_ML_DRIFT_ID,
+  sc.ATTR_ML_STAGE_NAME,
+  sc.ATTR_ML_RETRAINING_TRIGGER_IDS,
+];
+
+/**
  * The body of a record as an object, or undefined when it is not JSON. A tombstone (erased body) reads as
  * its lookup attrs: format 1 kept copies of the ids there, format 2 keeps none.
  */
