@@ -704,7 +704,7 @@ class TrailImpl implements Trail {
             [sc.ATTR_ML_DATASET_ROW_COUNT]: rowCount,
             [sc.ATTR_ML_DATASET_ROLE]: spec.output.role,
           };
-          span.setAttributes(spanAttrs(fields));
+          setSpanAttrs(span, fields);
           const emitted = self.#emit(sc.EVENT_ML_TRANSFORM_COMPLETED, 'INFO', fields, span);
           const output: DatasetVersion = {
             kind: 'dataset',
@@ -759,7 +759,7 @@ class TrailImpl implements Trail {
           [sc.ATTR_ML_MODEL_URI]: artifact?.uri,
           [sc.ATTR_ML_RETRAINING_TRIGGER_IDS]: spec.retraining?.triggerIds,
         };
-        span.setAttributes(spanAttrs(fields));
+        setSpanAttrs(span, fields);
         const emitted = self.#emit(sc.EVENT_ML_TRAINING_COMPLETED, 'INFO', fields, span, spec.actor);
         const run: TrainingRun = {
           kind: 'run',
@@ -814,7 +814,7 @@ class TrailImpl implements Trail {
           [sc.ATTR_ML_EVALUATION_METRICS]: all === undefined ? undefined : self.#json(all),
           [sc.ATTR_ML_EVALUATION_PASSED]: passed,
         };
-        span.setAttributes(spanAttrs(fields));
+        setSpanAttrs(span, fields);
         const emitted = self.#emit(
           sc.EVENT_ML_EVALUATION_COMPLETED,
           passed === false ? 'WARN' : 'INFO',
@@ -1101,8 +1101,12 @@ class TrailImpl implements Trail {
     try {
       span = this.#tracer.startSpan(spanName(stage), {
         links: spanLinks,
-        attributes: { [sc.ATTR_ML_STAGE_NAME]: stage, ...spanAttrs(fields) },
+        attributes: { [sc.ATTR_ML_STAGE_NAME]: stage },
       });
+      // Set one by one after the start, as predict() does: the SDK cleans attributes given to startSpan
+      // twice (before and after its sampler), allocating a WeakSet per value each time, and copies them
+      // through Object.entries; setAttribute cleans each value once.
+      setSpanAttrs(span, fields);
     } catch (err) {
       diag.error('mltrail: could not start a span', err);
     }
@@ -1156,7 +1160,7 @@ class TrailImpl implements Trail {
     try {
       span.setStatus({ code: SpanStatusCode.ERROR, message });
       if (error instanceof Error) span.recordException(error);
-      span.setAttributes(spanAttrs(fields));
+      setSpanAttrs(span, fields);
     } catch (err) {
       diag.error('mltrail: could not mark the span as failed', err);
     }
@@ -1286,19 +1290,10 @@ function links(...from: readonly (SpanContext | undefined)[]): Link[] {
   return out;
 }
 
-/** Span attributes take primitives and homogeneous arrays only; JSON strings stay strings. */
-function spanAttrs(fields: Record<string, unknown>): Record<string, string | number | boolean | string[]> {
-  const out: Record<string, string | number | boolean | string[]> = {};
-  for (const k of Object.keys(fields)) {
-    const v = fields[k];
-    if (typeof v === 'string' || typeof v === 'boolean') out[k] = v;
-    else if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
-    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
-  }
-  return out;
-}
-
-/** Sets the values {@link spanAttrs} keeps, one by one (no intermediate object). */
+/**
+ * Sets the members that have a span value one by one (no intermediate object): span attributes take
+ * primitives and homogeneous arrays only; JSON strings stay strings.
+ */
 function setSpanAttrs(span: Span, fields: Record<string, unknown>): void {
   for (const k of Object.keys(fields)) setSpanAttr(span, k, fields[k]);
 }
