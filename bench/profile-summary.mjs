@@ -1,6 +1,8 @@
 // Sums V8 CPU profiles (`node --cpu-prof`, e.g. from `BENCH_CPU_PROF=<dir> node bench/server.mjs`) by
 // component, so the cost of a request can be read per part of the system:
 //   node bench/profile-summary.mjs [--markdown] [--share] [--detail=<bucket>] a.cpuprofile [b.cpuprofile ...]
+// or the same with heap profiles (`BENCH_HEAP_PROF=<dir> node bench/server.mjs`, bench/heap-sampler.mjs):
+// bytes allocated per request by component, charged by the same rules.
 // One column per profile: µs of main-thread time per request when `<profile>.requests` holds the request
 // count (bench/server.mjs writes it), else % of busy time. Idle time is left out; start-up (module loading)
 // is shown apart and not counted per request.
@@ -122,12 +124,15 @@ export function summarise(profile) {
   // Each sample counts for the profile's sampling interval (the median gap between samples): on a busy
   // machine the thread is sometimes descheduled between two samples, and the long gap that follows says
   // nothing about the code the next sample lands in.
-  const { samples, timeDeltas } = profile;
+  // A heap profile (converted by fromHeapProfile) weighs each node by the bytes it allocated.
+  const { samples, timeDeltas, weights } = profile;
   const gaps = timeDeltas.filter((d) => d > 0).sort((a, b) => a - b);
-  const interval = gaps.length > 0 ? gaps[gaps.length >> 1] : 1000;
+  const median = gaps.length > 0 ? gaps[gaps.length >> 1] : 1000;
   const totals = new Map();
   const frames = new Map();
-  for (const id of samples) {
+  for (let s = 0; s < samples.length; s++) {
+    const id = samples[s];
+    const interval = weights !== undefined ? weights[s] : median;
     const b = bucketFor(id);
     totals.set(b, (totals.get(b) ?? 0) + interval);
     if (detail !== undefined && b.startsWith(detail)) {
@@ -146,6 +151,26 @@ export function summarise(profile) {
   return totals;
 }
 
+/**
+ * A sampling heap profile (bench/heap-sampler.mjs: a tree of call frames with the bytes each allocated) in
+ * the CPU profile's shape, each node one "sample" weighed by its bytes, so both are summed the same way.
+ */
+function fromHeapProfile(heap) {
+  const nodes = [];
+  const samples = [];
+  const weights = [];
+  const walk = (node) => {
+    nodes.push({ id: node.id, callFrame: node.callFrame, children: node.children.map((c) => c.id) });
+    if (node.selfSize > 0) {
+      samples.push(node.id);
+      weights.push(node.selfSize);
+    }
+    for (const c of node.children) walk(c);
+  };
+  walk(heap.head);
+  return { nodes, samples, weights, timeDeltas: [], requests: heap.requests };
+}
+
 const args = process.argv.slice(2);
 // --detail=<bucket prefix>: the frames the samples of that bucket land in, heaviest first.
 const detail = args.find((a) => a.startsWith('--detail='))?.slice('--detail='.length);
@@ -157,11 +182,14 @@ if (files.length === 0) {
   );
   process.exit(2);
 }
+const heap = files.every((f) => f.endsWith('.heapprofile'));
 const columns = files.map((file) => {
-  const totals = summarise(JSON.parse(readFileSync(file, 'utf8')));
-  let requests;
+  const raw = JSON.parse(readFileSync(file, 'utf8'));
+  const profile = raw.head !== undefined ? fromHeapProfile(raw) : raw;
+  const totals = summarise(profile);
+  let requests = profile.requests;
   try {
-    requests = Number(readFileSync(`${file}.requests`, 'utf8'));
+    requests ??= Number(readFileSync(`${file}.requests`, 'utf8'));
   } catch {
     requests = undefined;
   }
@@ -183,23 +211,30 @@ const order = [
 const share = args.includes('--share');
 const cell = (col, us) =>
   !share && col.requests !== undefined && col.requests > 0
-    ? (us / col.requests).toFixed(1)
+    ? (us / col.requests).toFixed(heap ? 0 : 1)
     : `${((100 * us) / col.busy).toFixed(1)}%`;
-const names = columns.map((c) => c.file.replace(/^.*\//, '').replace(/\.cpuprofile$/, ''));
+const names = columns.map((c) => c.file.replace(/^.*\//, '').replace(/\.(cpu|heap)profile$/, ''));
 const rows = [];
 for (const b of order) {
   if (!columns.some((c) => (c.totals.get(b) ?? 0) > 0)) continue;
   rows.push([b, ...columns.map((c) => cell(c, c.totals.get(b) ?? 0))]);
 }
-rows.push(['busy main thread, per request', ...columns.map((c) => cell(c, c.busy))]);
+rows.push([
+  heap ? 'allocated, per request' : 'busy main thread, per request',
+  ...columns.map((c) => cell(c, c.busy)),
+]);
 rows.push(['requests', ...columns.map((c) => String(c.requests ?? '?'))]);
-rows.push(['start-up, ms (not counted)', ...columns.map((c) => (c.startup / 1000).toFixed(0))]);
+if (!heap) rows.push(['start-up, ms (not counted)', ...columns.map((c) => (c.startup / 1000).toFixed(0))]);
 const unit =
-  !share && columns.every((c) => c.requests !== undefined) ? 'µs per request' : 'share of busy time';
+  !share && columns.every((c) => c.requests !== undefined)
+    ? heap
+      ? 'bytes per request'
+      : 'µs per request'
+    : 'share of busy time';
 if (detail !== undefined) {
   for (const c of columns) {
     console.log(
-      `${c.file}: frames of "${detail}*" (own frame  <  innermost component frame), µs per request`,
+      `${c.file}: frames of "${detail}*" (own frame  <  innermost component frame), ${heap ? 'bytes' : 'µs'} per request`,
     );
     const top = [...c.totals.frames].sort((a, b) => b[1] - a[1]).slice(0, 40);
     for (const [k, us] of top) console.log(`  ${cell(c, us).padStart(7)}  ${k}`);

@@ -14,9 +14,19 @@
 // steadiest figure on a shared machine; `cpu_share` is that time over the load's wall time (1.0 = one core
 // busy the whole time: saturated; less means the server waited for a core held by its neighbours).
 //   npm run build && node bench/server.mjs [seconds per run, default 8] [rounds, default 3]
-// BENCH_CPU_PROF=<dir> runs every server with `--cpu-prof` into <dir> (see bench/profile-summary.mjs).
+// BENCH_CPU_PROF=<dir> runs every server with `--cpu-prof` into <dir> (see bench/profile-summary.mjs);
+// BENCH_HEAP_PROF=<dir> samples what each server allocates during the measured load (bench/heap-sampler.mjs)
+// into <dir>/<side>-<round>.heapprofile, which bench/profile-summary.mjs sums in bytes per request.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,6 +40,8 @@ const ROUNDS = Number(process.argv[3] ?? 3);
 const WARMUP_REQUESTS = 3000;
 const CONNECTIONS = 16;
 const PROFILE_DIR = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
+const HEAP_DIR = process.env.BENCH_HEAP_PROF ? resolve(process.env.BENCH_HEAP_PROF) : undefined;
+if (HEAP_DIR !== undefined) mkdirSync(HEAP_DIR, { recursive: true });
 
 /** The three sides, in the order each round runs them. */
 const SIDES = [
@@ -120,6 +132,7 @@ async function measure(side, round) {
         ]
       : []),
     ...side.imports.flatMap((m) => ['--import', m]),
+    ...(HEAP_DIR !== undefined ? ['--import', './bench/heap-sampler.mjs'] : []),
     'examples/weather/server.mjs',
   ];
   const child = spawn(process.execPath, args, {
@@ -132,6 +145,9 @@ async function measure(side, round) {
       MODEL_VERSION: '1',
       PORT: '0',
       ...(side.audited ? {} : { MLTRAIL_DISABLED: 'true' }),
+      ...(HEAP_DIR !== undefined
+        ? { MLTRAIL_HEAP_PROF_OUT: join(HEAP_DIR, `${side.name}-${round}.heapprofile`) }
+        : {}),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -151,9 +167,16 @@ async function measure(side, round) {
       amount,
     });
   const warm = await load(WARMUP_REQUESTS);
+  if (HEAP_DIR !== undefined) child.kill('SIGUSR2');
   const cpuBefore = cpuMs(child.pid);
   const r = await load(Math.max(1000, Math.round(throughput(warm) * SECONDS)));
   const cpuAfter = cpuMs(child.pid);
+  if (HEAP_DIR !== undefined) {
+    // The sampler writes its profile on the second signal; wait for it before the server stops.
+    const file = join(HEAP_DIR, `${side.name}-${round}.heapprofile`);
+    child.kill('SIGUSR2');
+    for (let i = 0; i < 600 && !existsSync(file); i++) await new Promise((ok) => setTimeout(ok, 50));
+  }
   // SIGTERM: the server closes; mltrail/register flushes and closes the journal before the process ends.
   child.kill('SIGTERM');
   await new Promise((ok) => child.once('exit', ok));
