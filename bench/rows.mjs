@@ -141,7 +141,7 @@ export const rows = {
     baseline: (r) =>
       `${num(r.baseline)} requests/s (p50 ${ms(r.p50_ms_otel)}, p99 ${ms(r.p99_ms_otel)}, ${us(r.cpu_us_per_request_otel)}); bare ${num(r.rps_bare)} requests/s, ${us(r.cpu_us_per_request_bare)}`,
     compares:
-      'the demo’s ONNX server (`examples/weather/server.mjs`) audited (`node --import mltrail/register`) vs traced by plain OpenTelemetry (`bench/plain-otel-register.mjs`: NodeSDK, HTTP instrumentation, batch span processor); autocannon keep-alive connections in a closed loop so the server runs flat out, rounds alternating bare / OTel / mltrail, medians; every 2xx response has its prediction and decision record in the journal (`predictions_journaled`, `decisions_journaled` in results.json)',
+      'the demo’s ONNX server (`examples/weather/server.mjs`) audited (`node --import mltrail/register`) vs traced by plain OpenTelemetry (`bench/plain-otel-register.mjs`: NodeSDK, HTTP instrumentation, batch span processor); autocannon keep-alive connections in a closed loop so the server runs flat out, each side warmed up with 20 000 requests (V8 done compiling) and measured over at most 15 000 (so no journal segment seals in the window: the index build is the `index-build-1m` row), rounds alternating bare / OTel / mltrail, medians; every 2xx response has its prediction and decision record in the journal (`predictions_journaled`, `decisions_journaled` in results.json)',
   },
   'server-audit-cpu-us': {
     value: (r) => `${num(r.value)} µs/request`,
