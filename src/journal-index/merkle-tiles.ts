@@ -5,7 +5,7 @@ import { parseRecordLine } from '../integrity/record.js';
 import { ATTR_MLTRAIL_CHECKPOINT_NOTE } from '../semconv/attributes.js';
 import { EVENT_MLTRAIL_CHECKPOINT } from '../semconv/events.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
-import { segmentLines } from './segment-lines.js';
+import { forEachSegmentLine } from './segment-lines.js';
 
 /**
  * A chain's RFC 6962 Merkle tree stored as C2SP tlog-tiles (https://c2sp.org/tlog-tiles) beside the
@@ -185,7 +185,89 @@ export interface TilesBuild {
   checkpoint: number | undefined;
 }
 
-const V2_HEAD = /^\{"v":2,"chain":"[^"\\]*","seq":(0|[1-9]\d*),"prev":"[0-9a-f]{64}","hash":"([0-9a-f]{64})"/;
+const HEAD_START = Buffer.from('{"v":2,"chain":"', 'latin1');
+const AFTER_CHAIN = Buffer.from('","seq":', 'latin1');
+const AFTER_SEQ = Buffer.from(',"prev":"', 'latin1');
+const AFTER_PREV = Buffer.from('","hash":"', 'latin1');
+const CHECKPOINT_EVENT = Buffer.from(`"event.name":"${EVENT_MLTRAIL_CHECKPOINT}"`, 'utf8');
+/** Per byte: its value as a lowercase hex digit, or 16. */
+const LOWER_HEX = new Uint8Array(256).fill(16);
+for (const [i, c] of Buffer.from('0123456789abcdef', 'latin1').entries()) LOWER_HEX[c] = i;
+
+function startsWith(b: Uint8Array, i: number, end: number, what: Uint8Array): boolean {
+  if (i + what.length > end) return false;
+  for (let k = 0; k < what.length; k++) if (b[i + k] !== what[k]) return false;
+  return true;
+}
+
+/**
+ * The seq and record hash of a format 2 line, read from its bytes: the line must begin
+ * `{"v":2,"chain":"<no quote or backslash>","seq":<0 or digits without a leading 0>,"prev":"<64 lowercase
+ * hex>","hash":"<64 lowercase hex>"` (what the record parser's first check takes; the rest of the line is
+ * not read). A line that does not is parsed.
+ */
+class TileLineHead {
+  seq = 0;
+  #hashAt = 0;
+  /** Where in the current read buffer the next mention of the checkpoint event is (see mentionsCheckpoint). */
+  #mentionAt = -1;
+  #mentionBase = -1;
+  #mentionIn: Buffer | undefined;
+
+  read(b: Buffer, start: number, end: number): boolean {
+    let i = start;
+    if (!startsWith(b, i, end, HEAD_START)) return false;
+    i += HEAD_START.length;
+    while (i < end && b[i] !== 0x22 && b[i] !== 0x5c) i++;
+    if (!startsWith(b, i, end, AFTER_CHAIN)) return false;
+    i += AFTER_CHAIN.length;
+    const digits = i;
+    let seq = 0;
+    for (; i < end && b[i] >= 0x30 && b[i] <= 0x39; i++) seq = seq * 10 + (b[i] - 0x30);
+    const n = i - digits;
+    if (n === 0 || (n > 1 && b[digits] === 0x30)) return false;
+    // Beyond 15 digits the sum above may round differently from the number the digits spell.
+    this.seq = n > 15 ? Number(b.toString('latin1', digits, i)) : seq;
+    if (!startsWith(b, i, end, AFTER_SEQ)) return false;
+    i += AFTER_SEQ.length;
+    if (i + 64 > end) return false;
+    for (let k = 0; k < 64; k++) if (LOWER_HEX[b[i + k]] === 16) return false;
+    i += 64;
+    if (!startsWith(b, i, end, AFTER_PREV)) return false;
+    i += AFTER_PREV.length;
+    if (i + 65 > end || b[i + 64] !== 0x22) return false;
+    for (let k = 0; k < 64; k++) if (LOWER_HEX[b[i + k]] === 16) return false;
+    this.#hashAt = i;
+    return true;
+  }
+
+  /** The record hash of the line last read, as its 32 bytes. */
+  hash(b: Buffer): Buffer {
+    const leaf = Buffer.allocUnsafe(32);
+    for (let k = 0, i = this.#hashAt; k < 32; k++, i += 2)
+      leaf[k] = (LOWER_HEX[b[i]] << 4) | LOWER_HEX[b[i + 1]];
+    return leaf;
+  }
+
+  /**
+   * Whether the line `b[start, end)` (at `offset` in its file) holds the checkpoint event's name anywhere
+   * (as the text would: the name is ASCII). One search per read buffer finds the next mention; lines before
+   * it are answered without searching (a new buffer, or the same one refilled, has another base offset).
+   */
+  mentionsCheckpoint(b: Buffer, start: number, end: number, offset: number): boolean {
+    const base = offset - start;
+    if (
+      b !== this.#mentionIn ||
+      base !== this.#mentionBase ||
+      (this.#mentionAt >= 0 && this.#mentionAt < start)
+    ) {
+      this.#mentionIn = b;
+      this.#mentionBase = base;
+      this.#mentionAt = b.indexOf(CHECKPOINT_EVENT, start);
+    }
+    return this.#mentionAt >= 0 && this.#mentionAt + CHECKPOINT_EVENT.length <= end;
+  }
+}
 
 /**
  * Brings a chain's tiles up to date with its segments: from the size already tiled, appends the record
@@ -238,36 +320,41 @@ export function writeTiles(
     }
     size++;
   };
+  const head = new TileLineHead();
   for (const path of startingSegments(files, segments, size)) {
-    for (const l of segmentLines(files, path)) {
+    let gap = false;
+    forEachSegmentLine(files, path, (b, start, end, offset) => {
       let seq: number;
-      let hash: string;
-      const m = V2_HEAD.exec(l.text);
-      if (m !== null) {
-        seq = Number(m[1]);
-        hash = m[2];
+      let leaf: Buffer;
+      if (head.read(b, start, end)) {
+        seq = head.seq;
+        leaf = head.hash(b);
       } else {
         try {
-          const r = parseRecordLine(l.text);
+          const r = parseRecordLine(b.toString('utf8', start, end));
           seq = r.seq;
-          hash = r.hash;
+          leaf = Buffer.from(r.hash, 'hex');
         } catch {
-          continue;
+          return;
         }
       }
-      if (seq < size) continue;
-      if (seq > size) return finish();
-      if (l.text.includes(`"event.name":"${EVENT_MLTRAIL_CHECKPOINT}"`)) {
+      if (seq < size) return;
+      if (seq > size) {
+        gap = true;
+        return false;
+      }
+      if (head.mentionsCheckpoint(b, start, end, offset)) {
         try {
-          const body = parseRecordLine(l.text).body;
+          const body = parseRecordLine(b.toString('utf8', start, end)).body;
           const note = (JSON.parse(body) as Record<string, unknown>)[ATTR_MLTRAIL_CHECKPOINT_NOTE];
           if (typeof note === 'string') checkpoint = { size: seq, note };
         } catch {
           // Not a checkpoint we can use; verify reports it.
         }
       }
-      append(Buffer.from(hash, 'hex'));
-    }
+      append(leaf);
+    });
+    if (gap) return finish();
   }
   return finish();
 

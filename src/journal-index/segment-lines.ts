@@ -56,13 +56,14 @@ export function* segmentLines(
 /**
  * Calls `visit` with the bytes of each complete line of `file` (as {@link segmentLines} yields them, but
  * undecoded): the line is `buf[start, end)` (without its newline), its first byte at `offset` in the file.
- * `buf` is reused: its bytes are valid during the call only. Returns a copy of the last complete line's
- * bytes (undefined when there is none), for a caller that needs them after the pass.
+ * `buf` is reused: its bytes are valid during the call only. `visit` returning false ends the pass. Returns
+ * a copy of the last complete line's bytes (undefined when there is none), for a caller that needs them
+ * after the pass.
  */
 export function forEachSegmentLine(
   files: EvidenceDir,
   file: string,
-  visit: (buf: Buffer, start: number, end: number, offset: number) => void,
+  visit: (buf: Buffer, start: number, end: number, offset: number) => unknown,
 ): Buffer | undefined {
   const fd = files.open(file);
   try {
@@ -77,9 +78,10 @@ export function forEachSegmentLine(
       let lastStart = -1;
       const view = buf.subarray(0, len);
       for (let nl = view.indexOf(10, 0); nl >= 0; nl = view.indexOf(10, start)) {
-        visit(buf, start, nl, base + start);
+        const more = visit(buf, start, nl, base + start);
         lastStart = start;
         start = nl + 1;
+        if (more === false) return Buffer.from(buf.subarray(lastStart, start - 1));
       }
       // The buffer is about to be refilled: keep the last complete line read so far.
       if (lastStart >= 0) last = Buffer.from(buf.subarray(lastStart, start - 1));

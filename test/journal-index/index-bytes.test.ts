@@ -5,12 +5,18 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRecordLine, serializeRecord } from '../../src/integrity/record.js';
 import { AuditLog, listSegments } from '../../src/journal/index.js';
-import { buildSegmentIndex, indexFile } from '../../src/journal-index/index.js';
+import {
+  buildSegmentIndex,
+  indexFile,
+  TileReader,
+  tilesDir,
+  writeTiles,
+} from '../../src/journal-index/index.js';
 import { LINEAGE_KEYS, recordLineage } from '../../src/lineage/record-lineage.js';
 import * as attributes from '../../src/semconv/attributes.js';
 import * as events from '../../src/semconv/events.js';
 import { createTrail } from '../../src/trail/index.js';
-import { referenceSegmentIndex } from './reference-index-builder.js';
+import { referenceSegmentIndex, referenceTileLeaves } from './reference-index-builder.js';
 
 /**
  * The builder reads lines as bytes and takes the common records' entries straight from them; the files it
@@ -217,6 +223,26 @@ function mutatedJournal(plan: Plan): string {
   return dir;
 }
 
+/** The tiles written for each chain, as the leaves they hold and the checkpoint beside them, and the reference's. */
+function bothTiles(dir: string): { built: unknown[]; reference: unknown[] } {
+  const built: unknown[] = [];
+  const reference: unknown[] = [];
+  for (const { chain, files } of listSegments(dir)) {
+    const { size, checkpoint } = writeTiles(dir, chain, files, { force: true });
+    const reader = new TileReader(dir, chain);
+    const leaves: Buffer[] = [];
+    for (let i = 0; i < size; i++) leaves.push(Buffer.from(reader.hashAt(0, i)));
+    const note = join(tilesDir(dir, chain), 'checkpoint');
+    built.push({
+      leaves,
+      checkpoint:
+        checkpoint === undefined ? undefined : { size: checkpoint, note: readFileSync(note, 'utf8') },
+    });
+    reference.push(referenceTileLeaves(dir, files));
+  }
+  return { built, reference };
+}
+
 /** The index bytes of every segment, from the builder and from the reference (or what each threw). */
 function bothBuilds(dir: string): { built: (string | Buffer)[]; reference: (string | Buffer)[] } {
   const built: (string | Buffer)[] = [];
@@ -243,6 +269,10 @@ describe('segment index bytes', () => {
     const { built, reference } = bothBuilds(base);
     expect(built.length).toBeGreaterThan(3);
     expect(built).toEqual(reference);
+    const tiles = bothTiles(base);
+    expect(tiles.built).toEqual(tiles.reference);
+    expect(tiles.reference[0]).toMatchObject({ checkpoint: { size: expect.any(Number) } });
+    expect((tiles.reference[0] as { leaves: Buffer[] }).leaves.length).toBeGreaterThan(300);
     // The journal has what the fast path takes and what it leaves to the parser.
     const text = listSegments(base)[0]
       .files.map((f) => readFileSync(f, 'utf8'))
@@ -267,6 +297,8 @@ describe('segment index bytes', () => {
         try {
           const { built, reference } = bothBuilds(dir);
           expect(built).toEqual(reference);
+          const tiles = bothTiles(dir);
+          expect(tiles.built).toEqual(tiles.reference);
         } finally {
           rmSync(join(dir, '..'), { recursive: true, force: true });
         }

@@ -1,11 +1,13 @@
 /**
  * The segment index builder as it was before the byte-level builder (commit 331f32d): each line decoded,
  * parsed by lineLineage(), its entries as objects, encoded by the object encoder. Kept verbatim (bar the
- * imports and writing the file) as the known-good output the builder in src/ must reproduce byte for byte.
+ * imports and writing the file) as the known-good output the builder in src/ must reproduce byte for byte;
+ * and the lines the Merkle tiles writer took, as it took them (referenceTileLeaves).
  * Test code only: nothing in src/ imports it.
  */
 import { hash } from 'node:crypto';
 import { basename, dirname } from 'node:path';
+import { parseRecordLine } from '../../src/integrity/record.js';
 import {
   EntryKind,
   type FanOutHeader,
@@ -19,6 +21,8 @@ import {
 } from '../../src/journal-index/segment-index.js';
 import { segmentLines } from '../../src/journal-index/segment-lines.js';
 import { type LineLineage, lineLineage, RELATIONS } from '../../src/lineage/record-lineage.js';
+import { ATTR_MLTRAIL_CHECKPOINT_NOTE } from '../../src/semconv/attributes.js';
+import { EVENT_MLTRAIL_CHECKPOINT } from '../../src/semconv/events.js';
 import { EvidenceDir } from '../../src/sources/evidence-files.js';
 
 /** The relation whose Out entries are kept apart ({@link EntryKind.Served}). */
@@ -436,4 +440,52 @@ function encodeFanOut(served: ServedRow[], follows: FollowRow[]): { bytes: Buffe
       sha256: hash('sha256', bytes),
     },
   };
+}
+
+const V2_HEAD = /^\{"v":2,"chain":"[^"\\]*","seq":(0|[1-9]\d*),"prev":"[0-9a-f]{64}","hash":"([0-9a-f]{64})"/;
+
+/**
+ * The leaves (record hashes, in seq order from 0 up to the first gap) and the newest checkpoint note the
+ * Merkle tiles writer took from a chain's segments before it read lines as bytes (its loop, verbatim).
+ */
+export function referenceTileLeaves(
+  dir: string,
+  segments: readonly string[],
+): { leaves: Buffer[]; checkpoint: { size: number; note: string } | undefined } {
+  const files = new EvidenceDir(dir);
+  const leaves: Buffer[] = [];
+  let checkpoint: { size: number; note: string } | undefined;
+  for (const path of segments) {
+    for (const l of segmentLines(files, path)) {
+      const size = leaves.length;
+      let seq: number;
+      let hash: string;
+      const m = V2_HEAD.exec(l.text);
+      if (m !== null) {
+        seq = Number(m[1]);
+        hash = m[2];
+      } else {
+        try {
+          const r = parseRecordLine(l.text);
+          seq = r.seq;
+          hash = r.hash;
+        } catch {
+          continue;
+        }
+      }
+      if (seq < size) continue;
+      if (seq > size) return { leaves, checkpoint };
+      if (l.text.includes(`"event.name":"${EVENT_MLTRAIL_CHECKPOINT}"`)) {
+        try {
+          const body = parseRecordLine(l.text).body;
+          const note = (JSON.parse(body) as Record<string, unknown>)[ATTR_MLTRAIL_CHECKPOINT_NOTE];
+          if (typeof note === 'string') checkpoint = { size: seq, note };
+        } catch {
+          // Not a checkpoint we can use; verify reports it.
+        }
+      }
+      leaves.push(Buffer.from(hash, 'hex'));
+    }
+  }
+  return { leaves, checkpoint };
 }
