@@ -12,7 +12,7 @@ import {
 import { EVENT_ML_DECISION, EVENT_ML_FEEDBACK, EVENT_ML_PREDICTION } from '../semconv/events.js';
 import { EvidenceDir } from '../sources/evidence-files.js';
 import { listSegments } from '../sources/journal-reader.js';
-import { FieldValue, LineFields } from './line-fields.js';
+import { FieldValue, LineFields, sameBytes } from './line-fields.js';
 import { type TilesBuild, writeTiles } from './merkle-tiles.js';
 import {
   EntryKind,
@@ -21,6 +21,8 @@ import {
   IndexEntryTable,
   indexStaleness,
   type KeyedEntry,
+  type KnownKey,
+  knownKey,
   type SegmentIndexHeader,
 } from './segment-index.js';
 import { forEachSegmentLine } from './segment-lines.js';
@@ -111,14 +113,14 @@ const DEPLOYMENT_ID = FIELDS.keys.indexOf(ATTR_ML_DEPLOYMENT_ID);
 const DECISION_ID = FIELDS.keys.indexOf(ATTR_ML_DECISION_ID);
 const FEEDBACK_ID = FIELDS.keys.indexOf(ATTR_ML_FEEDBACK_ID);
 
-/** Deployment ids seen (as servers of predictions), by their bytes. */
-const SERVERS: { bytes: Buffer; name: string }[] = [];
+/** Deployment ids seen (as servers of predictions), by their bytes, with their key's hash and time. */
+const SERVERS: { bytes: Buffer; key: KnownKey }[] = [];
 
-function serverName(f: LineFields, b: Buffer, k: number): string {
-  for (const e of SERVERS) if (f.stringEquals(b, k, e.bytes)) return e.name;
-  const name = f.string(b, k);
-  if (SERVERS.length < 16) SERVERS.push({ bytes: Buffer.from(name, 'latin1'), name });
-  return name;
+function server(f: LineFields, b: Buffer, k: number): KnownKey {
+  for (const e of SERVERS) if (f.stringEquals(b, k, e.bytes)) return e.key;
+  const key = knownKey(f.string(b, k));
+  if (SERVERS.length < 16) SERVERS.push({ bytes: Buffer.from(key.key, 'latin1'), key });
+  return key;
 }
 
 /**
@@ -157,7 +159,7 @@ function addCommonRecord(
   const ie = f.end[id];
   const fs = f.start[from];
   const fe = f.end[from];
-  if (fe - fs === ie - is && b.compare(b, fs, fe, is, ie) === 0) return false;
+  if (sameBytes(b, fs, fe, b, is, ie)) return false;
   // <chain>:<seq>, the node the record defines, and the edge's other end (which it does not define).
   table.addAscii(
     b,
@@ -175,10 +177,9 @@ function addCommonRecord(
   );
   table.addAscii(b, is, ie, -1, 0, 0, EntryKind.Node, undefined, 0, 0, offset, length);
   if (relation === FANS_OUT) {
-    const server = serverName(f, b, from);
-    table.addAscii(b, fs, fe, -1, 0, 0, EntryKind.Served, relation, is, ie, offset, length);
-    table.servedKeys.add(server);
-    rows?.servedAscii(server, b, is, ie, offset, length, f.seq);
+    const served = server(f, b, from);
+    table.addKnown(served, EntryKind.Served, relation, b, is, ie, offset, length);
+    rows?.servedAscii(served.key, b, is, ie, offset, length, f.seq);
   } else {
     table.addAscii(b, fs, fe, -1, 0, 0, EntryKind.Out, relation, is, ie, offset, length);
     rows?.followsAscii(b, fs, fe, relation, is, ie, offset, length, f.seq);
@@ -234,7 +235,7 @@ export function buildSegmentIndex(dir: string, segmentPath: string): SegmentInde
     const f = FIELDS;
     if (f.read(b, start, end)) {
       records++;
-      const own = b.compare(chainBytes, 0, chainBytes.length, f.chainStart, f.chainEnd) === 0;
+      const own = sameBytes(b, f.chainStart, f.chainEnd, chainBytes, 0, chainBytes.length);
       // A record of another chain than the segment's own cannot be named `<chain>:<seq>` from the table's
       // rows: such a segment gets no fan-out tables (an impact answer reads its records instead).
       if (!own) ownChain = false;

@@ -408,6 +408,20 @@ const TRUE = Buffer.from('true', 'latin1');
 const FALSE = Buffer.from('false', 'latin1');
 const NULL = Buffer.from('null', 'latin1');
 
+/** Whether `a[as, ae)` and `b[bs, be)` hold the same bytes (a loop: cheaper than a native call for ids). */
+export function sameBytes(
+  a: Uint8Array,
+  as: number,
+  ae: number,
+  b: Uint8Array,
+  bs: number,
+  be: number,
+): boolean {
+  if (ae - as !== be - bs) return false;
+  for (let k = 0; k < ae - as; k++) if (a[as + k] !== b[bs + k]) return false;
+  return true;
+}
+
 function startsWith(b: Uint8Array, i: number, end: number, what: Uint8Array): boolean {
   if (i + what.length > end) return false;
   for (let k = 0; k < what.length; k++) if (b[i + k] !== what[k]) return false;

@@ -425,9 +425,15 @@ function readState(files: EvidenceDir, root: string): { size: number } | undefin
 }
 
 function writeAtomically(file: string, data: Buffer): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode: 0o600 });
+  try {
+    writeFileSync(tmp, data, { mode: 0o600 });
+  } catch (err) {
+    // The tile's directory is made when the first tile in it is written (not checked for every tile).
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, data, { mode: 0o600 });
+  }
   renameSync(tmp, file);
 }
 

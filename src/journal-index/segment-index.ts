@@ -385,6 +385,29 @@ export class IndexEntryTable {
     this.#time(kind, sep === -1 ? uuidV7TimeAscii(src, keyStart, keyEnd) : undefined);
   }
 
+  /**
+   * {@link addAscii} for a key whose hash and time were worked out before ({@link knownKey}): a key many
+   * records name (the deployment that served them).
+   */
+  addKnown(
+    key: KnownKey,
+    kind: EntryKind,
+    relation: string | undefined,
+    src: Uint8Array,
+    otherStart: number,
+    otherEnd: number,
+    offset: number,
+    length: number,
+  ): void {
+    const n = otherEnd - otherStart;
+    const at = this.#put(key.hi, key.lo, kind, relation, offset, length, n);
+    const b = this.bytes;
+    for (let k = 0; k < n; k++) b[at + ENTRY_FIXED + k] = src[otherStart + k];
+    this.#end(at, n);
+    this.#time(kind, key.time);
+    if (kind === EntryKind.Served) this.servedKeys.add(key.key);
+  }
+
   /** Writes an entry's fixed part (its other end's length left for {@link #end}); returns where it is. */
   #put(
     hi: number,
@@ -462,6 +485,20 @@ export class IndexEntryTable {
   }
 }
 
+/** A key with its hash and UUIDv7 time, worked out once for many entries. */
+export interface KnownKey {
+  key: string;
+  hi: number;
+  lo: number;
+  time: number | undefined;
+}
+
+/** `key` with its hash and UUIDv7 time. */
+export function knownKey(key: string): KnownKey {
+  const hi = hashKey(key);
+  return { key, hi, lo: hashedLow, time: uuidV7Time(key) };
+}
+
 /**
  * {@link hashKey} of a key whose UTF-16 code units are the ASCII bytes `src[s, e)`, then (if `sep` is not
  * -1) the byte `sep` and `src[s2, e2)`.
@@ -495,70 +532,126 @@ function hashAscii(src: Uint8Array, s: number, e: number, sep: number, s2: numbe
   return h1 >>> 0;
 }
 
+/** Per byte: its value as a hex digit of either case, or 16. */
+const ANY_HEX = new Uint8Array(256).fill(16);
+for (let i = 0; i < 16; i++) {
+  ANY_HEX['0123456789abcdef'.charCodeAt(i)] = i;
+  ANY_HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
 /** {@link uuidV7Time} of the ASCII bytes `src[s, e)`. */
 function uuidV7TimeAscii(src: Uint8Array, s: number, e: number): number | undefined {
-  if (e - s !== 36 || src[s + 14] !== 0x37) return undefined;
+  if (
+    e - s !== 36 ||
+    src[s + 14] !== 0x37 ||
+    src[s + 8] !== 0x2d ||
+    src[s + 13] !== 0x2d ||
+    src[s + 18] !== 0x2d ||
+    src[s + 23] !== 0x2d ||
+    ANY_HEX[src[s + 19]] >> 2 !== 2
+  )
+    return undefined;
+  let bad = 0;
   let time = 0;
-  for (let i = 0; i < 36; i++) {
-    const c = src[s + i];
-    if (i === 8 || i === 13 || i === 18 || i === 23) {
-      if (c !== 0x2d) return undefined;
-      continue;
-    }
-    const v = hexValue(c);
-    if (v < 0 || (i === 19 && v >> 2 !== 2)) return undefined;
-    if (i < 13) time = time * 16 + v;
+  for (let i = 0; i < 13; i++) {
+    if (i === 8) continue;
+    const v = ANY_HEX[src[s + i]];
+    bad |= v;
+    time = time * 16 + v;
   }
-  return time;
+  for (let i = 14; i < 36; i++) if (i !== 18 && i !== 23) bad |= ANY_HEX[src[s + i]];
+  return bad & 16 ? undefined : time;
 }
 
 function u32(b: Buffer, at: number): number {
   return ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
 }
 
-/** Entries with a key hash's high half below 2^32 and a position below this are sorted by one number. */
+/** Entries of a bucket below this many are sorted by one number (the rest of the hash's high half, and their place). */
 const SORT_POSITIONS = 2 ** 21;
 
 /**
- * The entries `list` (positions in `t`) in stored order: by (key hash, kind, offset), and as added when
- * equal in all of these (the order a stable sort of that comparison gives). One native sort of numbers
- * (the high half of the key hash and the place in the list) does almost all of it; runs of equal high
- * halves (a key's several entries) are put in order with the full comparison.
+ * The entries of `t` that go into blocks (all, or all but the Served ones), in stored order: by (key hash,
+ * kind, offset), and as added when equal in all of these (the order a stable sort of that comparison
+ * gives). Returned as the entries' bytes copied into `staged`, bucket by bucket (the key hash's first
+ * byte), and `order`, their places in `staged` in stored order. Within a bucket (a few tens of KB, in
+ * cache) one native sort of numbers (the rest of the high half of the key hash, and the place in the
+ * bucket) does almost all of it; runs of equal high halves (a key's several entries) are put in order with
+ * the full comparison.
  */
-function sortEntries(t: IndexEntryTable, list: Uint32Array): Uint32Array {
-  const n = list.length;
-  const b = t.bytes;
-  const at = t.at;
-  const compare = (x: number, y: number) => {
-    const a = at[list[x]];
-    const c = at[list[y]];
-    return (
-      u32(b, a) - u32(b, c) ||
-      u32(b, a + 4) - u32(b, c + 4) ||
-      b[a + 8] - b[c + 8] ||
-      u32(b, a + 10) - u32(b, c + 10) ||
-      x - y
-    );
-  };
-  const order = new Uint32Array(n);
-  if (n >= SORT_POSITIONS) {
-    for (let j = 0; j < n; j++) order[j] = j;
-    order.sort(compare);
-  } else {
-    const keys = new Float64Array(n);
-    for (let j = 0; j < n; j++) keys[j] = u32(b, at[list[j]]) * SORT_POSITIONS + j;
-    keys.sort();
-    for (let j = 0; j < n; j++) order[j] = keys[j] % SORT_POSITIONS;
-    for (let s = 0; s < n; ) {
-      const hi = Math.floor(keys[s] / SORT_POSITIONS);
-      let e = s + 1;
-      while (e < n && Math.floor(keys[e] / SORT_POSITIONS) === hi) e++;
-      if (e - s > 1) order.subarray(s, e).sort(compare);
-      s = e;
-    }
+function sortedEntries(
+  t: IndexEntryTable,
+  withoutServed: boolean,
+): { staged: Buffer; order: Uint32Array; bytes: number } {
+  const src = t.bytes;
+  const counts = new Uint32Array(257);
+  const sizes = new Float64Array(257);
+  let n = 0;
+  for (let i = 0; i < t.count; i++) {
+    const a = t.at[i];
+    if (withoutServed && src[a + 8] === EntryKind.Served) continue;
+    n++;
+    counts[src[a] + 1]++;
+    sizes[src[a] + 1] += ENTRY_FIXED + ((src[a + 18] << 8) | src[a + 19]);
   }
-  for (let j = 0; j < n; j++) order[j] = list[order[j]];
-  return order;
+  for (let d = 1; d < 257; d++) {
+    counts[d] += counts[d - 1];
+    sizes[d] += sizes[d - 1];
+  }
+  const bytes = sizes[256];
+  const staged = Buffer.allocUnsafe(bytes);
+  const placed = new Uint32Array(n);
+  const nextEntry = counts.slice(0, 256);
+  const nextByte = sizes.slice(0, 256);
+  for (let i = 0; i < t.count; i++) {
+    const a = t.at[i];
+    if (withoutServed && src[a + 8] === EntryKind.Served) continue;
+    const d = src[a];
+    const size = ENTRY_FIXED + ((src[a + 18] << 8) | src[a + 19]);
+    const to = nextByte[d];
+    for (let k = 0; k < size; k++) staged[to + k] = src[a + k];
+    placed[nextEntry[d]++] = to;
+    nextByte[d] = to + size;
+  }
+  const order = new Uint32Array(n);
+  let keys = new Float64Array(256);
+  for (let d = 0; d < 256; d++) {
+    const from = counts[d];
+    const m = counts[d + 1] - from;
+    if (m === 0) continue;
+    const bucket = placed.subarray(from, from + m);
+    const local = order.subarray(from, from + m);
+    const compare = (x: number, y: number) => {
+      const a = bucket[x];
+      const c = bucket[y];
+      return (
+        u32(staged, a) - u32(staged, c) ||
+        u32(staged, a + 4) - u32(staged, c + 4) ||
+        staged[a + 8] - staged[c + 8] ||
+        u32(staged, a + 10) - u32(staged, c + 10) ||
+        x - y
+      );
+    };
+    if (m >= SORT_POSITIONS) {
+      for (let j = 0; j < m; j++) local[j] = j;
+      local.sort(compare);
+    } else {
+      if (keys.length < m) keys = new Float64Array(Math.max(m, keys.length * 2));
+      const k = keys.subarray(0, m);
+      for (let j = 0; j < m; j++) k[j] = (u32(staged, bucket[j]) & 0xffffff) * SORT_POSITIONS + j;
+      k.sort();
+      for (let j = 0; j < m; j++) local[j] = k[j] % SORT_POSITIONS;
+      for (let s = 0; s < m; ) {
+        const hi = Math.floor(k[s] / SORT_POSITIONS);
+        let e = s + 1;
+        while (e < m && Math.floor(k[e] / SORT_POSITIONS) === hi) e++;
+        if (e - s > 1) local.subarray(s, e).sort(compare);
+        s = e;
+      }
+    }
+    for (let j = 0; j < m; j++) local[j] = bucket[local[j]];
+  }
+  return { staged, order, bytes };
 }
 
 /**
@@ -590,17 +683,8 @@ export function encodeSegmentIndex(
   // the largest part of a busy segment's entries) stay in the filter and the key times only, which is
   // what "may this segment hold a prediction served by X" needs.
   const servedKeys = fanOut === undefined ? undefined : table.servedKeys;
-  const src = table.bytes;
-  let n = 0;
-  let bodyBytes = 0;
-  const list = new Uint32Array(table.count);
-  for (let i = 0; i < table.count; i++) {
-    const a = table.at[i];
-    if (servedKeys !== undefined && src[a + 8] === EntryKind.Served) continue;
-    list[n++] = i;
-    bodyBytes += ENTRY_FIXED + ((src[a + 18] << 8) | src[a + 19]);
-  }
-  const order = sortEntries(table, list.subarray(0, n));
+  const { staged: src, order, bytes: bodyBytes } = sortedEntries(table, servedKeys !== undefined);
+  const n = order.length;
   const body = Buffer.allocUnsafe(bodyBytes);
   let rows = Buffer.allocUnsafe(ROW * 64);
   let blocks = 0;
@@ -628,7 +712,7 @@ export function encodeSegmentIndex(
   // The filter holds each distinct (key, kind) pair once (entries are sorted, so repeats are adjacent).
   let pairs = servedKeys?.size ?? 0;
   for (let j = 0; j < n; j++) {
-    const e = table.at[order[j]];
+    const e = order[j];
     const size = ENTRY_FIXED + ((src[e + 18] << 8) | src[e + 19]);
     if (at > blockStart && at - blockStart + size > BLOCK_TARGET) closeBlock();
     for (let k = 0; k < size; k++) body[at + k] = src[e + k];
