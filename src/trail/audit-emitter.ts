@@ -133,6 +133,8 @@ interface MemberOrder {
   changed: number[];
   changedJson: string[];
   changedKeys: string[];
+  /** Scratch: the body's pieces, `{` first (see #flatBody). */
+  parts: string[];
 }
 
 /** No value of a record: `last` before the first record of a shape. */
@@ -299,7 +301,10 @@ export class AuditEmitter {
     // Written member by member while the members are checked (a record that fails a check is rare and
     // its text is dropped): a finite number's shortest round-trip form is String(v), several times cheaper
     // than JSON.stringify of it; strings and string arrays are escaped by JSON.stringify, as RFC 8785 asks.
-    let text = '{';
+    // The pieces are joined once at the end: one flat string, instead of a rope of two cons strings per
+    // member that hashing the body then flattens (copies) again.
+    const parts = order.parts;
+    parts.length = 1;
     for (let i = 0; i < sorted.length; i++) {
       const v = raw[sorted[i]];
       let json: string;
@@ -319,7 +324,7 @@ export class AuditEmitter {
         changedJson.push(json);
         changedKeys.push(sorted[i]);
       }
-      text += names[i] + json;
+      parts.push(names[i], json);
       if (lookup[i]) attrs[sorted[i]] = Array.isArray(v) ? v.slice() : (v as string | number | boolean);
     }
     if (redactor?.keepsMembers !== undefined) {
@@ -345,7 +350,8 @@ export class AuditEmitter {
         lastJson[i] = changedJson[j];
       }
     }
-    return `${text}}`;
+    parts.push('}');
+    return parts.join('');
   }
 
   /**
@@ -370,6 +376,7 @@ export class AuditEmitter {
       changed: [],
       changedJson: [],
       changedKeys: [],
+      parts: ['{'],
     };
     if (this.#orders.size >= 64) this.#orders.clear();
     this.#orders.set(event, order);
