@@ -17,7 +17,7 @@ export const rows = {
     value: (r) => `${num(r.value)} calls/s (${us(r.cpu_us_per_call)} CPU per call)`,
     baseline: (r) => `${num(r.baseline)} calls/s (${us(r.baseline_cpu_us_per_call)})`,
     compares:
-      'an audited `trail.predict()` (span, audit record, redaction, hash chain, group-committed journal, flushed inside the timing; the journal's one segment never seals during the run, so the index build, the `index-build-1m` row, is not in it) vs a bare OTel SDK span + log record with batch processors and no-op exporters; medians of interleaved runs. The goal is on CPU per call (`cpu_ratio` in results.json)',
+      'an audited `trail.predict()` (span, audit record, redaction, hash chain, group-committed journal, flushed inside the timing; the journal’s one segment never seals during the run, so the index build, the `index-build-1m` row, is not in it) vs a bare OTel SDK span + log record with batch processors and no-op exporters; medians of interleaved runs. The goal is on CPU per call (`cpu_ratio` in results.json)',
   },
   'predict-vs-pino': {
     value: (r) => `${num(r.value)} calls/s (${us(r.cpu_us_per_call)} CPU per call)`,
