@@ -2,6 +2,7 @@
 // same run), prints a table of ratios and writes bench/results.json as { machine, date, results }.
 // `node bench/run.mjs --only=server,predict` runs those benchmarks alone and replaces their rows in the
 // existing results.json, keeping the others; `updated` then says which rows come from which later run.
+// `--rows=<name>,…` with --only replaces only the rows named.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -35,6 +36,17 @@ const all = [
   ['server.mjs', quick ? ['3'] : ['8']],
 ];
 const benches = only === undefined ? all : all.filter(([file]) => only.includes(file));
+// --rows=a,b (with --only): keep only these rows of what the benchmarks print, so a benchmark that also
+// prints a row measured another way before (scale.mjs's verify-incremental on its own 1M journal, where the
+// row in results.json is on a 10M one) leaves that row as it was.
+const onlyRows = process.argv
+  .find((a) => a.startsWith('--rows='))
+  ?.slice('--rows='.length)
+  .split(',');
+if (onlyRows !== undefined && only === undefined) {
+  console.error('bench: --rows needs --only (a full run writes every row)');
+  process.exit(2);
+}
 // The machine may be shared: its load average before and after the run goes into results.json.
 const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
 const results = [];
@@ -49,7 +61,8 @@ for (const [file, args] of benches) {
     for (const line of out.split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
-        results.push(JSON.parse(line));
+        const row = JSON.parse(line);
+        if (onlyRows === undefined || onlyRows.includes(row.name)) results.push(row);
       } catch {
         // not a result line
       }
