@@ -474,7 +474,9 @@ export class IndexEntryTable {
       this.times.set(kind, k);
     }
     if (t === undefined) k.other = true;
-    else {
+    // The ranges depend on the distinct times only: a repeat of the last one (the deployment that served
+    // the predictions before) is not kept.
+    else if (k.count === 0 || k.times[k.count - 1] !== t) {
       if (k.count === k.times.length) {
         const bigger = new Float64Array(k.times.length * 2);
         bigger.set(k.times);
