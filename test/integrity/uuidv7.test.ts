@@ -11,6 +11,10 @@ describe('uuidv7', () => {
     expect(new Set(ids).size).toBe(ids.length);
     for (let i = 1; i < ids.length; i++) expect(ids[i] > ids[i - 1]).toBe(true);
     expect(uuidv7Time(ids[0])).toBeGreaterThanOrEqual(before);
-    expect(uuidv7Time(ids.at(-1)!)).toBeLessThanOrEqual(after + 1);
+    // Ids made faster than the 12-bit counter can number them within one millisecond (it starts below
+    // 1024, so at least 3 072 a millisecond) borrow the next millisecond (RFC 9562, section 6.2): a fast
+    // machine making 50 000 in a few milliseconds runs ahead of the clock by at most this much.
+    const borrowed = Math.ceil(ids.length / (0x1000 - 0x400));
+    expect(uuidv7Time(ids.at(-1)!)).toBeLessThanOrEqual(after + 1 + borrowed);
   });
 });
