@@ -98,7 +98,12 @@ export function recordLineage(r: AuditRecord, b: Record<string, unknown>): Recor
   const out: RecordLineage = { nodes: [], edges: [], aliases: [] };
   const ref = `${r.chain}:${r.seq}`;
   const s = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : undefined);
-  const list = (k: string) => (Array.isArray(b[k]) ? (b[k] as string[]) : []);
+  // Only the strings of a list are ids: a record written with something else in one (an app's bug the
+  // validator noted in the record) adds no edge for it, and cannot stop its segment from being indexed.
+  const list = (k: string) => {
+    const v = b[k];
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  };
   const node = (id: string, kind: LineageKind, label: string, failed?: boolean) =>
     out.nodes.push({ id, kind, label, body: b, record: ref, time: r.ts, ...(failed ? { failed } : {}) });
   const edge = (from: string, to: string, relation: string) => out.edges.push({ from, to, relation });

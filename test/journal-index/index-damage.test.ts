@@ -12,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { canonicalize } from '../../src/integrity/index.js';
 import { AuditLog, listSegments } from '../../src/journal/index.js';
 import { indexFile, JournalIndex } from '../../src/journal-index/index.js';
 import { createTrail } from '../../src/trail/index.js';
@@ -117,6 +118,41 @@ describe('the journal writer indexes what it seals', () => {
     expect(canon(r.stdout)).toEqual(
       canon(cli(['lineage', last, '--upstream', '--journal', dir, '--json', '--scan']).stdout),
     );
+  });
+});
+
+describe('a record with something other than ids in a lineage list', () => {
+  it('is indexed with the rest of its segment: only its string ids are edges, in the index and in a scan', async () => {
+    // An app's bug, not an attack: a validator notes it in the record, the record is kept, and it used to
+    // make its whole segment's index build throw (the segment then answered only by scanning).
+    const dir = join(mkdtempSync(join(tmpdir(), 'mltrail-index-odd-list-')), 'journal');
+    const sink = new AuditLog({ dir, warn: false });
+    const trail = await createTrail({ serviceName: 'w', redactor: false, sink });
+    const data = await trail.dataset({ name: 'd', data: 'rows' });
+    const ts = new Date().toISOString();
+    const body = {
+      'event.name': 'ml.transform.completed',
+      timestamp: ts,
+      severity_text: 'INFO',
+      'ml.transform.id': 'odd-transform',
+      'ml.transform.input_ids': [1, data.id, null, { id: 'x' }],
+      'ml.transform.output_id': 'odd-output',
+    };
+    sink.append({ event: 'ml.transform.completed', sev: 'INFO', ts, attrs: {}, body: canonicalize(body) });
+    await trail.shutdown();
+    const built = cli(['index', dir, '--force']);
+    expect(built.status, built.stderr).toBe(0);
+    const ix = JournalIndex.open(dir);
+    expect({ notes: ix.notes, scanned: ix.scannedLines }).toEqual({ notes: [], scanned: 0 });
+    ix.close();
+    const q = ['lineage', 'odd-transform', '--upstream', '--journal', dir, '--json'];
+    const indexed = cli(q);
+    const scanned = cli([...q, '--scan']);
+    expect(indexed.status, indexed.stderr).toBe(0);
+    expect(scanned.status, scanned.stderr).toBe(0);
+    expect(canon(indexed.stdout)).toEqual(canon(scanned.stdout));
+    const edges = (JSON.parse(indexed.stdout) as { edges: { from: unknown; to: unknown }[] }).edges;
+    expect(edges.filter((e) => e.to === 'odd-transform').map((e) => e.from)).toEqual([data.id]);
   });
 });
 
