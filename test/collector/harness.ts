@@ -99,7 +99,7 @@ export async function startTestCollector(
   config.service.telemetry = { logs: { level: 'warn' }, metrics: { level: 'none' } };
   const configPath = join(dir, 'test-config.yaml');
   writeFileSync(configPath, stringify(config));
-  const [grpc, http, health] = [await freePort(), await freePort(), await freePort()];
+  let [grpc, http, health] = [await freePort(), await freePort(), await freePort()];
   const token = 'test-token-0123456789';
   const env = {
     MLTRAIL_COLLECTOR_TOKEN: token,
@@ -146,8 +146,22 @@ export async function startTestCollector(
       await exited;
     },
   };
-  await c.start();
-  return c;
+  // A free port is only free until someone takes it: test files run in parallel, and between freePort()
+  // and the collector's bind another process may take one ("bind: address already in use"). The first
+  // start then tries new ports; a restart (start() after stop()) keeps the ports its clients know.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await c.start();
+      return c;
+    } catch (err) {
+      if (attempt >= 5 || !/address already in use/.test(String(err))) throw err;
+      [grpc, http, health] = [await freePort(), await freePort(), await freePort()];
+      env.MLTRAIL_OTLP_GRPC_ENDPOINT = `127.0.0.1:${grpc}`;
+      env.MLTRAIL_OTLP_HTTP_ENDPOINT = `127.0.0.1:${http}`;
+      env.MLTRAIL_HEALTH_ENDPOINT = `127.0.0.1:${health}`;
+      c.httpEndpoint = `http://127.0.0.1:${http}`;
+    }
+  }
 }
 
 /**

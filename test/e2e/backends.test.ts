@@ -193,7 +193,10 @@ describe.skipIf(!backendsAvailable())(
       const otel = {
         OTEL_EXPORTER_OTLP_ENDPOINT: b.otlp,
         OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Bearer%20${b.token}`,
-        OTEL_METRIC_EXPORT_INTERVAL: '1000',
+        // A rate needs two samples in its window: the demo's server answers its requests within ~0.5 s on
+        // a quiet machine, so with one export a second it was sometimes seen once (and the error-rate panel
+        // then read "No data", which is what PromQL gives for one sample, not a fault of the series).
+        OTEL_METRIC_EXPORT_INTERVAL: '200',
         OTEL_BSP_SCHEDULE_DELAY: '200',
         // The SDK's and the shipper's warnings (a refused delivery, a failed export) reach stderr.
         OTEL_LOG_LEVEL: 'warn',
