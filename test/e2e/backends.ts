@@ -90,6 +90,19 @@ export interface Backends {
  * through the variables the config reads, and its own metrics listener is turned off.
  */
 export async function startBackends(dir: string): Promise<Backends> {
+  // A free port is only free until someone takes it: test files run in parallel, and between freePort()
+  // and a daemon's bind another process may take one. Such a start is tried again on new ports (each
+  // attempt in a directory of its own, since the first one's Prometheus data may be half written).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startBackendsOnce(attempt === 1 ? dir : `${dir}-${attempt}`);
+    } catch (err) {
+      if (attempt >= 4 || !/address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startBackendsOnce(dir: string): Promise<Backends> {
   mkdirSync(dir, { recursive: true });
   const daemons: Daemon[] = [];
   let loki: Server | undefined;
