@@ -71,6 +71,15 @@ for (const [file, args] of benches) {
     process.stderr.write(`bench: ${file} failed: ${err.message}\n`);
   }
 }
+// A row named in --rows that no benchmark printed (a typo, or a benchmark that failed) would leave the old
+// row in place as if refreshed: say so and write nothing.
+const missing = (onlyRows ?? []).filter((name) => !results.some((r) => r.name === name));
+if (missing.length > 0) {
+  console.error(
+    `bench: --rows named ${missing.join(', ')}, which no benchmark of --only printed; results.json is unchanged`,
+  );
+  process.exit(2);
+}
 const machine = {
   cpus: cpus().length,
   model: cpus()[0]?.model,
