@@ -4,6 +4,7 @@
 // difference of N: the instructions of one call, start-up and compilation cancelled out. `--predictable`
 // runs V8's compilers and collector on the main thread, so the count repeats within ~1% whatever the
 // machine's load (docs/performance.md, "Measuring small cuts on a loaded machine"). Imports ../dist.
+import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

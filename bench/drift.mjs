@@ -4,6 +4,7 @@
 // with largeReference: 100). Baseline: a loop that only copies the features into a window.
 //   npm run build && node bench/drift.mjs
 
+import './node-check.mjs';
 import { between, featuresOf, loadWeather } from '../dist/demo/weather-data.js';
 import { buildProfile, DriftMonitor } from '../dist/drift/index.js';
 

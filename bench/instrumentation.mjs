@@ -9,6 +9,7 @@
 // session class around its `run`), which shows how much of the difference is the native run slowing down
 // when the audit work runs between two runs (docs/performance.md, issue 16); off by default, so the row's
 // figures are of unmodified onnxruntime.
+import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';

@@ -3,6 +3,7 @@
 // appended to a file with one write per line and no fsync (what a plain logger does). Then, on the same
 // journal: JournalReader lines/s (what verify reads through) and Shipper records/s to a local OTLP/HTTP sink.
 //   npm run build && node bench/journal.mjs [records] [concurrency]
+import './node-check.mjs';
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,7 @@
 // Benchmark (not a test): lineage query latency on a 1M-record journal (one model, 1M predictions):
 // a prediction's upstream as `mltrail lineage` answers it, and the impact query (every prediction downstream of
 // the data set, from the whole graph). Baseline: reading the same journal lines without building anything. Usage: npm run build && node bench/lineage.mjs [records]
+import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

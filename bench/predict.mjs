@@ -2,6 +2,7 @@
 // append with group commit — against (a) the bare OpenTelemetry SDK doing a span plus a log record with
 // batch processors and no-op exporters, and (b) pino writing the same record as one JSON line to a file.
 // Throughput in calls/s and CPU µs per call, medians of 5 interleaved runs of N calls (after one warm-up run each). Usage: npm run build && node bench/predict.mjs [N]
+import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

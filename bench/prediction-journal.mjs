@@ -1,5 +1,6 @@
 // The prediction journals the verify benchmarks read: `n` records of one chain, written through the real
 // chain writer and journal writer, a signed checkpoint every 10 000 records.
+import './node-check.mjs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

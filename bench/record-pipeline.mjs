@@ -6,6 +6,7 @@
 // alternate the stages. What the request path would no longer pay if sealing moved to a worker thread is
 // the sum of the last five stages. The emitter's body step is timed twice, as the emitter writes it (flat
 // records in one pass) and through the four body stages (the emitter's own fallback). Usage: npm run build && node bench/record-pipeline.mjs [N]
+import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

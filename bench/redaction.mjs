@@ -5,6 +5,7 @@
 // same body. Medians of 5 runs.
 //   npm run build && npx node bench/redaction.mjs
 
+import './node-check.mjs';
 import { canonicalize } from '../dist/integrity/index.js';
 import { createRedactor } from '../dist/privacy/index.js';
 

@@ -3,19 +3,12 @@
 // `node bench/run.mjs --only=server,predict` runs those benchmarks alone and replaces their rows in the
 // existing results.json, keeping the others; `updated` then says which rows come from which later run.
 // `--rows=<name>,…` with --only replaces only the rows named.
+import './node-check.mjs';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { docWithTable } from './table.mjs';
 
-// The figures are for the Node the project pins (OTel JS 3.x needs >= 22.15); the system's node may be older.
-const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 15)) {
-  console.error(
-    `bench: Node ${process.version} is older than the 22.15 the project needs; run "npm run bench" or "npx node bench/run.mjs"`,
-  );
-  process.exit(2);
-}
 const quick = process.argv.includes('--quick');
 const only = process.argv
   .find((a) => a.startsWith('--only='))
@@ -36,6 +29,14 @@ const all = [
   ['server.mjs', quick ? ['3'] : ['8']],
 ];
 const benches = only === undefined ? all : all.filter(([file]) => only.includes(file));
+// A name in --only that is no benchmark (a typo) would run nothing and still record an empty run.
+const unknown = (only ?? []).filter((file) => !all.some(([known]) => known === file));
+if (unknown.length > 0) {
+  console.error(
+    `bench: --only names ${unknown.map((f) => f.replace(/\.mjs$/, '')).join(', ')}, which is no benchmark (there are ${all.map(([f]) => f.replace(/\.mjs$/, '')).join(', ')}); results.json is unchanged`,
+  );
+  process.exit(2);
+}
 // --rows=a,b (with --only): keep only these rows of what the benchmarks print, so a benchmark that also
 // prints a row measured another way before (scale.mjs's verify-incremental on its own 1M journal, where the
 // row in results.json is on a 10M one) leaves that row as it was.

@@ -3,6 +3,7 @@
 // template for N more, sealed by a ChainWriter into a second chain (an inference process's) and written
 // straight to 64 MiB segments with synchronous writes: the request path (AuditLog, group commit) is what
 // bench/journal.mjs measures, not what a million-record fixture needs.
+import './node-check.mjs';
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {

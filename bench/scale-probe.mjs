@@ -2,6 +2,7 @@
 // command does before it reads anything): open the journal index, look the id up, read the records on the
 // way. Prints {"ms": …, "open_ms": …, "nodes": …, "notes": …}, open_ms being the part spent opening the
 // index. Usage: node bench/scale-probe.mjs DIR ID [upstream|downstream|both]
+import './node-check.mjs';
 import { JournalIndex } from '../dist/journal-index/journal-index.js';
 import { queryIndexed } from '../dist/lineage/indexed-lineage.js';
 

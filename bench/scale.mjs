@@ -16,6 +16,7 @@
 // index-build with MLTRAIL_BENCH_BIG_REINDEX=1. Lineage rows are on a warm page cache; `cold_ms` is the same
 // query after the kernel's caches are dropped (when the bench may: root on Linux).
 // Usage: npm run build && node bench/scale.mjs [records]
+import './node-check.mjs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
   accessSync,

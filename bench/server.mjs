@@ -17,6 +17,7 @@
 // BENCH_CPU_PROF=<dir> runs every server with `--cpu-prof` into <dir> (see bench/profile-summary.mjs);
 // BENCH_HEAP_PROF=<dir> samples what each server allocates during the measured load (bench/heap-sampler.mjs)
 // into <dir>/<side>-<round>.heapprofile, which bench/profile-summary.mjs sums in bytes per request.
+import './node-check.mjs';
 import { spawn } from 'node:child_process';
 import {
   existsSync,

@@ -6,6 +6,7 @@
 // alternately (so noise from other jobs falls on both), end to end as `mltrail verify` reads a journal
 // (readIntoVerifier: segments, line checks, links, Merkle roots, signatures); medians of 3.
 //   npm run build && node bench/verify-formats.mjs [records]      (default 1 000 000 per journal)
+import './node-check.mjs';
 import { rmSync, statSync } from 'node:fs';
 import { ChainVerifier } from '../dist/integrity/index.js';
 import { listSegments } from '../dist/sources/journal-reader.js';

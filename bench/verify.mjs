@@ -4,6 +4,7 @@
 // one lookup attr, ~560-byte lines) and the smallest records the trail writes (event name and timestamp,
 // no attrs). Floor and verify runs alternate, so noise from other jobs falls on both; medians of 3.
 //   npm run build && node bench/verify.mjs [records]      (default 1 000 000 per journal)
+import './node-check.mjs';
 import { hash } from 'node:crypto';
 import { rmSync, statSync } from 'node:fs';
 import { ChainVerifier } from '../dist/integrity/index.js';
