@@ -9,10 +9,57 @@ type Listener = (...args: unknown[]) => unknown;
 type AddListener = (this: object, event: string | symbol, listener: Listener) => unknown;
 type WriteHead = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
 
-/** What the glue knows about one request/response pair. */
-interface RequestScope {
-  /** The scope's prediction ids: the trail's live array, so later predictions show up. */
-  readonly ids: readonly string[];
+/** Marks a request or response with its scope's prediction ids (see {@link scopeMarks}). */
+interface ScopeMarks {
+  /** Marks `message` (again, if it was marked before). */
+  mark(message: object, ids: readonly string[]): void;
+  /** The ids `message` is marked with: the trail's live array, so later predictions show up. */
+  idsOf(message: object): readonly string[] | undefined;
+  has(message: object): boolean;
+}
+
+/** A base class whose constructor returns the object it is given, so a subclass stamps its fields on it. */
+class Stamp {
+  constructor(target: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the point: fields are stamped on `target`
+    return target as Stamp;
+  }
+}
+
+/**
+ * Scope marks stored as a private field stamped on the request and response objects. A WeakMap entry per
+ * object cost more than the rest of the glue together (each `set` on a new key may grow and rehash the
+ * ephemeron table, and every collection must process it); a private field is one hidden-class transition,
+ * invisible to the app (no property, no symbol a `{ ...req }` or `Reflect.ownKeys` would see). One class
+ * per glue, so two glues never read each other's marks.
+ */
+function scopeMarks(): ScopeMarks {
+  return class Marked extends Stamp {
+    #ids: readonly string[];
+
+    private constructor(target: object, ids: readonly string[]) {
+      super(target);
+      this.#ids = ids;
+    }
+
+    static mark(message: object, ids: readonly string[]): void {
+      if (#ids in message) (message as Marked).#ids = ids;
+      else new Marked(message, ids);
+    }
+
+    static idsOf(message: object): readonly string[] | undefined {
+      return isObject(message) && #ids in message ? (message as Marked).#ids : undefined;
+    }
+
+    static has(message: object): boolean {
+      return isObject(message) && #ids in message;
+    }
+  };
+}
+
+/** What a WeakMap accepts as a key (the marks answer like the WeakMap they replace). */
+function isObject(value: unknown): value is object {
+  return (typeof value === 'object' && value !== null) || typeof value === 'function';
 }
 
 const ADDERS = ['on', 'addListener', 'prependListener'] as const;
@@ -29,13 +76,13 @@ const ONCE_ADDERS = [
  * first write/end).
  *
  * Everything is patched once on the prototypes (the servers' `emit`, and the listener adders and
- * `writeHead` of `IncomingMessage`/`ServerResponse`), never per request: a request costs two WeakMap
- * entries, and its objects keep the shape Node's HTTP code is optimised for.
+ * `writeHead` of `IncomingMessage`/`ServerResponse`), never per request: a request costs one prediction
+ * scope, a private mark on its request and response, and one async resource per listener added to them.
  */
 export class PredictionHeaderGlue {
   readonly #trail: () => Trail | undefined;
   readonly #header: string;
-  readonly #scopes = new WeakMap<object, RequestScope>();
+  readonly #marks = scopeMarks();
   readonly #patched: {
     target: Record<string, unknown>;
     name: string;
@@ -52,7 +99,7 @@ export class PredictionHeaderGlue {
 
   /** The prediction ids recorded while handling the request of `response` (or of `request`). */
   idsOf(message: IncomingMessage | ServerResponse): readonly string[] {
-    return this.#scopes.get(message)?.ids ?? [];
+    return this.#marks.idsOf(message) ?? [];
   }
 
   /** Patches the http and https servers and the request/response prototypes. Idempotent. */
@@ -105,19 +152,24 @@ export class PredictionHeaderGlue {
 
   #wrapEmit(original: Emit): Emit {
     const glue = this;
-    return function emit(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
-      if (event !== 'request') return Reflect.apply(original, this, [event, ...args]) as boolean;
+    const marks = this.#marks;
+    // `arguments` is passed on as it is: every event a server emits goes through here, and a rest array
+    // and a spread copy per call were most of this wrapper's allocation.
+    return function emit(this: unknown, event: string | symbol): boolean {
+      // biome-ignore lint/complexity/noArguments: passed on without a copy
+      const args = arguments;
+      if (event !== 'request') return Reflect.apply(original, this, args) as boolean;
       const trail = glue.#enabled ? glue.#trail() : undefined;
-      if (trail === undefined) return Reflect.apply(original, this, [event, ...args]) as boolean;
+      if (trail === undefined) return Reflect.apply(original, this, args) as boolean;
       return trail.withPredictionScope(() => {
         try {
-          const scope: RequestScope = { ids: trail.currentPredictionIds() };
-          glue.#scopes.set(args[0] as object, scope);
-          glue.#scopes.set(args[1] as object, scope);
+          const ids = trail.currentPredictionIds();
+          marks.mark(args[1] as object, ids);
+          marks.mark(args[2] as object, ids);
         } catch (err) {
           diag.error('mltrail: could not attach the prediction header hook', err);
         }
-        return Reflect.apply(original, this, [event, ...args]) as boolean;
+        return Reflect.apply(original, this, args) as boolean;
       });
     };
   }
@@ -130,9 +182,9 @@ export class PredictionHeaderGlue {
    * `listeners()` work unchanged.
    */
   #wrapAdd(original: AddListener): AddListener {
-    const scopes = this.#scopes;
+    const marks = this.#marks;
     return function addListener(this: object, event: string | symbol, listener: Listener) {
-      if (typeof listener !== 'function' || !scopes.has(this)) {
+      if (typeof listener !== 'function' || !marks.has(this)) {
         return Reflect.apply(original, this, [event, listener]);
       }
       return Reflect.apply(original, this, [event, bindToCurrentContext(listener)]);
@@ -141,9 +193,9 @@ export class PredictionHeaderGlue {
 
   /** `once` for scoped emitters: one wrapper that removes itself, runs in context and names the original. */
   #wrapAddOnce(original: AddListener, add: AddListener): AddListener {
-    const scopes = this.#scopes;
+    const marks = this.#marks;
     return function addOnceListener(this: object, event: string | symbol, listener: Listener) {
-      if (typeof listener !== 'function' || !scopes.has(this)) {
+      if (typeof listener !== 'function' || !marks.has(this)) {
         return Reflect.apply(original, this, [event, listener]);
       }
       const resource = new AsyncResource('MltrailPredictionScope');
@@ -163,11 +215,13 @@ export class PredictionHeaderGlue {
   }
 
   #wrapWriteHead(original: WriteHead): WriteHead {
-    const scopes = this.#scopes;
+    const marks = this.#marks;
     const header = this.#header;
-    return function writeHead(this: ServerResponse, ...args: unknown[]) {
+    return function writeHead(this: ServerResponse) {
+      // biome-ignore lint/complexity/noArguments: passed on without a copy
+      const args = arguments;
       try {
-        const ids = scopes.get(this)?.ids;
+        const ids = marks.idsOf(this);
         if (ids !== undefined && ids.length > 0 && !this.headersSent) {
           // Node merges setHeader() headers into writeHead(status, headers) objects; a raw header array
           // cannot be merged, so such a response is left as the app wrote it.

@@ -1,6 +1,13 @@
 import { once } from 'node:events';
-import { createServer, IncomingMessage, type RequestListener, request, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import {
+  createServer,
+  IncomingMessage,
+  type RequestListener,
+  request,
+  Server,
+  ServerResponse,
+} from 'node:http';
+import { type AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PredictionHeaderGlue } from '../../src/instrumentation/prediction-header.js';
@@ -163,6 +170,37 @@ describe('PredictionHeaderGlue', () => {
     expect((await post(port, '/one')).header).toMatch(UUID_V7);
     g.disable();
     expect((await post(port, '/one')).header).toBeUndefined();
+  });
+
+  it('a request emitted again is scoped again; two glues keep their own scopes; nothing shows on req/res', async () => {
+    const { harness, glue: first } = await setUp();
+    // Enabled second, so its `emit` wrapper runs outside the first glue's: the prediction lands in the
+    // first glue's (inner) scope only.
+    const second = new PredictionHeaderGlue({ trail: () => harness.trail, header: 'x-second' });
+    second.enable();
+    try {
+      const seen: { first: readonly string[]; second: readonly string[]; keys: number }[] = [];
+      const server = new Server((req, res) => {
+        predictOnce(harness);
+        seen.push({ first: first.idsOf(res), second: second.idsOf(req), keys: Reflect.ownKeys(req).length });
+      });
+      const req = new IncomingMessage(new Socket());
+      const res = new ServerResponse(req);
+      const keysBefore = Reflect.ownKeys(req).length;
+      server.emit('request', req, res);
+      server.emit('request', req, res);
+      expect(seen.map((s) => [s.first.length, s.second.length])).toEqual([
+        [1, 0],
+        [1, 0],
+      ]);
+      expect(seen[1].first[0]).not.toBe(seen[0].first[0]);
+      expect(first.idsOf(req)).toBe(seen[1].first);
+      expect(second.idsOf(res)).toBe(seen[1].second);
+      // The marks are private fields: no property or symbol of the request changes.
+      expect(seen.map((s) => s.keys)).toEqual([keysBefore, keysBefore]);
+    } finally {
+      second.disable();
+    }
   });
 
   it('patches prototypes once and restores them on disable', async () => {
