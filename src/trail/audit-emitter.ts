@@ -191,8 +191,11 @@ export class AuditEmitter {
     sev: AuditSeverity,
     fields: Record<string, unknown>,
     span?: SpanContext,
+    at?: number,
   ): EmittedRecord {
-    const now = Date.now();
+    // `at`: when the event happened (ms since the epoch), for a record made after the fact (the trail's
+    // queued predictions); now otherwise.
+    const now = at ?? Date.now();
     // Many records share a millisecond: format its ISO form once.
     if (now !== this.#isoMs) {
       this.#isoMs = now;

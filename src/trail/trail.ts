@@ -6,6 +6,7 @@ import {
   context,
   diag,
   type Histogram,
+  INVALID_SPAN_CONTEXT,
   type Link,
   metrics,
   type Span,
@@ -51,7 +52,25 @@ import type {
   TransformSpec,
   UnregisteredModelSpec,
 } from './types.js';
-import { callObserved } from './wrap.js';
+import { type CallOutcome, callObserved, OPAQUE_CALLEE } from './wrap.js';
+
+/** One `trail.predict()` call, as its record is written from it. */
+interface PredictionCall {
+  // biome-ignore lint/suspicious/noExplicitAny: the call's argument and result types do not matter here
+  spec: PredictSpec<any, any>;
+  id: string;
+  model: ModelVersion | undefined;
+  base: Record<string, unknown>;
+  inputFields: Record<string, unknown>;
+}
+
+/** What a prediction's record reads from the call's result. */
+interface PredictionResult {
+  label: string | undefined;
+  score: number | undefined;
+  outputFields: Record<string, unknown> | undefined;
+  resultFields: Record<string, unknown> | undefined;
+}
 
 /** The stage name of each span and record (`ml.stage.name`). */
 type Stage =
@@ -329,6 +348,16 @@ class TrailImpl implements Trail {
    */
   #predictionSpans = new Map<string, SpanContext>();
   #olderPredictionSpans = new Map<string, SpanContext>();
+  /**
+   * Spans and records queued to the end of the event-loop turn, in call order (see {@link TrailImpl.#defer}):
+   * predictions of callees that run no JavaScript, and the record-only stages called while they wait.
+   */
+  #queue: (() => void)[] = [];
+  #drainScheduled = false;
+  #draining = false;
+  /** Trails with queued work, drained when the process exits without `shutdown()`. */
+  static readonly #queued = new Set<TrailImpl>();
+  static #exitHooked = false;
 
   constructor(options: TrailRuntimeOptions, sink: AuditSink) {
     const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
@@ -515,13 +544,21 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_DECISION_OVERRIDE]: spec.override,
       [sc.ATTR_ML_DECISION_AUTOMATED]: spec.automated,
     };
-    this.#recordStage(
-      'decide',
-      sc.EVENT_ML_DECISION,
-      fields,
-      links(spec.predictionSpanContext ?? this.#predictionSpan(spec.predictionId)),
-      spec.actor,
-    );
+    // While predictions are queued the decision joins them (its prediction's span may not exist yet).
+    const given = spec.predictionSpanContext;
+    const predictionId = spec.predictionId;
+    if (
+      !this.#joinQueue('decide', sc.EVENT_ML_DECISION, fields, spec.actor, 'INFO', () =>
+        links(given ?? this.#predictionSpan(predictionId)),
+      )
+    )
+      this.#recordStage(
+        'decide',
+        sc.EVENT_ML_DECISION,
+        fields,
+        links(given ?? this.#predictionSpan(predictionId)),
+        spec.actor,
+      );
     return { id };
   }
 
@@ -534,7 +571,8 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_FEEDBACK_CORRECT]: spec.correct,
       [sc.ATTR_ML_FEEDBACK_SOURCE]: spec.source,
     };
-    this.#recordStage('feedback', sc.EVENT_ML_FEEDBACK, fields, []);
+    if (!this.#joinQueue('feedback', sc.EVENT_ML_FEEDBACK, fields, undefined, 'INFO', noLinks))
+      this.#recordStage('feedback', sc.EVENT_ML_FEEDBACK, fields, []);
     return { id };
   }
 
@@ -586,7 +624,8 @@ class TrailImpl implements Trail {
       [sc.ATTR_ML_MODEL_VERSION]: detail.model?.version,
       [sc.ATTR_ML_DEPLOYMENT_ID]: detail.deploymentId,
     };
-    this.#recordStage('drift', sc.EVENT_ML_DRIFT_DETECTED, fields, [], undefined, 'WARN');
+    if (!this.#joinQueue('drift', sc.EVENT_ML_DRIFT_DETECTED, fields, undefined, 'WARN', noLinks))
+      this.#recordStage('drift', sc.EVENT_ML_DRIFT_DETECTED, fields, [], undefined, 'WARN');
     return { id };
   }
 
@@ -838,6 +877,10 @@ class TrailImpl implements Trail {
 
   predict<A extends unknown[], R>(spec: PredictSpec<A, R>, fn: (...args: A) => R): (...args: A) => R {
     const self = this;
+    // A callee that runs no JavaScript on the app's behalf is recorded at the end of the event-loop turn
+    // (default mode only, see #observeOpaque); onRecorded is app code, so such a spec is recorded at once.
+    const opaque =
+      (spec as { [OPAQUE_CALLEE]?: boolean })[OPAQUE_CALLEE] === true && spec.onRecorded === undefined;
     return function predicted(this: unknown, ...args: A): R {
       const id = uuidv7();
       predictionScope.getStore()?.push(id);
@@ -850,6 +893,7 @@ class TrailImpl implements Trail {
             : spec.model;
       const deploymentId = spec.model?.kind === 'deployment' ? spec.model.id : undefined;
       const capture = spec.capture ?? self.#capture;
+      // What is read from the inputs is read here, at the call: the app may reuse its tensors afterwards.
       let inputFields: Record<string, unknown> = {};
       let subject: string | undefined;
       try {
@@ -879,83 +923,124 @@ class TrailImpl implements Trail {
         [sc.ATTR_ML_DEPLOYMENT_ID]: deploymentId,
         [sc.ATTR_ML_PREDICTION_SUBJECT_ID]: subject,
       };
-      const spanLinks = [spec.model?.spanContext];
-      return self.#observe('predict', spanLinks, fn, this, args, (span, outcome) => {
+      const call: PredictionCall = { spec, id, model, base, inputFields };
+      if (opaque && self.#queues())
+        return self.#observeOpaque(spec.model?.spanContext, fn, this, args, started, (outcome, at) => {
+          // What the record needs from the result is read now (the app may reuse it afterwards); the
+          // span's attributes and the record are written when the queue runs, with `at` as the record's time.
+          const latency = round3(performance.now() - started);
+          if (!outcome.ok) return (span) => self.#predictionFailed(call, span, latency, outcome.error, at);
+          const result = self.#readPrediction(call.spec, outcome.value, capture);
+          return (span) => self.#predictionRecord(call, span, latency, result, at);
+        });
+      return self.#observe('predict', [spec.model?.spanContext], fn, this, args, (span, outcome) => {
         const latency = round3(performance.now() - started);
-        self.#countPrediction(model, latency, outcome.ok ? undefined : outcome.error);
-        if (!outcome.ok) {
-          const emitted = self.#failed('predict', span, outcome.error, {
-            ...base,
-            [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency,
-          });
-          if (spec.onRecorded !== undefined)
-            safeCall(() =>
-              spec.onRecorded?.({
-                kind: 'prediction',
-                id,
-                latencyMs: latency,
-                ok: false,
-                spanContext: span.spanContext(),
-              }),
-            );
-          return emitted;
-        }
-        let out: { label?: string | number | boolean; score?: number } | undefined;
-        try {
-          out = spec.output?.(outcome.value as Awaited<R>);
-        } catch (err) {
-          diag.error('mltrail: predict() output callback threw', err);
-        }
-        let outputFields: Record<string, unknown> | undefined;
-        let resultFields: Record<string, unknown> | undefined;
-        try {
-          if (capture === 'redacted' || capture === 'full') {
-            const value =
-              spec.outputContent !== undefined
-                ? spec.outputContent(outcome.value as Awaited<R>)
-                : outcome.value;
-            outputFields = self.#captureOutput(value, capture);
-          }
-          if (spec.resultFields !== undefined) resultFields = spec.resultFields(outcome.value as Awaited<R>);
-        } catch (err) {
-          diag.error('mltrail: predict() outputContent/resultFields callback threw', err);
-        }
-        const label = out?.label === undefined ? undefined : text(out.label);
-        // One object for the record (the spec's fields, then what was read from the result, then the
-        // trail's own); span attributes are set from the same values without intermediate copies (this
-        // runs on every prediction).
-        const fields: Record<string, unknown> = { ...spec.fields, ...resultFields };
-        assignDefined(fields, base);
-        Object.assign(fields, inputFields, outputFields);
-        fields[sc.ATTR_ML_PREDICTION_LATENCY_MS] = latency;
-        fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL] = label;
-        fields[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE] = out?.score;
-        if (spec.fields !== undefined) setSpanAttrs(span, spec.fields);
-        if (resultFields !== undefined) setSpanAttrs(span, resultFields);
-        setSpanAttrs(span, base);
-        setSpanAttr(
+        if (!outcome.ok) return self.#predictionFailed(call, span, latency, outcome.error);
+        return self.#predictionRecord(
+          call,
           span,
-          sc.ATTR_ML_PREDICTION_INPUT_DIGEST,
-          inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST],
+          latency,
+          self.#readPrediction(spec, outcome.value, capture),
         );
-        setSpanAttr(span, sc.ATTR_ML_PREDICTION_LATENCY_MS, latency);
-        setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, label);
-        setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, out?.score);
-        const emitted = self.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span);
-        self.#rememberPrediction(id, span.spanContext());
-        if (spec.onRecorded !== undefined)
-          safeCall(() =>
-            spec.onRecorded?.({
-              kind: 'prediction',
-              id,
-              latencyMs: latency,
-              ok: true,
-              spanContext: span.spanContext(),
-            }),
-          );
-        return emitted;
       });
     };
+  }
+
+  /** What a prediction's record needs from its result, read when the call settles. */
+  #readPrediction<A extends unknown[], R>(
+    spec: PredictSpec<A, R>,
+    value: unknown,
+    capture: CaptureMode,
+  ): PredictionResult {
+    let out: { label?: string | number | boolean; score?: number } | undefined;
+    try {
+      out = spec.output?.(value as Awaited<R>);
+    } catch (err) {
+      diag.error('mltrail: predict() output callback threw', err);
+    }
+    let outputFields: Record<string, unknown> | undefined;
+    let resultFields: Record<string, unknown> | undefined;
+    try {
+      if (capture === 'redacted' || capture === 'full') {
+        const content = spec.outputContent !== undefined ? spec.outputContent(value as Awaited<R>) : value;
+        outputFields = this.#captureOutput(content, capture);
+      }
+      if (spec.resultFields !== undefined) resultFields = spec.resultFields(value as Awaited<R>);
+    } catch (err) {
+      diag.error('mltrail: predict() outputContent/resultFields callback threw', err);
+    }
+    const label = out?.label === undefined ? undefined : text(out.label);
+    return { label, score: out?.score, outputFields, resultFields };
+  }
+
+  /** The span's attributes and the `ml.prediction` record of a call that returned (`at`: the record's time). */
+  #predictionRecord(
+    call: PredictionCall,
+    span: Span,
+    latency: number,
+    r: PredictionResult,
+    at?: number,
+  ): Promise<void> | undefined {
+    const { spec, base, inputFields } = call;
+    this.#countPrediction(call.model, latency, undefined);
+    // One object for the record (the spec's fields, then what was read from the result, then the trail's
+    // own); span attributes are set from the same values without intermediate copies (this runs on every
+    // prediction).
+    const fields: Record<string, unknown> = { ...spec.fields, ...r.resultFields };
+    assignDefined(fields, base);
+    Object.assign(fields, inputFields, r.outputFields);
+    fields[sc.ATTR_ML_PREDICTION_LATENCY_MS] = latency;
+    fields[sc.ATTR_ML_PREDICTION_OUTPUT_LABEL] = r.label;
+    fields[sc.ATTR_ML_PREDICTION_OUTPUT_SCORE] = r.score;
+    if (spec.fields !== undefined) setSpanAttrs(span, spec.fields);
+    if (r.resultFields !== undefined) setSpanAttrs(span, r.resultFields);
+    setSpanAttrs(span, base);
+    setSpanAttr(span, sc.ATTR_ML_PREDICTION_INPUT_DIGEST, inputFields[sc.ATTR_ML_PREDICTION_INPUT_DIGEST]);
+    setSpanAttr(span, sc.ATTR_ML_PREDICTION_LATENCY_MS, latency);
+    setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_LABEL, r.label);
+    setSpanAttr(span, sc.ATTR_ML_PREDICTION_OUTPUT_SCORE, r.score);
+    const emitted = this.#emit(sc.EVENT_ML_PREDICTION, 'INFO', fields, span, undefined, at);
+    this.#rememberPrediction(call.id, span.spanContext());
+    if (spec.onRecorded !== undefined)
+      safeCall(() =>
+        spec.onRecorded?.({
+          kind: 'prediction',
+          id: call.id,
+          latencyMs: latency,
+          ok: true,
+          spanContext: span.spanContext(),
+        }),
+      );
+    return emitted;
+  }
+
+  /** The `ml.stage.failed` record of a call that threw or rejected (`at`: the record's time). */
+  #predictionFailed(
+    call: PredictionCall,
+    span: Span,
+    latency: number,
+    error: unknown,
+    at?: number,
+  ): Promise<void> | undefined {
+    this.#countPrediction(call.model, latency, error);
+    const emitted = this.#failed(
+      'predict',
+      span,
+      error,
+      { ...call.base, [sc.ATTR_ML_PREDICTION_LATENCY_MS]: latency },
+      at,
+    );
+    if (call.spec.onRecorded !== undefined)
+      safeCall(() =>
+        call.spec.onRecorded?.({
+          kind: 'prediction',
+          id: call.id,
+          latencyMs: latency,
+          ok: false,
+          spanContext: span.spanContext(),
+        }),
+      );
+    return emitted;
   }
 
   // ---------------------------------------------------------------- scope, flush, shutdown
@@ -969,6 +1054,7 @@ class TrailImpl implements Trail {
   }
 
   flush(): Promise<void> {
+    this.#drain();
     return this.#emitter.flush().catch((err: unknown) => {
       diag.error('mltrail: flush failed', err);
       if (this.#failClosed) throw err;
@@ -976,6 +1062,8 @@ class TrailImpl implements Trail {
   }
 
   shutdown(): Promise<TrailShutdownReport> {
+    // Queued records first; from here on nothing is queued (#queues() is false once #closed is set).
+    this.#drain();
     this.#closed ??= this.#emitter.close().then(
       (loss) => ({ lost: loss?.lost ?? 0, error: loss?.error, dir: loss?.dir }),
       (err: unknown) => {
@@ -1079,6 +1167,154 @@ class TrailImpl implements Trail {
     );
   }
 
+  // ---------------------------------------------------------------- queued records
+
+  /**
+   * Whether predictions of callees that run no JavaScript are queued: only in the default mode. Strict
+   * mode must throw at the call, fail-closed callers await durability or are refused at the call, and
+   * after `shutdown()` a record is counted as lost at once; those keep the path where the record is made
+   * when the call settles.
+   */
+  #queues(): boolean {
+    return !this.#strict && !this.#failClosed && this.#closed === undefined;
+  }
+
+  /**
+   * Queues span and record work to the end of the event-loop turn (a `setImmediate`), or runs the queue
+   * now once it holds {@link MAX_QUEUED} items. Every other record drains the queue first (#emit), as do
+   * `flush()`, `shutdown()` and the process's exit, so the chain keeps call order and nothing is lost
+   * short of a hard crash.
+   */
+  #defer(work: () => void): void {
+    const n = this.#queue.push(work);
+    if (n === 1) {
+      TrailImpl.#queued.add(this);
+      if (!TrailImpl.#exitHooked) {
+        TrailImpl.#exitHooked = true;
+        // Before the journal's own exit hook, which reports what is not on disk.
+        process.prependListener('exit', () => {
+          for (const t of TrailImpl.#queued) t.#drain();
+        });
+      }
+    }
+    if (n >= MAX_QUEUED) this.#drain();
+    else if (!this.#drainScheduled) {
+      this.#drainScheduled = true;
+      setImmediate(() => {
+        this.#drainScheduled = false;
+        this.#drain();
+      });
+    }
+  }
+
+  /** Runs the queued work in order. Errors go to diag; work queued meanwhile runs after it. */
+  #drain(): void {
+    if (this.#draining || this.#queue.length === 0) return;
+    this.#draining = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        for (const work of batch) {
+          try {
+            work();
+          } catch (err) {
+            diag.error('mltrail: a queued record failed', err);
+          }
+        }
+      }
+    } finally {
+      this.#draining = false;
+      TrailImpl.#queued.delete(this);
+    }
+  }
+
+  /**
+   * A record-only stage whose result names no span (decide, feedback, recordDrift) called while records
+   * are queued: joins the queue, so its record follows theirs, with its span started under the call's
+   * context at the call's time and its links (a decision's to its prediction's span, which may itself be
+   * queued) resolved when it is written. False when nothing is queued: the caller records at once.
+   */
+  #joinQueue(
+    stage: Stage,
+    event: string,
+    fields: Record<string, unknown>,
+    actor: string | undefined,
+    sev: AuditSeverity,
+    linkTo: () => Link[],
+  ): boolean {
+    if (this.#queue.length === 0 || this.#draining) return false;
+    const parent = context.active();
+    const time = performance.now();
+    const at = Date.now();
+    this.#defer(() => {
+      const span = this.#spanAt(stage, linkTo(), time, parent);
+      try {
+        setSpanAttrs(span, fields);
+        this.#emit(event, sev, fields, span, actor, at);
+      } finally {
+        endSpan(span, time);
+      }
+    });
+    return true;
+  }
+
+  /**
+   * predict() of a callee that runs no JavaScript on the app's behalf (see OPAQUE_CALLEE), in the default
+   * mode. Nothing in the callee can see an active span, so none is made active around it; what the record
+   * needs from the result is read when the call settles; the span (under the context of the call, with its
+   * start and end times) and the record are made at the end of the event-loop turn, in one batch with the
+   * other predictions and decisions of that turn. A failed call is recorded when it settles.
+   */
+  #observeOpaque<A extends unknown[], R>(
+    linkFrom: SpanContext | undefined,
+    fn: (...args: A) => R,
+    thisArg: unknown,
+    args: A,
+    started: number,
+    settled: (outcome: CallOutcome, at: number) => (span: Span) => Promise<void> | undefined,
+  ): R {
+    const parent = context.active();
+    return callObserved(fn as unknown as (...a: never[]) => R, thisArg, args, (outcome) => {
+      const ended = performance.now();
+      const write = settled(outcome, Date.now());
+      const record = () => {
+        const span = this.#spanAt('predict', links(linkFrom), started, parent);
+        try {
+          write(span);
+        } catch (err) {
+          diag.error('mltrail: recording the predict stage failed', err);
+        }
+        endSpan(span, ended);
+      };
+      if (outcome.ok) this.#defer(record);
+      else {
+        this.#drain();
+        record();
+      }
+      return undefined;
+    });
+  }
+
+  /** A stage span started at `time` (performance.now()) under `parent`; a non-recording one if that fails. */
+  #spanAt(stage: Stage, spanLinks: Link[], time: number, parent: Context): Span {
+    try {
+      return this.#tracer.startSpan(
+        spanName(stage),
+        {
+          kind: SpanKind.INTERNAL,
+          links: spanLinks,
+          attributes: { [sc.ATTR_ML_STAGE_NAME]: stage },
+          startTime: time,
+        },
+        parent,
+      );
+    } catch (err) {
+      diag.error('mltrail: could not start a span', err);
+      return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+    }
+  }
+
   /**
    * Records a stage that wraps no function: a span that starts and ends around the record. Fail-closed:
    * throws {@link AuditWriteError} while the journal is failing (unless `mayRefuse` is false), and
@@ -1125,11 +1361,14 @@ class TrailImpl implements Trail {
     fields: Record<string, unknown>,
     span: Span | undefined,
     actor?: string,
+    at?: number,
   ) {
+    // Chain order is call order: records queued by earlier calls go first.
+    if (this.#queue.length > 0 && !this.#draining) this.#drain();
     const who = actor ?? this.#actor;
     const all = who !== undefined ? { ...fields, [sc.ATTR_ML_ACTOR_ID]: who } : fields;
     try {
-      const emitted = this.#emitter.emit(event, sev, all, span?.spanContext());
+      const emitted = this.#emitter.emit(event, sev, all, span?.spanContext(), at);
       // A write failure must be reported, never surface as an unhandled rejection that would crash the
       // host. Records committed together share one promise, so each promise is observed once.
       if (emitted.durable !== this.#reported) {
@@ -1154,7 +1393,7 @@ class TrailImpl implements Trail {
     }
   }
 
-  #failed(stage: Stage, span: Span, error: unknown, fields: Record<string, unknown>) {
+  #failed(stage: Stage, span: Span, error: unknown, fields: Record<string, unknown>, at?: number) {
     const type = error instanceof Error ? error.name : typeof error;
     const message = error instanceof Error ? error.message : String(error);
     try {
@@ -1174,6 +1413,8 @@ class TrailImpl implements Trail {
         [sc.ATTR_EXCEPTION_MESSAGE]: message,
       },
       span,
+      undefined,
+      at,
     );
   }
 
@@ -1270,6 +1511,14 @@ export const PREDICTION_DURATION_BUCKETS: readonly number[] = [
  */
 const RECENT_PREDICTION_SPANS = 4096;
 
+/**
+ * At most this many spans and records wait for the end of the event-loop turn; the next one runs them at
+ * once (with a decision each, 64 predictions).
+ */
+const MAX_QUEUED = 128;
+
+const noLinks = (): Link[] => [];
+
 function spanName(stage: Stage): string {
   return sc.SPAN_NAMES[stage];
 }
@@ -1312,9 +1561,9 @@ function assignDefined(to: Record<string, unknown>, from: Record<string, unknown
   }
 }
 
-function endSpan(span: Span): void {
+function endSpan(span: Span, time?: number): void {
   try {
-    span.end();
+    span.end(time);
   } catch (err) {
     diag.error('mltrail: could not end a span', err);
   }

@@ -51,3 +51,12 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
     typeof (value as { then?: unknown }).then === 'function'
   );
 }
+
+/**
+ * Set (to true) on a `trail.predict()` spec by an instrumentation whose callee runs no JavaScript on the
+ * app's behalf: a native inference call such as onnxruntime's `session.run`, which calls back into no app
+ * code and whose result the app reads only after the call settles. In the default mode the trail then
+ * records such a prediction at the end of the event-loop turn instead of on the call's path (see
+ * docs/internals.md, "Queued predictions"). Internal: not part of the public spec.
+ */
+export const OPAQUE_CALLEE: unique symbol = Symbol.for('mltrail:opaque-callee');

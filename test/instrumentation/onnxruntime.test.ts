@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { context, SpanStatusCode, trace } from '@opentelemetry/api';
 import ort from 'onnxruntime-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxRuntimeInstrumentation } from '../../src/instrumentation/onnxruntime/index.js';
@@ -342,6 +342,42 @@ describe('OnnxRuntimeInstrumentation (real onnxruntime-node)', () => {
     expect(JSON.parse(body['ml.prediction.output'] as string)).toEqual({
       probability: { data: [...(out.probability.data as Float32Array)], dims: [1, 1], type: 'float32' },
     });
+  });
+
+  it('default mode: a run is recorded at the end of the turn, under the caller’s span, and its decision links to it', async () => {
+    const harness = await instrumented({ strict: false });
+    const session = await ort.InferenceSession.create(modelPath);
+    const server = harness.tracerProvider.getTracer('app').startSpan('POST /quote');
+    const features = new ort.Tensor('float32', [1, 2, 3], [1, 3]);
+    const atReturn = await context.with(trace.setSpan(context.active(), server), () =>
+      harness.trail.withPredictionScope(async () => {
+        await session.run({ features });
+        const [id] = harness.trail.currentPredictionIds();
+        const made = audit(harness).filter((r) => r.eventName === 'ml.prediction').length;
+        harness.trail.decide({ predictionId: id, outcome: 'quote' });
+        return { id, made };
+      }),
+    );
+    server.end();
+    // The app reuses its input tensor before the records are made: the digest is of what was run.
+    (features.data as Float32Array)[0] = 9;
+    expect(atReturn.made).toBe(0);
+    await harness.trail.flush();
+
+    const recs = audit(harness);
+    expect(recs.map((r) => r.eventName)).toEqual(['ml.model.unregistered', 'ml.prediction', 'ml.decision']);
+    expect(recs[1].body['ml.prediction.id']).toBe(atReturn.id);
+    expect(recs[1].body['ml.prediction.input_digest']).toBe(
+      `sha256:${createHash('sha256')
+        .update(canonicalize({ features: { data: [1, 2, 3], dims: [1, 3], type: 'float32' } }))
+        .digest('hex')}`,
+    );
+    const [span] = predictSpans(harness).filter((s) => s.name === 'ml.predict');
+    const decision = harness.spans.getFinishedSpans().find((s) => s.name === 'ml.decide');
+    expect(span.parentSpanContext?.spanId).toBe(server.spanContext().spanId);
+    expect(recs[1].body.span_id).toBe(span.spanContext().spanId);
+    expect(decision?.parentSpanContext?.spanId).toBe(server.spanContext().spanId);
+    expect(decision?.links.map((l) => l.context.spanId)).toEqual([span.spanContext().spanId]);
   });
 
   it('predictions inside a prediction scope are collected; disable() restores the original methods', async () => {

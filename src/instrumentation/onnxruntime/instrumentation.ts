@@ -11,6 +11,7 @@ import {
   type PredictSpec,
   type Trail,
 } from '../../trail/index.js';
+import { OPAQUE_CALLEE } from '../../trail/wrap.js';
 import { bindingOf, type LoadedModel, registeredModel } from '../model-binding.js';
 import { ModuleInstrumentation } from '../module-instrumentation.js';
 import { canonicalTensorsJson, dtypeOf, plainValues, shapeOf, type TensorLike } from '../tensor-view.js';
@@ -253,12 +254,16 @@ class FeedsSignature {
   }
 }
 
-/** The `trail.predict` spec of a plan's runs: the model's binding, the feeds' fields, the policy. */
+/**
+ * The `trail.predict` spec of a plan's runs: the model's binding, the feeds' fields, the policy. Marked
+ * {@link OPAQUE_CALLEE}: `session.run` runs native inference and calls back into no app code, so in the
+ * default mode the trail records a run at the end of the event-loop turn instead of on the call's path.
+ */
 function runSpec(
   bound: ReturnType<typeof bindingOf>,
   feeds: FeedsSignature,
   capture: CaptureMode | undefined,
-): PredictSpec<[Feeds], Promise<RunResult>> {
+): PredictSpec<[Feeds], Promise<RunResult>> & { [OPAQUE_CALLEE]: true } {
   const fields = Object.freeze({ ...bound.fields, ...feeds.fields });
   // Output names and dtypes repeat from run to run too: the last ones are kept and handed out again.
   let outputs: { names: string[]; dtypes: string[]; fields: Readonly<Record<string, unknown>> } | undefined;
@@ -288,6 +293,7 @@ function runSpec(
     modelDigest: bound.modelDigest,
     capture,
     fields,
+    [OPAQUE_CALLEE]: true,
   };
 }
 
