@@ -1,9 +1,11 @@
 // A fixed amount of audited work and nothing else, for counting instructions (not a timed benchmark):
-//   valgrind --tool=callgrind --callgrind-out-file=/dev/null node --predictable bench/calls.mjs <N> [predict|decide]
+//   valgrind --tool=callgrind --callgrind-out-file=/dev/null node --predictable bench/calls.mjs <N> [predict|decide|native]
 // Run it at two N (say 2 000 and 6 000) and divide the difference of the "Collected" counts by the
 // difference of N: the instructions of one call, start-up and compilation cancelled out. `--predictable`
 // runs V8's compilers and collector on the main thread, so the count repeats within ~1% whatever the
 // machine's load (docs/performance.md, "Measuring small cuts on a loaded machine"). Imports ../dist.
+// `native`: an awaited asynchronous prediction marked as a callee that runs no JavaScript (what the
+// onnxruntime instrumentation marks), so recorded through the trail's queue (docs/internals.md).
 import './node-check.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,8 +32,14 @@ const predict = trail.predict(
   { model, output: (p) => ({ score: p }) },
   (x) => 1 / (1 + Math.exp(-(0.1 * x.temp_max - 0.2 * x.temp_range + 0.3 * x.wind))),
 );
+// The mark is a registered symbol (src/trail/wrap.ts, OPAQUE_CALLEE); a build without it ignores it.
+const native = trail.predict(
+  { model, output: (p) => ({ score: p }), [Symbol.for('mltrail:opaque-callee')]: true },
+  async (x) => 1 / (1 + Math.exp(-(0.1 * x.temp_max - 0.2 * x.temp_range + 0.3 * x.wind))),
+);
 let i = 0;
 const calls = {
+  native: () => native({ temp_max: 12.8 + (i % 7), temp_min: 5, temp_range: 7.8, wind: 4.7 }),
   predict: () => predict({ temp_max: 12.8 + (i % 7), temp_min: 5, temp_range: 7.8, wind: 4.7 }),
   decide: () =>
     trail.decide({
@@ -49,7 +57,8 @@ if (call === undefined) {
   process.exit(2);
 }
 for (; i < N; i++) {
-  call();
+  if (what === 'native') await call();
+  else call();
   if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
 }
 await trail.flush();
