@@ -111,25 +111,17 @@ function eventOf(line) {
   return typeof r.event === 'string' ? r.event : r.body?.['event.name'];
 }
 
-/** Journal segments in a journal directory (every chain). */
-function segmentCount(journal) {
-  const chains = join(journal, 'chains');
-  if (!existsSync(chains)) return 0;
+/** Files ending in `ext` under `<journal>/<sub>/<chain>/`, over every chain: segments or built indexes. */
+function filesPerChain(journal, sub, ext) {
+  const top = join(journal, sub);
+  if (!existsSync(top)) return 0;
   let n = 0;
-  for (const chain of readdirSync(chains))
-    n += readdirSync(join(chains, chain)).filter((f) => f.endsWith('.ndjson')).length;
+  for (const chain of readdirSync(top))
+    n += readdirSync(join(top, chain)).filter((f) => f.endsWith(ext)).length;
   return n;
 }
-
-/** Segment indexes built in a journal directory (every chain). */
-function indexCount(journal) {
-  const index = join(journal, 'index');
-  if (!existsSync(index)) return 0;
-  let n = 0;
-  for (const chain of readdirSync(index))
-    n += readdirSync(join(index, chain)).filter((f) => f.endsWith('.idx')).length;
-  return n;
-}
+const segmentCount = (journal) => filesPerChain(journal, 'chains', '.ndjson');
+const indexCount = (journal) => filesPerChain(journal, 'index', '.idx');
 
 /** ml.prediction / ml.decision records in a journal directory (every chain, every segment). */
 function countRecords(journal) {
